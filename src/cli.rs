@@ -1,0 +1,377 @@
+//! clap types only: the command tree, global options and each command's args.
+
+use crate::drivers::DriverKind;
+use crate::duration::Ttl;
+use crate::env;
+use crate::model::StateFilter;
+use chrono::{DateTime, Utc};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+pub const EXIT_CODES_HELP: &str = "\
+Exit status:
+  0  success (an empty list included)
+  1  failure
+  2  usage error: a bad flag, value or input
+  3  not found: no token, profile or file by that name
+  4  authentication failed: a missing, wrong or expired credential
+  5  partial failure: some items of a bulk operation failed
+  6  unsupported: the driver cannot do this";
+
+/// Create, list, inspect, revoke and rotate bearer tokens.
+///
+/// With nothing configured, tok keeps tokens in an embedded store in your data
+/// directory; profiles and --url point it at a tok server.
+#[derive(Debug, Parser)]
+#[command(name = "tok", version, propagate_version = true, after_long_help = EXIT_CODES_HELP)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Global options")]
+pub struct GlobalArgs {
+    /// Use this profile from the config file.
+    #[arg(long, global = true, env = env::PROFILE, value_name = "NAME")]
+    pub profile: Option<String>,
+
+    /// Which gateway driver to use [default: local, or tok when --url is given].
+    #[arg(long, global = true, env = env::DRIVER, value_enum)]
+    pub driver: Option<DriverKind>,
+
+    /// URL of the gateway's admin API (implies the tok driver when no driver is named).
+    #[arg(long, global = true, env = env::URL)]
+    pub url: Option<String>,
+
+    /// Where the local driver keeps its store [default: $XDG_DATA_HOME/tok].
+    #[arg(long, global = true, env = env::DATA_DIR, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Output format [default: a table on a terminal, plain rows otherwise; the secret alone for create].
+    #[arg(short, long, global = true, env = env::OUTPUT, value_enum, value_name = "FORMAT")]
+    pub output: Option<OutputFormat>,
+
+    /// When to use colour.
+    #[arg(long, global = true, env = env::COLOR, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+
+    /// Print nothing on stderr but errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Say more on stderr (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Trust the CA certificates in this PEM file too.
+    #[arg(long, global = true, env = env::CA_CERT, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+
+    /// Do not verify TLS certificates (dangerous; tok warns every time).
+    #[arg(long, global = true)]
+    pub insecure: bool,
+
+    /// Give up on a gateway request after this long.
+    #[arg(long, global = true, env = env::TIMEOUT, value_name = "DURATION")]
+    pub timeout: Option<Ttl>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// A table for people (comfy-table), with relative times.
+    Table,
+    /// JSON: an object, or an array for lists (schema: docs/json-output.md).
+    Json,
+    /// One JSON object per line, streamed.
+    Jsonl,
+    /// Tab-separated values with a header row.
+    Tsv,
+    /// A `TOK_TOKEN=...` line, for `>> $GITHUB_ENV` (create and rotate only).
+    Env,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// Colour on a terminal, unless NO_COLOR is set.
+    Auto,
+    /// Always colour (tables only; JSON is never coloured).
+    Always,
+    /// Never colour.
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    Create(CreateArgs),
+    List(ListArgs),
+    Inspect(InspectArgs),
+    Revoke(RevokeArgs),
+    Rotate(RotateArgs),
+    #[command(subcommand)]
+    Profile(ProfileCommand),
+    Drivers(DriversArgs),
+}
+
+/// Create a token and print its secret on stdout.
+///
+/// The secret is printed once, alone, followed by a newline; a summary (id,
+/// expiry in UTC) goes to stderr. The store keeps only a hash of the secret.
+///
+/// Examples:
+///   tok create --ttl 15m --scope orders:read
+///   TOKEN=$(tok create --ttl 10m --name deploy-$RUN_ID)
+///   tok create --ttl 1h -o env >> "$GITHUB_ENV"
+///   tok create --expires-at 2030-01-01T00:00:00Z --label team=payments
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct CreateArgs {
+    /// Lifetime, with units s, m, h, d, w (15m, 1h30m) [default: 1h, or the profile's default_ttl].
+    #[arg(long, value_name = "DURATION", group = "lifetime")]
+    pub ttl: Option<Ttl>,
+
+    /// Expiry time, RFC 3339 (2030-01-01T00:00:00Z).
+    #[arg(long, value_name = "TIME", value_parser = parse_time, group = "lifetime")]
+    pub expires_at: Option<DateTime<Utc>>,
+
+    /// Make a token that never expires (only when asked for).
+    #[arg(long, group = "lifetime")]
+    pub no_expiry: bool,
+
+    /// A scope the token grants (repeatable).
+    #[arg(long = "scope", value_name = "SCOPE")]
+    pub scopes: Vec<String>,
+
+    /// A key=value label (repeatable).
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+
+    /// A name for people and filters (need not be unique).
+    #[arg(long)]
+    pub name: Option<String>,
+
+    /// A longer description.
+    #[arg(long)]
+    pub description: Option<String>,
+
+    /// How many times the token may be used.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), conflicts_with = "single_use")]
+    pub uses: Option<u64>,
+
+    /// The token may be used once (same as --uses 1).
+    #[arg(long)]
+    pub single_use: bool,
+
+    /// Do not print a newline after the secret.
+    #[arg(long)]
+    pub no_newline: bool,
+}
+
+/// The filters shared by `list` and bulk `revoke`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct FilterArgs {
+    /// Tokens whose name matches this glob (`deploy-*`).
+    #[arg(long, value_name = "GLOB")]
+    pub name: Option<String>,
+
+    /// Tokens with this label (repeatable; all must match).
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+
+    /// Tokens that carry this scope (repeatable; all must match).
+    #[arg(long = "scope", value_name = "SCOPE")]
+    pub scopes: Vec<String>,
+
+    /// Active tokens that expire within this long.
+    #[arg(long, value_name = "DURATION")]
+    pub expiring_within: Option<Ttl>,
+
+    /// Tokens created by this principal.
+    #[arg(long, value_name = "WHO")]
+    pub created_by: Option<String>,
+}
+
+impl FilterArgs {
+    pub fn is_empty(&self) -> bool {
+        self.name.is_none()
+            && self.labels.is_empty()
+            && self.scopes.is_empty()
+            && self.expiring_within.is_none()
+            && self.created_by.is_none()
+    }
+}
+
+/// List tokens (active ones unless --state says otherwise).
+///
+/// Never shows a secret: the fingerprint column identifies a token safely.
+///
+/// Examples:
+///   tok list
+///   tok list --state all --name 'deploy-*'
+///   tok list --expiring-within 24h -o json
+///   tok list --label team=payments -o tsv | cut -f1
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct ListArgs {
+    /// Which states to show.
+    #[arg(long, value_enum, default_value_t = StateFilter::Active)]
+    pub state: StateFilter,
+
+    #[command(flatten)]
+    pub filter: FilterArgs,
+
+    /// Show at most this many tokens.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u64>,
+}
+
+/// Show every field of a token, by id, id prefix, or secret on stdin.
+///
+/// A secret is never taken from the command line: pass `-` and pipe it in.
+/// A JWT on stdin is decoded offline; its signature is not verified.
+///
+/// Examples:
+///   tok inspect tk_3f9a2c
+///   tok inspect 3f9            # a unique prefix will do
+///   printf %s "$TOKEN" | tok inspect -
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct InspectArgs {
+    /// Token id, unique id prefix, or `-` to read a secret from stdin.
+    #[arg(value_name = "ID|-")]
+    pub id: String,
+}
+
+/// Revoke tokens by id, by secret on stdin, or by filter.
+///
+/// Asks for confirmation on a terminal; elsewhere --yes is required. Revoking
+/// a revoked token succeeds and says so.
+///
+/// Examples:
+///   tok revoke tk_3f9a2c --reason "leaked in a log"
+///   printf %s "$TOKEN" | tok revoke - --yes
+///   tok revoke --name 'deploy-*' --dry-run
+///   tok revoke --label env=ci --yes
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct RevokeArgs {
+    /// Token ids or prefixes; `-` reads ids or secrets from stdin, one per line.
+    #[arg(value_name = "ID|-")]
+    pub ids: Vec<String>,
+
+    #[command(flatten)]
+    pub filter: FilterArgs,
+
+    /// Show what would be revoked, and revoke nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Do not ask for confirmation.
+    #[arg(short, long)]
+    pub yes: bool,
+
+    /// Why the tokens are revoked (kept with them).
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
+/// Replace a token with a new one of the same name, scopes, labels and lifetime.
+///
+/// The new secret is printed as `create` prints it. The old token is revoked
+/// at once, or stays valid for --grace so that clients can switch over.
+///
+/// Examples:
+///   tok rotate tk_3f9a2c
+///   NEW=$(tok rotate tk_3f9a2c --grace 10m)
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct RotateArgs {
+    /// Token id or unique id prefix.
+    pub id: String,
+
+    /// Keep the old token valid this much longer.
+    #[arg(long, value_name = "DURATION")]
+    pub grace: Option<Ttl>,
+
+    /// Do not print a newline after the secret.
+    #[arg(long)]
+    pub no_newline: bool,
+}
+
+/// Manage profiles: named gateways with their settings.
+#[derive(Debug, Subcommand)]
+pub enum ProfileCommand {
+    Add(ProfileAddArgs),
+    List,
+    Show(ProfileNameArg),
+    Remove(ProfileNameArg),
+}
+
+/// Add or replace a profile.
+///
+/// The profile takes the global options given on this command line: --driver,
+/// --url, --data-dir, --timeout, --ca-cert and --insecure (never from the
+/// environment, so a stray TOK_URL does not end up in the file).
+///
+/// Examples:
+///   tok profile add dev --driver local --data-dir ~/tok-dev --default-ttl 15m
+///   tok profile add prod --url https://tok.example.com --default
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct ProfileAddArgs {
+    pub name: String,
+    /// Lifetime of tokens created without --ttl.
+    #[arg(long, value_name = "DURATION")]
+    pub default_ttl: Option<Ttl>,
+    /// Make this the default profile.
+    #[arg(long)]
+    pub default: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ProfileNameArg {
+    pub name: String,
+}
+
+/// List the drivers and what each can do.
+#[derive(Debug, Args)]
+pub struct DriversArgs {}
+
+/// RFC 3339 time, e.g. 2030-01-01T00:00:00Z.
+pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| {
+            format!("`{s}` is not an RFC 3339 time ({e}); write e.g. 2030-01-01T00:00:00Z")
+        })
+}
+
+/// `key=value`.
+pub fn parse_label(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("`{s}` is not KEY=VALUE (e.g. team=payments)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn label_and_time_parsers() {
+        assert_eq!(parse_label("a=b=c").unwrap(), ("a".into(), "b=c".into()));
+        assert!(parse_label("=x").is_err());
+        assert!(parse_label("nokey").is_err());
+        assert!(parse_time("2030-01-01T00:00:00Z").is_ok());
+        assert!(parse_time("2030-01-01").is_err());
+    }
+}

@@ -1,0 +1,97 @@
+//! `tok create`.
+
+use super::{driver, emit_secret, Ctx};
+use crate::cli::CreateArgs;
+use crate::drivers::Op;
+use crate::duration;
+use crate::error::UserError;
+use crate::model::{check_new_token, NewToken};
+use crate::output::rfc3339;
+use anyhow::Result;
+use chrono::Utc;
+use std::collections::BTreeMap;
+
+pub fn run(ctx: &Ctx, args: CreateArgs) -> Result<()> {
+    let now = Utc::now();
+    let expires_at = if args.no_expiry {
+        None
+    } else if let Some(t) = args.expires_at {
+        if t <= now {
+            return Err(
+                UserError::usage(format!("--expires-at {} is in the past", rfc3339(t)))
+                    .hint(format!("give a time after {}, or use --ttl", rfc3339(now)))
+                    .into(),
+            );
+        }
+        Some(t)
+    } else {
+        let ttl = match args.ttl {
+            Some(t) => t,
+            None => ctx.default_ttl()?,
+        };
+        Some(now + ttl.delta())
+    };
+    let new = NewToken {
+        name: args.name,
+        description: args.description,
+        scopes: args.scopes,
+        labels: labels_map(args.labels)?,
+        expires_at,
+        max_uses: if args.single_use { Some(1) } else { args.uses },
+    };
+    check_new_token(&new).map_err(|e| UserError::usage(format!("cannot create the token: {e}")))?;
+
+    let gw = ctx.gateway()?;
+    gw.require(Op::Create)?;
+    if !new.scopes.is_empty() {
+        gw.require(Op::Scopes)?;
+    }
+    if !new.labels.is_empty() {
+        gw.require(Op::Labels)?;
+    }
+    if new.max_uses.is_some() {
+        gw.require(Op::UseLimits)?;
+    }
+    if new.expires_at.is_some() {
+        gw.require(Op::Expiry)?;
+    }
+    let created = driver(gw.create(&new), || "could not create a token".into())?;
+    emit_secret(ctx, &created, args.no_newline)?;
+    summary(ctx, "created", &created.token);
+    Ok(())
+}
+
+/// The stderr summary of a new token: id, name, expiry in UTC and relative.
+pub fn summary(ctx: &Ctx, verb: &str, t: &crate::model::Token) {
+    let now = Utc::now();
+    let name = t
+        .name
+        .as_deref()
+        .map(|n| format!(" ({n})"))
+        .unwrap_or_default();
+    let expiry = match t.expires_at {
+        Some(e) => format!("expires {} ({})", rfc3339(e), duration::relative(e, now)),
+        None => "never expires".into(),
+    };
+    let mut line = format!("{verb} {}{name}, {expiry}", t.id);
+    if !t.scopes.is_empty() {
+        line.push_str(&format!(", scopes {}", t.scopes.join(" ")));
+    }
+    if let Some(m) = t.max_uses {
+        line.push_str(&format!(", {m} use{}", if m == 1 { "" } else { "s" }));
+    }
+    ctx.out.info(line);
+}
+
+/// Repeated `--label k=v` into a map; a key given twice is an error.
+pub fn labels_map(labels: Vec<(String, String)>) -> Result<BTreeMap<String, String>> {
+    let mut map = BTreeMap::new();
+    for (k, v) in labels {
+        if map.insert(k.clone(), v).is_some() {
+            return Err(UserError::usage(format!("label `{k}` is given twice"))
+                .hint("give each label key once")
+                .into());
+        }
+    }
+    Ok(map)
+}

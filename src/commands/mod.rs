@@ -1,0 +1,212 @@
+//! One file per verb. Each takes the run's context and its own args.
+
+pub mod create;
+pub mod drivers;
+pub mod inspect;
+pub mod list;
+pub mod profile;
+pub mod revoke;
+pub mod rotate;
+
+use crate::cli::{Cli, Command, GlobalArgs, OutputFormat};
+use crate::config::{self, Config, Profile};
+use crate::drivers::{local::Local, DriverError, DriverKind, Gateway};
+use crate::duration::Ttl;
+use crate::error::{self, Kind, UserError};
+use crate::model::Created;
+use crate::output::{self, Out};
+use anyhow::{Context, Result};
+use clap::{ArgMatches, CommandFactory, FromArgMatches};
+use std::io::Write;
+use std::path::PathBuf;
+
+/// The default lifetime of a token created without --ttl or a profile default.
+pub const DEFAULT_TTL: Ttl = Ttl::from_secs(3600);
+
+/// Everything a command needs: resolved options, the profile, output settings.
+pub struct Ctx {
+    pub global: GlobalArgs,
+    pub matches: ArgMatches,
+    pub config: Config,
+    pub profile_name: Option<String>,
+    pub profile: Profile,
+    pub out: Out,
+}
+
+/// Parses argv, runs the command, and returns the process exit code.
+pub fn main() -> i32 {
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let out = Out::new(
+        cli.global.output,
+        cli.global.color,
+        cli.global.quiet,
+        cli.global.verbose,
+    );
+    let result = Ctx::new(cli.global, matches, out).and_then(|ctx| run(&ctx, cli.command));
+    match result {
+        Ok(()) => error::exit::SUCCESS,
+        Err(e) => error::report(&e),
+    }
+}
+
+fn run(ctx: &Ctx, command: Command) -> Result<()> {
+    match command {
+        Command::Create(a) => create::run(ctx, a),
+        Command::List(a) => list::run(ctx, a),
+        Command::Inspect(a) => inspect::run(ctx, a),
+        Command::Revoke(a) => revoke::run(ctx, a),
+        Command::Rotate(a) => rotate::run(ctx, a),
+        Command::Profile(c) => profile::run(ctx, c),
+        Command::Drivers(a) => drivers::run(ctx, a),
+    }
+}
+
+impl Ctx {
+    pub fn new(global: GlobalArgs, matches: ArgMatches, out: Out) -> Result<Ctx> {
+        let config = Config::load()?;
+        let profile_name = global
+            .profile
+            .clone()
+            .or_else(|| config.default_profile.clone());
+        let profile = match &profile_name {
+            Some(name) => config.profile(name)?.clone(),
+            None => Profile::default(),
+        };
+        Ok(Ctx {
+            global,
+            matches,
+            config,
+            profile_name,
+            profile,
+            out,
+        })
+    }
+
+    pub fn url(&self) -> Option<&str> {
+        self.global.url.as_deref().or(self.profile.url.as_deref())
+    }
+
+    /// flag/env > profile > (a URL means tok) > local.
+    pub fn driver_kind(&self) -> DriverKind {
+        self.global
+            .driver
+            .or(self.profile.driver)
+            .unwrap_or(if self.url().is_some() {
+                DriverKind::Tok
+            } else {
+                DriverKind::Local
+            })
+    }
+
+    pub fn data_dir(&self) -> Result<PathBuf> {
+        match self
+            .global
+            .data_dir
+            .clone()
+            .or(self.profile.data_dir.clone())
+        {
+            Some(d) => Ok(d),
+            None => config::default_data_dir(),
+        }
+    }
+
+    pub fn default_ttl(&self) -> Result<Ttl> {
+        match &self.profile.default_ttl {
+            None => Ok(DEFAULT_TTL),
+            Some(s) => s.parse().map_err(|e| {
+                UserError::usage(format!(
+                    "profile `{}` has a bad default_ttl: {e}",
+                    self.profile_name.as_deref().unwrap_or("?")
+                ))
+                .hint("fix it with `tok profile add NAME --default-ttl 1h`")
+                .into()
+            }),
+        }
+    }
+
+    /// The driver this run talks to.
+    pub fn gateway(&self) -> Result<Box<dyn Gateway>> {
+        match self.driver_kind() {
+            DriverKind::Local => {
+                let dir = self.data_dir()?;
+                Ok(Box::new(Local::open(&dir)?))
+            }
+            DriverKind::Tok => Err(UserError::new(
+                Kind::Unsupported,
+                "the tok driver is not built into this tok",
+            )
+            .hint("use the local driver (unset TOK_URL and --url)")
+            .into()),
+        }
+    }
+}
+
+/// Prints a new secret as `create` and `rotate` do: alone on stdout with one
+/// newline (or none), as JSON with the token, or as a `TOK_TOKEN=` line.
+pub fn emit_secret(ctx: &Ctx, created: &Created, no_newline: bool) -> Result<()> {
+    let secret = created.secret.expose();
+    if std::env::var(crate::env::GITHUB_ACTIONS).as_deref() == Ok("true") {
+        // The runner reads workflow commands from stderr too; stdout stays data.
+        eprintln!("::add-mask::{secret}");
+    }
+    let mut stdout = std::io::stdout().lock();
+    match ctx.global.output {
+        None | Some(OutputFormat::Table) => {
+            stdout.write_all(secret.as_bytes())?;
+            if !no_newline {
+                stdout.write_all(b"\n")?;
+            }
+        }
+        Some(OutputFormat::Env) => writeln!(stdout, "TOK_TOKEN={secret}")?,
+        Some(f @ (OutputFormat::Json | OutputFormat::Jsonl)) => {
+            let mut v = serde_json::to_value(&created.token)?;
+            v["secret"] = serde_json::Value::String(secret.to_string());
+            if f == OutputFormat::Json {
+                output::write_json_pretty(&mut stdout, &v)?;
+            } else {
+                output::write_json(&mut stdout, &v)?;
+                writeln!(stdout)?;
+            }
+        }
+        Some(OutputFormat::Tsv) => {
+            return Err(UserError::usage("`-o tsv` does not apply to a new secret")
+                .hint("use -o json, -o env, or no -o for the secret alone")
+                .into())
+        }
+    }
+    stdout.flush().context("could not write the secret")?;
+    Ok(())
+}
+
+/// Reads all of stdin, for secrets and id lists; refuses a terminal with a hint
+/// unless `prompt` is given, in which case it asks without echo.
+pub fn read_stdin(ctx: &Ctx, prompt: Option<&str>) -> Result<String> {
+    use std::io::Read;
+    if ctx.out.stdin_tty {
+        if let (Some(p), true) = (prompt, ctx.out.stderr_tty) {
+            return Ok(dialoguer::Password::new()
+                .with_prompt(p)
+                .allow_empty_password(false)
+                .interact()?);
+        }
+        return Err(
+            UserError::usage("`-` reads from stdin, but stdin is a terminal")
+                .hint("pipe the input in, e.g. `printf %s \"$TOKEN\" | tok inspect -`")
+                .into(),
+        );
+    }
+    let mut buf = String::new();
+    std::io::stdin()
+        .read_to_string(&mut buf)
+        .context("could not read stdin")?;
+    Ok(buf)
+}
+
+/// Maps a driver error to anyhow with context, keeping its kind for the exit code.
+pub fn driver<T>(r: Result<T, DriverError>, what: impl FnOnce() -> String) -> Result<T> {
+    r.map_err(|e| anyhow::Error::new(e).context(what()))
+}

@@ -1,0 +1,177 @@
+//! `tok profile add|list|show|remove`.
+
+use super::Ctx;
+use crate::cli::{OutputFormat, ProfileAddArgs, ProfileCommand, ProfileNameArg};
+use crate::config::{Config, Profile};
+use crate::error::{Kind, UserError};
+use crate::output;
+use anyhow::Result;
+use clap::parser::ValueSource;
+use serde_json::json;
+use std::io::Write;
+
+pub fn run(ctx: &Ctx, cmd: ProfileCommand) -> Result<()> {
+    match cmd {
+        ProfileCommand::Add(a) => add(ctx, a),
+        ProfileCommand::List => list(ctx),
+        ProfileCommand::Show(a) => show(ctx, a),
+        ProfileCommand::Remove(a) => remove(ctx, a),
+    }
+}
+
+/// Whether global option `id` was typed on this command line (not from env).
+fn typed(ctx: &Ctx, id: &str) -> bool {
+    let sub = ctx
+        .matches
+        .subcommand_matches("profile")
+        .and_then(|m| m.subcommand_matches("add"));
+    [Some(&ctx.matches), sub]
+        .into_iter()
+        .flatten()
+        .any(|m| m.value_source(id) == Some(ValueSource::CommandLine))
+}
+
+fn valid_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+    if ok {
+        Ok(())
+    } else {
+        Err(
+            UserError::usage(format!("`{name}` is not a valid profile name"))
+                .hint("use letters, digits, `-`, `_` and `.` (at most 64)")
+                .into(),
+        )
+    }
+}
+
+fn add(ctx: &Ctx, a: ProfileAddArgs) -> Result<()> {
+    valid_name(&a.name)?;
+    let g = &ctx.global;
+    let mut p = Profile {
+        default_ttl: a.default_ttl.map(|t| t.to_string()),
+        ..Profile::default()
+    };
+    if typed(ctx, "driver") {
+        p.driver = g.driver;
+    }
+    if typed(ctx, "url") {
+        p.url = g.url.clone();
+    }
+    if typed(ctx, "data_dir") {
+        p.data_dir = g.data_dir.clone();
+    }
+    if typed(ctx, "timeout") {
+        p.timeout = g.timeout.map(|t| t.to_string());
+    }
+    if typed(ctx, "ca_cert") {
+        p.ca_cert = g.ca_cert.clone();
+    }
+    p.insecure = g.insecure;
+    if p.insecure {
+        ctx.out.warn(format!(
+            "profile `{}` skips TLS certificate verification; anyone on the path can read its traffic",
+            a.name
+        ));
+    }
+    let mut config = Config::load()?;
+    let replaced = config.profiles.insert(a.name.clone(), p).is_some();
+    if a.default {
+        config.default_profile = Some(a.name.clone());
+    }
+    config.save()?;
+    ctx.out.info(format!(
+        "{} profile `{}` in {}",
+        if replaced { "replaced" } else { "added" },
+        a.name,
+        Config::path()?.display()
+    ));
+    Ok(())
+}
+
+fn list(ctx: &Ctx) -> Result<()> {
+    let config = &ctx.config;
+    let mut stdout = std::io::stdout().lock();
+    let driver_of = |p: &Profile| {
+        p.driver
+            .unwrap_or(if p.url.is_some() {
+                crate::drivers::DriverKind::Tok
+            } else {
+                crate::drivers::DriverKind::Local
+            })
+            .as_str()
+    };
+    match ctx.global.output {
+        Some(OutputFormat::Json | OutputFormat::Jsonl) => {
+            let v: Vec<_> = config
+                .profiles
+                .iter()
+                .map(|(name, p)| {
+                    json!({
+                        "name": name,
+                        "default": config.default_profile.as_deref() == Some(name),
+                        "driver": driver_of(p),
+                        "url": p.url,
+                    })
+                })
+                .collect();
+            output::write_json_pretty(&mut stdout, &v)?;
+        }
+        _ => {
+            for (name, p) in &config.profiles {
+                let mark = if config.default_profile.as_deref() == Some(name) {
+                    "*"
+                } else {
+                    " "
+                };
+                writeln!(
+                    stdout,
+                    "{mark} {name}\t{}\t{}",
+                    driver_of(p),
+                    p.url.as_deref().unwrap_or("-")
+                )?;
+            }
+            if config.profiles.is_empty() {
+                ctx.out
+                    .info("no profiles; add one with `tok profile add NAME --url URL`");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn show(ctx: &Ctx, a: ProfileNameArg) -> Result<()> {
+    let p = ctx.config.profile(&a.name)?;
+    let mut stdout = std::io::stdout().lock();
+    match ctx.global.output {
+        Some(OutputFormat::Json | OutputFormat::Jsonl) => {
+            output::write_json_pretty(&mut stdout, p)?
+        }
+        _ => {
+            let text = toml::to_string_pretty(p)?;
+            writeln!(stdout, "[profile.{}]", a.name)?;
+            stdout.write_all(text.as_bytes())?;
+        }
+    }
+    Ok(())
+}
+
+fn remove(ctx: &Ctx, a: ProfileNameArg) -> Result<()> {
+    let mut config = Config::load()?;
+    if config.profiles.remove(&a.name).is_none() {
+        return Err(
+            UserError::new(Kind::NotFound, format!("no profile named `{}`", a.name))
+                .hint("run `tok profile list` to see the profiles")
+                .into(),
+        );
+    }
+    if config.default_profile.as_deref() == Some(&a.name) {
+        config.default_profile = None;
+    }
+    config.save()?;
+    ctx.out.info(format!("removed profile `{}`", a.name));
+    Ok(())
+}

@@ -1,0 +1,280 @@
+//! `tok revoke`: by id, by id or secret on stdin, or by filter (bulk).
+
+use super::{list::to_filter, read_stdin, Ctx};
+use crate::cli::{OutputFormat, RevokeArgs};
+use crate::drivers::{DriverError, Gateway, Op};
+use crate::error::{Partial, UserError};
+use crate::model::{limits, RevokeOutcome, StateFilter, Token};
+use crate::output::{self, ListWriter};
+use crate::secret::{self, Secret};
+use anyhow::Result;
+use serde::Serialize;
+use std::io::Write;
+
+/// What the user named: an id (or prefix), or a secret read from stdin.
+enum Target {
+    Id(String),
+    Secret(Secret),
+}
+
+impl Target {
+    fn describe(&self) -> String {
+        match self {
+            Target::Id(id) => id.clone(),
+            Target::Secret(s) => s.fingerprint(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Report {
+    id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    outcome: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+pub fn run(ctx: &Ctx, args: RevokeArgs) -> Result<()> {
+    if let Some(r) = &args.reason {
+        if r.chars().count() > limits::REASON_MAX {
+            return Err(UserError::usage(format!(
+                "--reason is longer than {} characters",
+                limits::REASON_MAX
+            ))
+            .into());
+        }
+    }
+    let has_filter = !args.filter.is_empty();
+    if args.ids.is_empty() && !has_filter {
+        return Err(UserError::usage("nothing to revoke")
+            .hint("name token ids, `-` to read ids or secrets from stdin, or filters such as --name 'deploy-*'")
+            .into());
+    }
+    if !args.ids.is_empty() && has_filter {
+        return Err(UserError::usage("give ids or filters, not both")
+            .hint("run one revoke for the ids and another for the filters")
+            .into());
+    }
+    let mut targets = Vec::new();
+    for id in &args.ids {
+        if id == "-" {
+            let input = read_stdin(ctx, None)?;
+            for line in input.lines().map(str::trim).filter(|l| !l.is_empty()) {
+                targets.push(if secret::looks_like_secret(line) {
+                    Target::Secret(Secret::new(line))
+                } else {
+                    Target::Id(line.to_string())
+                });
+            }
+        } else if secret::looks_like_secret(id) {
+            return Err(UserError::usage("a secret was given on the command line")
+                .hint("secrets end up in shell history; pipe it in: `printf %s \"$TOKEN\" | tok revoke - --yes`")
+                .into());
+        } else {
+            targets.push(Target::Id(id.clone()));
+        }
+    }
+
+    let gw = ctx.gateway()?;
+    gw.require(Op::Revoke)?;
+
+    // Resolve every target to a token first, so the prompt can say what goes.
+    let mut tokens: Vec<Token> = Vec::new();
+    let mut failures: Vec<(String, anyhow::Error)> = Vec::new();
+    if has_filter {
+        gw.require(Op::List)?;
+        let filter = to_filter(&args.filter, StateFilter::Active, None);
+        super::driver(
+            gw.list(&filter, &mut |t| {
+                tokens.push(t);
+                Ok(())
+            }),
+            || "could not list the tokens to revoke".into(),
+        )?;
+    }
+    for target in &targets {
+        match resolve(gw.as_ref(), target) {
+            Ok(t) if tokens.iter().any(|x| x.id == t.id) => {}
+            Ok(t) => tokens.push(t),
+            Err(e) => failures.push((target.describe(), e.into())),
+        }
+    }
+    let total = tokens.len() + failures.len();
+    // A lone failure is reported once, as the command's error; in bulk, each is
+    // reported as it happens and the exit code says partial failure.
+    let bulk = total > 1;
+    if bulk {
+        for (what, e) in &failures {
+            let _ = writeln!(std::io::stderr(), "error: {what}: {e:#}");
+        }
+    }
+
+    if args.dry_run {
+        let stdout = std::io::stdout().lock();
+        let mut w = ListWriter::new(&ctx.out, Box::new(std::io::BufWriter::new(stdout)))?;
+        for t in &tokens {
+            w.push(t.clone())?;
+        }
+        w.finish()?;
+        ctx.out.info(format!(
+            "dry run: would revoke {} token{}; nothing was revoked",
+            tokens.len(),
+            plural(tokens.len())
+        ));
+        return finish(failures, total);
+    }
+
+    if tokens.is_empty() {
+        if failures.is_empty() {
+            ctx.out.info("no tokens match; nothing to revoke");
+            return Ok(());
+        }
+        return finish(failures, total);
+    }
+
+    if !args.yes {
+        if !ctx.out.interactive() {
+            return Err(UserError::usage(format!(
+                "refusing to revoke {} token{} without confirmation",
+                tokens.len(),
+                plural(tokens.len())
+            ))
+            .hint("pass --yes to revoke without a prompt (or --dry-run to see what would go)")
+            .into());
+        }
+        let names: Vec<String> = tokens
+            .iter()
+            .take(5)
+            .map(|t| match &t.name {
+                Some(n) => format!("{} ({n})", t.id),
+                None => t.id.clone(),
+            })
+            .collect();
+        let more = if tokens.len() > 5 {
+            format!(" and {} more", tokens.len() - 5)
+        } else {
+            String::new()
+        };
+        let ok = dialoguer::Confirm::new()
+            .with_prompt(format!("Revoke {}{more}?", names.join(", ")))
+            .default(false)
+            .interact()?;
+        if !ok {
+            return Err(UserError::usage("revoke cancelled; nothing was revoked").into());
+        }
+    }
+
+    let bar = (ctx.out.stderr_tty && !ctx.out.quiet && tokens.len() > 1).then(|| {
+        let b = indicatif::ProgressBar::new(tokens.len() as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} revoking")
+                .expect("valid template"),
+        );
+        b
+    });
+    let say = |msg: String| match &bar {
+        Some(b) => b.println(msg),
+        None => ctx.out.info(msg),
+    };
+    let mut reports = Vec::new();
+    for t in &tokens {
+        let r = gw.revoke(&t.id, args.reason.as_deref());
+        let label = match &t.name {
+            Some(n) => format!("{} ({n})", t.id),
+            None => t.id.clone(),
+        };
+        match r {
+            Ok((_, RevokeOutcome::Revoked)) => {
+                say(format!("revoked {label}"));
+                reports.push(Report {
+                    id: t.id.clone(),
+                    name: t.name.clone(),
+                    outcome: "revoked",
+                    error: None,
+                });
+            }
+            Ok((_, RevokeOutcome::AlreadyRevoked)) => {
+                say(format!("{label} was already revoked"));
+                reports.push(Report {
+                    id: t.id.clone(),
+                    name: t.name.clone(),
+                    outcome: "already_revoked",
+                    error: None,
+                });
+            }
+            Err(e) => {
+                let e = anyhow::Error::new(e);
+                if bulk {
+                    say(format!("error: could not revoke {label}: {e:#}"));
+                }
+                reports.push(Report {
+                    id: t.id.clone(),
+                    name: t.name.clone(),
+                    outcome: "failed",
+                    error: Some(format!("{e:#}")),
+                });
+                failures.push((label, e));
+            }
+        }
+        if let Some(b) = &bar {
+            b.inc(1);
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    if matches!(
+        ctx.global.output,
+        Some(OutputFormat::Json | OutputFormat::Jsonl)
+    ) {
+        let mut stdout = std::io::stdout().lock();
+        if ctx.global.output == Some(OutputFormat::Json) {
+            output::write_json_pretty(&mut stdout, &reports)?;
+        } else {
+            for r in &reports {
+                output::write_json(&mut stdout, r)?;
+                writeln!(stdout)?;
+            }
+        }
+    }
+    finish(failures, total)
+}
+
+fn resolve(gw: &dyn Gateway, target: &Target) -> Result<Token, DriverError> {
+    match target {
+        Target::Id(id) => gw.get(id),
+        Target::Secret(s) => {
+            if let Err(e) = s.validate() {
+                return Err(DriverError::Invalid(format!(
+                    "that is not a valid tok secret: {e}"
+                )));
+            }
+            gw.require(Op::InspectBySecret)?;
+            gw.lookup(s)
+        }
+    }
+}
+
+/// One item that failed alone keeps its own error (and exit code); several
+/// items with any failure are a partial failure.
+fn finish(mut failures: Vec<(String, anyhow::Error)>, total: usize) -> Result<()> {
+    match (failures.len(), total) {
+        (0, _) => Ok(()),
+        (1, 1) => {
+            let (what, e) = failures.remove(0);
+            Err(e.context(format!("could not revoke {what}")))
+        }
+        (n, total) => Err(anyhow::Error::new(Partial { failed: n, total })
+            .context("some tokens could not be revoked")),
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}

@@ -1,0 +1,30 @@
+//! `tok rotate`.
+
+use super::{create::summary, driver, emit_secret, Ctx};
+use crate::cli::RotateArgs;
+use crate::drivers::Op;
+use crate::output::rfc3339;
+use anyhow::Result;
+
+pub fn run(ctx: &Ctx, args: RotateArgs) -> Result<()> {
+    let gw = ctx.gateway()?;
+    gw.require(Op::Rotate)?;
+    let old = driver(gw.get(&args.id), || {
+        format!("could not rotate token {}", args.id)
+    })?;
+    let (created, old) = driver(gw.rotate(&old.id, args.grace.map(|g| g.as_secs())), || {
+        format!("could not rotate token {}", old.id)
+    })?;
+    emit_secret(ctx, &created, args.no_newline)?;
+    summary(ctx, "created", &created.token);
+    match (old.revoked_at, old.expires_at) {
+        (Some(_), _) => ctx.out.info(format!("revoked {}", old.id)),
+        (None, Some(e)) => ctx.out.info(format!(
+            "{} stays valid until {} (grace)",
+            old.id,
+            rfc3339(e)
+        )),
+        (None, None) => ctx.out.info(format!("{} stays valid", old.id)),
+    }
+    Ok(())
+}

@@ -1,0 +1,178 @@
+//! Profiles in `$XDG_CONFIG_HOME/tok/config.toml` (`TOK_CONFIG_DIR` overrides),
+//! and the data directory of the embedded store.
+
+use crate::drivers::DriverKind;
+use crate::error::UserError;
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub const CONFIG_FILE: &str = "config.toml";
+
+/// The whole config file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The profile used when neither `--profile` nor `TOK_PROFILE` names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_profile: Option<String>,
+    #[serde(default, rename = "profile")]
+    pub profiles: BTreeMap<String, Profile>,
+}
+
+/// One named gateway and its settings. Holds no secret.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<DriverKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Lifetime of a token created without --ttl, --expires-at or --no-expiry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_ttl: Option<String>,
+    /// Where the `local` driver keeps its store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// A PEM file of extra CA certificates to trust.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_cert: Option<PathBuf>,
+    /// Skip TLS verification (tok warns every time).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure: bool,
+    /// Request timeout, as a duration (`30s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+}
+
+/// The config directory: `TOK_CONFIG_DIR`, else `$XDG_CONFIG_HOME/tok`.
+pub fn config_dir() -> Result<PathBuf> {
+    if let Some(d) = non_empty_env(crate::env::CONFIG_DIR) {
+        return Ok(PathBuf::from(d));
+    }
+    xdg_dir("XDG_CONFIG_HOME", ".config", dirs::config_dir)
+}
+
+/// The default data directory, `$XDG_DATA_HOME/tok` (`--data-dir` and
+/// `TOK_DATA_DIR`, resolved by clap, and a profile's `data_dir` come first).
+pub fn default_data_dir() -> Result<PathBuf> {
+    xdg_dir("XDG_DATA_HOME", ".local/share", dirs::data_dir)
+}
+
+/// The cache directory, for completion caches: `$XDG_CACHE_HOME/tok`.
+pub fn cache_dir() -> Result<PathBuf> {
+    xdg_dir("XDG_CACHE_HOME", ".cache", dirs::cache_dir)
+}
+
+/// XDG rules on every Unix (the variable, else `~/<fallback>`), the platform's
+/// own place elsewhere.
+fn xdg_dir(var: &str, fallback: &str, platform: fn() -> Option<PathBuf>) -> Result<PathBuf> {
+    let base = if cfg!(unix) {
+        match non_empty_env(var) {
+            Some(v) if Path::new(&v).is_absolute() => Some(PathBuf::from(v)),
+            _ => dirs::home_dir().map(|h| h.join(fallback)),
+        }
+    } else {
+        platform()
+    };
+    base.map(|b| b.join("tok")).ok_or_else(|| {
+        UserError::usage(format!("cannot find a home directory for {var}"))
+            .hint(format!("set HOME or {var}"))
+            .into()
+    })
+}
+
+fn non_empty_env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+impl Config {
+    pub fn path() -> Result<PathBuf> {
+        Ok(config_dir()?.join(CONFIG_FILE))
+    }
+
+    /// Loads the config; a missing file is an empty config.
+    pub fn load() -> Result<Config> {
+        let path = Self::path()?;
+        Self::load_from(&path)
+    }
+
+    pub fn load_from(path: &Path) -> Result<Config> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
+            Err(e) => return Err(e).with_context(|| format!("could not read {}", path.display())),
+        };
+        toml::from_str(&text).map_err(|e| {
+            UserError::usage(format!("{} is not a valid tok config: {e}", path.display()))
+                .hint("fix the file, or remove it and add profiles again with `tok profile add`")
+                .into()
+        })
+    }
+
+    /// Writes the config atomically (temp file + rename), 0600 in a 0700 dir.
+    pub fn save(&self) -> Result<()> {
+        let path = Self::path()?;
+        let text = toml::to_string_pretty(self).context("could not serialize the config")?;
+        write_private_atomic(&path, text.as_bytes())
+    }
+
+    pub fn profile(&self, name: &str) -> Result<&Profile> {
+        self.profiles.get(name).ok_or_else(|| {
+            UserError::new(
+                crate::error::Kind::NotFound,
+                format!("no profile named `{name}`"),
+            )
+            .hint("run `tok profile list` to see the profiles, or `tok profile add` to make one")
+            .into()
+        })
+    }
+}
+
+/// Writes `bytes` to `path` so that readers see the old file or the new one,
+/// never half of one; the file is 0600 and its directory 0700 when created.
+pub fn write_private_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .context("a file path without a parent directory")?;
+    if !dir.is_dir() {
+        let mut b = std::fs::DirBuilder::new();
+        b.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+        b.create(dir)
+            .with_context(|| format!("could not create {}", dir.display()))?;
+    }
+    // tempfile creates 0600 files on Unix.
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("could not write in {}", dir.display()))?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path)
+        .with_context(|| format!("could not replace {}", path.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_rejects_unknown_keys() {
+        let mut c = Config::default();
+        c.profiles.insert(
+            "prod".into(),
+            Profile {
+                driver: Some(DriverKind::Tok),
+                url: Some("https://tok.example".into()),
+                default_ttl: Some("15m".into()),
+                ..Profile::default()
+            },
+        );
+        let text = toml::to_string_pretty(&c).unwrap();
+        assert_eq!(toml::from_str::<Config>(&text).unwrap(), c);
+        assert!(toml::from_str::<Config>("[profile.x]\ndrvier = 'tok'\n").is_err());
+    }
+}

@@ -1,0 +1,209 @@
+//! TTL parsing (`15m`, `1h30m`, `2w`) and human rendering (`in 14m`, `3d ago`).
+
+use chrono::{DateTime, TimeDelta, Utc};
+use std::fmt;
+use std::str::FromStr;
+
+/// A positive span of time given with units. A bare number is refused: `--ttl 15`
+/// could mean seconds or minutes, and a token lifetime is no place to guess.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Ttl(u64);
+
+/// Ten years: enough for any token that should expire at all.
+pub const MAX_SECONDS: u64 = 10 * 366 * 86_400;
+
+impl Ttl {
+    pub const fn from_secs(secs: u64) -> Self {
+        Ttl(secs)
+    }
+    pub fn as_secs(self) -> u64 {
+        self.0
+    }
+    pub fn delta(self) -> TimeDelta {
+        TimeDelta::seconds(self.0 as i64)
+    }
+}
+
+impl FromStr for Ttl {
+    type Err = String;
+
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        let s = input.trim();
+        if s.is_empty() {
+            return Err("empty duration; use a number with a unit, e.g. 15m or 1h30m".into());
+        }
+        if s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!(
+                "`{s}` has no unit; write {s}s, {s}m, {s}h, {s}d or {s}w (e.g. 15m, 1h30m)"
+            ));
+        }
+        let mut total: u64 = 0;
+        let mut digits = String::new();
+        let mut last_unit_rank = usize::MAX;
+        for c in s.chars() {
+            if c.is_ascii_digit() {
+                digits.push(c);
+                continue;
+            }
+            let (mult, rank) = match c {
+                'w' => (604_800, 4),
+                'd' => (86_400, 3),
+                'h' => (3_600, 2),
+                'm' => (60, 1),
+                's' => (1, 0),
+                _ => {
+                    return Err(format!(
+                        "`{s}`: unknown unit `{c}`; units are s, m, h, d and w (e.g. 90s, 15m, 1h30m, 2d)"
+                    ))
+                }
+            };
+            if digits.is_empty() {
+                return Err(format!("`{s}`: unit `{c}` has no number before it"));
+            }
+            if rank >= last_unit_rank {
+                return Err(format!(
+                    "`{s}`: units must go from largest to smallest, each once (e.g. 1d12h, 1h30m)"
+                ));
+            }
+            last_unit_rank = rank;
+            let n: u64 = digits
+                .parse()
+                .map_err(|_| format!("`{s}`: number too large"))?;
+            digits.clear();
+            total = n
+                .checked_mul(mult)
+                .and_then(|v| total.checked_add(v))
+                .ok_or_else(|| format!("`{s}` is too long"))?;
+        }
+        if !digits.is_empty() {
+            return Err(format!(
+                "`{s}` ends in a number without a unit; add s, m, h, d or w"
+            ));
+        }
+        if total == 0 {
+            return Err(format!("`{s}` is zero; a lifetime must be positive"));
+        }
+        if total > MAX_SECONDS {
+            return Err(format!(
+                "`{s}` is longer than 10 years; use --no-expiry for a token that never expires"
+            ));
+        }
+        Ok(Ttl(total))
+    }
+}
+
+impl fmt::Display for Ttl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&compact(self.0))
+    }
+}
+
+/// `1h30m` style: the exact value, largest units first.
+pub fn compact(mut secs: u64) -> String {
+    if secs == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    for (unit, size) in [
+        ("w", 604_800),
+        ("d", 86_400),
+        ("h", 3_600),
+        ("m", 60),
+        ("s", 1),
+    ] {
+        if secs >= size {
+            out.push_str(&format!("{}{unit}", secs / size));
+            secs %= size;
+        }
+    }
+    out
+}
+
+/// A rounded, two-unit rendering for people: `14m`, `1h 30m`, `3d 4h`.
+pub fn rough(secs: u64) -> String {
+    const UNITS: [(&str, u64); 5] = [
+        ("w", 604_800),
+        ("d", 86_400),
+        ("h", 3_600),
+        ("m", 60),
+        ("s", 1),
+    ];
+    for (i, (unit, size)) in UNITS.iter().enumerate() {
+        if secs >= *size {
+            let major = secs / size;
+            let rest = secs % size;
+            if let Some((unit2, size2)) = UNITS.get(i + 1) {
+                let minor = rest / size2;
+                if minor > 0 && major < 10 {
+                    return format!("{major}{unit} {minor}{unit2}");
+                }
+            }
+            return format!("{major}{unit}");
+        }
+    }
+    "0s".into()
+}
+
+/// `in 14m`, `3d ago`, or `now`, relative to `now`.
+pub fn relative(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let d = t.signed_duration_since(now).num_seconds();
+    match d {
+        0 => "now".into(),
+        d if d > 0 => format!("in {}", rough(d as u64)),
+        d => format!("{} ago", rough(d.unsigned_abs())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepted_spellings() {
+        for (s, secs) in [
+            ("90s", 90),
+            ("15m", 900),
+            ("1h", 3600),
+            ("1h30m", 5400),
+            ("2d", 172_800),
+            ("1w", 604_800),
+            ("1d12h", 129_600),
+            (" 10m ", 600),
+        ] {
+            assert_eq!(s.parse::<Ttl>().unwrap().as_secs(), secs, "{s}");
+        }
+    }
+
+    #[test]
+    fn rejected_spellings() {
+        for (s, needle) in [
+            ("15", "no unit"),
+            ("", "empty"),
+            ("15x", "unknown unit"),
+            ("m", "no number"),
+            ("1h2", "without a unit"),
+            ("30m1h", "largest to smallest"),
+            ("1m1m", "largest to smallest"),
+            ("0s", "zero"),
+            ("-5m", "unknown unit"),
+            ("600w", "10 years"),
+            ("99999999999999999999s", "too large"),
+        ] {
+            let err = s.parse::<Ttl>().unwrap_err();
+            assert!(err.contains(needle), "{s}: {err}");
+        }
+    }
+
+    #[test]
+    fn renders() {
+        assert_eq!(compact(5400), "1h30m");
+        assert_eq!(rough(5400), "1h 30m");
+        assert_eq!(rough(899), "14m");
+        assert_eq!(rough(539), "8m 59s");
+        assert_eq!(rough(86_400 * 12), "1w 5d");
+        assert_eq!(rough(86_400 * 70), "10w");
+        let now = Utc::now();
+        assert_eq!(relative(now + TimeDelta::minutes(14), now), "in 14m");
+        assert_eq!(relative(now - TimeDelta::days(3), now), "3d ago");
+    }
+}

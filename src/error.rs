@@ -1,0 +1,140 @@
+//! Error kinds, hints and exit codes. Every failure is classified once, in
+//! `report`, into a kind that fixes the exit code.
+
+use crate::drivers::DriverError;
+use std::fmt;
+use std::io::Write;
+
+/// Documented exit codes (README, man page, `tok --help`).
+pub mod exit {
+    pub const SUCCESS: i32 = 0;
+    pub const FAILURE: i32 = 1;
+    pub const USAGE: i32 = 2;
+    pub const NOT_FOUND: i32 = 3;
+    pub const AUTH: i32 = 4;
+    pub const PARTIAL: i32 = 5;
+    pub const UNSUPPORTED: i32 = 6;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Failure,
+    Usage,
+    NotFound,
+    Auth,
+    Partial,
+    Unsupported,
+}
+
+impl Kind {
+    pub fn code(self) -> i32 {
+        match self {
+            Kind::Failure => exit::FAILURE,
+            Kind::Usage => exit::USAGE,
+            Kind::NotFound => exit::NOT_FOUND,
+            Kind::Auth => exit::AUTH,
+            Kind::Partial => exit::PARTIAL,
+            Kind::Unsupported => exit::UNSUPPORTED,
+        }
+    }
+}
+
+/// An error raised by tok itself with a known kind and an optional hint.
+#[derive(Debug)]
+pub struct UserError {
+    pub kind: Kind,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for UserError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for UserError {}
+
+impl UserError {
+    pub fn new(kind: Kind, message: impl Into<String>) -> Self {
+        UserError {
+            kind,
+            message: message.into(),
+            hint: None,
+        }
+    }
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self::new(Kind::Usage, message)
+    }
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+/// A bulk operation in which some items failed; each was already reported.
+#[derive(Debug)]
+pub struct Partial {
+    pub failed: usize,
+    pub total: usize,
+}
+
+impl fmt::Display for Partial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} of {} failed", self.failed, self.total)
+    }
+}
+
+impl std::error::Error for Partial {}
+
+/// The kind and hint of an error: the first classified error in its chain wins.
+pub fn classify(err: &anyhow::Error) -> (Kind, Option<String>) {
+    for cause in err.chain() {
+        if let Some(u) = cause.downcast_ref::<UserError>() {
+            return (u.kind, u.hint.clone());
+        }
+        if cause.downcast_ref::<Partial>().is_some() {
+            return (Kind::Partial, None);
+        }
+        if let Some(d) = cause.downcast_ref::<DriverError>() {
+            return (d.kind(), d.hint());
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::BrokenPipe {
+                return (Kind::Failure, None);
+            }
+        }
+    }
+    (Kind::Failure, None)
+}
+
+/// True when the error is a closed stdout (`tok list | head`): exit quietly.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Prints the error, its causes and its hint on stderr; returns the exit code.
+pub fn report(err: &anyhow::Error) -> i32 {
+    if is_broken_pipe(err) {
+        return exit::SUCCESS;
+    }
+    let (kind, hint) = classify(err);
+    let mut out = std::io::stderr().lock();
+    let _ = writeln!(out, "error: {err}");
+    let mut last = err.to_string();
+    for cause in err.chain().skip(1) {
+        let text = cause.to_string();
+        // anyhow chains often repeat the inner message; show each once.
+        if text != last && !last.ends_with(&text) {
+            let _ = writeln!(out, "  caused by: {text}");
+        }
+        last = text;
+    }
+    if let Some(h) = hint {
+        let _ = writeln!(out, "\nhint: {h}");
+    }
+    kind.code()
+}

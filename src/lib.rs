@@ -1,0 +1,15 @@
+//! tok: the whole life of bearer tokens.
+//!
+//! The binary is a thin shell over this library; see `main.rs`.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod drivers;
+pub mod duration;
+pub mod env;
+pub mod error;
+pub mod model;
+pub mod output;
+pub mod secret;
+pub mod store;

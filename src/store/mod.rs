@@ -1,0 +1,672 @@
+//! The SQLite store behind the `local` driver and `tok serve`.
+//!
+//! One file, `tok.db`, 0600 in a 0700 directory; WAL mode with a busy timeout so
+//! that many tok processes can write at once; `synchronous=FULL` so that a create
+//! or revoke that returned is on disk. Only SHA-256 hashes of secrets are kept.
+
+mod schema;
+
+use crate::error::Kind;
+use crate::model::{Created, Filter, NewToken, RevokeOutcome, State, StateFilter, Token};
+use crate::secret::{self, Secret};
+use chrono::{DateTime, TimeZone, Utc};
+use rusqlite::{params, Connection, OptionalExtension, Row, ToSql, TransactionBehavior};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const DB_FILE: &str = "tok.db";
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Length of the random part of an id (`tk_` + this many base36 characters).
+const ID_LEN: usize = 12;
+pub const ID_PREFIX: &str = "tk_";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("could not open the token store at {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the token store at {path} is not a tok database or is damaged: {message}")]
+    Corrupt { path: PathBuf, message: String },
+    #[error("the token store at {path} was written by a newer tok (schema {found}, this tok knows {known})")]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: usize,
+    },
+    #[error("no token matches `{0}`")]
+    NotFound(String),
+    #[error("`{prefix}` matches {} tokens: {}", candidates.len(), candidates.join(", "))]
+    Ambiguous {
+        prefix: String,
+        candidates: Vec<String>,
+    },
+    #[error("token {0} is revoked; create a new token instead")]
+    Revoked(String),
+    #[error("token store error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+impl StoreError {
+    pub fn kind(&self) -> Kind {
+        match self {
+            StoreError::NotFound(_) => Kind::NotFound,
+            StoreError::Ambiguous { .. } | StoreError::Revoked(_) => Kind::Usage,
+            _ => Kind::Failure,
+        }
+    }
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            StoreError::Open { .. } => Some(format!(
+                "check that the data directory is a writable directory, or point {} at another one",
+                crate::env::DATA_DIR
+            )),
+            StoreError::Corrupt { path, .. } => Some(format!(
+                "move {} aside to start a new store, or restore it from a backup",
+                path.display()
+            )),
+            StoreError::TooNew { .. } => Some("upgrade tok".into()),
+            StoreError::NotFound(_) => {
+                Some("run `tok list --state all` to see revoked and expired tokens too".into())
+            }
+            StoreError::Ambiguous { .. } => {
+                Some("type more characters of the id to pick one".into())
+            }
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Why a presented secret was refused, for enforcement and admin auth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Unknown,
+    Expired,
+    Revoked,
+    Exhausted,
+}
+
+impl Refusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Unknown => "unknown token",
+            Refusal::Expired => "token expired",
+            Refusal::Revoked => "token revoked",
+            Refusal::Exhausted => "token used up",
+        }
+    }
+}
+
+/// A position in the (created_at, id) order, for cursor pagination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub created_at_ms: i64,
+    pub id: String,
+}
+
+impl Cursor {
+    pub fn of(t: &Token) -> Self {
+        Cursor {
+            created_at_ms: t.created_at.timestamp_millis(),
+            id: t.id.clone(),
+        }
+    }
+    pub fn encode(&self) -> String {
+        format!("{}.{}", self.created_at_ms, self.id)
+    }
+    pub fn decode(s: &str) -> Option<Self> {
+        let (ms, id) = s.split_once('.')?;
+        Some(Cursor {
+            created_at_ms: ms.parse().ok()?,
+            id: id.to_string(),
+        })
+    }
+}
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Store> {
+        let path = dir.join(DB_FILE);
+        let open_err = |source| StoreError::Open {
+            path: path.clone(),
+            source,
+        };
+        create_private_dir(dir).map_err(open_err)?;
+        create_private_file(&path).map_err(open_err)?;
+        let conn = Connection::open(&path).map_err(|e| classify_open(&path, e))?;
+        let store = Store { conn, path };
+        store
+            .configure()
+            .map_err(|e| classify_open(&store.path, e))?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn configure(&self) -> rusqlite::Result<()> {
+        self.conn.busy_timeout(BUSY_TIMEOUT)?;
+        // Reading the mode forces SQLite to read the header: a non-database fails here.
+        let mode: String = self
+            .conn
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        debug_assert_eq!(mode.to_lowercase(), "wal");
+        self.conn.execute_batch(
+            "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA trusted_schema=OFF;",
+        )?;
+        Ok(())
+    }
+
+    fn migrate(&self) -> Result<()> {
+        let known = schema::MIGRATIONS.len();
+        let current: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| classify_open(&self.path, e))?;
+        if current as usize == known {
+            return Ok(());
+        }
+        if current as usize > known {
+            return Err(StoreError::TooNew {
+                path: self.path.clone(),
+                found: current,
+                known,
+            });
+        }
+        let mut conn = Connection::open(&self.path).map_err(|e| classify_open(&self.path, e))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Another process may have migrated while we waited for the lock.
+        let current: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(current as usize) {
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Inserts a new token and returns it with its secret (the only time it exists).
+    pub fn create(
+        &self,
+        new: &NewToken,
+        created_by: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Created> {
+        self.insert(new, created_by, None, now)
+    }
+
+    fn insert(
+        &self,
+        new: &NewToken,
+        created_by: Option<&str>,
+        rotated_from: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Created> {
+        let (id, secret) = insert_row(&self.conn, new, created_by, rotated_from, now)?;
+        let token = self.get(&id, now)?.ok_or(StoreError::NotFound(id))?;
+        Ok(Created { token, secret })
+    }
+
+    /// Calls `sink` for each token matching `filter`, in (created_at, id) order,
+    /// after `after` when given. Rows are streamed, never collected.
+    pub fn list<E: From<StoreError>>(
+        &self,
+        filter: &Filter,
+        after: Option<&Cursor>,
+        now: DateTime<Utc>,
+        sink: &mut dyn FnMut(Token) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
+        let now_ms = now.timestamp_millis();
+        let mut clauses: Vec<String> = Vec::new();
+        let mut args: Vec<Box<dyn ToSql>> = Vec::new();
+        let live = "(expires_at IS NULL OR expires_at > :now)";
+        match filter.state {
+            StateFilter::All => {}
+            StateFilter::Active => clauses.push(format!(
+                "revoked_at IS NULL AND {live} AND (max_uses IS NULL OR uses < max_uses)"
+            )),
+            StateFilter::Expired => clauses.push(
+                "revoked_at IS NULL AND expires_at IS NOT NULL AND expires_at <= :now".into(),
+            ),
+            StateFilter::Exhausted => clauses.push(format!(
+                "revoked_at IS NULL AND {live} AND max_uses IS NOT NULL AND uses >= max_uses"
+            )),
+            StateFilter::Revoked => clauses.push("revoked_at IS NOT NULL".into()),
+        }
+        // Each `?` in a clause takes the next value, numbered across all clauses.
+        let mut push = |clause: &str, values: Vec<Box<dyn ToSql>>| {
+            let mut values = values.into_iter();
+            let mut c = String::with_capacity(clause.len() + 8);
+            for ch in clause.chars() {
+                if ch == '?' {
+                    args.push(values.next().expect("a value for each `?`"));
+                    c.push_str(&format!("?{}", args.len()));
+                } else {
+                    c.push(ch);
+                }
+            }
+            clauses.push(c);
+        };
+        if let Some(g) = &filter.name {
+            push("name GLOB ?", vec![Box::new(g.clone())]);
+        }
+        for (k, v) in &filter.labels {
+            push(
+                "EXISTS (SELECT 1 FROM json_each(tokens.labels) WHERE key = ? AND value = ?)",
+                vec![Box::new(k.clone()), Box::new(v.clone())],
+            );
+        }
+        for s in &filter.scopes {
+            push(
+                "EXISTS (SELECT 1 FROM json_each(tokens.scopes) WHERE value = ?)",
+                vec![Box::new(s.clone())],
+            );
+        }
+        if let Some(w) = filter.expiring_within {
+            let until = now_ms.saturating_add(clamp_i64(w).saturating_mul(1000));
+            push(
+                "expires_at > :now AND expires_at <= ?",
+                vec![Box::new(until)],
+            );
+        }
+        if let Some(c) = &filter.created_by {
+            push("created_by = ?", vec![Box::new(c.clone())]);
+        }
+        if let Some(p) = &filter.id_prefix {
+            push(
+                "substr(id, 1, length(?)) = ?",
+                vec![Box::new(p.clone()), Box::new(p.clone())],
+            );
+        }
+        if let Some(c) = after {
+            push(
+                "(created_at, id) > (?, ?)",
+                vec![Box::new(c.created_at_ms), Box::new(c.id.clone())],
+            );
+        }
+        let where_sql = if clauses.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", clauses.join(" AND "))
+        };
+        let limit_sql = match filter.limit {
+            Some(n) => format!("LIMIT {}", clamp_i64(n)),
+            None => String::new(),
+        };
+        let sql =
+            format!("SELECT {COLUMNS} FROM tokens {where_sql} ORDER BY created_at, id {limit_sql}");
+        let uses_now = sql.contains(":now");
+        let sql = sql.replace(":now", &format!("?{}", args.len() + 1));
+        if uses_now {
+            args.push(Box::new(now_ms));
+        }
+        let mut stmt = self.conn.prepare(&sql).map_err(StoreError::from)?;
+        let params: Vec<&dyn ToSql> = args.iter().map(|b| b.as_ref()).collect();
+        let mut rows = stmt.query(params.as_slice()).map_err(StoreError::from)?;
+        while let Some(row) = rows.next().map_err(StoreError::from)? {
+            sink(token_from_row(row, now).map_err(StoreError::from)?)?;
+        }
+        Ok(())
+    }
+
+    /// The token with exactly this id.
+    pub fn get(&self, id: &str, now: DateTime<Utc>) -> Result<Option<Token>> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM tokens WHERE id = ?1"),
+                [id],
+                |r| token_from_row(r, now),
+            )
+            .optional()?)
+    }
+
+    /// The token whose id is `input` or starts with it (`tk_` may be left off).
+    pub fn resolve(&self, input: &str, now: DateTime<Utc>) -> Result<Token> {
+        let wanted = if input.starts_with(ID_PREFIX) {
+            input.to_string()
+        } else {
+            format!("{ID_PREFIX}{input}")
+        };
+        if let Some(t) = self.get(&wanted, now)? {
+            return Ok(t);
+        }
+        let filter = Filter {
+            state: StateFilter::All,
+            id_prefix: Some(wanted),
+            limit: Some(11),
+            ..Filter::default()
+        };
+        let mut found: Vec<Token> = Vec::new();
+        self.list::<StoreError>(&filter, None, now, &mut |t| {
+            found.push(t);
+            Ok(())
+        })?;
+        match found.len() {
+            0 => Err(StoreError::NotFound(input.to_string())),
+            1 => Ok(found.remove(0)),
+            _ => Err(StoreError::Ambiguous {
+                prefix: input.to_string(),
+                candidates: found
+                    .iter()
+                    .map(|t| match &t.name {
+                        Some(n) => format!("{} ({n})", t.id),
+                        None => t.id.clone(),
+                    })
+                    .collect(),
+            }),
+        }
+    }
+
+    /// The token whose secret hashes to `hash`, whatever its state.
+    pub fn lookup(&self, secret: &Secret, now: DateTime<Utc>) -> Result<Option<Token>> {
+        let hash = secret.hash();
+        let found: Option<(Vec<u8>, Token)> = self
+            .conn
+            .query_row(
+                &format!("SELECT secret_hash, {COLUMNS} FROM tokens WHERE secret_hash = ?1"),
+                [hash.as_slice()],
+                |r| Ok((r.get(0)?, token_from_row_at(r, 1, now)?)),
+            )
+            .optional()?;
+        // The index finds the row; the final say is a constant-time comparison.
+        Ok(found.and_then(|(stored, t)| secret::ct_eq(&stored, &hash).then_some(t)))
+    }
+
+    /// Checks a presented secret and, when `count` is set, spends one use of it in
+    /// the same statement, so use limits hold exactly under concurrency.
+    pub fn authenticate(
+        &self,
+        secret: &Secret,
+        count: bool,
+        now: DateTime<Utc>,
+    ) -> Result<std::result::Result<Token, Refusal>> {
+        if secret.validate().is_err() {
+            return Ok(Err(Refusal::Unknown));
+        }
+        if count {
+            let now_ms = now.timestamp_millis();
+            let hit: Option<String> = self
+                .conn
+                .query_row(
+                    "UPDATE tokens SET uses = uses + 1, last_used_at = ?2
+                     WHERE secret_hash = ?1 AND revoked_at IS NULL
+                       AND (expires_at IS NULL OR expires_at > ?2)
+                       AND (max_uses IS NULL OR uses < max_uses)
+                     RETURNING id",
+                    params![secret.hash().as_slice(), now_ms],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(id) = hit {
+                let t = self.get(&id, now)?.ok_or(StoreError::NotFound(id))?;
+                return Ok(Ok(t));
+            }
+        }
+        Ok(match self.lookup(secret, now)? {
+            None => Err(Refusal::Unknown),
+            Some(t) => match t.state {
+                State::Active if !count => Ok(t),
+                State::Active | State::Exhausted => Err(Refusal::Exhausted),
+                State::Expired => Err(Refusal::Expired),
+                State::Revoked => Err(Refusal::Revoked),
+            },
+        })
+    }
+
+    /// Revokes `id` (exact). Revoking a revoked token succeeds and says so.
+    pub fn revoke(
+        &self,
+        id: &str,
+        by: Option<&str>,
+        reason: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(Token, RevokeOutcome)> {
+        let changed = self.conn.execute(
+            "UPDATE tokens SET revoked_at = ?2, revoked_by = ?3, revoke_reason = ?4
+             WHERE id = ?1 AND revoked_at IS NULL",
+            params![id, now.timestamp_millis(), by, reason],
+        )?;
+        let token = self
+            .get(id, now)?
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+        let outcome = if changed == 1 {
+            RevokeOutcome::Revoked
+        } else {
+            RevokeOutcome::AlreadyRevoked
+        };
+        Ok((token, outcome))
+    }
+
+    /// Makes a new token with the old one's name, description, scopes, labels,
+    /// lifetime and use limit. The old one is revoked now, or, with `grace`,
+    /// set to expire then (never later than it would have). One transaction.
+    pub fn rotate(
+        &self,
+        id: &str,
+        grace: Option<u64>,
+        by: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(Created, Token)> {
+        let (secret, new_id, old_id) = self.immediate(|tx| {
+            let old = tx
+                .query_row(
+                    &format!("SELECT {COLUMNS} FROM tokens WHERE id = ?1"),
+                    [id],
+                    |r| token_from_row(r, now),
+                )
+                .optional()?
+                .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+            if old.state == State::Revoked {
+                return Err(StoreError::Revoked(old.id));
+            }
+            let lifetime = old.expires_at.map(|e| e - old.created_at);
+            let new = NewToken {
+                name: old.name.clone(),
+                description: old.description.clone(),
+                scopes: old.scopes.clone(),
+                labels: old.labels.clone(),
+                expires_at: lifetime.map(|l| now + l),
+                max_uses: old.max_uses,
+            };
+            let (new_id, secret) = insert_row(tx, &new, by, Some(&old.id), now)?;
+            let reason = format!("rotated to {new_id}");
+            match grace {
+                None => tx.execute(
+                    "UPDATE tokens SET revoked_at = ?2, revoked_by = ?3, revoke_reason = ?4 WHERE id = ?1",
+                    params![old.id, now.timestamp_millis(), by, reason],
+                )?,
+                Some(g) => {
+                    let until = now.timestamp_millis() + clamp_i64(g).saturating_mul(1000);
+                    tx.execute(
+                        "UPDATE tokens SET expires_at = min(coalesce(expires_at, ?2), ?2) WHERE id = ?1",
+                        params![old.id, until],
+                    )?
+                }
+            };
+            Ok((secret, new_id, old.id))
+        })?;
+        let token = self
+            .get(&new_id, now)?
+            .ok_or_else(|| StoreError::NotFound(new_id.clone()))?;
+        let old = self
+            .get(&old_id, now)?
+            .ok_or(StoreError::NotFound(old_id))?;
+        Ok((Created { token, secret }, old))
+    }
+}
+
+/// Inserts one token row on `conn` (a connection or an open transaction).
+fn insert_row(
+    conn: &Connection,
+    new: &NewToken,
+    created_by: Option<&str>,
+    rotated_from: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(String, Secret)> {
+    let secret = Secret::generate();
+    let id = format!("{ID_PREFIX}{}", secret::random_handle(ID_LEN));
+    conn.execute(
+        "INSERT INTO tokens (id, secret_hash, fingerprint, name, description, scopes, labels,
+            created_at, created_by, expires_at, max_uses, rotated_from)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        params![
+            id,
+            secret.hash().as_slice(),
+            secret.fingerprint(),
+            new.name,
+            new.description,
+            serde_json::to_string(&new.scopes).expect("strings serialize"),
+            serde_json::to_string(&new.labels).expect("strings serialize"),
+            now.timestamp_millis(),
+            created_by,
+            new.expires_at.map(|t| t.timestamp_millis()),
+            new.max_uses.map(clamp_i64),
+            rotated_from,
+        ],
+    )?;
+    Ok((id, secret))
+}
+
+impl Store {
+    /// Runs `f` in a transaction that holds the write lock from its start, so a
+    /// concurrent writer makes it wait (busy timeout) rather than fail midway.
+    fn immediate<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        match f(&self.conn) {
+            Ok(v) => {
+                if let Err(e) = self.conn.execute_batch("COMMIT") {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                    return Err(e.into());
+                }
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+}
+
+const COLUMNS: &str = "id, name, description, scopes, labels, created_at, created_by, expires_at,
+    max_uses, uses, last_used_at, revoked_at, revoked_by, revoke_reason, fingerprint";
+
+fn token_from_row(r: &Row<'_>, now: DateTime<Utc>) -> rusqlite::Result<Token> {
+    token_from_row_at(r, 0, now)
+}
+
+fn token_from_row_at(r: &Row<'_>, base: usize, now: DateTime<Utc>) -> rusqlite::Result<Token> {
+    let json_col = |i: usize| -> rusqlite::Result<String> { r.get(base + i) };
+    let scopes: Vec<String> = serde_json::from_str(&json_col(3)?).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(base + 3, rusqlite::types::Type::Text, e.into())
+    })?;
+    let labels = serde_json::from_str(&json_col(4)?).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(base + 4, rusqlite::types::Type::Text, e.into())
+    })?;
+    let time = |i: usize| -> rusqlite::Result<Option<DateTime<Utc>>> {
+        Ok(r.get::<_, Option<i64>>(base + i)?.and_then(from_ms))
+    };
+    let created_at = time(5)?.unwrap_or_default();
+    let expires_at = time(7)?;
+    let max_uses = r.get::<_, Option<i64>>(base + 8)?.map(|v| v.max(0) as u64);
+    let uses = r.get::<_, i64>(base + 9)?.max(0) as u64;
+    let revoked_at = time(11)?;
+    let mut t = Token {
+        id: r.get(base)?,
+        name: r.get(base + 1)?,
+        description: r.get(base + 2)?,
+        scopes,
+        labels,
+        created_at,
+        created_by: r.get(base + 6)?,
+        expires_at,
+        max_uses,
+        uses,
+        last_used_at: time(10)?,
+        state: State::Active,
+        revoked_at,
+        revoked_by: r.get(base + 12)?,
+        revoke_reason: r.get(base + 13)?,
+        fingerprint: r.get(base + 14)?,
+    };
+    t.state = t.state_at(now);
+    Ok(t)
+}
+
+fn from_ms(ms: i64) -> Option<DateTime<Utc>> {
+    Utc.timestamp_millis_opt(ms).single()
+}
+
+fn clamp_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn classify_open(path: &Path, e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode;
+    match e.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => StoreError::Corrupt {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        },
+        Some(ErrorCode::CannotOpen | ErrorCode::PermissionDenied | ErrorCode::ReadOnly) => {
+            StoreError::Open {
+                path: path.to_path_buf(),
+                source: std::io::Error::new(std::io::ErrorKind::PermissionDenied, e.to_string()),
+            }
+        }
+        _ => StoreError::Sqlite(e),
+    }
+}
+
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+fn create_private_file(path: &Path) -> std::io::Result<()> {
+    let mut o = std::fs::OpenOptions::new();
+    o.create(true).append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    let f = o.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = f.metadata()?.permissions().mode() & 0o777;
+        if mode != 0o600 {
+            f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(())
+}
