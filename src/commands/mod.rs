@@ -10,7 +10,9 @@ pub mod rotate;
 
 use crate::cli::{Cli, Command, GlobalArgs, OutputFormat};
 use crate::config::{self, Config, Profile};
-use crate::drivers::{local::Local, DriverError, DriverKind, Gateway};
+use crate::credentials;
+use crate::drivers::http_client::HttpSettings;
+use crate::drivers::{local::Local, DriverError, DriverKind, Gateway, Settings};
 use crate::duration::Ttl;
 use crate::error::{self, Kind, UserError};
 use crate::model::Created;
@@ -130,11 +132,14 @@ impl Ctx {
 
     /// The driver this run talks to.
     pub fn gateway(&self) -> Result<Box<dyn Gateway>> {
-        match self.driver_kind() {
-            DriverKind::Local => {
-                let dir = self.data_dir()?;
-                Ok(Box::new(Local::open(&dir)?))
-            }
+        let kind = self.driver_kind();
+        if kind == DriverKind::Local {
+            let dir = self.data_dir()?;
+            return Ok(Box::new(Local::open(&dir)?));
+        }
+        let settings = self.settings(kind)?;
+        match kind {
+            DriverKind::Local => unreachable!("handled above"),
             DriverKind::Tok => Err(UserError::new(
                 Kind::Unsupported,
                 "the tok driver is not built into this tok",
@@ -142,6 +147,45 @@ impl Ctx {
             .hint("use the local driver (unset TOK_URL and --url)")
             .into()),
         }
+        .map(|g: Box<dyn Gateway>| {
+            let _ = &settings;
+            g
+        })
+    }
+
+    /// Connection settings for a network driver: URL, TLS, timeout, credential.
+    pub fn settings(&self, kind: DriverKind) -> Result<Settings> {
+        let url = self.url().ok_or_else(|| {
+            UserError::usage(format!("the {} driver needs a URL", kind.as_str())).hint(
+                "pass --url, set TOK_URL, or add a profile with `tok profile add NAME --url URL`",
+            )
+        })?;
+        let insecure = self.global.insecure || self.profile.insecure;
+        if insecure {
+            self.out.warn(format!(
+                "TLS certificate verification is OFF for {url} (--insecure); anyone on the path can read and change this traffic"
+            ));
+        }
+        let timeout = match (self.global.timeout, &self.profile.timeout) {
+            (Some(t), _) => std::time::Duration::from_secs(t.as_secs()),
+            (None, Some(s)) => {
+                let t: Ttl = s.parse().map_err(|e| {
+                    UserError::usage(format!("the profile's timeout is not a duration: {e}"))
+                })?;
+                std::time::Duration::from_secs(t.as_secs())
+            }
+            (None, None) => crate::drivers::http_client::DEFAULT_TIMEOUT,
+        };
+        Ok(Settings {
+            http: HttpSettings {
+                base_url: url.to_string(),
+                timeout,
+                ca_cert: self.global.ca_cert.clone().or(self.profile.ca_cert.clone()),
+                insecure,
+            },
+            credential: credentials::resolve(kind, self.profile_name.as_deref(), Some(url))?,
+            profile: self.profile.clone(),
+        })
     }
 }
 

@@ -1,6 +1,7 @@
 //! The `Gateway` trait that every driver implements, its capability flags, and
 //! the errors drivers raise at their seam.
 
+pub mod http_client;
 pub mod local;
 
 use crate::error::Kind;
@@ -39,6 +40,15 @@ impl DriverKind {
             DriverKind::Tok => "tok's own HTTP admin API (tok serve)",
         }
     }
+}
+
+/// What a network driver is given to connect with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub http: http_client::HttpSettings,
+    /// None when no credential was found; the driver decides if it needs one.
+    pub credential: Option<crate::credentials::Credential>,
+    pub profile: crate::config::Profile,
 }
 
 /// What a driver can do. A command a driver cannot do is refused before any
@@ -121,6 +131,16 @@ impl Capabilities {
     }
 }
 
+/// Why a request got no answer, for the hint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportCause {
+    Refused,
+    Dns,
+    Tls,
+    Timeout,
+    Other,
+}
+
 /// Errors at the driver seam. Messages never contain a secret.
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
@@ -150,7 +170,11 @@ pub enum DriverError {
         body: String,
     },
     #[error("could not reach {url}: {message}")]
-    Transport { url: String, message: String },
+    Transport {
+        url: String,
+        cause: TransportCause,
+        message: String,
+    },
     #[error("unexpected answer from {url}: {message}")]
     Protocol { url: String, message: String },
     #[error(transparent)]
@@ -198,6 +222,23 @@ impl DriverError {
                 Some("the admin token lacks the scope for this; use one with `tok:admin`".into())
             }
             DriverError::Store(e) => e.hint(),
+            DriverError::Transport { cause, .. } => Some(
+                match cause {
+                    TransportCause::Refused => {
+                        "is the server running there? check --url, TOK_URL or the profile"
+                    }
+                    TransportCause::Dns => "check the host name in --url, TOK_URL or the profile",
+                    TransportCause::Tls => {
+                        "trust the server's CA with --ca-cert FILE (or, at your own risk, --insecure)"
+                    }
+                    TransportCause::Timeout => "the server is slow or unreachable; raise --timeout or check the network",
+                    TransportCause::Other => "check --url, TOK_URL or the profile",
+                }
+                .into(),
+            ),
+            DriverError::Http { status, .. } if *status >= 500 => {
+                Some("the gateway failed; try again later or check its logs".into())
+            }
             _ => None,
         }
     }
