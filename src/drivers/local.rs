@@ -70,6 +70,14 @@ impl Gateway for Local {
             .revoke(id, Some(&self.principal), reason, Utc::now())?)
     }
 
+    fn whoami(&self) -> Result<super::Identity> {
+        Ok(super::Identity {
+            principal: self.principal.clone(),
+            expires_at: None,
+            scopes: Vec::new(),
+        })
+    }
+
     fn rotate(&self, id: &str, grace: Option<u64>) -> Result<(Created, Token)> {
         Ok(self
             .store

@@ -95,6 +95,7 @@ pub enum Op {
     Labels,
     Expiry,
     UseLimits,
+    Whoami,
 }
 
 impl Op {
@@ -110,6 +111,7 @@ impl Op {
             Op::Labels => "attach labels to a token",
             Op::Expiry => "give a token an expiry time",
             Op::UseLimits => "limit how often a token is used",
+            Op::Whoami => "check an admin credential",
         }
     }
 }
@@ -127,6 +129,7 @@ impl Capabilities {
             Op::Labels => self.labels,
             Op::Expiry => self.expiry,
             Op::UseLimits => self.use_limits,
+            Op::Whoami => true,
         }
     }
 }
@@ -244,6 +247,17 @@ impl DriverError {
     }
 }
 
+/// Who a credential belongs to, as the gateway says.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Identity {
+    /// A name or id for the principal, e.g. the admin token's id and name.
+    pub principal: String,
+    /// When the credential itself expires, where the gateway says so.
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Scopes, policies or roles the credential carries, where known.
+    pub scopes: Vec<String>,
+}
+
 pub type Result<T, E = DriverError> = std::result::Result<T, E>;
 
 /// A token gateway. Every command talks to its driver only through this trait.
@@ -266,6 +280,16 @@ pub trait Gateway {
 
     /// A new token like `id`; the old one is revoked now, or expires after `grace`.
     fn rotate(&self, id: &str, grace: Option<u64>) -> Result<(Created, Token)>;
+
+    /// Checks the admin credential against the gateway and says whose it is and
+    /// when it expires (for `tok login` and `tok auth status`). Drivers without a
+    /// credential (local) answer with their own identity.
+    fn whoami(&self) -> Result<Identity> {
+        Err(DriverError::Unsupported {
+            driver: self.kind().as_str(),
+            op: Op::Whoami,
+        })
+    }
 
     /// Refuses `op` early when this driver cannot do it.
     fn require(&self, op: Op) -> Result<()> {
