@@ -113,6 +113,10 @@ pub enum Command {
     #[command(subcommand)]
     Profile(ProfileCommand),
     Drivers(DriversArgs),
+    Login(LoginArgs),
+    Logout(LogoutArgs),
+    #[command(subcommand)]
+    Auth(AuthCommand),
 }
 
 /// Create a token and print its secret on stdout.
@@ -338,6 +342,65 @@ pub struct ProfileNameArg {
 /// List the drivers and what each can do.
 #[derive(Debug, Args)]
 pub struct DriversArgs {}
+
+/// Store the gateway's admin credential in the OS keyring, once.
+///
+/// tok asks for the credential without echo on a terminal, or reads it from
+/// stdin with --with-token; never from the command line. It checks the
+/// credential against the gateway first and saves only one that works: in the
+/// OS keyring (service `tok`, one entry per profile and gateway URL), or, only
+/// with --insecure-storage, in a plaintext file readable by you alone.
+///
+/// Where a command finds its credential: TOK_ADMIN_TOKEN (or the driver's own
+/// variable) > the OS keyring > the --insecure-storage file. CI should set
+/// TOK_ADMIN_TOKEN and never log in.
+///
+/// Examples:
+///   tok login --profile prod
+///   printf %s "$ADMIN_TOKEN" | tok login --profile prod --with-token
+///   tok login --url http://127.0.0.1:8270
+///   tok login --profile lab --insecure-storage    # no keyring on this host
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct LoginArgs {
+    /// Read the credential from stdin instead of a prompt.
+    #[arg(long)]
+    pub with_token: bool,
+
+    /// Keep the credential in a plaintext file (0600) instead of the OS keyring.
+    #[arg(long)]
+    pub insecure_storage: bool,
+}
+
+/// Remove the stored credential of a profile (or of --url).
+///
+/// Removes it from the OS keyring and from the --insecure-storage file. It does
+/// not revoke the credential on the gateway.
+///
+/// Examples:
+///   tok logout --profile prod
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct LogoutArgs {}
+
+/// Credentials: where each profile's comes from and whether it works.
+#[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    Status(AuthStatusArgs),
+}
+
+/// Show, per profile, the gateway, the driver, where the credential comes
+/// from (env, keyring or file), whether it works now, and when it expires.
+///
+/// Checks every profile (or only --profile), and the --url / TOK_URL gateway
+/// when no profile is in use. Exits 4 when a credential is missing or fails.
+///
+/// Examples:
+///   tok auth status
+///   tok auth status --profile prod -o json
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct AuthStatusArgs {}
 
 /// RFC 3339 time, e.g. 2030-01-01T00:00:00Z.
 pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {

@@ -1,9 +1,12 @@
 //! One file per verb. Each takes the run's context and its own args.
 
+pub mod auth;
 pub mod create;
 pub mod drivers;
 pub mod inspect;
 pub mod list;
+pub mod login;
+pub mod logout;
 pub mod profile;
 pub mod revoke;
 pub mod rotate;
@@ -14,7 +17,7 @@ use crate::credentials;
 use crate::drivers::http_client::HttpSettings;
 use crate::drivers::{local::Local, DriverError, DriverKind, Gateway, Settings};
 use crate::duration::Ttl;
-use crate::error::{self, Kind, UserError};
+use crate::error::{self, UserError};
 use crate::model::Created;
 use crate::output::{self, Out};
 use anyhow::{Context, Result};
@@ -64,6 +67,9 @@ fn run(ctx: &Ctx, command: Command) -> Result<()> {
         Command::Rotate(a) => rotate::run(ctx, a),
         Command::Profile(c) => profile::run(ctx, c),
         Command::Drivers(a) => drivers::run(ctx, a),
+        Command::Login(a) => login::run(ctx, a),
+        Command::Logout(a) => logout::run(ctx, a),
+        Command::Auth(c) => auth::run(ctx, c),
     }
 }
 
@@ -138,28 +144,49 @@ impl Ctx {
             return Ok(Box::new(Local::open(&dir)?));
         }
         let settings = self.settings(kind)?;
+        self.gateway_with(kind, settings)
+    }
+
+    /// A network driver with these settings (`tok login` passes the credential
+    /// it is about to check).
+    pub fn gateway_with(&self, kind: DriverKind, settings: Settings) -> Result<Box<dyn Gateway>> {
         match kind {
-            DriverKind::Local => unreachable!("handled above"),
-            DriverKind::Tok => Err(UserError::new(
-                Kind::Unsupported,
-                "the tok driver is not built into this tok",
-            )
-            .hint("use the local driver (unset TOK_URL and --url)")
-            .into()),
+            DriverKind::Local => Ok(Box::new(Local::open(&self.data_dir()?)?)),
+            DriverKind::Tok => Ok(Box::new(crate::drivers::tok_whoami::TokWhoami::new(
+                &settings.http,
+                settings.credential,
+            )?)),
         }
-        .map(|g: Box<dyn Gateway>| {
-            let _ = &settings;
-            g
-        })
     }
 
     /// Connection settings for a network driver: URL, TLS, timeout, credential.
     pub fn settings(&self, kind: DriverKind) -> Result<Settings> {
-        let url = self.url().ok_or_else(|| {
+        let http = self.http_settings(kind)?;
+        let url = http.base_url.as_str();
+        let credential = credentials::resolve(kind, self.profile_name.as_deref(), Some(url))?;
+        if let Some(c) = &credential {
+            // From what login or auth status learnt: no request just for this.
+            credentials::expiry::warn_if_expiring(&self.out, self.profile_name.as_deref(), url, c);
+        }
+        Ok(Settings {
+            http,
+            credential,
+            profile: self.profile.clone(),
+        })
+    }
+
+    /// The URL of the gateway this run talks to, or a usage error naming the ways to give one.
+    pub fn require_url(&self, kind: DriverKind) -> Result<&str> {
+        Ok(self.url().ok_or_else(|| {
             UserError::usage(format!("the {} driver needs a URL", kind.as_str())).hint(
                 "pass --url, set TOK_URL, or add a profile with `tok profile add NAME --url URL`",
             )
-        })?;
+        })?)
+    }
+
+    /// URL, TLS and timeout for a network driver, without its credential.
+    pub fn http_settings(&self, kind: DriverKind) -> Result<HttpSettings> {
+        let url = self.require_url(kind)?;
         let insecure = self.global.insecure || self.profile.insecure;
         if insecure {
             self.out.warn(format!(
@@ -176,15 +203,11 @@ impl Ctx {
             }
             (None, None) => crate::drivers::http_client::DEFAULT_TIMEOUT,
         };
-        Ok(Settings {
-            http: HttpSettings {
-                base_url: url.to_string(),
-                timeout,
-                ca_cert: self.global.ca_cert.clone().or(self.profile.ca_cert.clone()),
-                insecure,
-            },
-            credential: credentials::resolve(kind, self.profile_name.as_deref(), Some(url))?,
-            profile: self.profile.clone(),
+        Ok(HttpSettings {
+            base_url: url.to_string(),
+            timeout,
+            ca_cert: self.global.ca_cert.clone().or(self.profile.ca_cert.clone()),
+            insecure,
         })
     }
 }

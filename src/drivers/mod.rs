@@ -3,6 +3,7 @@
 
 pub mod http_client;
 pub mod local;
+pub mod tok_whoami;
 
 use crate::error::Kind;
 use crate::model::{Created, Filter, NewToken, RevokeOutcome, Token};
@@ -218,7 +219,7 @@ impl DriverError {
                 Some("run `tok drivers` to see what each driver supports".into())
             }
             DriverError::Unauthorized(_) => Some(format!(
-                "set {} to an admin token with the needed scope",
+                "store a working admin credential with `tok login`, or set {} to one",
                 crate::env::ADMIN_TOKEN
             )),
             DriverError::Forbidden(_) => {

@@ -1,0 +1,262 @@
+//! `tok auth status`: for each profile (and the --url / TOK_URL gateway when no
+//! profile is in use), the gateway, the driver, where the credential comes from,
+//! whether it works now (the driver's whoami), and when it expires.
+
+use super::Ctx;
+use crate::cli::{AuthCommand, AuthStatusArgs, GlobalArgs, OutputFormat};
+use crate::config::Profile;
+use crate::credentials::{expiry, Account, Source};
+use crate::drivers::DriverKind;
+use crate::error::{Kind, UserError};
+use crate::output::{self, rfc3339};
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::io::Write;
+
+pub fn run(ctx: &Ctx, cmd: AuthCommand) -> Result<()> {
+    match cmd {
+        AuthCommand::Status(a) => status(ctx, a),
+    }
+}
+
+/// One line of `tok auth status -o json`.
+#[derive(Debug, Serialize)]
+pub struct Status {
+    /// The profile, or null for the --url / TOK_URL gateway without one.
+    pub profile: Option<String>,
+    /// Whether this is the profile commands use when none is named.
+    pub default: bool,
+    pub url: Option<String>,
+    pub driver: &'static str,
+    /// env, keyring, file, none (nothing found), error (could not look), or
+    /// not-needed (the local driver).
+    pub credential: &'static str,
+    /// The variable or file the credential came from.
+    pub credential_detail: Option<String>,
+    /// Whether the gateway accepted the credential just now.
+    pub ok: bool,
+    pub principal: Option<String>,
+    pub scopes: Vec<String>,
+    /// When the credential expires, where the gateway says so.
+    pub expires_at: Option<DateTime<Utc>>,
+    pub error: Option<String>,
+}
+
+fn status(ctx: &Ctx, _args: AuthStatusArgs) -> Result<()> {
+    if ctx.global.output == Some(OutputFormat::Env) {
+        return Err(UserError::usage("`-o env` is only for create and rotate")
+            .hint("use -o json, jsonl, tsv or table")
+            .into());
+    }
+    let rows: Vec<Status> = targets(ctx).iter().map(check).collect();
+    if rows.is_empty() {
+        ctx.out.info(
+            "no profiles and no --url or TOK_URL: the local driver needs no credential; add a gateway with `tok profile add NAME --url URL`",
+        );
+        return Ok(());
+    }
+    print(ctx, &rows)?;
+    let failed = rows.iter().filter(|r| !r.ok).count();
+    if failed > 0 {
+        return Err(UserError::new(
+            Kind::Auth,
+            format!("{failed} of {} cannot authenticate", rows.len()),
+        )
+        .hint("run `tok login --profile NAME` (or `tok login --url URL`) for each, or set TOK_ADMIN_TOKEN")
+        .into());
+    }
+    Ok(())
+}
+
+/// What to check: the named profile alone; else every profile (the one in use
+/// with this run's overrides, the others as configured) and the --url gateway
+/// when no profile is in use.
+fn targets(ctx: &Ctx) -> Vec<Ctx> {
+    let view = |name: Option<String>, profile: Profile, global: GlobalArgs| Ctx {
+        global,
+        matches: ctx.matches.clone(),
+        config: ctx.config.clone(),
+        profile_name: name,
+        profile,
+        out: ctx.out.clone(),
+    };
+    let current = || {
+        view(
+            ctx.profile_name.clone(),
+            ctx.profile.clone(),
+            ctx.global.clone(),
+        )
+    };
+    if ctx.global.profile.is_some() {
+        return vec![current()];
+    }
+    let mut out = Vec::new();
+    for (name, p) in &ctx.config.profiles {
+        if ctx.profile_name.as_deref() == Some(name) {
+            out.push(current());
+        } else {
+            // A profile's own gateway: this run's --url, --driver and
+            // --data-dir are not its own.
+            let mut g = ctx.global.clone();
+            g.url = None;
+            g.driver = None;
+            g.data_dir = None;
+            out.push(view(Some(name.clone()), p.clone(), g));
+        }
+    }
+    if ctx.profile_name.is_none() && ctx.global.url.is_some() {
+        out.push(current());
+    }
+    out
+}
+
+fn check(t: &Ctx) -> Status {
+    let kind = t.driver_kind();
+    let mut s = Status {
+        profile: t.profile_name.clone(),
+        default: t.profile_name.is_some() && t.config.default_profile == t.profile_name,
+        url: t.url().map(str::to_string),
+        driver: kind.as_str(),
+        credential: "none",
+        credential_detail: None,
+        ok: false,
+        principal: None,
+        scopes: Vec::new(),
+        expires_at: None,
+        error: None,
+    };
+    if kind == DriverKind::Local {
+        s.credential = "not-needed";
+        s.ok = true;
+        s.principal = Some(crate::drivers::local::local_principal());
+        return s;
+    }
+    let settings = match t.settings(kind) {
+        Ok(settings) => settings,
+        Err(e) => {
+            if crate::error::classify(&e).0 == Kind::Auth {
+                s.credential = "error";
+            }
+            s.error = Some(format!("{e:#}"));
+            return s;
+        }
+    };
+    let Some(cred) = settings.credential.clone() else {
+        s.error = Some(format!(
+            "no credential: run `tok login{}` or set {}",
+            t.profile_name
+                .as_deref()
+                .map(|p| format!(" --profile {p}"))
+                .unwrap_or_default(),
+            crate::credentials::env_names(kind)
+        ));
+        return s;
+    };
+    s.credential = cred.source.as_str();
+    s.credential_detail = match &cred.source {
+        Source::Env(v) => Some(v.to_string()),
+        Source::File(p) => Some(p.display().to_string()),
+        Source::Keyring | Source::Login => None,
+    };
+    let whoami = t
+        .gateway_with(kind, settings.clone())
+        .and_then(|g| g.whoami().map_err(anyhow::Error::new));
+    match whoami {
+        Ok(id) => {
+            if let Ok(account) = Account::new(t.profile_name.as_deref(), &settings.http.base_url) {
+                expiry::record(&t.out, &account, &cred.secret, &id);
+            }
+            s.ok = true;
+            s.principal = Some(id.principal);
+            s.scopes = id.scopes;
+            s.expires_at = id.expires_at;
+        }
+        Err(e) => s.error = Some(format!("{e:#}")),
+    }
+    s
+}
+
+fn print(ctx: &Ctx, rows: &[Status]) -> Result<()> {
+    let mut w = std::io::stdout().lock();
+    match ctx.global.output {
+        Some(OutputFormat::Json) => output::write_json_pretty(&mut w, rows)?,
+        Some(OutputFormat::Jsonl) => {
+            for r in rows {
+                output::write_json(&mut w, r)?;
+                writeln!(w)?;
+            }
+        }
+        Some(OutputFormat::Tsv) => {
+            writeln!(
+                w,
+                "profile\tdefault\turl\tdriver\tcredential\tok\tprincipal\texpires_at\terror"
+            )?;
+            for r in rows {
+                let f = |s: Option<&str>| s.unwrap_or("").replace(['\t', '\n'], " ");
+                writeln!(
+                    w,
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    f(r.profile.as_deref()),
+                    r.default,
+                    f(r.url.as_deref()),
+                    r.driver,
+                    r.credential,
+                    r.ok,
+                    f(r.principal.as_deref()),
+                    r.expires_at.map(rfc3339).unwrap_or_default(),
+                    f(r.error.as_deref()),
+                )?;
+            }
+        }
+        _ => {
+            let now = Utc::now();
+            for (i, r) in rows.iter().enumerate() {
+                if i > 0 {
+                    writeln!(w)?;
+                }
+                write_block(&mut w, r, now)?;
+            }
+        }
+    }
+    w.flush()?;
+    Ok(())
+}
+
+fn write_block(w: &mut dyn Write, r: &Status, now: DateTime<Utc>) -> std::io::Result<()> {
+    let title = match &r.profile {
+        Some(p) if r.default => format!("{p} (default)"),
+        Some(p) => p.clone(),
+        None => "(no profile)".into(),
+    };
+    writeln!(w, "{title}")?;
+    let credential = match (r.credential, &r.credential_detail) {
+        ("env", Some(v)) => format!("environment ({v})"),
+        ("keyring", _) => "OS keyring".into(),
+        ("file", Some(p)) => format!("plaintext file {p}"),
+        ("not-needed", _) => "not needed (local driver)".into(),
+        ("error", _) => "could not be read".into(),
+        _ => "none".into(),
+    };
+    let status = if r.ok {
+        format!("ok, as {}", r.principal.as_deref().unwrap_or("?"))
+    } else {
+        format!("FAILED: {}", r.error.as_deref().unwrap_or("unknown"))
+    };
+    let expires = match r.expires_at {
+        Some(at) => format!("{} ({})", rfc3339(at), crate::duration::relative(at, now)),
+        None if r.ok && r.driver != "local" => "never, or the gateway does not say".into(),
+        None => "-".into(),
+    };
+    let rows = [
+        ("gateway", r.url.clone().unwrap_or_else(|| "-".into())),
+        ("driver", r.driver.to_string()),
+        ("credential", credential),
+        ("status", status),
+        ("expires", expires),
+    ];
+    for (k, v) in rows {
+        writeln!(w, "  {:<11} {v}", format!("{k}:"))?;
+    }
+    Ok(())
+}

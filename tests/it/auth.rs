@@ -1,0 +1,503 @@
+//! `tok login`, `tok logout`, `tok auth status` and the credential path, against
+//! a real Secret Service (gnome-keyring on private D-Bus session buses, started
+//! by scripts/setup/10-keyring.sh) and an in-process gateway that counts requests.
+
+use crate::auth_server::{Admin, AuthServer};
+use crate::common::*;
+use chrono::{TimeDelta, Utc};
+use std::process::Output;
+
+/// A bus address from the setup script; the tests cannot run without it.
+fn bus(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!(
+            "{var} is not set: the keyring tests need a real Secret Service. Run them through \
+             scripts/test, which starts D-Bus session buses with gnome-keyring \
+             (scripts/setup/10-keyring.sh)"
+        )
+    })
+}
+
+fn secret_tool(bus: &str, args: &[&str]) -> Output {
+    std::process::Command::new("secret-tool")
+        .args(args)
+        .env("DBUS_SESSION_BUS_ADDRESS", bus)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("could not run secret-tool ({e}); scripts/setup/10-keyring.sh installs libsecret-tools")
+        })
+}
+
+/// What the keyring holds for tok's `account`, read by libsecret, not by tok.
+fn keyring_lookup(bus: &str, account: &str) -> Option<String> {
+    let o = secret_tool(bus, &["lookup", "service", "tok", "username", account]);
+    o.status
+        .success()
+        .then(|| String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+/// An Env whose tok talks to the Secret Service on `bus`.
+fn env_on(bus: &str) -> Env {
+    let mut env = Env::new();
+    env.set("DBUS_SESSION_BUS_ADDRESS", bus);
+    env
+}
+
+fn add_profile(env: &Env, name: &str, url: &str) {
+    env.ok(&["profile", "add", name, "--url", url]);
+}
+
+fn login(env: &Env, profile: &str, secret: &str) -> Output {
+    env.run_stdin(
+        &["login", "--profile", profile, "--with-token"],
+        &format!("{secret}\n"),
+    )
+}
+
+fn status_json(env: &Env, args: &[&str]) -> (Output, Vec<serde_json::Value>) {
+    let mut all = vec!["auth", "status", "-o", "json"];
+    all.extend_from_slice(args);
+    let o = env.run(&all);
+    let v = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("auth status json ({e}): {}\n{}", stdout(&o), stderr(&o)));
+    (o, v)
+}
+
+#[test]
+fn login_stores_the_credential_in_the_secret_service_under_documented_attributes() {
+    let bus = bus("TOK_TEST_DBUS");
+    let server =
+        AuthServer::start(vec![Admin::new("adm-one-s3cret", "tk_admin1", "ops")
+            .expiring(Utc::now() + TimeDelta::days(30))]);
+    let env = env_on(&bus);
+    add_profile(&env, "prod", &format!("{}/", server.url));
+
+    let o = login(&env, "prod", "adm-one-s3cret");
+    assert_success(&o, &["login"]);
+    assert_eq!(stdout(&o), "", "login prints nothing on stdout");
+    let err = stderr(&o);
+    assert!(err.contains("logged in to profile `prod`"), "{err}");
+    assert!(err.contains("tk_admin1 (ops)"), "{err}");
+    assert!(err.contains("in the OS keyring"), "{err}");
+    assert!(!err.contains("adm-one-s3cret"), "the secret leaked: {err}");
+    assert!(
+        !err.contains("expires at"),
+        "30 days away is no warning: {err}"
+    );
+    assert_eq!(server.requests(), 1, "one whoami before saving");
+
+    // The account is keyed by profile and the normalised URL (no trailing slash).
+    let account = format!("prod@{}", server.url);
+    assert_eq!(
+        keyring_lookup(&bus, &account).as_deref(),
+        Some("adm-one-s3cret")
+    );
+    let found = secret_tool(&bus, &["search", "--all", "tok_url", &server.url]);
+    let attrs = format!("{}{}", stdout(&found), stderr(&found));
+    for needle in [
+        "attribute.service = tok".to_string(),
+        format!("attribute.username = {account}"),
+        "attribute.application = tok".to_string(),
+        "attribute.tok_profile = prod".to_string(),
+        format!("attribute.tok_url = {}", server.url),
+        "attribute.target = default".to_string(),
+        format!("label = tok credential for profile `prod` ({})", server.url),
+    ] {
+        assert!(attrs.contains(&needle), "{needle:?} not in:\n{attrs}");
+    }
+
+    let (o, rows) = status_json(&env, &[]);
+    assert_success(&o, &["auth", "status"]);
+    assert_eq!(rows.len(), 1);
+    let r = &rows[0];
+    assert_eq!(r["profile"], "prod");
+    assert_eq!(r["url"], format!("{}/", server.url));
+    assert_eq!(r["driver"], "tok");
+    assert_eq!(r["credential"], "keyring");
+    assert_eq!(r["ok"], true);
+    assert_eq!(r["principal"], "tk_admin1 (ops)");
+    assert!(r["expires_at"].as_str().unwrap().ends_with('Z'), "{r}");
+    assert_eq!(server.requests(), 2);
+
+    let o = env.run(&["logout", "--profile", "prod"]);
+    assert_success(&o, &["logout"]);
+    assert!(
+        stderr(&o).contains("removed the credential"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        keyring_lookup(&bus, &account),
+        None,
+        "logout removed the item"
+    );
+
+    let (o, rows) = status_json(&env, &[]);
+    assert_fails(&o, exit::AUTH, &["1 of 1 cannot authenticate"]);
+    assert_eq!(rows[0]["credential"], "none");
+    assert_eq!(rows[0]["ok"], false);
+    assert_eq!(server.requests(), 2, "no request without a credential");
+}
+
+#[test]
+fn two_profiles_on_one_gateway_keep_their_own_credentials() {
+    let bus = bus("TOK_TEST_DBUS");
+    let server = AuthServer::start(vec![
+        Admin::new("adm-two-a", "tk_a", "alice"),
+        Admin::new("adm-two-b", "tk_b", "bob"),
+    ]);
+    let env = env_on(&bus);
+    add_profile(&env, "alice", &server.url);
+    add_profile(&env, "bob", &server.url);
+    assert_success(&login(&env, "alice", "adm-two-a"), &["login alice"]);
+    assert_success(&login(&env, "bob", "adm-two-b"), &["login bob"]);
+
+    assert_eq!(
+        keyring_lookup(&bus, &format!("alice@{}", server.url)).as_deref(),
+        Some("adm-two-a")
+    );
+    assert_eq!(
+        keyring_lookup(&bus, &format!("bob@{}", server.url)).as_deref(),
+        Some("adm-two-b")
+    );
+
+    let (o, rows) = status_json(&env, &[]);
+    assert_success(&o, &["auth", "status"]);
+    let principal = |p: &str| {
+        rows.iter()
+            .find(|r| r["profile"] == p)
+            .map(|r| r["principal"].clone())
+            .unwrap()
+    };
+    assert_eq!(principal("alice"), "tk_a (alice)");
+    assert_eq!(principal("bob"), "tk_b (bob)");
+
+    // --profile narrows the status to one; the table form names the source.
+    let table = env.ok(&["auth", "status", "--profile", "bob"]);
+    assert!(table.starts_with("bob\n"), "{table}");
+    assert!(table.contains("credential: OS keyring"), "{table}");
+    assert!(table.contains("ok, as tk_b (bob)"), "{table}");
+
+    env.ok(&["logout", "--profile", "alice"]);
+    assert_eq!(keyring_lookup(&bus, &format!("alice@{}", server.url)), None);
+    assert_eq!(
+        keyring_lookup(&bus, &format!("bob@{}", server.url)).as_deref(),
+        Some("adm-two-b"),
+        "logging one profile out leaves the other"
+    );
+}
+
+#[test]
+fn a_rejected_credential_is_not_saved() {
+    let bus = bus("TOK_TEST_DBUS");
+    let server = AuthServer::start(vec![Admin::new("adm-right", "tk_r", "right")]);
+    let env = env_on(&bus);
+    add_profile(&env, "prod", &server.url);
+    let o = login(&env, "prod", "adm-wrong-guess");
+    assert_fails(
+        &o,
+        exit::AUTH,
+        &["nothing was saved", "rejected the credential"],
+    );
+    assert!(!stderr(&o).contains("adm-wrong-guess"), "{}", stderr(&o));
+    assert_eq!(server.requests(), 1);
+    assert_eq!(keyring_lookup(&bus, &format!("prod@{}", server.url)), None);
+}
+
+#[test]
+fn login_reads_the_credential_from_stdin_or_a_terminal_only() {
+    let bus = bus("TOK_TEST_DBUS");
+    let server = AuthServer::start(vec![Admin::new("adm-in", "tk_in", "in")]);
+    let env = env_on(&bus);
+    add_profile(&env, "prod", &server.url);
+
+    // No terminal and no --with-token: nothing to ask on.
+    let o = env.run(&["login", "--profile", "prod"]);
+    assert_fails(&o, exit::USAGE, &["no terminal", "--with-token"]);
+    // Never from argv.
+    let o = env.run(&["login", "--profile", "prod", "adm-in"]);
+    assert_fails(&o, exit::USAGE, &["unexpected argument"]);
+    let o = env.run_stdin(&["login", "--profile", "prod", "--with-token"], " \n");
+    assert_fails(&o, exit::USAGE, &["the credential is empty"]);
+    let o = env.run_stdin(&["login", "--profile", "prod", "--with-token"], "a\nb\n");
+    assert_fails(&o, exit::USAGE, &["more than one line"]);
+    // The local driver has nothing to log in to.
+    let o = env.run_stdin(&["login", "--with-token"], "x\n");
+    assert_fails(&o, exit::USAGE, &["the local driver needs no credential"]);
+    assert_eq!(server.requests(), 0);
+
+    // No profile: the account is the URL alone.
+    let o = env.run_stdin(&["login", "--url", &server.url, "--with-token"], "adm-in");
+    assert_success(&o, &["login --url"]);
+    assert_eq!(keyring_lookup(&bus, &server.url).as_deref(), Some("adm-in"));
+    let (o, rows) = status_json(&env, &["--url", &server.url]);
+    assert_fails(&o, exit::AUTH, &["1 of 2 cannot authenticate"]);
+    let none = rows.iter().find(|r| r["profile"].is_null()).unwrap();
+    assert_eq!(none["ok"], true, "{none}");
+    assert_eq!(none["credential"], "keyring");
+    let prod = rows.iter().find(|r| r["profile"] == "prod").unwrap();
+    assert_eq!(prod["credential"], "none", "{prod}");
+    env.ok(&["logout", "--url", &server.url]);
+    assert_eq!(keyring_lookup(&bus, &server.url), None);
+}
+
+#[test]
+fn without_a_d_bus_session_every_path_fails_with_auth_and_sends_nothing() {
+    let server = AuthServer::start(vec![Admin::new("adm-nobus", "tk_n", "n")]);
+    let env = Env::new(); // no DBUS_SESSION_BUS_ADDRESS, no bus at $XDG_RUNTIME_DIR/bus
+    add_profile(&env, "prod", &server.url);
+
+    let o = login(&env, "prod", "adm-nobus");
+    assert_fails(
+        &o,
+        exit::AUTH,
+        &[
+            "could not store the credential for profile `prod`",
+            "dbus session",
+            "TOK_ADMIN_TOKEN",
+            "--insecure-storage",
+        ],
+    );
+    for args in [
+        &["--profile", "prod", "list"][..],
+        &["--profile", "prod", "create", "--ttl", "1m"][..],
+    ] {
+        let o = env.run(args);
+        assert_fails(
+            &o,
+            exit::AUTH,
+            &[
+                "could not read the credential for profile `prod`",
+                "dbus session",
+                "TOK_ADMIN_TOKEN",
+                "--insecure-storage",
+            ],
+        );
+    }
+    let (o, rows) = status_json(&env, &[]);
+    assert_fails(&o, exit::AUTH, &["1 of 1 cannot authenticate"]);
+    assert_eq!(rows[0]["credential"], "error");
+    assert_eq!(server.requests(), 0, "no request after a keyring failure");
+    assert!(
+        !env.config_dir().join("credentials").exists(),
+        "no silent fallback to a plaintext file"
+    );
+}
+
+#[test]
+fn a_locked_keyring_fails_with_auth_and_sends_nothing() {
+    let bus = bus("TOK_TEST_DBUS_LOCKED");
+    let server = AuthServer::start(vec![Admin::new("adm-lock", "tk_l", "l")]);
+    let env = env_on(&bus);
+    add_profile(&env, "prod", &server.url);
+    add_profile(&env, "other", &server.url);
+    let o = login(&env, "prod", "adm-lock");
+    assert!(
+        o.status.success(),
+        "login on {bus} failed; if it is locked from an earlier run, run the tests through \
+         scripts/test, which starts a fresh keyring: {}",
+        stderr(&o)
+    );
+    assert_eq!(server.requests(), 1);
+
+    let lock = std::process::Command::new("dbus-send")
+        .args([
+            "--print-reply",
+            "--dest=org.freedesktop.secrets",
+            "/org/freedesktop/secrets",
+            "org.freedesktop.Secret.Service.Lock",
+            "array:objpath:/org/freedesktop/secrets/collection/login",
+        ])
+        .env("DBUS_SESSION_BUS_ADDRESS", &bus)
+        .output()
+        .expect("dbus-send (dbus-bin)");
+    assert!(lock.status.success(), "{}", stderr(&lock));
+    let o = secret_tool(
+        &bus,
+        &[
+            "lookup",
+            "service",
+            "tok",
+            "username",
+            &format!("prod@{}", server.url),
+        ],
+    );
+    assert!(!o.status.success(), "the keyring is locked now");
+
+    let o = env.run(&["--profile", "prod", "list"]);
+    assert_fails(
+        &o,
+        exit::AUTH,
+        &[
+            "from the OS keyring",
+            "prompt dismissed",
+            "TOK_ADMIN_TOKEN",
+            "--insecure-storage",
+        ],
+    );
+    let o = login(&env, "other", "adm-lock");
+    assert_fails(
+        &o,
+        exit::AUTH,
+        &[
+            "in the OS keyring",
+            "locked",
+            "TOK_ADMIN_TOKEN",
+            "--insecure-storage",
+        ],
+    );
+    assert_eq!(
+        server.requests(),
+        1,
+        "nothing reached the gateway after the lock"
+    );
+}
+
+#[test]
+fn a_hung_keyring_times_out_with_auth_and_sends_nothing() {
+    let bus = bus("TOK_TEST_DBUS_HUNG");
+    let server = AuthServer::start(vec![Admin::new("adm-hung", "tk_h", "h")]);
+    let mut env = env_on(&bus);
+    env.set("TOK_KEYRING_TIMEOUT", "1s");
+    add_profile(&env, "prod", &server.url);
+
+    let o = login(&env, "prod", "adm-hung");
+    assert_fails(
+        &o,
+        exit::AUTH,
+        &[
+            "did not answer within 1s",
+            "TOK_ADMIN_TOKEN",
+            "--insecure-storage",
+        ],
+    );
+    let o = env.run(&["--profile", "prod", "list"]);
+    assert_fails(&o, exit::AUTH, &["did not answer within 1s"]);
+    assert_eq!(server.requests(), 0);
+
+    // The environment comes first and never touches the keyring.
+    env.set("TOK_ADMIN_TOKEN", "adm-hung");
+    let (o, rows) = status_json(&env, &[]);
+    assert_success(&o, &["auth", "status"]);
+    assert_eq!(rows[0]["credential"], "env");
+    assert_eq!(rows[0]["credential_detail"], "TOK_ADMIN_TOKEN");
+    assert_eq!(rows[0]["principal"], "tk_h (h)");
+}
+
+#[cfg(unix)]
+#[test]
+fn insecure_storage_is_a_private_file_refused_when_others_can_read_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = AuthServer::start(vec![Admin::new("adm-file", "tk_f", "f")]);
+    // No D-Bus session: the file is what the user chose, not a fallback.
+    let env = Env::new();
+    add_profile(&env, "lab", &server.url);
+    let o = env.run_stdin(
+        &[
+            "login",
+            "--profile",
+            "lab",
+            "--with-token",
+            "--insecure-storage",
+        ],
+        "adm-file\n",
+    );
+    assert_success(&o, &["login --insecure-storage"]);
+    let err = stderr(&o);
+    assert!(
+        err.contains("warning:") && err.contains("PLAINTEXT"),
+        "{err}"
+    );
+
+    let file = env
+        .config_dir()
+        .join("credentials")
+        .join("credentials.toml");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&file), 0o600);
+    assert_eq!(mode(file.parent().unwrap()), 0o700);
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("secret = \"adm-file\""), "{text}");
+    assert!(
+        text.contains(&format!("[credential.\"lab@{}\"]", server.url)),
+        "{text}"
+    );
+
+    let (o, rows) = status_json(&env, &[]);
+    assert_success(&o, &["auth", "status"]);
+    assert_eq!(rows[0]["credential"], "file");
+    assert_eq!(rows[0]["credential_detail"], file.display().to_string());
+    assert_eq!(rows[0]["ok"], true);
+    assert_eq!(server.requests(), 2);
+
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = env.run(&["--profile", "lab", "list"]);
+    assert_fails(&o, exit::AUTH, &["refusing to use", "0644", "chmod 600"]);
+    let (o, rows) = status_json(&env, &[]);
+    assert_fails(&o, exit::AUTH, &["cannot authenticate"]);
+    assert!(
+        rows[0]["error"].as_str().unwrap().contains("0644"),
+        "{}",
+        rows[0]
+    );
+    assert_eq!(server.requests(), 2, "a refused file sends nothing");
+
+    // Writing again warns again and makes the file private again.
+    let o = env.run_stdin(
+        &[
+            "login",
+            "--profile",
+            "lab",
+            "--with-token",
+            "--insecure-storage",
+        ],
+        "adm-file\n",
+    );
+    assert_success(&o, &["login --insecure-storage"]);
+    assert!(stderr(&o).contains("PLAINTEXT"));
+    assert_eq!(mode(&file), 0o600);
+
+    env.ok(&["logout", "--profile", "lab"]);
+    assert!(!file.exists(), "logout removed the last entry and the file");
+}
+
+#[test]
+fn commands_warn_when_the_credential_expires_within_a_day_without_asking_again() {
+    let bus = bus("TOK_TEST_DBUS");
+    let server = AuthServer::start(vec![
+        Admin::new("adm-soon", "tk_s", "soon").expiring(Utc::now() + TimeDelta::hours(2))
+    ]);
+    let env = env_on(&bus);
+    add_profile(&env, "prod", &server.url);
+    let o = login(&env, "prod", "adm-soon");
+    assert_success(&o, &["login"]);
+    assert!(
+        stderr(&o).contains("warning: this credential expires at"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(server.auth_self_requests(), 1);
+
+    // Any command that uses the credential warns, from what login learnt.
+    let o = env.run(&["--profile", "prod", "list"]);
+    let err = stderr(&o);
+    assert!(
+        err.contains("warning: the credential for profile `prod`")
+            && err.contains("(from OS keyring) expires at")
+            && err.contains("run `tok login`"),
+        "{err}"
+    );
+    assert!(!stdout(&o).contains("warning"), "warnings stay off stdout");
+    assert_eq!(
+        server.auth_self_requests(),
+        1,
+        "no extra whoami for the warning"
+    );
+
+    // A different credential (here from the environment) for the same account
+    // does not inherit that expiry.
+    let mut env = env;
+    env.set("TOK_ADMIN_TOKEN", "adm-other");
+    let o = env.run(&["--profile", "prod", "list"]);
+    assert!(!stderr(&o).contains("expires at"), "{}", stderr(&o));
+}
