@@ -77,6 +77,15 @@ pub struct GlobalArgs {
     /// Give up on a gateway request after this long.
     #[arg(long, global = true, env = env::TIMEOUT, value_name = "DURATION")]
     pub timeout: Option<Ttl>,
+
+    /// The APIPark app (its id) whose keys to manage (apipark driver).
+    #[arg(long, global = true, env = env::APP, value_name = "APP_ID")]
+    pub app: Option<String>,
+
+    /// The consumer that keys belong to (kong and apisix drivers): new keys go to
+    /// it, and list shows only its keys.
+    #[arg(long, global = true, env = env::OWNER, value_name = "CONSUMER")]
+    pub owner: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -312,12 +321,13 @@ pub enum ProfileCommand {
 /// Add or replace a profile.
 ///
 /// The profile takes the global options given on this command line: --driver,
-/// --url, --data-dir, --timeout, --ca-cert and --insecure (never from the
-/// environment, so a stray TOK_URL does not end up in the file).
+/// --url, --data-dir, --timeout, --ca-cert, --insecure, --app and --owner (never
+/// from the environment, so a stray TOK_URL does not end up in the file).
 ///
 /// Examples:
 ///   tok profile add dev --driver local --data-dir ~/tok-dev --default-ttl 15m
 ///   tok profile add prod --url https://tok.example.com --default
+///   tok profile add gw --driver apipark --url https://apipark.example --app 9f1c...
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct ProfileAddArgs {

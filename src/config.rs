@@ -45,6 +45,12 @@ pub struct Profile {
     /// Request timeout, as a duration (`30s`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
+    /// The APIPark app (its id) whose keys tok manages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    /// The Kong or APISIX consumer that new keys belong to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// The config directory: `TOK_CONFIG_DIR`, else `$XDG_CONFIG_HOME/tok`.

@@ -10,6 +10,13 @@ pub const CA_CERT: &str = "TOK_CA_CERT";
 pub const DATA_DIR: &str = "TOK_DATA_DIR";
 pub const CONFIG_DIR: &str = "TOK_CONFIG_DIR";
 pub const ADMIN_TOKEN: &str = "TOK_ADMIN_TOKEN";
+pub const APP: &str = "TOK_APP";
+pub const OWNER: &str = "TOK_OWNER";
+/// Gateway-specific admin credentials, tried before TOK_ADMIN_TOKEN.
+pub const APIPARK_API_KEY: &str = "APIPARK_API_KEY";
+pub const KONG_ADMIN_TOKEN: &str = "KONG_ADMIN_TOKEN";
+pub const APISIX_ADMIN_KEY: &str = "APISIX_ADMIN_KEY";
+pub const TYK_SECRET: &str = "TYK_SECRET";
 pub const NO_COLOR: &str = "NO_COLOR";
 pub const CLICOLOR_FORCE: &str = "CLICOLOR_FORCE";
 pub const GITHUB_ACTIONS: &str = "GITHUB_ACTIONS";

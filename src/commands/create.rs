@@ -55,9 +55,18 @@ pub fn run(ctx: &Ctx, args: CreateArgs) -> Result<()> {
     if new.expires_at.is_some() {
         gw.require(Op::Expiry)?;
     }
+    if new.name.is_some() {
+        gw.require(Op::Names)?;
+    }
+    if new.description.is_some() {
+        gw.require(Op::Descriptions)?;
+    }
     let created = driver(gw.create(&new), || "could not create a token".into())?;
     emit_secret(ctx, &created, args.no_newline)?;
     summary(ctx, "created", &created.token);
+    if let Some(note) = gw.usage_note() {
+        ctx.out.info(note);
+    }
     Ok(())
 }
 

@@ -9,7 +9,7 @@ use clap::ValueEnum;
 use serde_json::json;
 use std::io::Write;
 
-const OPS: [(Op, &str); 10] = [
+const OPS: [(Op, &str); 12] = [
     (Op::Create, "create"),
     (Op::List, "list"),
     (Op::InspectById, "inspect"),
@@ -20,6 +20,8 @@ const OPS: [(Op, &str); 10] = [
     (Op::Labels, "labels"),
     (Op::Expiry, "expiry"),
     (Op::UseLimits, "use-limits"),
+    (Op::Names, "names"),
+    (Op::Descriptions, "descriptions"),
 ];
 
 pub fn run(ctx: &Ctx, _args: DriversArgs) -> Result<()> {

@@ -132,25 +132,64 @@ impl Ctx {
 
     /// The driver this run talks to.
     pub fn gateway(&self) -> Result<Box<dyn Gateway>> {
+        use crate::drivers::{apipark::Apipark, apisix::Apisix, kong::Kong, tyk::Tyk};
         let kind = self.driver_kind();
+        self.check_owner_flags(kind)?;
         if kind == DriverKind::Local {
             let dir = self.data_dir()?;
             return Ok(Box::new(Local::open(&dir)?));
         }
         let settings = self.settings(kind)?;
-        match kind {
+        let owner = self.global.owner.clone().or(self.profile.owner.clone());
+        Ok(match kind {
             DriverKind::Local => unreachable!("handled above"),
-            DriverKind::Tok => Err(UserError::new(
-                Kind::Unsupported,
-                "the tok driver is not built into this tok",
-            )
-            .hint("use the local driver (unset TOK_URL and --url)")
-            .into()),
-        }
-        .map(|g: Box<dyn Gateway>| {
-            let _ = &settings;
-            g
+            DriverKind::Tok => {
+                return Err(UserError::new(
+                    Kind::Unsupported,
+                    "the tok driver is not built into this tok",
+                )
+                .hint("use the local driver (unset TOK_URL and --url)")
+                .into())
+            }
+            DriverKind::Apipark => {
+                let app = self.global.app.clone().or(self.profile.app.clone());
+                Box::new(Apipark::new(settings, app)?)
+            }
+            DriverKind::Kong => Box::new(Kong::new(settings, owner)?),
+            DriverKind::Apisix => Box::new(Apisix::new(settings, owner)?),
+            DriverKind::Tyk => Box::new(Tyk::new(settings)?),
         })
+    }
+
+    /// `--app` and `--owner` mean something to some drivers only; given to
+    /// another, they would be silently ignored, so they are refused.
+    fn check_owner_flags(&self, kind: DriverKind) -> Result<()> {
+        if self.global.app.is_some() && kind != DriverKind::Apipark {
+            return Err(UserError::usage(format!(
+                "--app is for the apipark driver, not {}",
+                kind.as_str()
+            ))
+            .hint(match kind {
+                DriverKind::Kong | DriverKind::Apisix => {
+                    "keys of this gateway belong to a consumer: use --owner CONSUMER"
+                }
+                _ => "drop --app (or TOK_APP)",
+            })
+            .into());
+        }
+        if self.global.owner.is_some() && !matches!(kind, DriverKind::Kong | DriverKind::Apisix) {
+            return Err(UserError::usage(format!(
+                "--owner is for the kong and apisix drivers, not {}",
+                kind.as_str()
+            ))
+            .hint(if kind == DriverKind::Apipark {
+                "APIPark keys belong to an app: use --app APP_ID"
+            } else {
+                "drop --owner (or TOK_OWNER)"
+            })
+            .into());
+        }
+        Ok(())
     }
 
     /// Connection settings for a network driver: URL, TLS, timeout, credential.

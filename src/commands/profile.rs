@@ -70,6 +70,12 @@ fn add(ctx: &Ctx, a: ProfileAddArgs) -> Result<()> {
     if typed(ctx, "ca_cert") {
         p.ca_cert = g.ca_cert.clone();
     }
+    if typed(ctx, "app") {
+        p.app = g.app.clone();
+    }
+    if typed(ctx, "owner") {
+        p.owner = g.owner.clone();
+    }
     p.insecure = g.insecure;
     if p.insecure {
         ctx.out.warn(format!(

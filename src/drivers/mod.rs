@@ -1,8 +1,13 @@
 //! The `Gateway` trait that every driver implements, its capability flags, and
 //! the errors drivers raise at their seam.
 
+pub mod apipark;
+pub mod apisix;
+mod gateway_api;
 pub mod http_client;
+pub mod kong;
 pub mod local;
+pub mod tyk;
 
 use crate::error::Kind;
 use crate::model::{Created, Filter, NewToken, RevokeOutcome, Token};
@@ -17,6 +22,14 @@ pub enum DriverKind {
     Local,
     /// tok's own HTTP admin API (`tok serve`).
     Tok,
+    /// APIPark: `apikey` authorizations of an app, through the /openapi/v1 automation API.
+    Apipark,
+    /// Kong Gateway: key-auth credentials of consumers, through the Admin API.
+    Kong,
+    /// Apache APISIX 3.11+: key-auth credentials of consumers, through the Admin API.
+    Apisix,
+    /// Tyk Gateway: keys under /tyk/keys, through the Gateway API (hashed keys).
+    Tyk,
 }
 
 impl DriverKind {
@@ -24,13 +37,46 @@ impl DriverKind {
         match self {
             DriverKind::Local => "local",
             DriverKind::Tok => "tok",
+            DriverKind::Apipark => "apipark",
+            DriverKind::Kong => "kong",
+            DriverKind::Apisix => "apisix",
+            DriverKind::Tyk => "tyk",
         }
     }
 
-    /// What the driver can do, known without contacting anything.
+    /// What the driver can do, known without contacting anything. These are
+    /// what the gateways themselves can hold; nothing here is emulated by tok.
     pub fn capabilities(self) -> Capabilities {
+        let gateway = Capabilities {
+            scopes: false,
+            labels: true,
+            expiry: true,
+            use_limits: false,
+            names: false,
+            descriptions: false,
+            ..Capabilities::ALL
+        };
         match self {
             DriverKind::Local | DriverKind::Tok => Capabilities::ALL,
+            // Authorization names; labels in the apikey config's `label` map.
+            DriverKind::Apipark => Capabilities {
+                names: true,
+                ..gateway
+            },
+            // Labels are the credential's tags; ttl is the expiry.
+            DriverKind::Kong => gateway,
+            // Credentials carry `desc` and `labels` but no expiry at all.
+            DriverKind::Apisix => Capabilities {
+                expiry: false,
+                descriptions: true,
+                ..gateway
+            },
+            // `alias` is the name, `meta_data` the labels, access rights the scopes.
+            DriverKind::Tyk => Capabilities {
+                scopes: true,
+                names: true,
+                ..gateway
+            },
         }
     }
 
@@ -38,7 +84,51 @@ impl DriverKind {
         match self {
             DriverKind::Local => "embedded SQLite store in your data directory",
             DriverKind::Tok => "tok's own HTTP admin API (tok serve)",
+            DriverKind::Apipark => "APIPark apikey authorizations of an app (/openapi/v1)",
+            DriverKind::Kong => "Kong key-auth credentials of consumers (Admin API)",
+            DriverKind::Apisix => "APISIX 3.11+ key-auth credentials of consumers (Admin API)",
+            DriverKind::Tyk => "Tyk Gateway keys (/tyk/keys, hashed keys)",
         }
+    }
+
+    /// Why this driver cannot do `op`, and what to do instead, where there is
+    /// more to say than "it cannot".
+    pub fn unsupported_hint(self, op: Op) -> Option<&'static str> {
+        Some(match (self, op) {
+            (DriverKind::Apipark, Op::Scopes) => {
+                "APIPark keys carry no scopes: a key reaches what its app's approved service subscriptions allow; subscribe the app to services in the APIPark console, or use another app"
+            }
+            (DriverKind::Kong, Op::Scopes) => {
+                "Kong scopes are ACL groups of the consumer, not of one key (POST /consumers/{consumer}/acls); give the consumer the groups, or use another consumer (--owner)"
+            }
+            (DriverKind::Apisix, Op::Scopes) => {
+                "APISIX keys carry no scopes: restrict the consumer (consumer-restriction plugin) or use another consumer (--owner)"
+            }
+            (DriverKind::Apisix, Op::Expiry) => {
+                "APISIX credentials have no expiry time; pass --no-expiry to create a key that lives until you revoke it (and revoke it when done)"
+            }
+            (DriverKind::Kong, Op::Names) | (DriverKind::Apisix, Op::Names) => {
+                "its credentials have no name field; drop --name and tell keys apart by --label"
+            }
+            (DriverKind::Apipark, Op::Descriptions)
+            | (DriverKind::Kong, Op::Descriptions)
+            | (DriverKind::Tyk, Op::Descriptions) => {
+                "its keys have no description field; drop --description (a --label can carry a short note)"
+            }
+            (
+                DriverKind::Apipark | DriverKind::Kong | DriverKind::Apisix | DriverKind::Tyk,
+                Op::UseLimits,
+            ) => "the gateway cannot limit how often one key is used; drop --uses/--single-use",
+            _ => return None,
+        })
+    }
+
+    fn from_name(name: &str) -> Option<DriverKind> {
+        use clap::ValueEnum;
+        DriverKind::value_variants()
+            .iter()
+            .copied()
+            .find(|k| k.as_str() == name)
     }
 }
 
@@ -65,6 +155,8 @@ pub struct Capabilities {
     pub labels: bool,
     pub expiry: bool,
     pub use_limits: bool,
+    pub names: bool,
+    pub descriptions: bool,
 }
 
 impl Capabilities {
@@ -79,6 +171,8 @@ impl Capabilities {
         labels: true,
         expiry: true,
         use_limits: true,
+        names: true,
+        descriptions: true,
     };
 }
 
@@ -95,6 +189,8 @@ pub enum Op {
     Labels,
     Expiry,
     UseLimits,
+    Names,
+    Descriptions,
     Whoami,
 }
 
@@ -111,6 +207,8 @@ impl Op {
             Op::Labels => "attach labels to a token",
             Op::Expiry => "give a token an expiry time",
             Op::UseLimits => "limit how often a token is used",
+            Op::Names => "give a token a name",
+            Op::Descriptions => "give a token a description",
             Op::Whoami => "check an admin credential",
         }
     }
@@ -129,6 +227,8 @@ impl Capabilities {
             Op::Labels => self.labels,
             Op::Expiry => self.expiry,
             Op::UseLimits => self.use_limits,
+            Op::Names => self.names,
+            Op::Descriptions => self.descriptions,
             Op::Whoami => true,
         }
     }
@@ -180,6 +280,13 @@ pub enum DriverError {
     },
     #[error("unexpected answer from {url}: {message}")]
     Protocol { url: String, message: String },
+    /// The gateway refused in a way the driver can explain, with its own hint.
+    #[error("{message}")]
+    Gateway {
+        message: String,
+        kind: Kind,
+        hint: Option<String>,
+    },
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error("could not write the output")]
@@ -198,6 +305,7 @@ impl DriverError {
                 status: 401 | 403, ..
             } => Kind::Auth,
             DriverError::Store(e) => e.kind(),
+            DriverError::Gateway { kind, .. } => *kind,
             _ => Kind::Failure,
         }
     }
@@ -214,9 +322,13 @@ impl DriverError {
             DriverError::Ambiguous { .. } => {
                 Some("type more characters of the id to pick one".into())
             }
-            DriverError::Unsupported { .. } => {
-                Some("run `tok drivers` to see what each driver supports".into())
-            }
+            DriverError::Unsupported { driver, op } => Some(
+                DriverKind::from_name(driver)
+                    .and_then(|k| k.unsupported_hint(*op))
+                    .unwrap_or("run `tok drivers` to see what each driver supports")
+                    .into(),
+            ),
+            DriverError::Gateway { hint, .. } => hint.clone(),
             DriverError::Unauthorized(_) => Some(format!(
                 "set {} to an admin token with the needed scope",
                 crate::env::ADMIN_TOKEN
@@ -289,6 +401,12 @@ pub trait Gateway {
             driver: self.kind().as_str(),
             op: Op::Whoami,
         })
+    }
+
+    /// How clients of the gateway present a new secret, said once after create
+    /// and rotate (on stderr), when that is not `Authorization: Bearer`.
+    fn usage_note(&self) -> Option<String> {
+        None
     }
 
     /// Refuses `op` early when this driver cannot do it.
