@@ -2,4 +2,6 @@
 //! environment (cleared env, temp HOME and XDG dirs, fixed COLUMNS, NO_COLOR).
 
 mod common;
+mod doubles;
+mod gateways;
 mod lifecycle;
