@@ -169,7 +169,7 @@ async fn handle(
                 return fail("record not found");
             }
             let mut items: Vec<&Auth> = s.auths.iter().filter(|a| a.app == app).collect();
-            items.sort_by(|a, b| b.update_seq.cmp(&a.update_seq));
+            items.sort_by_key(|a| std::cmp::Reverse(a.update_seq));
             let list: Vec<Value> = items
                 .iter()
                 .map(|a| {

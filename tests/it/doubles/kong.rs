@@ -13,6 +13,7 @@
 //! - kong/db/strategies/postgres/init.lua (rows past their ttl are not
 //!   selected; `ttl` is reported as the whole seconds left)
 //! - kong/db/dao/init.lua (ttl must be an integer between 0 and 100000000)
+//!
 //! Kong OSS has no Admin API authentication; built with a token, the double
 //! answers 401 without the matching `Kong-Admin-Token`, as Kong Enterprise's RBAC does.
 
@@ -203,26 +204,27 @@ fn page(list: Vec<Cred>, q: &HashMap<String, String>, next_base: &str) -> Respon
     }
 }
 
-fn parse_body(body: &Bytes) -> Result<Value, Response> {
+fn parse_body(body: &Bytes) -> Result<Value, Box<Response>> {
     if body.is_empty() {
         return Ok(j!({}));
     }
-    serde_json::from_slice(body).map_err(|_| json(400, j!({ "message": "Cannot parse JSON body" })))
+    serde_json::from_slice(body)
+        .map_err(|_| Box::new(json(400, j!({ "message": "Cannot parse JSON body" }))))
 }
 
-fn check_ttl(v: &Value) -> Result<Option<i64>, Response> {
+fn check_ttl(v: &Value) -> Result<Option<i64>, Box<Response>> {
     match v.get("ttl") {
         None | Some(Value::Null) => Ok(None),
         Some(t) => match t.as_i64() {
             Some(n) if (0..=100_000_000).contains(&n) => Ok(Some(n)),
-            _ => Err(json(
+            _ => Err(Box::new(json(
                 400,
                 j!({
                     "code": 11, "name": "invalid options",
                     "message": "invalid option (ttl: must be an integer between 0 and 100000000)",
                     "options": { "ttl": "must be an integer between 0 and 100000000" },
                 }),
-            )),
+            ))),
         },
     }
 }
@@ -257,11 +259,11 @@ async fn nested_collection(
         Method::POST => {
             let v = match parse_body(&body) {
                 Ok(v) => v,
-                Err(r) => return r,
+                Err(r) => return *r,
             };
             let ttl = match check_ttl(&v) {
                 Ok(t) => t,
-                Err(r) => return r,
+                Err(r) => return *r,
             };
             let key = v["key"]
                 .as_str()
@@ -384,11 +386,11 @@ async fn entity(
         Method::PATCH => {
             let v = match parse_body(&body) {
                 Ok(v) => v,
-                Err(r) => return r,
+                Err(r) => return *r,
             };
             let ttl = match check_ttl(&v) {
                 Ok(t) => t,
-                Err(r) => return r,
+                Err(r) => return *r,
             };
             let c = s.creds.iter_mut().find(|x| x.id == cred.id).unwrap();
             if let Some(t) = ttl {

@@ -97,3 +97,8 @@ fn owner_flags_are_refused_where_they_mean_nothing() {
         &["--owner is for the kong and apisix", "--app APP_ID"],
     );
 }
+
+/// A well-formed tok secret that no gateway holds.
+pub fn tok_secret() -> String {
+    tok::secret::Secret::generate().expose().to_string()
+}
