@@ -1,7 +1,10 @@
 //! One file per verb. Each takes the run's context and its own args.
 
+pub mod complete;
+pub mod completions;
 pub mod create;
 pub mod drivers;
+pub mod generate;
 pub mod inspect;
 pub mod list;
 pub mod profile;
@@ -37,6 +40,7 @@ pub struct Ctx {
 
 /// Parses argv, runs the command, and returns the process exit code.
 pub fn main() -> i32 {
+    crate::completion::handle_env();
     let matches = Cli::command().get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
@@ -64,6 +68,9 @@ fn run(ctx: &Ctx, command: Command) -> Result<()> {
         Command::Rotate(a) => rotate::run(ctx, a),
         Command::Profile(c) => profile::run(ctx, c),
         Command::Drivers(a) => drivers::run(ctx, a),
+        Command::Completions(a) => completions::run(ctx, a),
+        Command::Generate(a) => generate::run(ctx, a),
+        Command::Complete(a) => complete::run(ctx, a),
     }
 }
 
