@@ -2,4 +2,5 @@
 //! environment (cleared env, temp HOME and XDG dirs, fixed COLUMNS, NO_COLOR).
 
 mod common;
+mod errors;
 mod lifecycle;
