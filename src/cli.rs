@@ -18,7 +18,7 @@ Exit status:
   5  partial failure: some items of a bulk operation failed
   6  unsupported: the driver cannot do this";
 
-/// Create, list, inspect, revoke and rotate bearer tokens.
+/// Create, list, inspect, revoke and rotate bearer tokens
 ///
 /// With nothing configured, tok keeps tokens in an embedded store in your data
 /// directory; profiles and --url point it at a tok server.
@@ -115,7 +115,7 @@ pub enum Command {
     Drivers(DriversArgs),
 }
 
-/// Create a token and print its secret on stdout.
+/// Create a token and print its secret on stdout
 ///
 /// The secret is printed once, alone, followed by a newline; a summary (id,
 /// expiry in UTC) goes to stderr. The store keeps only a hash of the secret.
@@ -203,7 +203,7 @@ impl FilterArgs {
     }
 }
 
-/// List tokens (active ones unless --state says otherwise).
+/// List tokens (active ones unless --state says otherwise)
 ///
 /// Never shows a secret: the fingerprint column identifies a token safely.
 ///
@@ -227,7 +227,7 @@ pub struct ListArgs {
     pub limit: Option<u64>,
 }
 
-/// Show every field of a token, by id, id prefix, or secret on stdin.
+/// Show every field of a token, by id, id prefix, or secret on stdin
 ///
 /// A secret is never taken from the command line: pass `-` and pipe it in.
 /// A JWT on stdin is decoded offline; its signature is not verified.
@@ -244,7 +244,7 @@ pub struct InspectArgs {
     pub id: String,
 }
 
-/// Revoke tokens by id, by secret on stdin, or by filter.
+/// Revoke tokens by id, by secret on stdin, or by filter
 ///
 /// Asks for confirmation on a terminal; elsewhere --yes is required. Revoking
 /// a revoked token succeeds and says so.
@@ -277,7 +277,7 @@ pub struct RevokeArgs {
     pub reason: Option<String>,
 }
 
-/// Replace a token with a new one of the same name, scopes, labels and lifetime.
+/// Replace a token with a new one of the same name, scopes, labels and lifetime
 ///
 /// The new secret is printed as `create` prints it. The old token is revoked
 /// at once, or stays valid for --grace so that clients can switch over.
