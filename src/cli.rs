@@ -113,6 +113,7 @@ pub enum Command {
     #[command(subcommand)]
     Profile(ProfileCommand),
     Drivers(DriversArgs),
+    Audit(AuditArgs),
 }
 
 /// Create a token and print its secret on stdout
@@ -333,6 +334,64 @@ pub struct ProfileAddArgs {
 #[derive(Debug, Args)]
 pub struct ProfileNameArg {
     pub name: String,
+}
+
+/// Show the audit trail: every authorization decision and admin action
+///
+/// Entries come from the local store, or from `tok serve` through its admin
+/// API. Oldest first; --follow keeps printing new entries as they come.
+///
+/// Examples:
+///   tok audit --since 1h
+///   tok audit --token tk_3f9a2c --decision deny -o json
+///   tok audit --follow -o jsonl
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct AuditArgs {
+    /// Entries about this token (id or unique prefix).
+    #[arg(long, value_name = "ID")]
+    pub token: Option<String>,
+
+    /// Entries from this long ago (1h) or since this RFC 3339 time.
+    #[arg(long, value_name = "DURATION|TIME", value_parser = parse_since)]
+    pub since: Option<Since>,
+
+    /// Only allowed or only denied requests.
+    #[arg(long, value_enum)]
+    pub decision: Option<crate::store::audit::Decision>,
+
+    /// At most the newest N entries.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u64>,
+
+    /// Keep running and print new entries as they are recorded.
+    #[arg(short, long)]
+    pub follow: bool,
+}
+
+/// `--since`: a duration back from now, or a point in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Since {
+    Ago(Ttl),
+    At(DateTime<Utc>),
+}
+
+impl Since {
+    pub fn resolve(self, now: DateTime<Utc>) -> DateTime<Utc> {
+        match self {
+            Since::Ago(d) => now - d.delta(),
+            Since::At(t) => t,
+        }
+    }
+}
+
+pub fn parse_since(s: &str) -> Result<Since, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(Since::At(t.with_timezone(&Utc)));
+    }
+    s.parse::<Ttl>()
+        .map(Since::Ago)
+        .map_err(|e| format!("{e}; or give an RFC 3339 time such as 2030-01-01T00:00:00Z"))
 }
 
 /// List the drivers and what each can do.

@@ -1,5 +1,6 @@
 //! One file per verb. Each takes the run's context and its own args.
 
+pub mod audit;
 pub mod create;
 pub mod drivers;
 pub mod inspect;
@@ -64,6 +65,7 @@ fn run(ctx: &Ctx, command: Command) -> Result<()> {
         Command::Rotate(a) => rotate::run(ctx, a),
         Command::Profile(c) => profile::run(ctx, c),
         Command::Drivers(a) => drivers::run(ctx, a),
+        Command::Audit(a) => audit::run(ctx, a),
     }
 }
 

@@ -9,9 +9,21 @@ use crate::common::*;
 use serde_json::Value;
 
 const KNOWN: &[&str] = &[
-    "$schema", "$id", "title", "description", "type", "required", "properties",
-    "additionalProperties", "enum", "items", "minLength", "maxLength", "minimum",
-    "maxItems", "format",
+    "$schema",
+    "$id",
+    "title",
+    "description",
+    "type",
+    "required",
+    "properties",
+    "additionalProperties",
+    "enum",
+    "items",
+    "minLength",
+    "maxLength",
+    "minimum",
+    "maxItems",
+    "format",
 ];
 
 fn type_ok(t: &str, v: &Value) -> bool {
@@ -30,7 +42,10 @@ fn type_ok(t: &str, v: &Value) -> bool {
 fn validate(schema: &Value, v: &Value, path: &str, errors: &mut Vec<String>) {
     let s = schema.as_object().expect("schema is an object");
     for k in s.keys() {
-        assert!(KNOWN.contains(&k.as_str()), "schema keyword {k} is not checked here");
+        assert!(
+            KNOWN.contains(&k.as_str()),
+            "schema keyword {k} is not checked here"
+        );
     }
     if let Some(t) = s.get("type") {
         let ok = match t {
@@ -50,10 +65,16 @@ fn validate(schema: &Value, v: &Value, path: &str, errors: &mut Vec<String>) {
     }
     if let Some(text) = v.as_str() {
         let n = text.chars().count() as u64;
-        if s.get("minLength").and_then(Value::as_u64).is_some_and(|m| n < m) {
+        if s.get("minLength")
+            .and_then(Value::as_u64)
+            .is_some_and(|m| n < m)
+        {
             errors.push(format!("{path}: shorter than minLength"));
         }
-        if s.get("maxLength").and_then(Value::as_u64).is_some_and(|m| n > m) {
+        if s.get("maxLength")
+            .and_then(Value::as_u64)
+            .is_some_and(|m| n > m)
+        {
             errors.push(format!("{path}: longer than maxLength"));
         }
         if s.get("format").and_then(Value::as_str) == Some("date-time")
@@ -68,7 +89,10 @@ fn validate(schema: &Value, v: &Value, path: &str, errors: &mut Vec<String>) {
         }
     }
     if let Some(items) = v.as_array() {
-        if s.get("maxItems").and_then(Value::as_u64).is_some_and(|m| items.len() as u64 > m) {
+        if s.get("maxItems")
+            .and_then(Value::as_u64)
+            .is_some_and(|m| items.len() as u64 > m)
+        {
             errors.push(format!("{path}: more than maxItems"));
         }
         if let Some(item_schema) = s.get("items") {
@@ -78,7 +102,12 @@ fn validate(schema: &Value, v: &Value, path: &str, errors: &mut Vec<String>) {
         }
     }
     if let Some(obj) = v.as_object() {
-        for r in s.get("required").and_then(Value::as_array).into_iter().flatten() {
+        for r in s
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             if !obj.contains_key(r.as_str().unwrap()) {
                 errors.push(format!("{path}: missing required {r}"));
             }
@@ -88,8 +117,12 @@ fn validate(schema: &Value, v: &Value, path: &str, errors: &mut Vec<String>) {
             match props.and_then(|p| p.get(k)) {
                 Some(ps) => validate(ps, val, &format!("{path}.{k}"), errors),
                 None => match s.get("additionalProperties") {
-                    Some(Value::Bool(false)) => errors.push(format!("{path}: unexpected field {k}")),
-                    Some(extra @ Value::Object(_)) => validate(extra, val, &format!("{path}.{k}"), errors),
+                    Some(Value::Bool(false)) => {
+                        errors.push(format!("{path}: unexpected field {k}"))
+                    }
+                    Some(extra @ Value::Object(_)) => {
+                        validate(extra, val, &format!("{path}.{k}"), errors)
+                    }
                     _ => {}
                 },
             }
@@ -111,7 +144,9 @@ fn assert_valid(v: &Value) {
 #[test]
 fn list_json_matches_the_documented_schema() {
     let env = Env::new();
-    env.create(&["--ttl", "15m", "--name", "a", "--scope", "s1", "--label", "k=v", "--uses", "2"]);
+    env.create(&[
+        "--ttl", "15m", "--name", "a", "--scope", "s1", "--label", "k=v", "--uses", "2",
+    ]);
     env.create(&["--no-expiry", "--description", "no expiry"]);
     let (id, _) = env.create_json(&["--ttl", "1h"]);
     env.ok(&["revoke", &id, "--yes", "--reason", "test"]);
