@@ -139,7 +139,7 @@ impl Ctx {
             let dir = self.data_dir()?;
             return Ok(Box::new(Local::open(&dir)?));
         }
-        let settings = self.settings(kind)?;
+        let _settings = self.settings(kind)?;
         match kind {
             DriverKind::Local => unreachable!("handled above"),
             DriverKind::Tok => Err(UserError::new(
@@ -149,10 +149,6 @@ impl Ctx {
             .hint("use the local driver (unset TOK_URL and --url)")
             .into()),
         }
-        .map(|g: Box<dyn Gateway>| {
-            let _ = &settings;
-            g
-        })
     }
 
     /// Connection settings for a network driver: URL, TLS, timeout, credential.
