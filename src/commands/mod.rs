@@ -137,8 +137,15 @@ impl Ctx {
         let kind = self.driver_kind();
         if kind == DriverKind::Local {
             let dir = self.data_dir()?;
+            self.debug(format!("driver local, store {}", dir.display()));
             return Ok(Box::new(Local::open(&dir)?));
         }
+        self.debug(format!(
+            "driver {}, url {}, profile {}",
+            kind.as_str(),
+            self.url().unwrap_or("-"),
+            self.profile_name.as_deref().unwrap_or("-")
+        ));
         let _settings = self.settings(kind)?;
         match kind {
             DriverKind::Local => unreachable!("handled above"),
@@ -148,6 +155,13 @@ impl Ctx {
             )
             .hint("use the local driver (unset TOK_URL and --url)")
             .into()),
+        }
+    }
+
+    /// A line on stderr with -v.
+    pub fn debug(&self, msg: impl AsRef<str>) {
+        if self.out.verbose > 0 {
+            self.out.info(format!("tok: {}", msg.as_ref()));
         }
     }
 
