@@ -1,0 +1,4 @@
+//! `tok serve`: the admin API, the enforcing proxy, and their shared parts.
+
+pub mod audit_writer;
+pub mod routes;
