@@ -23,7 +23,10 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 enum Record {
     Entry(Entry),
     /// A use of a token without a use limit: counted and timed in the batch.
-    Use { id: String, at: DateTime<Utc> },
+    Use {
+        id: String,
+        at: DateTime<Utc>,
+    },
 }
 
 /// The sending side; cheap to clone, one per request handler.

@@ -67,7 +67,9 @@ impl Routes {
             let methods = match s.methods {
                 None => None,
                 Some(ms) if ms.is_empty() => {
-                    return Err(format!("route {n}: `methods` is empty; leave it out to match any"))
+                    return Err(format!(
+                        "route {n}: `methods` is empty; leave it out to match any"
+                    ))
                 }
                 Some(ms) => {
                     let mut up = Vec::new();
@@ -176,9 +178,17 @@ mod tests {
 
     #[test]
     fn bad_files_say_what_is_wrong() {
-        assert!(Routes::parse("[[route]]\npath = 'x'\n").unwrap_err().contains("start with `/`"));
-        assert!(Routes::parse("[[route]]\npath = '/x'\nmethods = []\n").unwrap_err().contains("empty"));
-        assert!(Routes::parse("[[route]]\npath = '/x'\nscope = ['a']\n").unwrap_err().contains("scope"));
-        assert!(Routes::parse("[[route]]\npath = '/x'\nupstream = 'nope'\n").unwrap_err().contains("upstream"));
+        assert!(Routes::parse("[[route]]\npath = 'x'\n")
+            .unwrap_err()
+            .contains("start with `/`"));
+        assert!(Routes::parse("[[route]]\npath = '/x'\nmethods = []\n")
+            .unwrap_err()
+            .contains("empty"));
+        assert!(Routes::parse("[[route]]\npath = '/x'\nscope = ['a']\n")
+            .unwrap_err()
+            .contains("scope"));
+        assert!(Routes::parse("[[route]]\npath = '/x'\nupstream = 'nope'\n")
+            .unwrap_err()
+            .contains("upstream"));
     }
 }

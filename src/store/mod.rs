@@ -48,6 +48,8 @@ pub enum StoreError {
     Revoked(String),
     #[error("token store error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("a token store task failed: {0}")]
+    Task(String),
 }
 
 impl StoreError {
