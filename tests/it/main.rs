@@ -7,3 +7,4 @@ mod errors;
 mod lifecycle;
 mod schema;
 mod tty;
+mod upstream;
