@@ -20,7 +20,7 @@ Exit status:
   5  partial failure: some items of a bulk operation failed
   6  unsupported: the driver cannot do this";
 
-/// Create, list, inspect, revoke and rotate bearer tokens.
+/// Create, list, inspect, revoke and rotate bearer tokens
 ///
 /// With nothing configured, tok keeps tokens in an embedded store in your data
 /// directory; profiles and --url point it at a tok server.
@@ -116,6 +116,7 @@ pub enum Command {
     #[command(subcommand)]
     Profile(ProfileCommand),
     Drivers(DriversArgs),
+    Audit(AuditArgs),
     Completions(CompletionsArgs),
     #[command(name = "__generate", hide = true)]
     Generate(GenerateArgs),
@@ -123,7 +124,7 @@ pub enum Command {
     Complete(CompleteArgs),
 }
 
-/// Create a token and print its secret on stdout.
+/// Create a token and print its secret on stdout
 ///
 /// The secret is printed once, alone, followed by a newline; a summary (id,
 /// expiry in UTC) goes to stderr. The store keeps only a hash of the secret.
@@ -211,7 +212,7 @@ impl FilterArgs {
     }
 }
 
-/// List tokens (active ones unless --state says otherwise).
+/// List tokens (active ones unless --state says otherwise)
 ///
 /// Never shows a secret: the fingerprint column identifies a token safely.
 ///
@@ -235,7 +236,7 @@ pub struct ListArgs {
     pub limit: Option<u64>,
 }
 
-/// Show every field of a token, by id, id prefix, or secret on stdin.
+/// Show every field of a token, by id, id prefix, or secret on stdin
 ///
 /// A secret is never taken from the command line: pass `-` and pipe it in.
 /// A JWT on stdin is decoded offline; its signature is not verified.
@@ -252,7 +253,7 @@ pub struct InspectArgs {
     pub id: String,
 }
 
-/// Revoke tokens by id, by secret on stdin, or by filter.
+/// Revoke tokens by id, by secret on stdin, or by filter
 ///
 /// Asks for confirmation on a terminal; elsewhere --yes is required. Revoking
 /// a revoked token succeeds and says so.
@@ -285,7 +286,7 @@ pub struct RevokeArgs {
     pub reason: Option<String>,
 }
 
-/// Replace a token with a new one of the same name, scopes, labels and lifetime.
+/// Replace a token with a new one of the same name, scopes, labels and lifetime
 ///
 /// The new secret is printed as `create` prints it. The old token is revoked
 /// at once, or stays valid for --grace so that clients can switch over.
@@ -313,21 +314,21 @@ pub struct RotateArgs {
 #[derive(Debug, Subcommand)]
 pub enum ProfileCommand {
     Add(ProfileAddArgs),
-    /// List the profiles; `*` marks the default one.
+    /// List the profiles; `*` marks the default one
     ///
     /// Examples:
     ///   tok profile list
     ///   tok profile list -o json
     #[command(verbatim_doc_comment)]
     List,
-    /// Show a profile's settings (a profile holds no secret).
+    /// Show a profile's settings (a profile holds no secret)
     ///
     /// Examples:
     ///   tok profile show prod
     ///   tok profile show prod -o json
     #[command(verbatim_doc_comment)]
     Show(ProfileNameArg),
-    /// Remove a profile from the config file.
+    /// Remove a profile from the config file
     ///
     /// Examples:
     ///   tok profile remove staging
@@ -362,7 +363,65 @@ pub struct ProfileNameArg {
     pub name: String,
 }
 
-/// List the drivers and what each can do.
+/// Show the audit trail: every authorization decision and admin action
+///
+/// Entries come from the local store, or from `tok serve` through its admin
+/// API. Oldest first; --follow keeps printing new entries as they come.
+///
+/// Examples:
+///   tok audit --since 1h
+///   tok audit --token tk_3f9a2c --decision deny -o json
+///   tok audit --follow -o jsonl
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct AuditArgs {
+    /// Entries about this token (id or unique prefix).
+    #[arg(long, value_name = "ID", add = ArgValueCompleter::new(completion::any_token_id))]
+    pub token: Option<String>,
+
+    /// Entries from this long ago (1h) or since this RFC 3339 time.
+    #[arg(long, value_name = "DURATION|TIME", value_parser = parse_since)]
+    pub since: Option<Since>,
+
+    /// Only allowed or only denied requests.
+    #[arg(long, value_enum)]
+    pub decision: Option<crate::store::audit::Decision>,
+
+    /// At most the newest N entries.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u64>,
+
+    /// Keep running and print new entries as they are recorded.
+    #[arg(short, long)]
+    pub follow: bool,
+}
+
+/// `--since`: a duration back from now, or a point in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Since {
+    Ago(Ttl),
+    At(DateTime<Utc>),
+}
+
+impl Since {
+    pub fn resolve(self, now: DateTime<Utc>) -> DateTime<Utc> {
+        match self {
+            Since::Ago(d) => now - d.delta(),
+            Since::At(t) => t,
+        }
+    }
+}
+
+pub fn parse_since(s: &str) -> Result<Since, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(Since::At(t.with_timezone(&Utc)));
+    }
+    s.parse::<Ttl>()
+        .map(Since::Ago)
+        .map_err(|e| format!("{e}; or give an RFC 3339 time such as 2030-01-01T00:00:00Z"))
+}
+
+/// List the drivers and what each can do
 ///
 /// Examples:
 ///   tok drivers
@@ -371,7 +430,7 @@ pub struct ProfileNameArg {
 #[command(verbatim_doc_comment)]
 pub struct DriversArgs {}
 
-/// Print the shell completion script for SHELL.
+/// Print the shell completion script for SHELL
 ///
 /// The script asks `tok` itself (from PATH) at each TAB, so commands, flags and
 /// values complete as the installed tok knows them, and token ids and profile
@@ -425,7 +484,7 @@ pub enum CompletionShell {
 }
 
 /// Write the completion scripts (completions/) and man pages (man/) the
-/// repository ships; a test checks that they are up to date.
+/// repository ships; a test checks that they are up to date
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
     /// Write completions/ and man/ in this directory.
@@ -433,7 +492,7 @@ pub struct GenerateArgs {
     pub dir: PathBuf,
 }
 
-/// Print live values for the completion scripts.
+/// Print live values for the completion scripts
 #[derive(Debug, Args)]
 pub struct CompleteArgs {
     #[arg(value_enum)]

@@ -15,4 +15,5 @@ pub mod man;
 pub mod model;
 pub mod output;
 pub mod secret;
+pub mod server;
 pub mod store;

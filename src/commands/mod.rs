@@ -1,5 +1,6 @@
 //! One file per verb. Each takes the run's context and its own args.
 
+pub mod audit;
 pub mod complete;
 pub mod completions;
 pub mod create;
@@ -68,6 +69,7 @@ fn run(ctx: &Ctx, command: Command) -> Result<()> {
         Command::Rotate(a) => rotate::run(ctx, a),
         Command::Profile(c) => profile::run(ctx, c),
         Command::Drivers(a) => drivers::run(ctx, a),
+        Command::Audit(a) => audit::run(ctx, a),
         Command::Completions(a) => completions::run(ctx, a),
         Command::Generate(a) => generate::run(ctx, a),
         Command::Complete(a) => complete::run(ctx, a),
@@ -142,9 +144,16 @@ impl Ctx {
         let kind = self.driver_kind();
         if kind == DriverKind::Local {
             let dir = self.data_dir()?;
+            self.debug(format!("driver local, store {}", dir.display()));
             return Ok(Box::new(Local::open(&dir)?));
         }
-        let settings = self.settings(kind)?;
+        self.debug(format!(
+            "driver {}, url {}, profile {}",
+            kind.as_str(),
+            self.url().unwrap_or("-"),
+            self.profile_name.as_deref().unwrap_or("-")
+        ));
+        let _settings = self.settings(kind)?;
         match kind {
             DriverKind::Local => unreachable!("handled above"),
             DriverKind::Tok => Err(UserError::new(
@@ -154,10 +163,13 @@ impl Ctx {
             .hint("use the local driver (unset TOK_URL and --url)")
             .into()),
         }
-        .map(|g: Box<dyn Gateway>| {
-            let _ = &settings;
-            g
-        })
+    }
+
+    /// A line on stderr with -v.
+    pub fn debug(&self, msg: impl AsRef<str>) {
+        if self.out.verbose > 0 {
+            self.out.info(format!("tok: {}", msg.as_ref()));
+        }
     }
 
     /// Connection settings for a network driver: URL, TLS, timeout, credential.
