@@ -3,8 +3,8 @@
 Register-ArgumentCompleter -Native -CommandName tok -ScriptBlock {
     param($wordToComplete, $commandAst, $cursorPosition)
 
-    $prev = $env:COMPLETE;
-    $env:COMPLETE = "powershell";
+    $prev = $env:TOK_COMPLETE;
+    $env:TOK_COMPLETE = "powershell";
 
     $args = $commandAst.Extent.Text
     $args = $args.Substring(0, [math]::Min($cursorPosition, $args.Length));
@@ -16,9 +16,9 @@ Register-ArgumentCompleter -Native -CommandName tok -ScriptBlock {
 & tok -- $args
 "@;
     if ($null -eq $prev) {
-        Remove-Item Env:\COMPLETE;
+        Remove-Item Env:\TOK_COMPLETE;
     } else {
-        $env:COMPLETE = $prev;
+        $env:TOK_COMPLETE = $prev;
     }
     $results | ForEach-Object {
         $split = $_.Split("`t");

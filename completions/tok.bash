@@ -18,7 +18,7 @@ _clap_complete_tok() {
         _CLAP_COMPLETE_INDEX="$_CLAP_COMPLETE_INDEX" \
         _CLAP_COMPLETE_COMP_TYPE="$_CLAP_COMPLETE_COMP_TYPE" \
         _CLAP_COMPLETE_SPACE="$_CLAP_COMPLETE_SPACE" \
-        COMPLETE="bash" \
+        TOK_COMPLETE="bash" \
         "tok" -- "${words[@]}" \
     ) )
     if [[ $? != 0 ]]; then

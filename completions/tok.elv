@@ -4,5 +4,5 @@ set edit:completion:arg-completer[tok] = { |@words|
     var index = (count $words)
     set index = (- $index 1)
 
-    put (env _CLAP_IFS="\n" _CLAP_COMPLETE_INDEX=(to-string $index) COMPLETE="elvish" tok -- $@words) | to-lines
+    put (env _CLAP_IFS="\n" _CLAP_COMPLETE_INDEX=(to-string $index) TOK_COMPLETE="elvish" tok -- $@words) | to-lines
 }

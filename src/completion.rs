@@ -1,5 +1,5 @@
 //! Shell completion at TAB time. The shell scripts (`tok completions SHELL`)
-//! call `COMPLETE=SHELL tok -- WORDS`, and clap_complete's engine answers from
+//! call `TOK_COMPLETE=SHELL tok -- WORDS`, and clap_complete's engine answers from
 //! `Cli::command()`, so every command and flag completes without regenerating
 //! a script. Token ids and profile names come from the live store, gateway or
 //! config through the value completers below.
@@ -30,8 +30,9 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-/// The environment variable that turns a tok run into a completion request.
-pub const VAR: &str = "COMPLETE";
+/// The environment variable that turns a tok run into a completion request
+/// (tok's own name, so that a stray `COMPLETE=1` cannot hijack a run).
+pub const VAR: &str = crate::env::COMPLETE;
 /// The command the scripts complete, and call back for completions (from PATH).
 pub const BIN: &str = "tok";
 
@@ -50,8 +51,16 @@ const CACHE_VERSION: u32 = 1;
 /// Answers a completion request and exits, when `COMPLETE` is set; returns at
 /// once otherwise. Must run before anything is written to stdout.
 pub fn handle_env() {
-    let active = std::env::var_os(VAR).is_some_and(|v| !v.is_empty() && v != "0");
-    if !active {
+    // Only a shell that the scripts name makes this a completion request.
+    let shell = std::env::var(VAR).unwrap_or_default();
+    let name = std::path::Path::new(&shell)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if clap_complete::env::Shells::builtins()
+        .completer(&name)
+        .is_none()
+    {
         return;
     }
     // Whatever goes wrong, the shell gets no candidates and no text on stderr.
@@ -490,7 +499,7 @@ mod tests {
     fn every_script_calls_tok_from_path() {
         for shell in <CompletionShell as clap::ValueEnum>::value_variants() {
             let s = registration(*shell);
-            assert!(s.contains("COMPLETE"), "{s}");
+            assert!(s.contains("TOK_COMPLETE"), "{s}");
             assert!(!s.contains("target/"), "no build path in {s}");
         }
     }

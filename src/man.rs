@@ -24,6 +24,10 @@ const OTHER_ENV: &[(&str, &str)] = &[
         "The directory of config.toml [default: $XDG_CONFIG_HOME/tok].",
     ),
     (
+        crate::env::COMPLETE,
+        "Set by the completion scripts (to bash, zsh, fish, powershell or elvish) to ask tok for completions instead of running a command.",
+    ),
+    (
         crate::env::COMPLETE_TIMEOUT,
         "How long shell completion waits for live token ids before it answers from its cache [default: 1s].",
     ),

@@ -72,7 +72,7 @@ fn completions_prints_the_committed_script_for_each_shell() {
     ] {
         let script = env.ok(&["completions", shell]);
         assert_eq!(script, committed(&format!("completions/{file}")), "{shell}");
-        assert!(script.contains("COMPLETE"), "{shell}: {script}");
+        assert!(script.contains("TOK_COMPLETE"), "{shell}: {script}");
     }
     let o = env.run(&["completions", "tcsh"]);
     assert_fails(&o, exit::USAGE, &["tcsh", "bash", "zsh", "fish"]);
@@ -598,5 +598,36 @@ fn tok_1_documents_every_variable_and_exit_code() {
     }
     for file in ["config.toml", "tok.db", "completion"] {
         assert!(text.contains(file), "FILES lacks {file}");
+    }
+}
+
+#[test]
+fn man_finds_the_pages_installed_where_the_readme_says() {
+    let env = Env::new();
+    let bin = env.home().join(".local/bin");
+    let man1 = env.home().join(".local/share/man/man1");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(&man1).unwrap();
+    for page in man_pages() {
+        std::fs::copy(&page, man1.join(page.file_name().unwrap())).unwrap();
+    }
+    // man-db finds ~/.local/share/man through ~/.local/bin on PATH.
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    for (name, needle) in [
+        ("tok", "tok-create(1)"),
+        ("tok-create", "tok create --ttl 15m --scope orders:read"),
+    ] {
+        let mut c = shell(&env, "man");
+        c.env("PATH", &path)
+            .env("MANWIDTH", "80")
+            .env("MANPAGER", "cat")
+            .args(["--warnings", name]);
+        let f = finish(c, "man");
+        expect_clean(&f, &format!("man {name}"));
+        assert!(f.stdout.contains(needle), "man {name}:\n{}", f.stdout);
     }
 }
