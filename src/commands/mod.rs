@@ -1,7 +1,11 @@
 //! One file per verb. Each takes the run's context and its own args.
 
+pub mod audit;
+pub mod complete;
+pub mod completions;
 pub mod create;
 pub mod drivers;
+pub mod generate;
 pub mod inspect;
 pub mod list;
 pub mod profile;
@@ -37,6 +41,7 @@ pub struct Ctx {
 
 /// Parses argv, runs the command, and returns the process exit code.
 pub fn main() -> i32 {
+    crate::completion::handle_env();
     let matches = Cli::command().get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
@@ -64,6 +69,10 @@ fn run(ctx: &Ctx, command: Command) -> Result<()> {
         Command::Rotate(a) => rotate::run(ctx, a),
         Command::Profile(c) => profile::run(ctx, c),
         Command::Drivers(a) => drivers::run(ctx, a),
+        Command::Audit(a) => audit::run(ctx, a),
+        Command::Completions(a) => completions::run(ctx, a),
+        Command::Generate(a) => generate::run(ctx, a),
+        Command::Complete(a) => complete::run(ctx, a),
     }
 }
 
@@ -137,8 +146,15 @@ impl Ctx {
         self.check_owner_flags(kind)?;
         if kind == DriverKind::Local {
             let dir = self.data_dir()?;
+            self.debug(format!("driver local, store {}", dir.display()));
             return Ok(Box::new(Local::open(&dir)?));
         }
+        self.debug(format!(
+            "driver {}, url {}, profile {}",
+            kind.as_str(),
+            self.url().unwrap_or("-"),
+            self.profile_name.as_deref().unwrap_or("-")
+        ));
         let settings = self.settings(kind)?;
         let owner = self.global.owner.clone().or(self.profile.owner.clone());
         Ok(match kind {
@@ -159,6 +175,13 @@ impl Ctx {
             DriverKind::Apisix => Box::new(Apisix::new(settings, owner)?),
             DriverKind::Tyk => Box::new(Tyk::new(settings)?),
         })
+    }
+
+    /// A line on stderr with -v.
+    pub fn debug(&self, msg: impl AsRef<str>) {
+        if self.out.verbose > 0 {
+            self.out.info(format!("tok: {}", msg.as_ref()));
+        }
     }
 
     /// `--app` and `--owner` mean something to some drivers only; given to

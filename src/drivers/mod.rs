@@ -192,6 +192,7 @@ pub enum Op {
     Names,
     Descriptions,
     Whoami,
+    Audit,
 }
 
 impl Op {
@@ -210,6 +211,7 @@ impl Op {
             Op::Names => "give a token a name",
             Op::Descriptions => "give a token a description",
             Op::Whoami => "check an admin credential",
+            Op::Audit => "read an audit trail",
         }
     }
 }
@@ -229,7 +231,8 @@ impl Capabilities {
             Op::UseLimits => self.use_limits,
             Op::Names => self.names,
             Op::Descriptions => self.descriptions,
-            Op::Whoami => true,
+            // Not capability flags: the trait's default methods refuse these.
+            Op::Whoami | Op::Audit => true,
         }
     }
 }
@@ -407,6 +410,18 @@ pub trait Gateway {
     /// and rotate (on stderr), when that is not `Authorization: Bearer`.
     fn usage_note(&self) -> Option<String> {
         None
+    }
+
+    /// Streams audit entries, oldest first. Only tok's own stores keep one.
+    fn audit(
+        &self,
+        _filter: &crate::store::audit::AuditFilter,
+        _sink: &mut dyn FnMut(crate::store::audit::Entry) -> Result<()>,
+    ) -> Result<()> {
+        Err(DriverError::Unsupported {
+            driver: self.kind().as_str(),
+            op: Op::Audit,
+        })
     }
 
     /// Refuses `op` early when this driver cannot do it.

@@ -1,7 +1,13 @@
 //! One integration binary: every test runs the real `tok` binary in a hermetic
 //! environment (cleared env, temp HOME and XDG dirs, fixed COLUMNS, NO_COLOR).
 
+mod audit;
 mod common;
+mod completions;
 mod doubles;
+mod errors;
 mod gateways;
 mod lifecycle;
+mod schema;
+mod tty;
+mod upstream;
