@@ -102,3 +102,42 @@ fn owner_flags_are_refused_where_they_mean_nothing() {
 pub fn tok_secret() -> String {
     tok::secret::Secret::generate().expose().to_string()
 }
+
+#[test]
+fn a_profile_keeps_the_app_and_the_owner() {
+    let gw = crate::doubles::apipark::Apipark::start("k", &["app-1"]);
+    let mut env = Env::new();
+    env.set("APIPARK_API_KEY", "k");
+    env.ok(&[
+        "profile",
+        "add",
+        "gw",
+        "--driver",
+        "apipark",
+        "--url",
+        gw.url(),
+        "--app",
+        "app-1",
+        "--default",
+    ]);
+    let shown = env.ok(&["profile", "show", "gw"]);
+    assert!(shown.contains("app = \"app-1\""), "{shown}");
+    let (secret, _) = create(&env, &["--ttl", "15m"]);
+    assert_eq!(gw.auths("app-1")[0].config["apikey"], secret.as_str());
+
+    let kong = crate::doubles::kong::Kong::start(None, &["alice"]);
+    env.ok(&[
+        "profile",
+        "add",
+        "k",
+        "--driver",
+        "kong",
+        "--url",
+        kong.url(),
+        "--owner",
+        "alice",
+    ]);
+    env.set("TOK_PROFILE", "k");
+    create(&env, &["--ttl", "15m"]);
+    assert_eq!(kong.creds()[0].consumer, kong.consumer_id("alice"));
+}
