@@ -10,6 +10,13 @@ pub const CA_CERT: &str = "TOK_CA_CERT";
 pub const DATA_DIR: &str = "TOK_DATA_DIR";
 pub const CONFIG_DIR: &str = "TOK_CONFIG_DIR";
 pub const ADMIN_TOKEN: &str = "TOK_ADMIN_TOKEN";
+pub const VAULT_MOUNT: &str = "TOK_VAULT_MOUNT";
+pub const VAULT_NAMESPACE: &str = "TOK_VAULT_NAMESPACE";
+/// Vault's own variables, read by the vault driver as Vault's CLI reads them.
+pub const VAULT_TOKEN: &str = "VAULT_TOKEN";
+pub const VAULT_ADDR: &str = "VAULT_ADDR";
+pub const CLIENT_ID: &str = "TOK_CLIENT_ID";
+pub const CLIENT_SECRET: &str = "TOK_CLIENT_SECRET";
 pub const NO_COLOR: &str = "NO_COLOR";
 pub const CLICOLOR_FORCE: &str = "CLICOLOR_FORCE";
 pub const GITHUB_ACTIONS: &str = "GITHUB_ACTIONS";

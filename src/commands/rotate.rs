@@ -8,6 +8,9 @@ use anyhow::Result;
 
 pub fn run(ctx: &Ctx, args: RotateArgs) -> Result<()> {
     let gw = ctx.gateway()?;
+    if gw.is_secret(&args.id) {
+        return Err(super::inspect::secret_in_argv(gw.kind()).into());
+    }
     gw.require(Op::Rotate)?;
     let old = driver(gw.get(&args.id), || {
         format!("could not rotate token {}", args.id)

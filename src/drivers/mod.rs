@@ -3,6 +3,8 @@
 
 pub mod http_client;
 pub mod local;
+pub mod oauth2;
+pub mod vault;
 
 use crate::error::Kind;
 use crate::model::{Created, Filter, NewToken, RevokeOutcome, Token};
@@ -17,6 +19,10 @@ pub enum DriverKind {
     Local,
     /// tok's own HTTP admin API (`tok serve`).
     Tok,
+    /// OpenBao or HashiCorp Vault token auth: tokens by accessor, policies as scopes.
+    Vault,
+    /// An OAuth 2 authorization server: client_credentials, RFC 7662 and RFC 7009.
+    Oauth2,
 }
 
 impl DriverKind {
@@ -24,23 +30,59 @@ impl DriverKind {
         match self {
             DriverKind::Local => "local",
             DriverKind::Tok => "tok",
+            DriverKind::Vault => "vault",
+            DriverKind::Oauth2 => "oauth2",
         }
     }
 
     /// What the driver can do, known without contacting anything.
     pub fn capabilities(self) -> Capabilities {
         match self {
-            DriverKind::Local | DriverKind::Tok => Capabilities::ALL,
+            DriverKind::Local | DriverKind::Tok => Capabilities {
+                renew: false,
+                ..Capabilities::ALL
+            },
+            // Vault keeps no description and forgets tokens once they are
+            // revoked or expired, but does everything else by accessor.
+            DriverKind::Vault => Capabilities::ALL,
+            // OAuth 2 servers know tokens only by their secret and choose the
+            // lifetime themselves; there is no standard way to list tokens.
+            DriverKind::Oauth2 => Capabilities {
+                create: true,
+                list: false,
+                inspect_by_id: false,
+                inspect_by_secret: true,
+                revoke: true,
+                rotate: false,
+                renew: false,
+                scopes: true,
+                labels: false,
+                expiry: false,
+                use_limits: false,
+            },
         }
+    }
+
+    pub fn from_name(name: &str) -> Option<DriverKind> {
+        <DriverKind as clap::ValueEnum>::value_variants()
+            .iter()
+            .copied()
+            .find(|k| k.as_str() == name)
     }
 
     pub fn about(self) -> &'static str {
         match self {
             DriverKind::Local => "embedded SQLite store in your data directory",
             DriverKind::Tok => "tok's own HTTP admin API (tok serve)",
+            DriverKind::Vault => "OpenBao or HashiCorp Vault token auth (VAULT_TOKEN)",
+            DriverKind::Oauth2 => "OAuth 2 server: client_credentials, introspection, revocation",
         }
     }
 }
+
+/// How a driver shows a gateway's warnings (a TTL capped by the server, a
+/// policy that does not exist): on stderr, through the command's `Out`.
+pub type Warn = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
 
 /// What a network driver is given to connect with.
 #[derive(Debug, Clone)]
@@ -61,6 +103,8 @@ pub struct Capabilities {
     pub inspect_by_secret: bool,
     pub revoke: bool,
     pub rotate: bool,
+    /// Extend a live token's lifetime (`tok renew`).
+    pub renew: bool,
     pub scopes: bool,
     pub labels: bool,
     pub expiry: bool,
@@ -75,6 +119,7 @@ impl Capabilities {
         inspect_by_secret: true,
         revoke: true,
         rotate: true,
+        renew: true,
         scopes: true,
         labels: true,
         expiry: true,
@@ -91,6 +136,7 @@ pub enum Op {
     InspectBySecret,
     Revoke,
     Rotate,
+    Renew,
     Scopes,
     Labels,
     Expiry,
@@ -107,6 +153,7 @@ impl Op {
             Op::InspectBySecret => "look a token up by its secret",
             Op::Revoke => "revoke tokens",
             Op::Rotate => "rotate tokens",
+            Op::Renew => "renew tokens",
             Op::Scopes => "attach scopes to a token",
             Op::Labels => "attach labels to a token",
             Op::Expiry => "give a token an expiry time",
@@ -116,7 +163,31 @@ impl Op {
     }
 }
 
+/// Each capability's short name, as `tok drivers` prints it.
+pub const OP_NAMES: [(Op, &str); 11] = [
+    (Op::Create, "create"),
+    (Op::List, "list"),
+    (Op::InspectById, "inspect"),
+    (Op::InspectBySecret, "inspect-secret"),
+    (Op::Revoke, "revoke"),
+    (Op::Rotate, "rotate"),
+    (Op::Renew, "renew"),
+    (Op::Scopes, "scopes"),
+    (Op::Labels, "labels"),
+    (Op::Expiry, "expiry"),
+    (Op::UseLimits, "use-limits"),
+];
+
 impl Capabilities {
+    /// The short names of what is supported, in `OP_NAMES` order.
+    pub fn names(&self) -> Vec<&'static str> {
+        OP_NAMES
+            .iter()
+            .filter(|(op, _)| self.supports(*op))
+            .map(|(_, n)| *n)
+            .collect()
+    }
+
     pub fn supports(&self, op: Op) -> bool {
         match op {
             Op::Create => self.create,
@@ -125,6 +196,7 @@ impl Capabilities {
             Op::InspectBySecret => self.inspect_by_secret,
             Op::Revoke => self.revoke,
             Op::Rotate => self.rotate,
+            Op::Renew => self.renew,
             Op::Scopes => self.scopes,
             Op::Labels => self.labels,
             Op::Expiry => self.expiry,
@@ -180,6 +252,13 @@ pub enum DriverError {
     },
     #[error("unexpected answer from {url}: {message}")]
     Protocol { url: String, message: String },
+    /// Any of the above with advice that only the driver can give (which
+    /// variable holds its credential, what the gateway forgets).
+    #[error("{inner}")]
+    Hinted {
+        inner: Box<DriverError>,
+        hint: String,
+    },
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error("could not write the output")]
@@ -187,6 +266,14 @@ pub enum DriverError {
 }
 
 impl DriverError {
+    /// This error with the driver's own advice in place of the generic hint.
+    pub fn with_hint(self, hint: impl Into<String>) -> DriverError {
+        DriverError::Hinted {
+            inner: Box::new(self),
+            hint: hint.into(),
+        }
+    }
+
     pub fn kind(&self) -> Kind {
         match self {
             DriverError::Unauthorized(_) | DriverError::Forbidden(_) => Kind::Auth,
@@ -198,6 +285,7 @@ impl DriverError {
                 status: 401 | 403, ..
             } => Kind::Auth,
             DriverError::Store(e) => e.kind(),
+            DriverError::Hinted { inner, .. } => inner.kind(),
             _ => Kind::Failure,
         }
     }
@@ -214,9 +302,16 @@ impl DriverError {
             DriverError::Ambiguous { .. } => {
                 Some("type more characters of the id to pick one".into())
             }
-            DriverError::Unsupported { .. } => {
-                Some("run `tok drivers` to see what each driver supports".into())
-            }
+            DriverError::Unsupported { driver, .. } => Some(
+                match DriverKind::from_name(driver) {
+                    Some(k) => format!(
+                        "the {driver} driver can: {}; run `tok drivers` to compare drivers",
+                        k.capabilities().names().join(", ")
+                    ),
+                    None => "run `tok drivers` to see what each driver supports".into(),
+                },
+            ),
+            DriverError::Hinted { hint, .. } => Some(hint.clone()),
             DriverError::Unauthorized(_) => Some(format!(
                 "set {} to an admin token with the needed scope",
                 crate::env::ADMIN_TOKEN
@@ -280,6 +375,34 @@ pub trait Gateway {
 
     /// A new token like `id`; the old one is revoked now, or expires after `grace`.
     fn rotate(&self, id: &str, grace: Option<u64>) -> Result<(Created, Token)>;
+
+    /// Revokes `token`, which was looked up by `secret`. Gateways that know a
+    /// token only by its secret (RFC 7009) need it; the rest revoke by id.
+    fn revoke_secret(
+        &self,
+        secret: &Secret,
+        token: &Token,
+        reason: Option<&str>,
+    ) -> Result<(Token, RevokeOutcome)> {
+        let _ = secret;
+        self.revoke(&token.id, reason)
+    }
+
+    /// Extends a live token's lifetime by `increment` seconds from now (or by the
+    /// gateway's default); answers the token as the gateway holds it afterwards.
+    fn renew(&self, id: &str, increment: Option<u64>) -> Result<Token> {
+        let _ = (id, increment);
+        Err(DriverError::Unsupported {
+            driver: self.kind().as_str(),
+            op: Op::Renew,
+        })
+    }
+
+    /// Whether `s`, given where an id or a secret may stand, is one of this
+    /// gateway's secrets (so it must not be taken from argv or echoed).
+    fn is_secret(&self, s: &str) -> bool {
+        crate::secret::looks_like_secret(s)
+    }
 
     /// Checks the admin credential against the gateway and says whose it is and
     /// when it expires (for `tok login` and `tok auth status`). Drivers without a

@@ -3,3 +3,6 @@
 
 mod common;
 mod lifecycle;
+mod oauth2;
+mod servers;
+mod vault;
