@@ -83,7 +83,7 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = env::VAULT_MOUNT, value_name = "PATH", help_heading = "Driver options")]
     pub vault_mount: Option<String>,
 
-    /// vault: the Vault Enterprise namespace to work in.
+    /// vault: the namespace to work in (OpenBao, Vault Enterprise).
     #[arg(long, global = true, env = env::VAULT_NAMESPACE, value_name = "NS", help_heading = "Driver options")]
     pub vault_namespace: Option<String>,
 

@@ -211,14 +211,16 @@ impl Vault {
             match serde_json::from_slice(&bytes) {
                 Ok(v) => v,
                 // A success may carry a secret: never quote its body.
-                Err(_) if status.is_success() => return Err(DriverError::Protocol {
-                    url,
-                    message: format!(
+                Err(_) if status.is_success() => {
+                    return Err(DriverError::Protocol {
+                        url,
+                        message: format!(
                         "HTTP {status} with {} bytes that are not JSON; is this a Vault server?",
                         bytes.len()
                     ),
+                    }
+                    .into())
                 }
-                .into()),
                 Err(_) => {
                     return Err(DriverError::Http {
                         status: status.as_u16(),

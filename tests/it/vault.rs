@@ -575,6 +575,30 @@ fn vault_list_filters_and_output_formats() {
     let details = env.ok(&["inspect", one]);
     assert!(details.contains("deploy-0") && details.contains("team=payments"));
 
+    // Bulk revoke by label: a dry run changes nothing, --yes revokes them all.
+    let o = env.run(&[
+        "revoke",
+        "--label",
+        "team=payments",
+        "--dry-run",
+        "-o",
+        "json",
+    ]);
+    assert_success(&o, &["revoke", "--dry-run"]);
+    assert_eq!(
+        serde_json::from_str::<Vec<Value>>(&stdout(&o))
+            .unwrap()
+            .len(),
+        4
+    );
+    assert_eq!(env.list_json(&["--label", "team=payments"]).len(), 4);
+    let o = env.run(&["revoke", "--label", "team=payments", "--yes"]);
+    assert_success(&o, &["revoke", "--label"]);
+    assert_eq!(stderr(&o).matches("revoked ").count(), 4, "{}", stderr(&o));
+    for (i, a) in made.iter().enumerate() {
+        assert_eq!(bao.lookup_accessor(a).is_none(), i % 3 == 0, "token {i}");
+    }
+
     // create -o json carries the secret with the token; -o env a TOK_TOKEN line.
     let o = env.ok(&["create", "--ttl", "5m", "--scope", "default", "-o", "json"]);
     let v: Value = serde_json::from_str(&o).unwrap();
