@@ -5,19 +5,25 @@
 //! every token this driver sees is live. Routes and JSON follow OpenBao 2.7
 //! (`vault/token_store.go`), which matches Vault's documented API.
 
-use super::http_client::{redact_url, snippet, Http};
-use super::{
-    Capabilities, DriverError, DriverKind, Gateway, Identity, Result, TransportCause, Warn,
-};
+mod api;
+mod model;
+
+use api::CallError;
+
+pub use model::looks_like_vault_token;
+
+use super::http_client::Http;
+use super::{Capabilities, DriverError, DriverKind, Gateway, Identity, Result, Warn};
 use crate::credentials::Credential;
 use crate::model::{check_new_token, Created, Filter, NewToken, RevokeOutcome, State, Token};
 use crate::secret::Secret;
-use chrono::{DateTime, TimeZone, Utc};
-use reqwest::blocking::Response;
+use chrono::{DateTime, Utc};
+use model::{
+    data_of, labels_of, mark_revoked, name_of, parse_time, protocol, to_token, uses_of, CreateAuth,
+    TokenData, NO_FINGERPRINT,
+};
 use reqwest::Method;
-use serde::Deserialize;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -41,87 +47,6 @@ pub struct Vault {
     mount: String,
     namespace: Option<String>,
     warn: Warn,
-}
-
-/// A Vault error answer: `{"errors": [...]}` with its status.
-#[derive(Debug)]
-struct Refusal {
-    status: u16,
-    url: String,
-    errors: Vec<String>,
-}
-
-impl Refusal {
-    fn says(&self, needle: &str) -> bool {
-        self.errors.iter().any(|e| e.contains(needle))
-    }
-
-    fn message(&self) -> String {
-        if self.errors.is_empty() {
-            format!("HTTP {} from {}", self.status, self.url)
-        } else {
-            self.errors.join("; ")
-        }
-    }
-}
-
-enum CallError {
-    Driver(DriverError),
-    Refused(Refusal),
-}
-
-impl From<DriverError> for CallError {
-    fn from(e: DriverError) -> Self {
-        CallError::Driver(e)
-    }
-}
-
-type Call<T> = std::result::Result<T, CallError>;
-
-/// `data` of `lookup`, `lookup-accessor` and `lookup-self`. The token's own
-/// `id` (its secret, on lookups by secret) is deliberately not read.
-#[derive(Debug, Clone, Deserialize)]
-struct TokenData {
-    accessor: String,
-    #[serde(default)]
-    creation_time: Option<i64>,
-    #[serde(default)]
-    creation_ttl: Option<u64>,
-    #[serde(default)]
-    display_name: Option<String>,
-    #[serde(default)]
-    expire_time: Option<String>,
-    #[serde(default)]
-    explicit_max_ttl: Option<u64>,
-    #[serde(default)]
-    issue_time: Option<String>,
-    #[serde(default)]
-    meta: Option<BTreeMap<String, String>>,
-    #[serde(default)]
-    num_uses: Option<u64>,
-    #[serde(default)]
-    period: Option<u64>,
-    #[serde(default)]
-    policies: Option<Vec<String>>,
-    #[serde(default)]
-    renewable: Option<bool>,
-    #[serde(default)]
-    ttl: Option<i64>,
-}
-
-/// `auth` of `create`.
-#[derive(Deserialize)]
-struct CreateAuth {
-    client_token: String,
-    accessor: String,
-    #[serde(default)]
-    policies: Option<Vec<String>>,
-    #[serde(default)]
-    metadata: Option<BTreeMap<String, String>>,
-    #[serde(default)]
-    lease_duration: Option<u64>,
-    #[serde(default)]
-    num_uses: Option<u64>,
 }
 
 impl Vault {
@@ -158,178 +83,6 @@ impl Vault {
             namespace,
             warn,
         })
-    }
-
-    fn url(&self, path: &str) -> String {
-        self.http.url(&format!("/v1/{}/{path}", self.mount))
-    }
-
-    /// One request to `path` under the mount, with the admin token.
-    fn call(&self, method: Method, path: &str, body: Option<Value>) -> Call<Value> {
-        let cred = self.credential.as_ref().ok_or_else(|| {
-            DriverError::Unauthorized("no Vault token to act with".into())
-                .with_hint(CREDENTIAL_HINT)
-        })?;
-        let url = self.url(path);
-        let mut req = self.http.client().request(method, &url);
-        let mut token =
-            reqwest::header::HeaderValue::from_str(cred.secret.expose()).map_err(|_| {
-                DriverError::Invalid(format!(
-                    "the Vault token from {} contains characters that cannot go in a header",
-                    cred.source
-                ))
-            })?;
-        token.set_sensitive(true);
-        req = req.header("X-Vault-Token", token);
-        if let Some(ns) = &self.namespace {
-            req = req.header("X-Vault-Namespace", ns);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = self.http.send(req)?;
-        self.answer(resp)
-    }
-
-    fn post(&self, path: &str, body: Value) -> Call<Value> {
-        self.call(Method::POST, path, Some(body))
-    }
-
-    /// Reads an answer: prints Vault's warnings, returns the body of a success
-    /// and the `errors` of a failure.
-    fn answer(&self, resp: Response) -> Call<Value> {
-        let url = redact_url(resp.url().as_str());
-        let status = resp.status();
-        let bytes = resp.bytes().map_err(|e| DriverError::Transport {
-            url: url.clone(),
-            cause: TransportCause::Other,
-            message: format!("the answer was cut off: {e}"),
-        })?;
-        let body: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
-            Value::Null
-        } else {
-            match serde_json::from_slice(&bytes) {
-                Ok(v) => v,
-                // A success may carry a secret: never quote its body.
-                Err(_) if status.is_success() => {
-                    return Err(DriverError::Protocol {
-                        url,
-                        message: format!(
-                        "HTTP {status} with {} bytes that are not JSON; is this a Vault server?",
-                        bytes.len()
-                    ),
-                    }
-                    .into())
-                }
-                Err(_) => {
-                    return Err(DriverError::Http {
-                        status: status.as_u16(),
-                        url,
-                        body: snippet(&bytes),
-                    }
-                    .into())
-                }
-            }
-        };
-        if let Some(ws) = body.get("warnings").and_then(Value::as_array) {
-            for w in ws.iter().filter_map(Value::as_str) {
-                (self.warn)(&format!("Vault: {}", clean_error(w)));
-            }
-        }
-        if status.is_success() {
-            return Ok(body);
-        }
-        let errors = body
-            .get("errors")
-            .and_then(Value::as_array)
-            .map(|es| {
-                es.iter()
-                    .filter_map(Value::as_str)
-                    .map(clean_error)
-                    .collect()
-            })
-            .unwrap_or_default();
-        Err(CallError::Refused(Refusal {
-            status: status.as_u16(),
-            url,
-            errors,
-        }))
-    }
-
-    /// The generic meaning of a refusal; callers catch the special cases first.
-    fn refusal(&self, r: Refusal) -> DriverError {
-        let msg = r.message();
-        match r.status {
-            403 => {
-                let source = self
-                    .credential
-                    .as_ref()
-                    .map(|c| c.source.to_string())
-                    .unwrap_or_else(|| "nowhere".into());
-                DriverError::Forbidden(format!("Vault said `{msg}` at {}", r.url)).with_hint(
-                    format!(
-                        "the Vault token from {source} is wrong or expired, or its policies do not allow this; {CREDENTIAL_HINT}"
-                    ),
-                )
-            }
-            400 if r.says("child policies must be subset of parent") => DriverError::Invalid(
-                format!("Vault refused the request: {msg}"),
-            )
-            .with_hint("the admin token can only give policies it holds itself (unless it has sudo on auth/token/create); drop the other --scope values or use another admin token"),
-            400 => DriverError::Invalid(format!("Vault refused the request: {msg}")),
-            404 if r.errors.is_empty() || r.says("no handler for route") => DriverError::Invalid(
-                format!("there is no token auth at {}", r.url),
-            )
-            .with_hint(format!(
-                "check --vault-mount (now `{}`, default `{DEFAULT_MOUNT}`) and --vault-namespace",
-                self.mount
-            )),
-            503 if r.says("sealed") => DriverError::Http {
-                status: 503,
-                url: r.url,
-                body: msg,
-            }
-            .with_hint("Vault is sealed; unseal it (`bao operator unseal`) and try again"),
-            status => DriverError::Http {
-                status,
-                url: r.url,
-                body: msg,
-            },
-        }
-    }
-
-    fn lift<T>(&self, r: Call<T>) -> Result<T> {
-        r.map_err(|e| match e {
-            CallError::Driver(d) => d,
-            CallError::Refused(r) => self.refusal(r),
-        })
-    }
-
-    /// `lookup-accessor`; `None` when Vault knows no such accessor.
-    fn lookup_accessor(&self, accessor: &str) -> Result<Option<TokenData>> {
-        match self.post("lookup-accessor", json!({ "accessor": accessor })) {
-            Ok(v) => data_of(&v, &self.url("lookup-accessor")).map(Some),
-            Err(CallError::Refused(r)) if r.status == 400 && r.says("invalid accessor") => Ok(None),
-            Err(e) => self.lift(Err(e)),
-        }
-    }
-
-    /// Every accessor Vault holds (an empty list is a 404 in Vault).
-    fn accessors(&self) -> Result<Vec<String>> {
-        match self.call(Method::GET, "accessors?list=true", None) {
-            Ok(v) => Ok(v
-                .pointer("/data/keys")
-                .and_then(Value::as_array)
-                .map(|ks| {
-                    ks.iter()
-                        .filter_map(Value::as_str)
-                        .map(String::from)
-                        .collect()
-                })
-                .unwrap_or_default()),
-            Err(CallError::Refused(r)) if r.status == 404 && r.errors.is_empty() => Ok(Vec::new()),
-            Err(e) => self.lift(Err(e)),
-        }
     }
 
     /// The token data for an exact accessor or a unique accessor prefix.
@@ -465,68 +218,6 @@ impl Vault {
         };
         Ok(Created { token, secret })
     }
-
-    fn revoke_accessor(&self, accessor: &str) -> Result<RevokeOutcome> {
-        match self.post("revoke-accessor", json!({ "accessor": accessor })) {
-            Ok(v) => {
-                let gone = v
-                    .get("warnings")
-                    .and_then(Value::as_array)
-                    .is_some_and(|ws| {
-                        ws.iter()
-                            .filter_map(Value::as_str)
-                            .any(|w| w.contains("No token found"))
-                    });
-                Ok(if gone {
-                    RevokeOutcome::AlreadyRevoked
-                } else {
-                    RevokeOutcome::Revoked
-                })
-            }
-            Err(CallError::Refused(r)) if r.status == 400 && r.says("invalid accessor") => {
-                Ok(RevokeOutcome::AlreadyRevoked)
-            }
-            Err(e) => self.lift(Err(e)),
-        }
-    }
-
-    fn renew_accessor(&self, accessor: &str, increment: Option<u64>) -> Result<()> {
-        let mut body = json!({ "accessor": accessor });
-        if let Some(i) = increment {
-            body["increment"] = json!(format!("{i}s"));
-        }
-        self.lift(self.post("renew-accessor", body)).map(|_| ())
-    }
-}
-
-/// Vault's multierror text (`1 error occurred:\n\t* invalid accessor\n\n`)
-/// as its plain message.
-fn clean_error(e: &str) -> String {
-    let items: Vec<&str> = e
-        .lines()
-        .map(str::trim)
-        .filter_map(|l| l.strip_prefix("* "))
-        .collect();
-    if e.contains("error occurred") && !items.is_empty() {
-        items.join("; ")
-    } else {
-        e.trim().to_string()
-    }
-}
-
-fn protocol(url: &str, message: &str) -> DriverError {
-    DriverError::Protocol {
-        url: url.to_string(),
-        message: message.to_string(),
-    }
-}
-
-fn data_of(v: &Value, url: &str) -> Result<TokenData> {
-    let data = v
-        .get("data")
-        .filter(|d| d.is_object())
-        .ok_or_else(|| protocol(url, "the answer has no `data`"))?;
-    serde_json::from_value(data.clone()).map_err(|e| protocol(url, &e.to_string()))
 }
 
 /// Vault forgets a token when it is revoked, expires or is used up.
@@ -534,97 +225,6 @@ fn gone(id: &str) -> DriverError {
     DriverError::NotFound(id.to_string()).with_hint(
         "Vault keeps no record of revoked, expired or used-up tokens; run `tok list` to see the live ones",
     )
-}
-
-/// What the fingerprint column shows: Vault never returns a secret by accessor.
-const NO_FINGERPRINT: &str = "-";
-
-/// Whether `s` is a Vault token rather than an accessor: tokens carry a type
-/// prefix (`hvs.`, `hvb.`, `hvr.`, or the older `s.`, `b.`, `r.`); accessors
-/// are plain base62, with at most a `.namespace` suffix.
-pub fn looks_like_vault_token(s: &str) -> bool {
-    matches!(
-        s.split_once('.').map(|(p, _)| p),
-        Some("hvs" | "hvb" | "hvr" | "s" | "b" | "r")
-    )
-}
-
-fn parse_time(s: Option<&str>) -> Option<DateTime<Utc>> {
-    s.and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-        .map(|t| t.with_timezone(&Utc))
-}
-
-/// (max_uses, uses) from what Vault reports: `num_uses` is the uses left, 0
-/// for no limit; the limit itself is in tok's meta key when tok made the token.
-fn uses_of(num_uses: Option<u64>, meta: Option<&BTreeMap<String, String>>) -> (Option<u64>, u64) {
-    match num_uses.unwrap_or(0) {
-        0 => (None, 0),
-        left => {
-            let max = meta
-                .and_then(|m| m.get(USES_KEY))
-                .and_then(|v| v.parse::<u64>().ok())
-                .filter(|m| *m >= left);
-            match max {
-                Some(m) => (Some(m), m - left),
-                None => (Some(left), 0),
-            }
-        }
-    }
-}
-
-fn labels_of(meta: Option<&BTreeMap<String, String>>) -> BTreeMap<String, String> {
-    meta.map(|m| {
-        m.iter()
-            .filter(|(k, _)| k.as_str() != USES_KEY)
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
-    })
-    .unwrap_or_default()
-}
-
-/// Vault prefixes display names with the auth method (`token-deploy`); a
-/// token made without one is just `token`.
-fn name_of(display_name: Option<&str>) -> Option<String> {
-    match display_name {
-        None | Some("") | Some("token") => None,
-        Some(d) => Some(d.strip_prefix("token-").unwrap_or(d).to_string()),
-    }
-}
-
-fn to_token(d: &TokenData, now: DateTime<Utc>) -> Token {
-    let (max_uses, uses) = uses_of(d.num_uses, d.meta.as_ref());
-    let created_at = parse_time(d.issue_time.as_deref())
-        .or_else(|| {
-            d.creation_time
-                .and_then(|s| Utc.timestamp_opt(s, 0).single())
-        })
-        .unwrap_or(now);
-    let mut t = Token {
-        id: d.accessor.clone(),
-        name: name_of(d.display_name.as_deref()),
-        description: None,
-        scopes: d.policies.clone().unwrap_or_default(),
-        labels: labels_of(d.meta.as_ref()),
-        created_at,
-        created_by: None,
-        expires_at: parse_time(d.expire_time.as_deref()),
-        max_uses,
-        uses,
-        last_used_at: None,
-        state: State::Active,
-        revoked_at: None,
-        revoked_by: None,
-        revoke_reason: None,
-        fingerprint: NO_FINGERPRINT.into(),
-    };
-    t.state = t.state_at(now);
-    t
-}
-
-fn mark_revoked(mut t: Token, now: DateTime<Utc>) -> Token {
-    t.revoked_at = Some(now);
-    t.state = State::Revoked;
-    t
 }
 
 impl Gateway for Vault {
@@ -812,46 +412,5 @@ impl Gateway for Vault {
 
     fn is_secret(&self, s: &str) -> bool {
         crate::secret::looks_like_secret(s) || looks_like_vault_token(s)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn multierror_text_is_cleaned() {
-        assert_eq!(
-            clean_error("1 error occurred:\n\t* invalid accessor\n\n"),
-            "invalid accessor"
-        );
-        assert_eq!(clean_error("permission denied"), "permission denied");
-    }
-
-    #[test]
-    fn tokens_and_accessors_are_told_apart() {
-        assert!(looks_like_vault_token("s.VabI4UKVu4BfJIXootLceCTY"));
-        assert!(looks_like_vault_token("hvs.CAESIJ"));
-        assert!(!looks_like_vault_token("wNStR33m7TIvtuIxyjc6tqj4"));
-        assert!(!looks_like_vault_token("wNStR33m7TIvtuIxyjc6tqj4.abcde"));
-    }
-
-    #[test]
-    fn uses_come_from_the_uses_left() {
-        let mut meta = BTreeMap::new();
-        assert_eq!(uses_of(Some(0), None), (None, 0));
-        assert_eq!(uses_of(Some(2), None), (Some(2), 0));
-        meta.insert(USES_KEY.to_string(), "3".to_string());
-        assert_eq!(uses_of(Some(2), Some(&meta)), (Some(3), 1));
-        // A meta value that cannot be right is ignored.
-        meta.insert(USES_KEY.to_string(), "1".to_string());
-        assert_eq!(uses_of(Some(2), Some(&meta)), (Some(2), 0));
-    }
-
-    #[test]
-    fn display_names_lose_the_method_prefix() {
-        assert_eq!(name_of(Some("token-deploy")), Some("deploy".into()));
-        assert_eq!(name_of(Some("token")), None);
-        assert_eq!(name_of(Some("userpass-bob")), Some("userpass-bob".into()));
     }
 }
