@@ -1,7 +1,11 @@
 //! One file per verb. Each takes the run's context and its own args.
 
+pub mod audit;
+pub mod complete;
+pub mod completions;
 pub mod create;
 pub mod drivers;
+pub mod generate;
 pub mod inspect;
 pub mod list;
 pub mod profile;
@@ -40,6 +44,7 @@ pub struct Ctx {
 
 /// Parses argv, runs the command, and returns the process exit code.
 pub fn main() -> i32 {
+    crate::completion::handle_env();
     let matches = Cli::command().get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
@@ -68,6 +73,10 @@ fn run(ctx: &Ctx, command: Command) -> Result<()> {
         Command::Renew(a) => renew::run(ctx, a),
         Command::Profile(c) => profile::run(ctx, c),
         Command::Drivers(a) => drivers::run(ctx, a),
+        Command::Audit(a) => audit::run(ctx, a),
+        Command::Completions(a) => completions::run(ctx, a),
+        Command::Generate(a) => generate::run(ctx, a),
+        Command::Complete(a) => complete::run(ctx, a),
     }
 }
 
@@ -139,9 +148,16 @@ impl Ctx {
         let kind = self.driver_kind();
         if kind == DriverKind::Local {
             let dir = self.data_dir()?;
+            self.debug(format!("driver local, store {}", dir.display()));
             return Ok(Box::new(Local::open(&dir)?));
         }
         let settings = self.settings(kind)?;
+        self.debug(format!(
+            "driver {}, url {}, profile {}",
+            kind.as_str(),
+            settings.http.base_url,
+            self.profile_name.as_deref().unwrap_or("-")
+        ));
         match kind {
             DriverKind::Local => unreachable!("handled above"),
             DriverKind::Tok => Err(UserError::new(
@@ -159,6 +175,13 @@ impl Ctx {
     fn warner(&self) -> Warn {
         let out = self.out.clone();
         std::sync::Arc::new(move |msg: &str| out.warn(msg))
+    }
+
+    /// A line on stderr with -v.
+    pub fn debug(&self, msg: impl AsRef<str>) {
+        if self.out.verbose > 0 {
+            self.out.info(format!("tok: {}", msg.as_ref()));
+        }
     }
 
     /// Connection settings for a network driver: URL, TLS, timeout, credential.

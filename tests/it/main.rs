@@ -1,8 +1,14 @@
 //! One integration binary: every test runs the real `tok` binary in a hermetic
 //! environment (cleared env, temp HOME and XDG dirs, fixed COLUMNS, NO_COLOR).
 
+mod audit;
 mod common;
+mod completions;
+mod errors;
 mod lifecycle;
 mod oauth2;
+mod schema;
 mod servers;
+mod tty;
+mod upstream;
 mod vault;
