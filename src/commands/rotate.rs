@@ -8,6 +8,9 @@ use anyhow::Result;
 
 pub fn run(ctx: &Ctx, args: RotateArgs) -> Result<()> {
     let gw = ctx.gateway()?;
+    if gw.is_secret(&args.id) {
+        return Err(super::inspect::secret_in_argv(gw.kind()).into());
+    }
     gw.require(Op::Rotate)?;
     if args.grace.is_some() {
         // A grace period is an expiry time on the old token.

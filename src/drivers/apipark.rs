@@ -247,6 +247,27 @@ impl Apipark {
         })
     }
 
+    /// Sets a new `expire_time`. An edit must carry the config again, or
+    /// APIPark rejects it, so the key goes back as it was.
+    fn edit_expiry(&self, id: &str, auth: &Authorization, until: DateTime<Utc>) -> Result<()> {
+        let key = Secret::new(auth.apikey().unwrap_or_default());
+        let mut body = Self::body(&auth.name, Some(until), &key, &auth.labels());
+        body["position"] = json!(auth.position);
+        body["token_name"] = json!(auth.token_name);
+        body["hide_credential"] = json!(auth.hide_credential);
+        if let Some(obj) = body.as_object_mut() {
+            obj.remove("driver");
+        }
+        self.call(
+            Method::PUT,
+            "/app/authorization",
+            &[("app", &self.app), ("authorization", id)],
+            Some(&body),
+            &[&key],
+        )?;
+        Ok(())
+    }
+
     fn delete(&self, id: &str) -> Result<()> {
         self.call(
             Method::DELETE,
@@ -350,6 +371,17 @@ impl Gateway for Apipark {
         Ok((gateway_api::revoked(token, reason), RevokeOutcome::Revoked))
     }
 
+    fn renew(&self, id: &str, increment: Option<u64>) -> Result<Token> {
+        let (item, auth) = self.find(id)?;
+        let old = self.to_token(&item, Some(&auth));
+        let until = gateway_api::renewed_until(&old, increment, Utc::now())?;
+        self.edit_expiry(&item.id, &auth, until)?;
+        let mut t = old;
+        t.expires_at = Some(until);
+        t.state = t.state_at(Utc::now());
+        Ok(t)
+    }
+
     fn rotate(&self, id: &str, grace: Option<u64>) -> Result<(Created, Token)> {
         let (item, auth) = self.find(id)?;
         let old = self.to_token(&item, Some(&auth));
@@ -368,24 +400,10 @@ impl Gateway for Apipark {
                 gateway_api::revoked(old, Some(&reason))
             }
             Some(g) => {
-                let until = now + chrono::TimeDelta::seconds(g.min(i64::MAX as u64) as i64);
+                let g = g.min(crate::duration::MAX_SECONDS) as i64;
+                let until = now + chrono::TimeDelta::seconds(g);
                 let until = old.expires_at.map_or(until, |e| e.min(until));
-                // An edit must carry the config again, or APIPark rejects it.
-                let key = Secret::new(auth.apikey().unwrap_or_default());
-                let mut body = Self::body(&auth.name, Some(until), &key, &auth.labels());
-                body["position"] = json!(auth.position);
-                body["token_name"] = json!(auth.token_name);
-                body["hide_credential"] = json!(auth.hide_credential);
-                if let Some(obj) = body.as_object_mut() {
-                    obj.remove("driver");
-                }
-                self.call(
-                    Method::PUT,
-                    "/app/authorization",
-                    &[("app", &self.app), ("authorization", &item.id)],
-                    Some(&body),
-                    &[&key],
-                )?;
+                self.edit_expiry(&item.id, &auth, until)?;
                 let mut old = old;
                 old.expires_at = Some(until);
                 old

@@ -318,6 +318,28 @@ pub fn same_lifetime(old: &Token, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
     })
 }
 
+/// The new expiry of a renewal: `increment` from now, or by default the
+/// token's original lifetime from now.
+pub fn renewed_until(
+    old: &Token,
+    increment: Option<u64>,
+    now: DateTime<Utc>,
+) -> Result<DateTime<Utc>> {
+    let secs = match increment {
+        Some(i) => i.min(crate::duration::MAX_SECONDS) as i64,
+        None => match old.expires_at {
+            Some(e) => (e - old.created_at).num_seconds().max(60),
+            None => {
+                return Err(DriverError::Invalid(format!(
+                    "token {} never expires, so it has no lifetime to renew by; pass --increment DURATION",
+                    old.id
+                )))
+            }
+        },
+    };
+    Ok(now + chrono::TimeDelta::seconds(secs))
+}
+
 /// Whole seconds from now until `t`, at least 1.
 pub fn seconds_until(t: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
     let ms = (t - now).num_milliseconds();

@@ -209,6 +209,29 @@ impl Kong {
         Ok(to_token(&cred, now))
     }
 
+    /// A new ttl, counted from now by Kong.
+    fn set_ttl(&self, id: &str, ttl: i64) -> Result<Token> {
+        if ttl > TTL_MAX {
+            return Err(DriverError::Invalid(format!(
+                "Kong keeps a ttl of at most {TTL_MAX} seconds (about 3 years); choose a shorter --increment"
+            )));
+        }
+        let now = Utc::now();
+        let answer = self.api.call(
+            Method::PATCH,
+            &format!("/key-auths/{}", gateway_api::encode_segment(id)),
+            &[],
+            Some(&json!({ "ttl": ttl })),
+        )?;
+        let answer = self.check(answer, &[], || DriverError::NotFound(id.to_string()))?;
+        let updated: Credential = answer.json()?;
+        let mut t = to_token(&updated, now);
+        if t.expires_at.is_none() {
+            t.expires_at = Some(now + chrono::TimeDelta::seconds(ttl));
+        }
+        Ok(t)
+    }
+
     fn delete(&self, cred: &Credential) -> Result<()> {
         let consumer = cred
             .consumer
@@ -308,6 +331,13 @@ impl Gateway for Kong {
         ))
     }
 
+    fn renew(&self, id: &str, increment: Option<u64>) -> Result<Token> {
+        let (cred, at) = self.find(id)?;
+        let now = Utc::now();
+        let until = gateway_api::renewed_until(&to_token(&cred, at), increment, now)?;
+        self.set_ttl(&cred.id, gateway_api::seconds_until(until, now))
+    }
+
     fn rotate(&self, id: &str, grace: Option<u64>) -> Result<(Created, Token)> {
         let (cred, at) = self.find(id)?;
         let old = to_token(&cred, at);
@@ -337,19 +367,7 @@ impl Gateway for Kong {
             Some(g) => {
                 let g = g.min(TTL_MAX as u64) as i64;
                 let ttl = cred.ttl.map_or(g, |left| left.clamp(1, g.max(1)));
-                let answer = self.api.call(
-                    Method::PATCH,
-                    &format!("/key-auths/{}", gateway_api::encode_segment(&cred.id)),
-                    &[],
-                    Some(&json!({ "ttl": ttl })),
-                )?;
-                let answer = self.check(answer, &[], || DriverError::NotFound(cred.id.clone()))?;
-                let updated: Credential = answer.json()?;
-                let mut t = to_token(&updated, now);
-                if t.expires_at.is_none() {
-                    t.expires_at = Some(now + chrono::TimeDelta::seconds(ttl));
-                }
-                t
+                self.set_ttl(&cred.id, ttl)?
             }
         };
         Ok((created, old))

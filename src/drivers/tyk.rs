@@ -193,6 +193,24 @@ impl Tyk {
         Ok(Created { token, secret })
     }
 
+    /// Writes the session back with a new `expires`, keeping quotas and rates.
+    fn set_expires(
+        &self,
+        hash: &str,
+        mut session: Map<String, Value>,
+        until: DateTime<Utc>,
+    ) -> Result<Token> {
+        session.insert("expires".into(), json!(until.timestamp()));
+        let answer = self.api.call(
+            Method::PUT,
+            &format!("/tyk/keys/{}", gateway_api::encode_segment(hash)),
+            &[("hashed", "true"), ("suppress_reset", "1")],
+            Some(&Value::Object(session.clone())),
+        )?;
+        self.check(answer, &[], |_| DriverError::NotFound(hash.to_string()))?;
+        Ok(to_token(hash, &session))
+    }
+
     fn delete(&self, hash: &str) -> Result<()> {
         let answer = self.api.call(
             Method::DELETE,
@@ -290,6 +308,17 @@ impl Gateway for Tyk {
         ))
     }
 
+    fn renew(&self, id: &str, increment: Option<u64>) -> Result<Token> {
+        let (hash, session) = self.find(id)?;
+        let until = gateway_api::renewed_until(&to_token(&hash, &session), increment, Utc::now())?;
+        self.set_expires(&hash, session, until)
+    }
+
+    /// Tyk keys are base64 JSON (`{"org":..,"id":..,"h":..}`) or tok's own format.
+    fn is_secret(&self, s: &str) -> bool {
+        crate::secret::looks_like_secret(s) || is_tyk_key(s)
+    }
+
     fn rotate(&self, id: &str, grace: Option<u64>) -> Result<(Created, Token)> {
         let (hash, session) = self.find(id)?;
         let old = to_token(&hash, &session);
@@ -317,18 +346,10 @@ impl Gateway for Tyk {
                 gateway_api::revoked(old, Some(&format!("rotated to {}", created.token.id)))
             }
             Some(g) => {
-                let until = now + chrono::TimeDelta::seconds(g.min(i64::MAX as u64 / 2) as i64);
+                let g = g.min(crate::duration::MAX_SECONDS) as i64;
+                let until = now + chrono::TimeDelta::seconds(g);
                 let until = old.expires_at.map_or(until, |e| e.min(until));
-                let mut s = session;
-                s.insert("expires".into(), json!(until.timestamp()));
-                let answer = self.api.call(
-                    Method::PUT,
-                    &format!("/tyk/keys/{}", gateway_api::encode_segment(&hash)),
-                    &[("hashed", "true"), ("suppress_reset", "1")],
-                    Some(&Value::Object(s.clone())),
-                )?;
-                self.check(answer, &[], |_| DriverError::NotFound(hash.clone()))?;
-                to_token(&hash, &s)
+                self.set_expires(&hash, session, until)?
             }
         };
         Ok((created, old))
@@ -410,6 +431,17 @@ pub fn key_hash(key: &str) -> String {
         // "", "murmur32", and anything Tyk does not know (it falls back too).
         _ => hex(&murmur3_x86_32(data).to_be_bytes()),
     }
+}
+
+/// A key as Tyk makes them when a hash function is set: base64 of a JSON
+/// object with `org` and `id`.
+fn is_tyk_key(s: &str) -> bool {
+    s.starts_with("ey")
+        && base64::engine::general_purpose::STANDARD
+            .decode(s)
+            .ok()
+            .and_then(|j| serde_json::from_slice::<Value>(&j).ok())
+            .is_some_and(|v| v.get("id").is_some() && v.get("org").is_some())
 }
 
 fn hex(bytes: &[u8]) -> String {

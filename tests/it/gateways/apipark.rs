@@ -263,3 +263,24 @@ fn apipark_5xx_malformed_json_and_gateway_down() {
         &["connection refused", "is the server running"],
     );
 }
+
+#[test]
+fn apipark_renew_sets_a_new_expire_time() {
+    let (gw, env) = setup();
+    create(&env, &["--ttl", "15m"]);
+    let id = gw.auths(APP)[0].id.clone();
+    let o = env.run(&["renew", &id, "--increment", "2h"]);
+    assert_success(&o, &["renew"]);
+    assert!(
+        stderr(&o).contains(&format!("renewed {id}")),
+        "{}",
+        stderr(&o)
+    );
+    let a = &gw.auths(APP)[0];
+    let left = a.expire_time - chrono::Utc::now().timestamp();
+    assert!((7180..=7205).contains(&left), "two hours now: {left}");
+    assert!(
+        a.config["apikey"].as_str().unwrap().starts_with("tok_"),
+        "the key stays"
+    );
+}

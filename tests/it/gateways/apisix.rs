@@ -176,3 +176,11 @@ fn apisix_5xx_malformed_json_and_gateway_down() {
     let down = env_for("apisix", &dead_url(), &[("APISIX_ADMIN_KEY", ADMIN)]);
     assert_fails(&down.run(&["list"]), exit::FAILURE, &["connection refused"]);
 }
+
+#[test]
+fn apisix_renew_is_refused_before_any_request() {
+    let (gw, env) = setup();
+    let o = env.run(&["renew", "jack/x", "--increment", "1h"]);
+    assert_fails(&o, exit::UNSUPPORTED, &["no expiry time"]);
+    assert!(gw.server.control.requests().is_empty());
+}

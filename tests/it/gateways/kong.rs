@@ -205,3 +205,19 @@ fn kong_5xx_malformed_json_and_gateway_down() {
     let down = env_for("kong", &dead_url(), &[]);
     assert_fails(&down.run(&["list"]), exit::FAILURE, &["connection refused"]);
 }
+
+#[test]
+fn kong_renew_sets_a_new_ttl() {
+    let (gw, env) = setup();
+    create(&env, &["--ttl", "15m"]);
+    let id = gw.creds()[0].id.clone();
+    // Without --increment: the original lifetime again, from now.
+    let o = env.run(&["renew", &id]);
+    assert_success(&o, &["renew"]);
+    let left = gw.creds()[0].expires_at.unwrap() - chrono::Utc::now().timestamp();
+    assert!((880..=905).contains(&left), "{left}");
+    let o = env.run(&["renew", &id, "--increment", "1d"]);
+    assert_success(&o, &["renew"]);
+    let left = gw.creds()[0].expires_at.unwrap() - chrono::Utc::now().timestamp();
+    assert!((86380..=86405).contains(&left), "{left}");
+}

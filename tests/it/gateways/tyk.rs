@@ -181,3 +181,22 @@ fn tyk_5xx_malformed_json_and_gateway_down() {
     let down = env_for("tyk", &dead_url(), &[("TYK_SECRET", SECRET)]);
     assert_fails(&down.run(&["list"]), exit::FAILURE, &["connection refused"]);
 }
+
+#[test]
+fn tyk_renew_and_keys_stay_off_the_command_line() {
+    let (gw, env) = setup(true);
+    let (key, _) = create(&env, &["--ttl", "15m", "--scope", "a"]);
+    let hash = sha256_hex(&key);
+    let o = env.run(&["renew", &hash, "--increment", "3h"]);
+    assert_success(&o, &["renew"]);
+    let left = gw.sessions()[&hash]["expires"].as_i64().unwrap() - chrono::Utc::now().timestamp();
+    assert!((10780..=10805).contains(&left), "{left}");
+
+    let before = gw.server.control.requests().len();
+    for cmd in ["inspect", "revoke"] {
+        let o = env.run(&[cmd, &key]);
+        assert_fails(&o, exit::USAGE, &["secret"]);
+        assert!(!stderr(&o).contains(&key), "the key is not echoed");
+    }
+    assert_eq!(gw.server.control.requests().len(), before, "nothing sent");
+}
