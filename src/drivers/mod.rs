@@ -71,7 +71,11 @@ impl DriverKind {
             },
             // Vault keeps no description and forgets tokens once they are
             // revoked or expired, but does everything else by accessor.
-            DriverKind::Vault => Capabilities::ALL,
+            DriverKind::Vault => Capabilities {
+                no_expiry: false,
+                descriptions: false,
+                ..Capabilities::ALL
+            },
             // OAuth 2 servers know tokens only by their secret and choose the
             // lifetime themselves; there is no standard way to list tokens.
             DriverKind::Oauth2 => Capabilities {

@@ -359,7 +359,7 @@ fn vault_bad_policy_ttl_and_scope() {
     let o = env.run(&["create", "--ttl", "15m"]);
     assert_fails(&o, exit::USAGE, &["--scope", "root"]);
     let o = env.run(&["create", "--no-expiry", "--scope", "default"]);
-    assert_fails(&o, exit::USAGE, &["always expire"]);
+    assert_fails(&o, exit::UNSUPPORTED, &["never expires"]);
     let o = env.run(&[
         "create",
         "--ttl",
@@ -369,7 +369,7 @@ fn vault_bad_policy_ttl_and_scope() {
         "--description",
         "x",
     ]);
-    assert_fails(&o, exit::USAGE, &["no description"]);
+    assert_fails(&o, exit::UNSUPPORTED, &["description"]);
     assert_eq!(bao.accessors().len(), count, "nothing was created");
 
     // A policy that does not exist: Vault makes the token and warns.
