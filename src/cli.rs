@@ -1,11 +1,13 @@
 //! clap types only: the command tree, global options and each command's args.
 
+use crate::completion;
 use crate::drivers::DriverKind;
 use crate::duration::Ttl;
 use crate::env;
 use crate::model::StateFilter;
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap_complete::engine::ArgValueCompleter;
 use std::path::PathBuf;
 
 pub const EXIT_CODES_HELP: &str = "\
@@ -18,7 +20,7 @@ Exit status:
   5  partial failure: some items of a bulk operation failed
   6  unsupported: the driver cannot do this";
 
-/// Create, list, inspect, revoke and rotate bearer tokens.
+/// Create, list, inspect, revoke and rotate bearer tokens
 ///
 /// With nothing configured, tok keeps tokens in an embedded store in your data
 /// directory; profiles and --url point it at a tok server.
@@ -35,14 +37,16 @@ pub struct Cli {
 #[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Use this profile from the config file.
-    #[arg(long, global = true, env = env::PROFILE, value_name = "NAME")]
+    #[arg(long, global = true, env = env::PROFILE, value_name = "NAME",
+          add = ArgValueCompleter::new(completion::profile_name))]
     pub profile: Option<String>,
 
     /// Which gateway driver to use [default: local, or tok when --url is given].
     #[arg(long, global = true, env = env::DRIVER, value_enum)]
     pub driver: Option<DriverKind>,
 
-    /// URL of the gateway's admin API (implies the tok driver when no driver is named).
+    /// URL of the gateway's admin API, Vault's address, or the OAuth 2 issuer
+    /// (implies the tok driver when no driver is named).
     #[arg(long, global = true, env = env::URL)]
     pub url: Option<String>,
 
@@ -77,6 +81,27 @@ pub struct GlobalArgs {
     /// Give up on a gateway request after this long.
     #[arg(long, global = true, env = env::TIMEOUT, value_name = "DURATION")]
     pub timeout: Option<Ttl>,
+
+    /// apipark: the app (its id) whose keys to manage.
+    #[arg(long, global = true, env = env::APP, value_name = "APP_ID", help_heading = "Driver options")]
+    pub app: Option<String>,
+
+    /// kong, apisix: the consumer that keys belong to; new keys go to it, and
+    /// list shows only its keys.
+    #[arg(long, global = true, env = env::OWNER, value_name = "CONSUMER", help_heading = "Driver options")]
+    pub owner: Option<String>,
+
+    /// vault: where token auth is mounted [default: auth/token].
+    #[arg(long, global = true, env = env::VAULT_MOUNT, value_name = "PATH", help_heading = "Driver options")]
+    pub vault_mount: Option<String>,
+
+    /// vault: the namespace to work in (OpenBao, Vault Enterprise).
+    #[arg(long, global = true, env = env::VAULT_NAMESPACE, value_name = "NS", help_heading = "Driver options")]
+    pub vault_namespace: Option<String>,
+
+    /// oauth2: the client id (its secret comes from TOK_CLIENT_SECRET).
+    #[arg(long, global = true, env = env::CLIENT_ID, value_name = "ID", help_heading = "Driver options")]
+    pub client_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -110,6 +135,7 @@ pub enum Command {
     Inspect(InspectArgs),
     Revoke(RevokeArgs),
     Rotate(RotateArgs),
+    Renew(RenewArgs),
     #[command(subcommand)]
     Profile(ProfileCommand),
     Drivers(DriversArgs),
@@ -117,9 +143,15 @@ pub enum Command {
     Logout(LogoutArgs),
     #[command(subcommand)]
     Auth(AuthCommand),
+    Audit(AuditArgs),
+    Completions(CompletionsArgs),
+    #[command(name = "__generate", hide = true)]
+    Generate(GenerateArgs),
+    #[command(name = "__complete", hide = true)]
+    Complete(CompleteArgs),
 }
 
-/// Create a token and print its secret on stdout.
+/// Create a token and print its secret on stdout
 ///
 /// The secret is printed once, alone, followed by a newline; a summary (id,
 /// expiry in UTC) goes to stderr. The store keeps only a hash of the secret.
@@ -207,7 +239,7 @@ impl FilterArgs {
     }
 }
 
-/// List tokens (active ones unless --state says otherwise).
+/// List tokens (active ones unless --state says otherwise)
 ///
 /// Never shows a secret: the fingerprint column identifies a token safely.
 ///
@@ -231,7 +263,7 @@ pub struct ListArgs {
     pub limit: Option<u64>,
 }
 
-/// Show every field of a token, by id, id prefix, or secret on stdin.
+/// Show every field of a token, by id, id prefix, or secret on stdin
 ///
 /// A secret is never taken from the command line: pass `-` and pipe it in.
 /// A JWT on stdin is decoded offline; its signature is not verified.
@@ -244,11 +276,11 @@ pub struct ListArgs {
 #[command(verbatim_doc_comment)]
 pub struct InspectArgs {
     /// Token id, unique id prefix, or `-` to read a secret from stdin.
-    #[arg(value_name = "ID|-")]
+    #[arg(value_name = "ID|-", add = ArgValueCompleter::new(completion::any_token_id))]
     pub id: String,
 }
 
-/// Revoke tokens by id, by secret on stdin, or by filter.
+/// Revoke tokens by id, by secret on stdin, or by filter
 ///
 /// Asks for confirmation on a terminal; elsewhere --yes is required. Revoking
 /// a revoked token succeeds and says so.
@@ -262,7 +294,7 @@ pub struct InspectArgs {
 #[command(verbatim_doc_comment)]
 pub struct RevokeArgs {
     /// Token ids or prefixes; `-` reads ids or secrets from stdin, one per line.
-    #[arg(value_name = "ID|-")]
+    #[arg(value_name = "ID|-", add = ArgValueCompleter::new(completion::active_token_id))]
     pub ids: Vec<String>,
 
     #[command(flatten)]
@@ -281,7 +313,7 @@ pub struct RevokeArgs {
     pub reason: Option<String>,
 }
 
-/// Replace a token with a new one of the same name, scopes, labels and lifetime.
+/// Replace a token with a new one of the same name, scopes, labels and lifetime
 ///
 /// The new secret is printed as `create` prints it. The old token is revoked
 /// at once, or stays valid for --grace so that clients can switch over.
@@ -293,6 +325,7 @@ pub struct RevokeArgs {
 #[command(verbatim_doc_comment)]
 pub struct RotateArgs {
     /// Token id or unique id prefix.
+    #[arg(add = ArgValueCompleter::new(completion::active_token_id))]
     pub id: String,
 
     /// Keep the old token valid this much longer.
@@ -304,24 +337,67 @@ pub struct RotateArgs {
     pub no_newline: bool,
 }
 
+/// Extend a live token's lifetime, on gateways that can (vault).
+///
+/// The token keeps its secret; the gateway sets its new expiry, at most its
+/// maximum lifetime (a capped renewal is reported on stderr). Prints the
+/// token's new state with -o json, jsonl or tsv.
+///
+/// Examples:
+///   tok --driver vault renew 3LHw5AbKm9q0Lq8jXkTfJ7xN --increment 1h
+///   tok renew 3LHw --increment 30m -o json
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct RenewArgs {
+    /// Token id or unique id prefix.
+    #[arg(add = ArgValueCompleter::new(completion::active_token_id))]
+    pub id: String,
+
+    /// The new lifetime, counted from now [default: the gateway's, e.g. the token's original TTL].
+    #[arg(long, value_name = "DURATION")]
+    pub increment: Option<Ttl>,
+}
+
 /// Manage profiles: named gateways with their settings.
 #[derive(Debug, Subcommand)]
 pub enum ProfileCommand {
     Add(ProfileAddArgs),
+    /// List the profiles; `*` marks the default one
+    ///
+    /// Examples:
+    ///   tok profile list
+    ///   tok profile list -o json
+    #[command(verbatim_doc_comment)]
     List,
+    /// Show a profile's settings (a profile holds no secret)
+    ///
+    /// Examples:
+    ///   tok profile show prod
+    ///   tok profile show prod -o json
+    #[command(verbatim_doc_comment)]
     Show(ProfileNameArg),
+    /// Remove a profile from the config file
+    ///
+    /// Examples:
+    ///   tok profile remove staging
+    #[command(verbatim_doc_comment)]
     Remove(ProfileNameArg),
 }
 
 /// Add or replace a profile.
 ///
 /// The profile takes the global options given on this command line: --driver,
-/// --url, --data-dir, --timeout, --ca-cert and --insecure (never from the
-/// environment, so a stray TOK_URL does not end up in the file).
+/// --url, --data-dir, --timeout, --ca-cert, --insecure, --vault-mount,
+/// --vault-namespace, --client-id, --app and --owner (never from the
+/// environment, so a stray TOK_URL does not end up in the file). Secrets never
+/// go in a profile.
 ///
 /// Examples:
 ///   tok profile add dev --driver local --data-dir ~/tok-dev --default-ttl 15m
 ///   tok profile add prod --url https://tok.example.com --default
+///   tok profile add bao --driver vault --url https://bao.example:8200
+///   tok profile add idp --driver oauth2 --url https://idp.example --client-id ci
+///   tok profile add gw --driver apipark --url https://apipark.example --app 9f1c...
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct ProfileAddArgs {
@@ -332,18 +408,91 @@ pub struct ProfileAddArgs {
     /// Make this the default profile.
     #[arg(long)]
     pub default: bool,
+    /// oauth2: the token endpoint, instead of discovery.
+    #[arg(long, value_name = "URL")]
+    pub token_endpoint: Option<String>,
+    /// oauth2: the RFC 7662 introspection endpoint, instead of discovery.
+    #[arg(long, value_name = "URL")]
+    pub introspection_endpoint: Option<String>,
+    /// oauth2: the RFC 7009 revocation endpoint, instead of discovery.
+    #[arg(long, value_name = "URL")]
+    pub revocation_endpoint: Option<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct ProfileNameArg {
+    #[arg(add = ArgValueCompleter::new(completion::profile_name))]
     pub name: String,
 }
 
-/// List the drivers and what each can do.
+/// Show the audit trail: every authorization decision and admin action
+///
+/// Entries come from the local store, or from `tok serve` through its admin
+/// API. Oldest first; --follow keeps printing new entries as they come.
+///
+/// Examples:
+///   tok audit --since 1h
+///   tok audit --token tk_3f9a2c --decision deny -o json
+///   tok audit --follow -o jsonl
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct AuditArgs {
+    /// Entries about this token (id or unique prefix).
+    #[arg(long, value_name = "ID", add = ArgValueCompleter::new(completion::any_token_id))]
+    pub token: Option<String>,
+
+    /// Entries from this long ago (1h) or since this RFC 3339 time.
+    #[arg(long, value_name = "DURATION|TIME", value_parser = parse_since)]
+    pub since: Option<Since>,
+
+    /// Only allowed or only denied requests.
+    #[arg(long, value_enum)]
+    pub decision: Option<crate::store::audit::Decision>,
+
+    /// At most the newest N entries.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u64>,
+
+    /// Keep running and print new entries as they are recorded.
+    #[arg(short, long)]
+    pub follow: bool,
+}
+
+/// `--since`: a duration back from now, or a point in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Since {
+    Ago(Ttl),
+    At(DateTime<Utc>),
+}
+
+impl Since {
+    pub fn resolve(self, now: DateTime<Utc>) -> DateTime<Utc> {
+        match self {
+            Since::Ago(d) => now - d.delta(),
+            Since::At(t) => t,
+        }
+    }
+}
+
+pub fn parse_since(s: &str) -> Result<Since, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(Since::At(t.with_timezone(&Utc)));
+    }
+    s.parse::<Ttl>()
+        .map(Since::Ago)
+        .map_err(|e| format!("{e}; or give an RFC 3339 time such as 2030-01-01T00:00:00Z"))
+}
+
+/// List the drivers and what each can do
+///
+/// Examples:
+///   tok drivers
+///   tok drivers -o json
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub struct DriversArgs {}
 
-/// Store the gateway's admin credential in the OS keyring, once.
+/// Store the gateway's admin credential in the OS keyring, once
 ///
 /// tok asks for the credential without echo on a terminal, or reads it from
 /// stdin with --with-token; never from the command line. It checks the
@@ -372,7 +521,7 @@ pub struct LoginArgs {
     pub insecure_storage: bool,
 }
 
-/// Remove the stored credential of a profile (or of --url).
+/// Remove the stored credential of a profile (or of --url)
 ///
 /// Removes it from the OS keyring and from the --insecure-storage file. It does
 /// not revoke the credential on the gateway.
@@ -383,16 +532,15 @@ pub struct LoginArgs {
 #[command(verbatim_doc_comment)]
 pub struct LogoutArgs {}
 
-/// Credentials: where each profile's comes from and whether it works.
+/// Credentials: where each profile's comes from and whether it works
 #[derive(Debug, Subcommand)]
 pub enum AuthCommand {
     Status(AuthStatusArgs),
 }
 
-/// Show, per profile, the gateway, the driver, where the credential comes
-/// from (env, keyring or file), whether it works now, and when it expires.
+/// Show each profile's gateway, driver, credential source and expiry, and whether it works
 ///
-/// Checks every profile (or only --profile), and the --url / TOK_URL gateway
+/// Where the credential comes from: env, keyring or file. Checks every profile (or only --profile), and the --url / TOK_URL gateway
 /// when no profile is in use. Exits 4 when a credential is missing or fails.
 ///
 /// Examples:
@@ -401,6 +549,80 @@ pub enum AuthCommand {
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct AuthStatusArgs {}
+/// Print the shell completion script for SHELL
+///
+/// The script asks `tok` itself (from PATH) at each TAB, so commands, flags and
+/// values complete as the installed tok knows them, and token ids and profile
+/// names come live from the store or gateway that the command line points at
+/// (--profile, --url, --data-dir). A slow or unreachable gateway does not block
+/// the shell: after 1s (TOK_COMPLETE_TIMEOUT) tok answers from a small cache of
+/// ids and names in $XDG_CACHE_HOME/tok, and it never prints an error into the
+/// command line.
+///
+/// Install, then start a new shell:
+///   bash (with the bash-completion package):
+///     tok completions bash > ~/.local/share/bash-completion/completions/tok
+///   zsh (with ~/.zfunc in fpath: in ~/.zshrc, before compinit,
+///   put fpath=(~/.zfunc $fpath)):
+///     tok completions zsh > ~/.zfunc/_tok
+///   fish:
+///     tok completions fish > ~/.config/fish/completions/tok.fish
+///   PowerShell:
+///     tok completions powershell >> $PROFILE
+///   elvish:
+///     tok completions elvish >> ~/.config/elvish/rc.elv
+///
+/// Or load the script in each new shell, e.g. in ~/.bashrc or ~/.zshrc:
+///   source <(tok completions bash)
+///
+/// Examples:
+///   tok completions bash > ~/.local/share/bash-completion/completions/tok
+///   tok completions zsh > ~/.zfunc/_tok
+///   tok completions fish > ~/.config/fish/completions/tok.fish
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct CompletionsArgs {
+    /// The shell to print the script for.
+    #[arg(value_enum)]
+    pub shell: CompletionShell,
+}
+
+/// A shell that `tok completions` writes a script for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompletionShell {
+    /// GNU Bash 4.4 or later.
+    Bash,
+    /// Z shell, through compinit.
+    Zsh,
+    /// fish 3.
+    Fish,
+    /// PowerShell 7 (pwsh) or Windows PowerShell 5.1.
+    Powershell,
+    /// Elvish.
+    Elvish,
+}
+
+/// Write the completion scripts (completions/) and man pages (man/) the
+/// repository ships; a test checks that they are up to date
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Write completions/ and man/ in this directory.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub dir: PathBuf,
+}
+
+/// Print live values for the completion scripts
+#[derive(Debug, Args)]
+pub struct CompleteArgs {
+    #[arg(value_enum)]
+    pub kind: CompleteKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompleteKind {
+    /// `ID<TAB>STATE<TAB>NAME` for each token (the newest 1000), oldest first.
+    Tokens,
+}
 
 /// RFC 3339 time, e.g. 2030-01-01T00:00:00Z.
 pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {

@@ -8,7 +8,7 @@ use crate::cli::LoginArgs;
 use crate::credentials::{
     self, expiry, keyring_failure, Account, Credential, FileStore, OsKeyring, SecretStore, Source,
 };
-use crate::drivers::{DriverError, DriverKind, Settings};
+use crate::drivers::{DriverError, DriverKind};
 use crate::error::UserError;
 use crate::secret::Secret;
 use anyhow::{Context, Result};
@@ -20,7 +20,7 @@ pub fn run(ctx: &Ctx, args: LoginArgs) -> Result<()> {
             .hint("log in to a gateway: `tok login --profile NAME` for a profile with a URL, or `tok login --url URL`")
             .into());
     }
-    let account = Account::new(ctx.profile_name.as_deref(), ctx.require_url(kind)?)?;
+    let account = Account::new(ctx.profile_name.as_deref(), &ctx.require_url(kind)?)?;
     let keyring = OsKeyring::system()?;
     let file = FileStore::default_location()?;
 
@@ -33,14 +33,13 @@ pub fn run(ctx: &Ctx, args: LoginArgs) -> Result<()> {
             .map_err(|e| keyring_failure(kind, &account, "store", &e))?;
     }
     let secret = read_credential(input, &account)?;
-    let settings = Settings {
-        http: ctx.http_settings(kind)?,
-        credential: Some(Credential {
+    let settings = ctx.settings_with(
+        ctx.http_settings(kind)?,
+        Some(Credential {
             secret: secret.clone(),
             source: Source::Login,
         }),
-        profile: ctx.profile.clone(),
-    };
+    );
     let identity = ctx.gateway_with(kind, settings)?.whoami().map_err(|e| {
         let hint = match e {
             DriverError::Unauthorized(_) | DriverError::Forbidden(_) => Some(

@@ -17,7 +17,7 @@ pub fn run(ctx: &Ctx, _args: LogoutArgs) -> Result<()> {
             .hint("name the gateway: `tok logout --profile NAME` or `tok logout --url URL`")
             .into());
     }
-    let account = Account::new(ctx.profile_name.as_deref(), ctx.require_url(kind)?)?;
+    let account = Account::new(ctx.profile_name.as_deref(), &ctx.require_url(kind)?)?;
     let file = FileStore::default_location()?;
     let from_keyring = OsKeyring::system()?.delete(&account);
     let from_file = file.delete(&account)?;

@@ -1,13 +1,18 @@
 //! One file per verb. Each takes the run's context and its own args.
 
+pub mod audit;
 pub mod auth;
+pub mod complete;
+pub mod completions;
 pub mod create;
 pub mod drivers;
+pub mod generate;
 pub mod inspect;
 pub mod list;
 pub mod login;
 pub mod logout;
 pub mod profile;
+pub mod renew;
 pub mod revoke;
 pub mod rotate;
 
@@ -15,7 +20,9 @@ use crate::cli::{Cli, Command, GlobalArgs, OutputFormat};
 use crate::config::{self, Config, Profile};
 use crate::credentials;
 use crate::drivers::http_client::HttpSettings;
-use crate::drivers::{local::Local, DriverError, DriverKind, Gateway, Settings};
+use crate::drivers::{
+    local::Local, oauth2::OAuth2, vault::Vault, DriverError, DriverKind, Gateway, Settings, Warn,
+};
 use crate::duration::Ttl;
 use crate::error::{self, UserError};
 use crate::model::Created;
@@ -40,6 +47,7 @@ pub struct Ctx {
 
 /// Parses argv, runs the command, and returns the process exit code.
 pub fn main() -> i32 {
+    crate::completion::handle_env();
     let matches = Cli::command().get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
@@ -65,11 +73,16 @@ fn run(ctx: &Ctx, command: Command) -> Result<()> {
         Command::Inspect(a) => inspect::run(ctx, a),
         Command::Revoke(a) => revoke::run(ctx, a),
         Command::Rotate(a) => rotate::run(ctx, a),
+        Command::Renew(a) => renew::run(ctx, a),
         Command::Profile(c) => profile::run(ctx, c),
         Command::Drivers(a) => drivers::run(ctx, a),
         Command::Login(a) => login::run(ctx, a),
         Command::Logout(a) => logout::run(ctx, a),
         Command::Auth(c) => auth::run(ctx, c),
+        Command::Audit(a) => audit::run(ctx, a),
+        Command::Completions(a) => completions::run(ctx, a),
+        Command::Generate(a) => generate::run(ctx, a),
+        Command::Complete(a) => complete::run(ctx, a),
     }
 }
 
@@ -139,49 +152,134 @@ impl Ctx {
     /// The driver this run talks to.
     pub fn gateway(&self) -> Result<Box<dyn Gateway>> {
         let kind = self.driver_kind();
+        self.check_owner_flags(kind)?;
         if kind == DriverKind::Local {
             let dir = self.data_dir()?;
+            self.debug(format!("driver local, store {}", dir.display()));
             return Ok(Box::new(Local::open(&dir)?));
         }
         let settings = self.settings(kind)?;
+        self.debug(format!(
+            "driver {}, url {}, profile {}",
+            kind.as_str(),
+            settings.http.base_url,
+            self.profile_name.as_deref().unwrap_or("-")
+        ));
         self.gateway_with(kind, settings)
     }
 
-    /// A network driver with these settings (`tok login` passes the credential
+    /// The driver `kind` with these settings (`tok login` passes the credential
     /// it is about to check).
     pub fn gateway_with(&self, kind: DriverKind, settings: Settings) -> Result<Box<dyn Gateway>> {
-        match kind {
-            DriverKind::Local => Ok(Box::new(Local::open(&self.data_dir()?)?)),
-            DriverKind::Tok => Ok(Box::new(crate::drivers::tok_whoami::TokWhoami::new(
+        use crate::drivers::{apipark::Apipark, apisix::Apisix, kong::Kong, tyk::Tyk};
+        let owner = self.global.owner.clone().or(self.profile.owner.clone());
+        Ok(match kind {
+            DriverKind::Local => Box::new(Local::open(&self.data_dir()?)?),
+            // Until the full tok driver (serve branch) is merged: whoami only.
+            DriverKind::Tok => Box::new(crate::drivers::tok_whoami::TokWhoami::new(
                 &settings.http,
                 settings.credential,
-            )?)),
+            )?),
+            DriverKind::Vault => Box::new(Vault::new(&settings, self.warner())?),
+            DriverKind::Oauth2 => Box::new(OAuth2::new(&settings, self.warner())?),
+            DriverKind::Apipark => {
+                let app = self.global.app.clone().or(self.profile.app.clone());
+                Box::new(Apipark::new(settings, app)?)
+            }
+            DriverKind::Kong => Box::new(Kong::new(settings, owner)?),
+            DriverKind::Apisix => Box::new(Apisix::new(settings, owner)?),
+            DriverKind::Tyk => Box::new(Tyk::new(settings)?),
+        })
+    }
+
+    /// Lets a driver pass the gateway's own warnings to stderr.
+    fn warner(&self) -> Warn {
+        let out = self.out.clone();
+        std::sync::Arc::new(move |msg: &str| out.warn(msg))
+    }
+
+    /// A line on stderr with -v.
+    pub fn debug(&self, msg: impl AsRef<str>) {
+        if self.out.verbose > 0 {
+            self.out.info(format!("tok: {}", msg.as_ref()));
         }
+    }
+
+    /// `--app` and `--owner` mean something to some drivers only; given to
+    /// another, they would be silently ignored, so they are refused.
+    fn check_owner_flags(&self, kind: DriverKind) -> Result<()> {
+        if self.global.app.is_some() && kind != DriverKind::Apipark {
+            return Err(UserError::usage(format!(
+                "--app is for the apipark driver, not {}",
+                kind.as_str()
+            ))
+            .hint(match kind {
+                DriverKind::Kong | DriverKind::Apisix => {
+                    "keys of this gateway belong to a consumer: use --owner CONSUMER"
+                }
+                _ => "drop --app (or TOK_APP)",
+            })
+            .into());
+        }
+        if self.global.owner.is_some() && !matches!(kind, DriverKind::Kong | DriverKind::Apisix) {
+            return Err(UserError::usage(format!(
+                "--owner is for the kong and apisix drivers, not {}",
+                kind.as_str()
+            ))
+            .hint(if kind == DriverKind::Apipark {
+                "APIPark keys belong to an app: use --app APP_ID"
+            } else {
+                "drop --owner (or TOK_OWNER)"
+            })
+            .into());
+        }
+        Ok(())
     }
 
     /// Connection settings for a network driver: URL, TLS, timeout, credential.
     pub fn settings(&self, kind: DriverKind) -> Result<Settings> {
         let http = self.http_settings(kind)?;
-        let url = http.base_url.as_str();
-        let credential = credentials::resolve(kind, self.profile_name.as_deref(), Some(url))?;
+        let credential =
+            credentials::resolve(kind, self.profile_name.as_deref(), Some(&http.base_url))?;
         if let Some(c) = &credential {
             // From what login or auth status learnt: no request just for this.
-            credentials::expiry::warn_if_expiring(&self.out, self.profile_name.as_deref(), url, c);
+            credentials::expiry::warn_if_expiring(
+                &self.out,
+                self.profile_name.as_deref(),
+                &http.base_url,
+                c,
+            );
         }
-        Ok(Settings {
-            http,
-            credential,
-            profile: self.profile.clone(),
-        })
+        Ok(self.settings_with(http, credential))
     }
 
-    /// The URL of the gateway this run talks to, or a usage error naming the ways to give one.
-    pub fn require_url(&self, kind: DriverKind) -> Result<&str> {
-        Ok(self.url().ok_or_else(|| {
+    /// Settings with this credential (`tok login` checks the one it was given).
+    pub fn settings_with(
+        &self,
+        http: HttpSettings,
+        credential: Option<credentials::Credential>,
+    ) -> Settings {
+        Settings {
+            http,
+            credential,
+            profile: self.effective_profile(),
+        }
+    }
+
+    /// The URL of the gateway this run talks to, or a usage error naming the
+    /// ways to give one.
+    pub fn require_url(&self, kind: DriverKind) -> Result<String> {
+        // Vault's own VAULT_ADDR serves when tok is told nothing else.
+        let vault_addr = (kind == DriverKind::Vault)
+            .then(|| std::env::var(crate::env::VAULT_ADDR).ok())
+            .flatten()
+            .filter(|a| !a.trim().is_empty());
+        let url = self.url().map(str::to_string).or(vault_addr).ok_or_else(|| {
             UserError::usage(format!("the {} driver needs a URL", kind.as_str())).hint(
                 "pass --url, set TOK_URL, or add a profile with `tok profile add NAME --url URL`",
             )
-        })?)
+        })?;
+        Ok(url)
     }
 
     /// URL, TLS and timeout for a network driver, without its credential.
@@ -204,11 +302,27 @@ impl Ctx {
             (None, None) => crate::drivers::http_client::DEFAULT_TIMEOUT,
         };
         Ok(HttpSettings {
-            base_url: url.to_string(),
+            base_url: url,
             timeout,
             ca_cert: self.global.ca_cert.clone().or(self.profile.ca_cert.clone()),
             insecure,
         })
+    }
+
+    /// The profile with this run's driver flags (and their env twins) on top.
+    fn effective_profile(&self) -> Profile {
+        let g = &self.global;
+        let mut p = self.profile.clone();
+        if g.vault_mount.is_some() {
+            p.vault_mount = g.vault_mount.clone();
+        }
+        if g.vault_namespace.is_some() {
+            p.vault_namespace = g.vault_namespace.clone();
+        }
+        if g.client_id.is_some() {
+            p.client_id = g.client_id.clone();
+        }
+        p
     }
 }
 

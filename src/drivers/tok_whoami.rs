@@ -95,19 +95,10 @@ impl Gateway for TokWhoami {
         DriverKind::Tok
     }
 
+    /// What the full driver will do; until then each operation but whoami
+    /// answers `Unsupported` itself.
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            create: false,
-            list: false,
-            inspect_by_id: false,
-            inspect_by_secret: false,
-            revoke: false,
-            rotate: false,
-            scopes: false,
-            labels: false,
-            expiry: false,
-            use_limits: false,
-        }
+        DriverKind::Tok.capabilities()
     }
 
     fn create(&self, _: &NewToken) -> Result<Created> {

@@ -39,7 +39,12 @@ impl Env {
 
     /// `tok` with a cleared environment pointing at this Env's dirs.
     pub fn cmd(&self) -> assert_cmd::Command {
-        let mut c = assert_cmd::Command::cargo_bin("tok").expect("tok binary");
+        assert_cmd::Command::from_std(self.std_cmd())
+    }
+
+    /// The same as `cmd`, as a plain `std::process::Command`.
+    pub fn std_cmd(&self) -> std::process::Command {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_tok"));
         c.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOME", self.home())

@@ -1,7 +1,18 @@
 //! One integration binary: every test runs the real `tok` binary in a hermetic
 //! environment (cleared env, temp HOME and XDG dirs, fixed COLUMNS, NO_COLOR).
 
+mod audit;
 mod auth;
 mod auth_server;
 mod common;
+mod completions;
+mod doubles;
+mod errors;
+mod gateways;
 mod lifecycle;
+mod oauth2;
+mod schema;
+mod servers;
+mod tty;
+mod upstream;
+mod vault;
