@@ -2,12 +2,16 @@
 //! environment variable > OS keyring > a plaintext file the user chose with
 //! `tok login --insecure-storage`.
 //!
-//! A keyring that fails (no D-Bus session, locked, hung) is an authentication
-//! error that names the ways out; tok never falls back silently to plaintext and
-//! never sends a request without the credential it could not read.
+//! `tok login` stores a credential in one of the two stores and notes which in
+//! its index (`logins.toml`, no secret), so tok asks the keyring only for what
+//! it put there. A keyring that then fails (no D-Bus session, locked, hung) is
+//! an authentication error that names the ways out; tok never falls back
+//! silently to plaintext and never sends a request without the credential it
+//! could not read.
 
 pub mod expiry;
 pub mod file;
+pub mod index;
 pub mod os_keyring;
 
 use crate::drivers::DriverKind;
@@ -16,6 +20,7 @@ use crate::secret::Secret;
 use std::fmt;
 
 pub use self::file::FileStore;
+pub use self::index::{Index, Store};
 pub use self::os_keyring::{KeyringError, OsKeyring, SecretStore};
 
 /// Where a credential was found, for `tok auth status` and messages.
@@ -146,37 +151,61 @@ pub fn resolve(
     resolve_stored(
         kind,
         &account,
+        &Index::default_location()?,
         &OsKeyring::system()?,
         &FileStore::default_location()?,
     )
 }
 
-/// The stored credential for `account`: keyring, then the plaintext file.
+/// The credential `tok login` stored for `account`, from where it stored it.
 pub fn resolve_stored(
     kind: DriverKind,
     account: &Account,
+    index: &Index,
     keyring: &dyn SecretStore,
     file: &FileStore,
 ) -> anyhow::Result<Option<Credential>> {
-    match keyring.get(account) {
-        Ok(Some(secret)) => Ok(Some(Credential {
-            secret,
-            source: Source::Keyring,
-        })),
-        Ok(None) => Ok(file.get(account)?.map(|secret| Credential {
-            secret,
-            source: Source::File(file.path().to_path_buf()),
-        })),
-        // The user chose the file for this account (`login --insecure-storage`),
-        // so using it is no fallback; without it, the keyring failure is the answer.
-        Err(e) => match file.get(account)? {
-            Some(secret) => Ok(Some(Credential {
+    let from_file = |secret| Credential {
+        secret,
+        source: Source::File(file.path().to_path_buf()),
+    };
+    match index.get(account)? {
+        Some(Store::Keyring) => match keyring.get(account) {
+            Ok(Some(secret)) => Ok(Some(Credential {
                 secret,
-                source: Source::File(file.path().to_path_buf()),
+                source: Source::Keyring,
             })),
-            None => Err(keyring_failure(kind, account, "read", &e).into()),
+            Ok(None) => Err(gone(kind, account, "the OS keyring").into()),
+            Err(e) => Err(keyring_failure(kind, account, "read", &e).into()),
         },
+        Some(Store::File) => match file.get(account)? {
+            Some(secret) => Ok(Some(from_file(secret))),
+            None => Err(gone(kind, account, &file.path().display().to_string()).into()),
+        },
+        // Never logged in here: no keyring is asked. The file holds entries only
+        // where the user chose it, so an entry there is still theirs to use.
+        None => Ok(file.get(account)?.map(from_file)),
     }
+}
+
+/// A credential `tok login` stored that is no longer where it put it.
+fn gone(kind: DriverKind, account: &Account, place: &str) -> UserError {
+    UserError::new(
+        Kind::Auth,
+        format!(
+            "tok login stored the credential for {} in {place}, but it is not there any more",
+            account.describe()
+        ),
+    )
+    .hint(format!(
+        "log in again with `tok login{}`, or set {}",
+        account
+            .profile
+            .as_deref()
+            .map(|p| format!(" --profile {p}"))
+            .unwrap_or_else(|| format!(" --url {}", account.url)),
+        env_names(kind)
+    ))
 }
 
 /// The authentication error for a keyring that failed: its own cause, and the
@@ -254,38 +283,59 @@ mod tests {
         assert!(from_env_with(DriverKind::Local, &|_| Some("x".into())).is_none());
     }
 
-    #[test]
-    fn the_keyring_comes_before_the_file() {
+    fn stores(test: &str) -> (tempfile::TempDir, Index, FileStore) {
         let dir = tempfile::tempdir().unwrap();
-        let file = FileStore::at(dir.path().join("credentials").join("credentials.toml"));
-        let kr = mock_keyring("resolve-order");
-        let a = account(Some("order"), "http://127.0.0.1:1");
-        assert!(resolve_stored(DriverKind::Tok, &a, &kr, &file)
+        let index = Index::at(dir.path().join(test).join("logins.toml"));
+        let file = FileStore::at(dir.path().join(test).join("credentials").join("c.toml"));
+        (dir, index, file)
+    }
+
+    #[test]
+    fn a_credential_tok_never_stored_never_touches_the_keyring() {
+        let (_d, index, file) = stores("never");
+        let a = account(Some("never"), "http://127.0.0.1:1");
+        // Asking this keyring would fail: not asking it is the point.
+        let keyring = FailingStore("must not be asked".into());
+        assert!(resolve_stored(DriverKind::Tok, &a, &index, &keyring, &file)
             .unwrap()
             .is_none());
+    }
 
-        file.set(&a, &Secret::new("from-file")).unwrap();
-        let c = resolve_stored(DriverKind::Tok, &a, &kr, &file)
+    #[test]
+    fn each_login_is_read_back_from_where_it_was_stored() {
+        let (_d, index, file) = stores("where");
+        let kr = mock_keyring("resolve-where");
+        let (k, f) = (
+            account(Some("k"), "http://127.0.0.1:1"),
+            account(Some("f"), "http://127.0.0.1:1"),
+        );
+        kr.set(&k, &Secret::new("from-keyring")).unwrap();
+        index.set(&k, Store::Keyring).unwrap();
+        file.set(&f, &Secret::new("from-file")).unwrap();
+        index.set(&f, Store::File).unwrap();
+
+        let c = resolve_stored(DriverKind::Tok, &k, &index, &kr, &file)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (c.secret.expose(), c.source),
+            ("from-keyring", Source::Keyring)
+        );
+        let failing = FailingStore("must not be asked".into());
+        let c = resolve_stored(DriverKind::Tok, &f, &index, &failing, &file)
             .unwrap()
             .unwrap();
         assert_eq!(c.secret.expose(), "from-file");
         assert_eq!(c.source, Source::File(file.path().to_path_buf()));
-
-        kr.set(&a, &Secret::new("from-keyring")).unwrap();
-        let c = resolve_stored(DriverKind::Tok, &a, &kr, &file)
-            .unwrap()
-            .unwrap();
-        assert_eq!(c.secret.expose(), "from-keyring");
-        assert_eq!(c.source, Source::Keyring);
     }
 
     #[test]
     fn a_keyring_failure_is_an_auth_error_naming_the_ways_out() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = FileStore::at(dir.path().join("c").join("credentials.toml"));
+        let (_d, index, file) = stores("broken");
         let a = account(Some("broken"), "http://127.0.0.1:2");
+        index.set(&a, Store::Keyring).unwrap();
         let store = FailingStore("org.freedesktop.DBus.Error.ServiceUnknown".into());
-        let err = resolve_stored(DriverKind::Tok, &a, &store, &file).unwrap_err();
+        let err = resolve_stored(DriverKind::Tok, &a, &index, &store, &file).unwrap_err();
         let (kind, hint) = crate::error::classify(&err);
         assert_eq!(kind, Kind::Auth);
         let msg = err.to_string();
@@ -297,12 +347,19 @@ mod tests {
         let hint = hint.unwrap();
         assert!(hint.contains("TOK_ADMIN_TOKEN"), "{hint}");
         assert!(hint.contains("--insecure-storage"), "{hint}");
+    }
 
-        // A file the user chose for this account is used instead.
-        file.set(&a, &Secret::new("chosen")).unwrap();
-        let c = resolve_stored(DriverKind::Tok, &a, &store, &file)
-            .unwrap()
-            .unwrap();
-        assert_eq!(c.secret.expose(), "chosen");
+    #[test]
+    fn a_stored_credential_that_vanished_is_an_error_not_an_anonymous_request() {
+        let (_d, index, file) = stores("vanished");
+        let kr = mock_keyring("resolve-vanished");
+        let a = account(Some("gone"), "http://127.0.0.1:3");
+        index.set(&a, Store::Keyring).unwrap();
+        let err = resolve_stored(DriverKind::Tok, &a, &index, &kr, &file).unwrap_err();
+        assert_eq!(crate::error::classify(&err).0, Kind::Auth);
+        assert!(err.to_string().contains("not there any more"), "{err}");
+        index.set(&a, Store::File).unwrap();
+        let err = resolve_stored(DriverKind::Tok, &a, &index, &kr, &file).unwrap_err();
+        assert!(err.to_string().contains("not there any more"), "{err}");
     }
 }

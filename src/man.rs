@@ -323,6 +323,11 @@ fn roff_files() -> Roff {
         "The local driver's SQLite store, with its -wal and -shm files beside it. --data-dir, $TOK_DATA_DIR or a profile's data_dir move it; without XDG_DATA_HOME it is in ~/.local/share/tok. It keeps hashes of secrets, never a secret.",
     )]);
     r.control("TP", [])
+        .text([italic("$XDG_CONFIG_HOME/tok/logins.toml")])
+        .text([roman(
+            "Where tok login stored each credential (OS keyring or file), by profile and gateway URL. No secret. tok asks the keyring only for credentials listed here.",
+        )]);
+    r.control("TP", [])
         .text([italic("$XDG_CONFIG_HOME/tok/credentials/credentials.toml")])
         .text([roman(
             "Admin credentials in plaintext, only when stored with tok login --insecure-storage: mode 0600 in a 0700 directory, refused when group or others may read it. Without that flag tok login uses the OS keyring (service tok) and writes no file.",

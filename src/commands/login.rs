@@ -6,7 +6,8 @@
 use super::Ctx;
 use crate::cli::LoginArgs;
 use crate::credentials::{
-    self, expiry, keyring_failure, Account, Credential, FileStore, OsKeyring, SecretStore, Source,
+    self, expiry, keyring_failure, Account, Credential, FileStore, Index, OsKeyring, SecretStore,
+    Source, Store,
 };
 use crate::drivers::{DriverError, DriverKind};
 use crate::error::UserError;
@@ -58,28 +59,28 @@ pub fn run(ctx: &Ctx, args: LoginArgs) -> Result<()> {
         }
     })?;
 
+    let index = Index::default_location()?;
+    let before = index.get(&account)?;
     let place = if args.insecure_storage {
         file.set(&account, &secret)?;
+        index.set(&account, Store::File)?;
         ctx.out.warn(format!(
             "the credential for {} is stored in PLAINTEXT in {}; anyone who can read that file can use it. Prefer the OS keyring (`tok login` without --insecure-storage), or {} in CI",
             account.describe(),
             file.path().display(),
             crate::env::ADMIN_TOKEN
         ));
-        // The keyring comes first when commands look, so an older entry there
-        // would hide the credential just saved.
-        match keyring.delete(&account) {
-            Ok(true) => ctx.out.info(format!(
-                "removed the older credential for {} from the OS keyring",
-                account.describe()
-            )),
-            Ok(false) => {}
-            Err(e) => {
-                if ctx.out.verbose > 0 {
-                    ctx.out.info(format!(
-                        "did not check the OS keyring for an older entry: {e}"
-                    ));
-                }
+        if before == Some(Store::Keyring) {
+            // The older copy is no longer used; do not leave it behind.
+            match keyring.delete(&account) {
+                Ok(_) => ctx.out.info(format!(
+                    "removed the older credential for {} from the OS keyring",
+                    account.describe()
+                )),
+                Err(e) => ctx.out.warn(format!(
+                    "could not remove the older credential for {} from the OS keyring: {e}",
+                    account.describe()
+                )),
             }
         }
         format!("in {}", file.path().display())
@@ -87,6 +88,7 @@ pub fn run(ctx: &Ctx, args: LoginArgs) -> Result<()> {
         keyring
             .set(&account, &secret)
             .map_err(|e| keyring_failure(kind, &account, "store", &e))?;
+        index.set(&account, Store::Keyring)?;
         if file
             .delete(&account)
             .context("could not remove the older plaintext copy")?

@@ -1,10 +1,10 @@
 //! `tok logout`: remove the stored credential of a profile (or of --url) from
-//! the OS keyring and from the --insecure-storage file.
+//! where `tok login` stored it, and forget the login.
 
 use super::Ctx;
 use crate::cli::LogoutArgs;
 use crate::credentials::{
-    self, expiry, keyring_failure, Account, FileStore, OsKeyring, SecretStore,
+    self, expiry, keyring_failure, Account, FileStore, Index, OsKeyring, SecretStore, Store,
 };
 use crate::drivers::DriverKind;
 use crate::error::UserError;
@@ -18,34 +18,47 @@ pub fn run(ctx: &Ctx, _args: LogoutArgs) -> Result<()> {
             .into());
     }
     let account = Account::new(ctx.profile_name.as_deref(), &ctx.require_url(kind)?)?;
+    let index = Index::default_location()?;
     let file = FileStore::default_location()?;
-    let from_keyring = OsKeyring::system()?.delete(&account);
-    let from_file = file.delete(&account)?;
-    expiry::forget(&account);
+    let keyring = OsKeyring::system()?;
+    let login = index.get(&account)?;
 
-    let mut removed = from_file;
-    match from_keyring {
-        Ok(true) => {
-            removed = true;
-            ctx.out.info(format!(
-                "removed the credential for {} from the OS keyring",
-                account.describe()
-            ));
-        }
-        Ok(false) => {}
-        Err(e) if from_file => ctx.out.warn(format!(
-            "could not check the OS keyring for a credential of {} too: {e}",
-            account.describe()
-        )),
-        Err(e) => return Err(keyring_failure(kind, &account, "remove", &e).into()),
-    }
-    if from_file {
+    let mut removed = false;
+    if file.delete(&account)? {
+        removed = true;
         ctx.out.info(format!(
             "removed the credential for {} from {}",
             account.describe(),
             file.path().display()
         ));
     }
+    // A file login left nothing in the keyring (login removed any older copy).
+    if login != Some(Store::File) {
+        match (keyring.delete(&account), login) {
+            (Ok(true), _) => {
+                removed = true;
+                ctx.out.info(format!(
+                    "removed the credential for {} from the OS keyring",
+                    account.describe()
+                ));
+            }
+            (Ok(false), _) => {}
+            // tok put it there: not knowing whether it is gone is a failure (and
+            // the login stays recorded, so that logout can be tried again).
+            (Err(e), Some(Store::Keyring)) => {
+                return Err(keyring_failure(kind, &account, "remove", &e).into())
+            }
+            // tok did not put it there; a look that fails is only worth a note.
+            (Err(e), _) => {
+                if ctx.out.verbose > 0 {
+                    ctx.out
+                        .info(format!("did not look in the OS keyring as well: {e}"));
+                }
+            }
+        }
+    }
+    index.remove(&account)?;
+    expiry::forget(&account);
     if !removed {
         ctx.out.info(format!(
             "no stored credential for {}; nothing to remove",

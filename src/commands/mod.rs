@@ -274,11 +274,15 @@ impl Ctx {
             .then(|| std::env::var(crate::env::VAULT_ADDR).ok())
             .flatten()
             .filter(|a| !a.trim().is_empty());
-        let url = self.url().map(str::to_string).or(vault_addr).ok_or_else(|| {
-            UserError::usage(format!("the {} driver needs a URL", kind.as_str())).hint(
+        let url = self
+            .url()
+            .map(str::to_string)
+            .or(vault_addr)
+            .ok_or_else(|| {
+                UserError::usage(format!("the {} driver needs a URL", kind.as_str())).hint(
                 "pass --url, set TOK_URL, or add a profile with `tok profile add NAME --url URL`",
             )
-        })?;
+            })?;
         Ok(url)
     }
 

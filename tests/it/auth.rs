@@ -43,6 +43,11 @@ fn env_on(bus: &str) -> Env {
     env
 }
 
+/// Takes the D-Bus session away from this Env's tok (as in an SSH session).
+fn drop_bus(env: &mut Env) {
+    env.vars.retain(|(k, _)| k != "DBUS_SESSION_BUS_ADDRESS");
+}
+
 fn add_profile(env: &Env, name: &str, url: &str) {
     env.ok(&["profile", "add", name, "--url", url]);
 }
@@ -85,6 +90,11 @@ fn login_stores_the_credential_in_the_secret_service_under_documented_attributes
         "30 days away is no warning: {err}"
     );
     assert_eq!(server.requests(), 1, "one whoami before saving");
+
+    // tok notes where it stored the credential, and nothing secret.
+    let logins = std::fs::read_to_string(env.config_dir().join("logins.toml")).unwrap();
+    assert!(logins.contains("store = \"keyring\""), "{logins}");
+    assert!(!logins.contains("adm-one-s3cret"), "{logins}");
 
     // The account is keyed by profile and the normalised URL (no trailing slash).
     let account = format!("prod@{}", server.url);
@@ -243,21 +253,16 @@ fn login_reads_the_credential_from_stdin_or_a_terminal_only() {
 
 #[test]
 fn without_a_d_bus_session_every_path_fails_with_auth_and_sends_nothing() {
+    let bus = bus("TOK_TEST_DBUS");
     let server = AuthServer::start(vec![Admin::new("adm-nobus", "tk_n", "n")]);
-    let env = Env::new(); // no DBUS_SESSION_BUS_ADDRESS, no bus at $XDG_RUNTIME_DIR/bus
+    let mut env = env_on(&bus);
     add_profile(&env, "prod", &server.url);
+    add_profile(&env, "fresh", &server.url);
+    assert_success(&login(&env, "prod", "adm-nobus"), &["login"]);
+    assert_eq!(server.requests(), 1);
 
-    let o = login(&env, "prod", "adm-nobus");
-    assert_fails(
-        &o,
-        exit::AUTH,
-        &[
-            "could not store the credential for profile `prod`",
-            "dbus session",
-            "TOK_ADMIN_TOKEN",
-            "--insecure-storage",
-        ],
-    );
+    // Later, in a session without D-Bus (no address, no $XDG_RUNTIME_DIR/bus).
+    drop_bus(&mut env);
     for args in [
         &["--profile", "prod", "list"][..],
         &["--profile", "prod", "create", "--ttl", "1m"][..],
@@ -274,10 +279,28 @@ fn without_a_d_bus_session_every_path_fails_with_auth_and_sends_nothing() {
             ],
         );
     }
+    let o = login(&env, "fresh", "adm-nobus");
+    assert_fails(
+        &o,
+        exit::AUTH,
+        &[
+            "could not store the credential for profile `fresh`",
+            "dbus session",
+            "TOK_ADMIN_TOKEN",
+            "--insecure-storage",
+        ],
+    );
     let (o, rows) = status_json(&env, &[]);
-    assert_fails(&o, exit::AUTH, &["1 of 1 cannot authenticate"]);
-    assert_eq!(rows[0]["credential"], "error");
-    assert_eq!(server.requests(), 0, "no request after a keyring failure");
+    assert_fails(&o, exit::AUTH, &["2 of 2 cannot authenticate"]);
+    let row = |p: &str| rows.iter().find(|r| r["profile"] == p).unwrap().clone();
+    assert_eq!(row("prod")["credential"], "error");
+    assert!(row("prod")["error"]
+        .as_str()
+        .unwrap()
+        .contains("dbus session"));
+    // A profile that never logged in does not need a keyring to say so.
+    assert_eq!(row("fresh")["credential"], "none");
+    assert_eq!(server.requests(), 1, "no request after a keyring failure");
     assert!(
         !env.config_dir().join("credentials").exists(),
         "no silent fallback to a plaintext file"
@@ -355,13 +378,17 @@ fn a_locked_keyring_fails_with_auth_and_sends_nothing() {
 
 #[test]
 fn a_hung_keyring_times_out_with_auth_and_sends_nothing() {
-    let bus = bus("TOK_TEST_DBUS_HUNG");
     let server = AuthServer::start(vec![Admin::new("adm-hung", "tk_h", "h")]);
-    let mut env = env_on(&bus);
-    env.set("TOK_KEYRING_TIMEOUT", "1s");
+    let mut env = env_on(&bus("TOK_TEST_DBUS"));
     add_profile(&env, "prod", &server.url);
+    add_profile(&env, "later", &server.url);
+    assert_success(&login(&env, "prod", "adm-hung"), &["login"]);
+    assert_eq!(server.requests(), 1);
 
-    let o = login(&env, "prod", "adm-hung");
+    // The Secret Service on this bus owns its name but never answers.
+    env.set("DBUS_SESSION_BUS_ADDRESS", &bus("TOK_TEST_DBUS_HUNG"));
+    env.set("TOK_KEYRING_TIMEOUT", "1s");
+    let o = env.run(&["--profile", "prod", "list"]);
     assert_fails(
         &o,
         exit::AUTH,
@@ -371,13 +398,13 @@ fn a_hung_keyring_times_out_with_auth_and_sends_nothing() {
             "--insecure-storage",
         ],
     );
-    let o = env.run(&["--profile", "prod", "list"]);
+    let o = login(&env, "later", "adm-hung");
     assert_fails(&o, exit::AUTH, &["did not answer within 1s"]);
-    assert_eq!(server.requests(), 0);
+    assert_eq!(server.requests(), 1, "nothing reached the gateway");
 
     // The environment comes first and never touches the keyring.
     env.set("TOK_ADMIN_TOKEN", "adm-hung");
-    let (o, rows) = status_json(&env, &[]);
+    let (o, rows) = status_json(&env, &["--profile", "prod"]);
     assert_success(&o, &["auth", "status"]);
     assert_eq!(rows[0]["credential"], "env");
     assert_eq!(rows[0]["credential_detail"], "TOK_ADMIN_TOKEN");
@@ -500,4 +527,50 @@ fn commands_warn_when_the_credential_expires_within_a_day_without_asking_again()
     env.set("TOK_ADMIN_TOKEN", "adm-other");
     let o = env.run(&["--profile", "prod", "list"]);
     assert!(!stderr(&o).contains("expires at"), "{}", stderr(&o));
+}
+
+#[test]
+fn log_in_once_then_create_with_no_credential_in_sight() {
+    // A real gateway whose driver is merged: OpenBao through the vault driver.
+    let bao = crate::servers::Bao::start();
+    let env = env_on(&bus("TOK_TEST_DBUS"));
+    env.ok(&[
+        "profile",
+        "add",
+        "bao",
+        "--driver",
+        "vault",
+        "--url",
+        &bao.addr,
+        "--default",
+    ]);
+    let o = env.run_stdin(&["login", "--with-token"], &bao.root);
+    assert_success(&o, &["login"]);
+    assert!(
+        stderr(&o).contains("logged in to profile `bao`"),
+        "{}",
+        stderr(&o)
+    );
+
+    let before = bao.accessors().len();
+    let secret = env.create(&["--ttl", "10m", "--scope", "default"]);
+    assert!(
+        secret.starts_with("s.") || secret.starts_with("hvs."),
+        "{secret}"
+    );
+    assert_eq!(
+        bao.accessors().len(),
+        before + 1,
+        "the token exists on the server"
+    );
+
+    let (o, rows) = status_json(&env, &[]);
+    assert_success(&o, &["auth", "status"]);
+    assert_eq!(rows[0]["driver"], "vault");
+    assert_eq!(rows[0]["credential"], "keyring");
+    assert_eq!(rows[0]["default"], true);
+
+    env.ok(&["logout"]);
+    let o = env.run(&["list"]);
+    assert_fails(&o, exit::AUTH, &["VAULT_TOKEN"]);
 }
