@@ -47,6 +47,13 @@ pub fn run(ctx: &Ctx, args: LoginArgs) -> Result<()> {
                 "check that this is a working admin credential for this gateway, copied whole"
                     .to_string(),
             ),
+            DriverError::Unsupported {
+                op: crate::drivers::Op::Whoami,
+                ..
+            } => Some(format!(
+                "tok login stores only a credential it could check; set {} instead",
+                credentials::env_names(kind)
+            )),
             _ => e.hint(),
         };
         UserError {

@@ -574,3 +574,29 @@ fn log_in_once_then_create_with_no_credential_in_sight() {
     let o = env.run(&["list"]);
     assert_fails(&o, exit::AUTH, &["VAULT_TOKEN"]);
 }
+
+#[test]
+fn a_driver_that_cannot_check_a_credential_stores_none() {
+    let bus = bus("TOK_TEST_DBUS");
+    let server = AuthServer::start(vec![]);
+    let env = env_on(&bus);
+    let o = env.run_stdin(
+        &[
+            "--driver",
+            "kong",
+            "--url",
+            &server.url,
+            "login",
+            "--with-token",
+        ],
+        "kong-admin-token\n",
+    );
+    assert_fails(
+        &o,
+        exit::UNSUPPORTED,
+        &["nothing was saved", "KONG_ADMIN_TOKEN or TOK_ADMIN_TOKEN"],
+    );
+    assert_eq!(keyring_lookup(&bus, &server.url), None);
+    assert!(!env.config_dir().join("logins.toml").exists());
+    assert_eq!(server.requests(), 0);
+}
