@@ -10,6 +10,7 @@ pub const CA_CERT: &str = "TOK_CA_CERT";
 pub const DATA_DIR: &str = "TOK_DATA_DIR";
 pub const CONFIG_DIR: &str = "TOK_CONFIG_DIR";
 pub const ADMIN_TOKEN: &str = "TOK_ADMIN_TOKEN";
+pub const LISTEN: &str = "TOK_LISTEN";
 pub const NO_COLOR: &str = "NO_COLOR";
 pub const CLICOLOR_FORCE: &str = "CLICOLOR_FORCE";
 pub const GITHUB_ACTIONS: &str = "GITHUB_ACTIONS";

@@ -13,4 +13,5 @@ pub mod error;
 pub mod model;
 pub mod output;
 pub mod secret;
+pub mod server;
 pub mod store;

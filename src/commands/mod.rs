@@ -7,14 +7,15 @@ pub mod list;
 pub mod profile;
 pub mod revoke;
 pub mod rotate;
+pub mod serve;
 
 use crate::cli::{Cli, Command, GlobalArgs, OutputFormat};
 use crate::config::{self, Config, Profile};
 use crate::credentials;
 use crate::drivers::http_client::HttpSettings;
-use crate::drivers::{local::Local, DriverError, DriverKind, Gateway, Settings};
+use crate::drivers::{local::Local, tok::TokDriver, DriverError, DriverKind, Gateway, Settings};
 use crate::duration::Ttl;
-use crate::error::{self, Kind, UserError};
+use crate::error::{self, UserError};
 use crate::model::Created;
 use crate::output::{self, Out};
 use anyhow::{Context, Result};
@@ -64,6 +65,7 @@ fn run(ctx: &Ctx, command: Command) -> Result<()> {
         Command::Rotate(a) => rotate::run(ctx, a),
         Command::Profile(c) => profile::run(ctx, c),
         Command::Drivers(a) => drivers::run(ctx, a),
+        Command::Serve(a) => serve::run(ctx, a),
     }
 }
 
@@ -140,17 +142,8 @@ impl Ctx {
         let settings = self.settings(kind)?;
         match kind {
             DriverKind::Local => unreachable!("handled above"),
-            DriverKind::Tok => Err(UserError::new(
-                Kind::Unsupported,
-                "the tok driver is not built into this tok",
-            )
-            .hint("use the local driver (unset TOK_URL and --url)")
-            .into()),
+            DriverKind::Tok => Ok(Box::new(TokDriver::new(&settings)?)),
         }
-        .map(|g: Box<dyn Gateway>| {
-            let _ = &settings;
-            g
-        })
     }
 
     /// Connection settings for a network driver: URL, TLS, timeout, credential.

@@ -3,6 +3,7 @@
 
 pub mod http_client;
 pub mod local;
+pub mod tok;
 
 use crate::error::Kind;
 use crate::model::{Created, Filter, NewToken, RevokeOutcome, Token};
