@@ -129,16 +129,20 @@ pub fn list_query(raw: Option<&str>) -> Result<ListQuery, ApiError> {
             Ok(v.clone())
         };
         match k.as_str() {
-            "state" => filter.state = match v.as_str() {
-                "active" => StateFilter::Active,
-                "expired" => StateFilter::Expired,
-                "revoked" => StateFilter::Revoked,
-                "exhausted" => StateFilter::Exhausted,
-                "all" => StateFilter::All,
-                _ => return Err(ApiError::bad_request(format!(
+            "state" => {
+                filter.state = match v.as_str() {
+                    "active" => StateFilter::Active,
+                    "expired" => StateFilter::Expired,
+                    "revoked" => StateFilter::Revoked,
+                    "exhausted" => StateFilter::Exhausted,
+                    "all" => StateFilter::All,
+                    _ => {
+                        return Err(ApiError::bad_request(format!(
                     "`state` must be one of active, expired, revoked, exhausted, all, not `{v}`"
-                ))),
-            },
+                )))
+                    }
+                }
+            }
             "name" => filter.name = Some(text(limits::NAME_MAX)?),
             "label" => {
                 let (lk, lv) = v
@@ -179,11 +183,13 @@ pub fn list_query(raw: Option<&str>) -> Result<ListQuery, ApiError> {
                 }
                 page = Some(n);
             }
-            "cursor" => cursor = Some(Cursor::decode(&v).ok_or_else(|| {
-                ApiError::bad_request(
+            "cursor" => {
+                cursor = Some(Cursor::decode(&v).ok_or_else(|| {
+                    ApiError::bad_request(
                     "`cursor` is not one this server gave out; pass next_cursor back as it came",
                 )
-            })?),
+                })?)
+            }
             _ => {
                 return Err(ApiError::bad_request(format!(
                     "unknown query parameter `{k}`; known: {LIST_PARAMS}"

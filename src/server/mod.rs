@@ -121,14 +121,17 @@ async fn serve(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
     let local = tcp.local_addr()?;
     let url = url_for(local, tls.is_some());
 
-    // Startup only: a short blocking read before the server takes requests.
-    let admin = active_admin(&Store::open(&config.data_dir)?)?;
+    let admin = state
+        .with_store(|store| active_admin(store).map_err(error::ApiError::internal))
+        .await
+        .map_err(|e| anyhow::anyhow!("could not read the store: {}", e.message))?;
     if admin.is_none() {
         tracing::warn!(
             "the store has no active token with the tok:admin scope, so no request can authenticate; make one with `tok serve init --data-dir {}`",
             config.data_dir.display()
         );
     }
+    let shutdown = shutdown_signal()?;
     tracing::info!(
         %url,
         data_dir = %config.data_dir.display(),
@@ -141,11 +144,11 @@ async fn serve(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
     let app = router::router(state);
     match tls {
         None => axum::serve(tcp, app)
-            .with_graceful_shutdown(shutdown_signal())
+            .with_graceful_shutdown(shutdown)
             .await
             .context("the server failed")?,
         Some(cfg) => axum::serve(tls::TlsListener::new(tcp, cfg)?, app)
-            .with_graceful_shutdown(shutdown_signal())
+            .with_graceful_shutdown(shutdown)
             .await
             .context("the server failed")?,
     }
@@ -171,32 +174,34 @@ fn bind_error(addr: SocketAddr, e: std::io::Error) -> anyhow::Error {
         .into()
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
+/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is
+/// called, not when first polled, so a signal sent as soon as the server says
+/// it is listening already stops it gracefully.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    let term = async {
+    let (mut int, mut term) = {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+        (
+            signal(SignalKind::interrupt()).context("could not handle SIGINT")?,
+            signal(SignalKind::terminate()).context("could not handle SIGTERM")?,
+        )
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    let which = tokio::select! {
-        _ = ctrl_c => "SIGINT",
-        _ = term => "SIGTERM",
-    };
-    tracing::info!(
-        signal = which,
-        "shutting down; finishing the requests in flight"
-    );
+    Ok(async move {
+        #[cfg(unix)]
+        let which = tokio::select! {
+            _ = int.recv() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        };
+        #[cfg(not(unix))]
+        let which = match tokio::signal::ctrl_c().await {
+            Ok(()) => "Ctrl-C",
+            Err(_) => std::future::pending().await,
+        };
+        tracing::info!(
+            signal = which,
+            "shutting down; finishing the requests in flight"
+        );
+    })
 }
 
 #[cfg(test)]

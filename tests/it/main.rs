@@ -4,3 +4,5 @@
 mod common;
 mod errors;
 mod lifecycle;
+mod serve;
+mod server;
