@@ -4,7 +4,7 @@
 use super::error::ApiError;
 use super::wire::{code, BODY_MAX, PAGE_DEFAULT, PAGE_MAX};
 use crate::model::{limits, Filter, StateFilter};
-use crate::store::Cursor;
+use crate::store::{Cursor, ID_PREFIX};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, Request};
@@ -184,11 +184,12 @@ pub fn list_query(raw: Option<&str>) -> Result<ListQuery, ApiError> {
                 page = Some(n);
             }
             "cursor" => {
-                cursor = Some(Cursor::decode(&v).ok_or_else(|| {
+                let c = Cursor::decode(&v).filter(|c| is_id(&c.id)).ok_or_else(|| {
                     ApiError::bad_request(
-                    "`cursor` is not one this server gave out; pass next_cursor back as it came",
-                )
-                })?)
+                        "`cursor` is not one this server gave out; pass next_cursor back as it came",
+                    )
+                })?;
+                cursor = Some(c);
             }
             _ => {
                 return Err(ApiError::bad_request(format!(
@@ -201,6 +202,17 @@ pub fn list_query(raw: Option<&str>) -> Result<ListQuery, ApiError> {
         filter,
         page: page.unwrap_or(PAGE_DEFAULT),
         cursor,
+    })
+}
+
+/// `tk_` and up to 40 lowercase letters and digits: the shape of a token id.
+fn is_id(s: &str) -> bool {
+    s.strip_prefix(ID_PREFIX).is_some_and(|rest| {
+        !rest.is_empty()
+            && rest.len() <= 40
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
     })
 }
 
@@ -240,6 +252,8 @@ mod tests {
         assert!(msg("name=a&name=b").contains("twice"));
         assert!(msg("label=novalue").contains("KEY=VALUE"));
         assert!(msg("cursor=zzz").contains("cursor"));
+        assert!(msg("cursor=0.5").contains("cursor"));
+        assert!(list_query(Some("cursor=1700000000000.tk_abc")).is_ok());
         assert!(msg("expiring_within=1h").contains("whole number"));
     }
 }
