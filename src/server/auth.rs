@@ -85,9 +85,9 @@ impl<N: Need> FromRequestParts<AppState> for Auth<N> {
         let secret = bearer(parts)?;
         let token = state
             .with_store(move |store| {
-                Ok(store
+                store
                     .authenticate(&secret, true, Utc::now())
-                    .map_err(ApiError::from)?)
+                    .map_err(ApiError::from)
             })
             .await?
             .map_err(|refusal| {

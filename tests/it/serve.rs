@@ -89,7 +89,7 @@ fn serve_lifecycle_create_and_list_formats() {
 
     // What the server's store holds, read directly.
     let held = server.local().list_json(&["--label", "team=web"]);
-    assert_eq!(ids(&held), [id2.clone()]);
+    assert_eq!(ids(&held), std::slice::from_ref(&id2));
     assert_eq!(held[0]["created_by"], format!("{admin} (admin)").as_str());
 
     // Filters are applied by the server, as the local driver applies them.
