@@ -44,6 +44,7 @@ async fn log_request(mut req: Request, next: Next) -> Response {
     let path = redact_path(req.uri().path());
     let slot = PrincipalSlot::default();
     req.extensions_mut().insert(slot.clone());
+    tracing::debug!(%method, %path, "request started");
     let resp = next.run(req).await;
     let status = resp.status().as_u16();
     let ms = start.elapsed().as_millis() as u64;

@@ -503,6 +503,34 @@ fn graceful_stop_on_sigterm_and_sigint() {
 }
 
 #[test]
+fn sigterm_lets_a_request_in_flight_finish() {
+    let mut server = Server::start_with(&["-v"]);
+    let addr = server.url.trim_start_matches("http://").to_string();
+    let body = r#"{"expires_at":null,"name":"in-flight"}"#;
+    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+    let head = format!(
+        "POST /v1/tokens HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        server.admin,
+        body.len()
+    );
+    // Headers and half the body: the server has begun, and waits for the rest.
+    conn.write_all(head.as_bytes()).unwrap();
+    conn.write_all(&body.as_bytes()[..10]).unwrap();
+    server.wait_for_log("request started method=POST path=/v1/tokens");
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    server.wait_for_log("shutting down");
+    conn.write_all(&body.as_bytes()[10..]).unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    let status = server.stop_with_wait();
+    assert!(status.success(), "{status:?}");
+    let held = server.local().list_json(&["--name", "in-flight"]);
+    assert_eq!(held.len(), 1, "the request in flight was answered and kept");
+}
+
+#[test]
 fn the_server_log_and_store_hold_no_secret() {
     let server = Server::start();
     let env = server.client();

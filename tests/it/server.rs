@@ -104,6 +104,26 @@ impl Server {
         }
     }
 
+    /// Waits until the log holds `needle` (or the server is gone).
+    pub fn wait_for_log(&self, needle: &str) {
+        let deadline = std::time::Instant::now() + START_GUARD;
+        while !self.logs().contains(needle) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server never logged {needle:?}:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends `signal` without waiting for the server to exit.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let child = self.child.as_ref().expect("the server is running");
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        nix::sys::signal::kill(pid, signal).expect("signal the server");
+    }
+
     /// An Env whose tok uses the tok driver against this server, as admin.
     pub fn client(&self) -> Env {
         self.client_with(&self.admin)
@@ -132,9 +152,13 @@ impl Server {
 
     /// Sends `signal` and waits for the server to exit.
     pub fn stop_with(&mut self, signal: nix::sys::signal::Signal) -> ExitStatus {
+        self.signal(signal);
+        self.stop_with_wait()
+    }
+
+    /// Waits for a server that was told to stop to exit.
+    pub fn stop_with_wait(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("the server is running");
-        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-        nix::sys::signal::kill(pid, signal).expect("signal the server");
         let status = child.wait().expect("wait for the server");
         // The log reader ends when the process's stderr closes.
         if let Some(r) = self.reader.take() {
