@@ -8,7 +8,7 @@ use crate::secret::Secret;
 use crate::server::auth::principal_of;
 use crate::server::wire::{
     code, CreateRequest, CreatedResponse, ErrorBody, ListResponse, LookupRequest, RevokeRequest,
-    RevokeResponse, RotateRequest, RotateResponse, WireSecret, PAGE_MAX,
+    RevokeResponse, RotateRequest, RotateResponse, WireSecret, ID_MAX, PAGE_MAX,
 };
 use crate::store::ID_PREFIX;
 use reqwest::blocking::{RequestBuilder, Response};
@@ -243,6 +243,9 @@ impl Gateway for TokDriver {
         match self.failure(resp, Subject::Id(id_or_prefix)) {
             DriverError::NotFound(_) => {}
             other => return Err(other),
+        }
+        if wanted.chars().count() > ID_MAX {
+            return Err(DriverError::NotFound(id_or_prefix.to_string()));
         }
         let filter = Filter {
             state: StateFilter::All,

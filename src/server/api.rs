@@ -7,7 +7,7 @@ use super::extract::{list_query, JsonBody};
 use super::state::AppState;
 use super::wire::{
     CreateRequest, CreatedResponse, Health, ListResponse, LookupRequest, RevokeRequest,
-    RevokeResponse, RotateRequest, RotateResponse, WireSecret,
+    RevokeResponse, RotateRequest, RotateResponse, WireSecret, ID_MAX,
 };
 use crate::duration::MAX_SECONDS;
 use crate::model::{check_new_token, limits, NewToken, Token};
@@ -136,7 +136,7 @@ fn id_param(path: Result<Path<String>, PathRejection>) -> Result<String, ApiErro
             "that is a secret, not a token id; look a secret up with POST /v1/tokens/lookup",
         ));
     }
-    if id.chars().count() > 64 {
+    if id.chars().count() > ID_MAX {
         return Err(ApiError::not_found("no token has an id that long"));
     }
     Ok(id)

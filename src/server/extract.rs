@@ -2,7 +2,7 @@
 //! (size cap, content type, unknown fields refused) and the list query.
 
 use super::error::ApiError;
-use super::wire::{code, BODY_MAX, PAGE_DEFAULT, PAGE_MAX};
+use super::wire::{code, BODY_MAX, ID_MAX, PAGE_DEFAULT, PAGE_MAX};
 use crate::model::{limits, Filter, StateFilter};
 use crate::store::{Cursor, ID_PREFIX};
 use axum::body::Bytes;
@@ -173,7 +173,7 @@ pub fn list_query(raw: Option<&str>) -> Result<ListQuery, ApiError> {
                 filter.expiring_within = Some(number(&k, &v)?);
             }
             "created_by" => filter.created_by = Some(text(limits::NAME_MAX * 2)?),
-            "id_prefix" => filter.id_prefix = Some(text(64)?),
+            "id_prefix" => filter.id_prefix = Some(text(ID_MAX)?),
             "limit" => {
                 let n = number(&k, &v)?;
                 if n == 0 || n > PAGE_MAX {

@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 pub const BODY_MAX: usize = 64 * 1024;
 /// Largest page `GET /v1/tokens` returns (`limit` above it is refused).
 pub const PAGE_MAX: u64 = 1000;
+/// Longest token id or id prefix the API looks up; longer ones match nothing.
+pub const ID_MAX: usize = 64;
 /// The page size when `limit` is not given.
 pub const PAGE_DEFAULT: u64 = 100;
 
