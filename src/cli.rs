@@ -1,11 +1,13 @@
 //! clap types only: the command tree, global options and each command's args.
 
+use crate::completion;
 use crate::drivers::DriverKind;
 use crate::duration::Ttl;
 use crate::env;
 use crate::model::StateFilter;
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap_complete::engine::ArgValueCompleter;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -19,7 +21,7 @@ Exit status:
   5  partial failure: some items of a bulk operation failed
   6  unsupported: the driver cannot do this";
 
-/// Create, list, inspect, revoke and rotate bearer tokens.
+/// Create, list, inspect, revoke and rotate bearer tokens
 ///
 /// With nothing configured, tok keeps tokens in an embedded store in your data
 /// directory; profiles and --url point it at a tok server.
@@ -36,7 +38,8 @@ pub struct Cli {
 #[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Use this profile from the config file.
-    #[arg(long, global = true, env = env::PROFILE, value_name = "NAME")]
+    #[arg(long, global = true, env = env::PROFILE, value_name = "NAME",
+          add = ArgValueCompleter::new(completion::profile_name))]
     pub profile: Option<String>,
 
     /// Which gateway driver to use [default: local, or tok when --url is given].
@@ -115,9 +118,15 @@ pub enum Command {
     Profile(ProfileCommand),
     Drivers(DriversArgs),
     Serve(ServeArgs),
+    Audit(AuditArgs),
+    Completions(CompletionsArgs),
+    #[command(name = "__generate", hide = true)]
+    Generate(GenerateArgs),
+    #[command(name = "__complete", hide = true)]
+    Complete(CompleteArgs),
 }
 
-/// Create a token and print its secret on stdout.
+/// Create a token and print its secret on stdout
 ///
 /// The secret is printed once, alone, followed by a newline; a summary (id,
 /// expiry in UTC) goes to stderr. The store keeps only a hash of the secret.
@@ -205,7 +214,7 @@ impl FilterArgs {
     }
 }
 
-/// List tokens (active ones unless --state says otherwise).
+/// List tokens (active ones unless --state says otherwise)
 ///
 /// Never shows a secret: the fingerprint column identifies a token safely.
 ///
@@ -229,7 +238,7 @@ pub struct ListArgs {
     pub limit: Option<u64>,
 }
 
-/// Show every field of a token, by id, id prefix, or secret on stdin.
+/// Show every field of a token, by id, id prefix, or secret on stdin
 ///
 /// A secret is never taken from the command line: pass `-` and pipe it in.
 /// A JWT on stdin is decoded offline; its signature is not verified.
@@ -242,11 +251,11 @@ pub struct ListArgs {
 #[command(verbatim_doc_comment)]
 pub struct InspectArgs {
     /// Token id, unique id prefix, or `-` to read a secret from stdin.
-    #[arg(value_name = "ID|-")]
+    #[arg(value_name = "ID|-", add = ArgValueCompleter::new(completion::any_token_id))]
     pub id: String,
 }
 
-/// Revoke tokens by id, by secret on stdin, or by filter.
+/// Revoke tokens by id, by secret on stdin, or by filter
 ///
 /// Asks for confirmation on a terminal; elsewhere --yes is required. Revoking
 /// a revoked token succeeds and says so.
@@ -260,7 +269,7 @@ pub struct InspectArgs {
 #[command(verbatim_doc_comment)]
 pub struct RevokeArgs {
     /// Token ids or prefixes; `-` reads ids or secrets from stdin, one per line.
-    #[arg(value_name = "ID|-")]
+    #[arg(value_name = "ID|-", add = ArgValueCompleter::new(completion::active_token_id))]
     pub ids: Vec<String>,
 
     #[command(flatten)]
@@ -279,7 +288,7 @@ pub struct RevokeArgs {
     pub reason: Option<String>,
 }
 
-/// Replace a token with a new one of the same name, scopes, labels and lifetime.
+/// Replace a token with a new one of the same name, scopes, labels and lifetime
 ///
 /// The new secret is printed as `create` prints it. The old token is revoked
 /// at once, or stays valid for --grace so that clients can switch over.
@@ -291,6 +300,7 @@ pub struct RevokeArgs {
 #[command(verbatim_doc_comment)]
 pub struct RotateArgs {
     /// Token id or unique id prefix.
+    #[arg(add = ArgValueCompleter::new(completion::active_token_id))]
     pub id: String,
 
     /// Keep the old token valid this much longer.
@@ -306,8 +316,25 @@ pub struct RotateArgs {
 #[derive(Debug, Subcommand)]
 pub enum ProfileCommand {
     Add(ProfileAddArgs),
+    /// List the profiles; `*` marks the default one
+    ///
+    /// Examples:
+    ///   tok profile list
+    ///   tok profile list -o json
+    #[command(verbatim_doc_comment)]
     List,
+    /// Show a profile's settings (a profile holds no secret)
+    ///
+    /// Examples:
+    ///   tok profile show prod
+    ///   tok profile show prod -o json
+    #[command(verbatim_doc_comment)]
     Show(ProfileNameArg),
+    /// Remove a profile from the config file
+    ///
+    /// Examples:
+    ///   tok profile remove staging
+    #[command(verbatim_doc_comment)]
     Remove(ProfileNameArg),
 }
 
@@ -334,14 +361,78 @@ pub struct ProfileAddArgs {
 
 #[derive(Debug, Args)]
 pub struct ProfileNameArg {
+    #[arg(add = ArgValueCompleter::new(completion::profile_name))]
     pub name: String,
 }
 
-/// List the drivers and what each can do.
+/// Show the audit trail: every authorization decision and admin action
+///
+/// Entries come from the local store, or from `tok serve` through its admin
+/// API. Oldest first; --follow keeps printing new entries as they come.
+///
+/// Examples:
+///   tok audit --since 1h
+///   tok audit --token tk_3f9a2c --decision deny -o json
+///   tok audit --follow -o jsonl
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct AuditArgs {
+    /// Entries about this token (id or unique prefix).
+    #[arg(long, value_name = "ID", add = ArgValueCompleter::new(completion::any_token_id))]
+    pub token: Option<String>,
+
+    /// Entries from this long ago (1h) or since this RFC 3339 time.
+    #[arg(long, value_name = "DURATION|TIME", value_parser = parse_since)]
+    pub since: Option<Since>,
+
+    /// Only allowed or only denied requests.
+    #[arg(long, value_enum)]
+    pub decision: Option<crate::store::audit::Decision>,
+
+    /// At most the newest N entries.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u64>,
+
+    /// Keep running and print new entries as they are recorded.
+    #[arg(short, long)]
+    pub follow: bool,
+}
+
+/// `--since`: a duration back from now, or a point in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Since {
+    Ago(Ttl),
+    At(DateTime<Utc>),
+}
+
+impl Since {
+    pub fn resolve(self, now: DateTime<Utc>) -> DateTime<Utc> {
+        match self {
+            Since::Ago(d) => now - d.delta(),
+            Since::At(t) => t,
+        }
+    }
+}
+
+pub fn parse_since(s: &str) -> Result<Since, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(Since::At(t.with_timezone(&Utc)));
+    }
+    s.parse::<Ttl>()
+        .map(Since::Ago)
+        .map_err(|e| format!("{e}; or give an RFC 3339 time such as 2030-01-01T00:00:00Z"))
+}
+
+/// List the drivers and what each can do
+///
+/// Examples:
+///   tok drivers
+///   tok drivers -o json
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub struct DriversArgs {}
 
-/// Run tok's HTTP admin API over a token store.
+/// Run tok's HTTP admin API over a token store
 ///
 /// Serves the store in --data-dir (by default the local driver's store) at
 /// --listen, for the `tok` driver (`--url`, TOK_URL) and any HTTP client; see
@@ -389,7 +480,7 @@ pub enum ServeCommand {
     Init(ServeInitArgs),
 }
 
-/// Create the server's store and print a first admin token alone on stdout.
+/// Create the server's store and print a first admin token alone on stdout
 ///
 /// The token has the `tok:admin` scope and never expires unless --ttl is
 /// given. Refuses when the store already has an active admin token.
@@ -407,6 +498,81 @@ pub struct ServeInitArgs {
     /// Name of the admin token.
     #[arg(long, default_value = "admin")]
     pub name: String,
+}
+
+/// Print the shell completion script for SHELL
+///
+/// The script asks `tok` itself (from PATH) at each TAB, so commands, flags and
+/// values complete as the installed tok knows them, and token ids and profile
+/// names come live from the store or gateway that the command line points at
+/// (--profile, --url, --data-dir). A slow or unreachable gateway does not block
+/// the shell: after 1s (TOK_COMPLETE_TIMEOUT) tok answers from a small cache of
+/// ids and names in $XDG_CACHE_HOME/tok, and it never prints an error into the
+/// command line.
+///
+/// Install, then start a new shell:
+///   bash (with the bash-completion package):
+///     tok completions bash > ~/.local/share/bash-completion/completions/tok
+///   zsh (with ~/.zfunc in fpath: in ~/.zshrc, before compinit,
+///   put fpath=(~/.zfunc $fpath)):
+///     tok completions zsh > ~/.zfunc/_tok
+///   fish:
+///     tok completions fish > ~/.config/fish/completions/tok.fish
+///   PowerShell:
+///     tok completions powershell >> $PROFILE
+///   elvish:
+///     tok completions elvish >> ~/.config/elvish/rc.elv
+///
+/// Or load the script in each new shell, e.g. in ~/.bashrc or ~/.zshrc:
+///   source <(tok completions bash)
+///
+/// Examples:
+///   tok completions bash > ~/.local/share/bash-completion/completions/tok
+///   tok completions zsh > ~/.zfunc/_tok
+///   tok completions fish > ~/.config/fish/completions/tok.fish
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct CompletionsArgs {
+    /// The shell to print the script for.
+    #[arg(value_enum)]
+    pub shell: CompletionShell,
+}
+
+/// A shell that `tok completions` writes a script for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompletionShell {
+    /// GNU Bash 4.4 or later.
+    Bash,
+    /// Z shell, through compinit.
+    Zsh,
+    /// fish 3.
+    Fish,
+    /// PowerShell 7 (pwsh) or Windows PowerShell 5.1.
+    Powershell,
+    /// Elvish.
+    Elvish,
+}
+
+/// Write the completion scripts (completions/) and man pages (man/) the
+/// repository ships; a test checks that they are up to date
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Write completions/ and man/ in this directory.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub dir: PathBuf,
+}
+
+/// Print live values for the completion scripts
+#[derive(Debug, Args)]
+pub struct CompleteArgs {
+    #[arg(value_enum)]
+    pub kind: CompleteKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompleteKind {
+    /// `ID<TAB>STATE<TAB>NAME` for each token (the newest 1000), oldest first.
+    Tokens,
 }
 
 /// RFC 3339 time, e.g. 2030-01-01T00:00:00Z.

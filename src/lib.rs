@@ -4,12 +4,14 @@
 
 pub mod cli;
 pub mod commands;
+pub mod completion;
 pub mod config;
 pub mod credentials;
 pub mod drivers;
 pub mod duration;
 pub mod env;
 pub mod error;
+pub mod man;
 pub mod model;
 pub mod output;
 pub mod secret;

@@ -297,8 +297,18 @@ impl<'a> ListWriter<'a> {
                     .set_header(PLAIN_HEADER);
                 if self.out.color {
                     table.enforce_styling();
-                } else {
-                    table.force_no_tty();
+                }
+                // A pty may report no width (or 0): then use COLUMNS, or do not wrap.
+                let columns = std::env::var("COLUMNS")
+                    .ok()
+                    .and_then(|c| c.parse::<u16>().ok());
+                match columns.or(table.width()).filter(|w| *w >= 40) {
+                    Some(w) => {
+                        table.set_width(w);
+                    }
+                    None => {
+                        table.set_content_arrangement(ContentArrangement::Disabled);
+                    }
                 }
                 for t in &rows {
                     let cells = table_cells(t, self.now);

@@ -1,7 +1,11 @@
 //! One file per verb. Each takes the run's context and its own args.
 
+pub mod audit;
+pub mod complete;
+pub mod completions;
 pub mod create;
 pub mod drivers;
+pub mod generate;
 pub mod inspect;
 pub mod list;
 pub mod profile;
@@ -38,6 +42,7 @@ pub struct Ctx {
 
 /// Parses argv, runs the command, and returns the process exit code.
 pub fn main() -> i32 {
+    crate::completion::handle_env();
     let matches = Cli::command().get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
@@ -66,6 +71,10 @@ fn run(ctx: &Ctx, command: Command) -> Result<()> {
         Command::Profile(c) => profile::run(ctx, c),
         Command::Drivers(a) => drivers::run(ctx, a),
         Command::Serve(a) => serve::run(ctx, a),
+        Command::Audit(a) => audit::run(ctx, a),
+        Command::Completions(a) => completions::run(ctx, a),
+        Command::Generate(a) => generate::run(ctx, a),
+        Command::Complete(a) => complete::run(ctx, a),
     }
 }
 
@@ -137,12 +146,26 @@ impl Ctx {
         let kind = self.driver_kind();
         if kind == DriverKind::Local {
             let dir = self.data_dir()?;
+            self.debug(format!("driver local, store {}", dir.display()));
             return Ok(Box::new(Local::open(&dir)?));
         }
+        self.debug(format!(
+            "driver {}, url {}, profile {}",
+            kind.as_str(),
+            self.url().unwrap_or("-"),
+            self.profile_name.as_deref().unwrap_or("-")
+        ));
         let settings = self.settings(kind)?;
         match kind {
             DriverKind::Local => unreachable!("handled above"),
             DriverKind::Tok => Ok(Box::new(TokDriver::new(&settings)?)),
+        }
+    }
+
+    /// A line on stderr with -v.
+    pub fn debug(&self, msg: impl AsRef<str>) {
+        if self.out.verbose > 0 {
+            self.out.info(format!("tok: {}", msg.as_ref()));
         }
     }
 

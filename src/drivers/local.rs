@@ -78,6 +78,14 @@ impl Gateway for Local {
         })
     }
 
+    fn audit(
+        &self,
+        filter: &crate::store::audit::AuditFilter,
+        sink: &mut dyn FnMut(crate::store::audit::Entry) -> Result<()>,
+    ) -> Result<()> {
+        self.store.audit(filter, sink)
+    }
+
     fn rotate(&self, id: &str, grace: Option<u64>) -> Result<(Created, Token)> {
         Ok(self
             .store

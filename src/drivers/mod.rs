@@ -97,6 +97,7 @@ pub enum Op {
     Expiry,
     UseLimits,
     Whoami,
+    Audit,
 }
 
 impl Op {
@@ -113,6 +114,7 @@ impl Op {
             Op::Expiry => "give a token an expiry time",
             Op::UseLimits => "limit how often a token is used",
             Op::Whoami => "check an admin credential",
+            Op::Audit => "read an audit trail",
         }
     }
 }
@@ -130,7 +132,8 @@ impl Capabilities {
             Op::Labels => self.labels,
             Op::Expiry => self.expiry,
             Op::UseLimits => self.use_limits,
-            Op::Whoami => true,
+            // Not capability flags: the trait's default methods refuse these.
+            Op::Whoami | Op::Audit => true,
         }
     }
 }
@@ -289,6 +292,18 @@ pub trait Gateway {
         Err(DriverError::Unsupported {
             driver: self.kind().as_str(),
             op: Op::Whoami,
+        })
+    }
+
+    /// Streams audit entries, oldest first. Only tok's own stores keep one.
+    fn audit(
+        &self,
+        _filter: &crate::store::audit::AuditFilter,
+        _sink: &mut dyn FnMut(crate::store::audit::Entry) -> Result<()>,
+    ) -> Result<()> {
+        Err(DriverError::Unsupported {
+            driver: self.kind().as_str(),
+            op: Op::Audit,
         })
     }
 

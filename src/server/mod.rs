@@ -1,17 +1,21 @@
-//! `tok serve`: the HTTP admin API over the same store as the `local` driver.
+//! `tok serve`: the HTTP admin API over the same store as the `local` driver,
+//! the enforcing proxy, and their shared parts.
 //!
-//! Layout, for the features that build on it (reverse proxy, RFC 7662/7009
-//! endpoints, audit trail): `router.rs` assembles the routes and layers,
+//! Layout: `router.rs` assembles the routes and layers,
 //! `api.rs` holds the `/v1` admin handlers, `auth.rs` the bearer extractor
 //! (`Auth<Admin>`, `Auth<Read>`), `state.rs` the shared state (store pool),
 //! `extract.rs` strict bodies and queries, `error.rs` the one error shape,
 //! `wire.rs` the JSON types the `tok` driver shares, `tls.rs` HTTPS.
 
 pub mod api;
+pub mod audit_writer;
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod oauth;
+pub mod proxy;
 pub mod router;
+pub mod routes;
 pub mod state;
 pub mod tls;
 pub mod wire;

@@ -4,6 +4,7 @@
 //! that many tok processes can write at once; `synchronous=FULL` so that a create
 //! or revoke that returned is on disk. Only SHA-256 hashes of secrets are kept.
 
+pub mod audit;
 mod schema;
 
 use crate::error::Kind;
@@ -47,6 +48,8 @@ pub enum StoreError {
     Revoked(String),
     #[error("token store error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("a token store task failed: {0}")]
+    Task(String),
 }
 
 impl StoreError {
@@ -220,7 +223,14 @@ impl Store {
         rotated_from: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Created> {
-        let (id, secret) = insert_row(&self.conn, new, created_by, rotated_from, now)?;
+        let (id, secret) = self.immediate(|c| {
+            let (id, secret) = insert_row(c, new, created_by, rotated_from, now)?;
+            let mut e = audit::Entry::new(audit::Event::Create, now);
+            e.token_id = Some(id.clone());
+            e.actor = created_by.map(str::to_string);
+            audit::insert(c, &e)?;
+            Ok((id, secret))
+        })?;
         let token = self.get(&id, now)?.ok_or(StoreError::NotFound(id))?;
         Ok(Created { token, secret })
     }
@@ -440,11 +450,21 @@ impl Store {
         reason: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<(Token, RevokeOutcome)> {
-        let changed = self.conn.execute(
-            "UPDATE tokens SET revoked_at = ?2, revoked_by = ?3, revoke_reason = ?4
-             WHERE id = ?1 AND revoked_at IS NULL",
-            params![id, now.timestamp_millis(), by, reason],
-        )?;
+        let changed = self.immediate(|c| {
+            let changed = c.execute(
+                "UPDATE tokens SET revoked_at = ?2, revoked_by = ?3, revoke_reason = ?4
+                 WHERE id = ?1 AND revoked_at IS NULL",
+                params![id, now.timestamp_millis(), by, reason],
+            )?;
+            if changed == 1 {
+                let mut e = audit::Entry::new(audit::Event::Revoke, now);
+                e.token_id = Some(id.to_string());
+                e.actor = by.map(str::to_string);
+                e.reason = reason.map(str::to_string);
+                audit::insert(c, &e)?;
+            }
+            Ok(changed)
+        })?;
         let token = self
             .get(id, now)?
             .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
@@ -502,6 +522,14 @@ impl Store {
                     )?
                 }
             };
+            let mut e = audit::Entry::new(audit::Event::Rotate, now);
+            e.token_id = Some(old.id.clone());
+            e.actor = by.map(str::to_string);
+            e.reason = Some(match grace {
+                None => format!("rotated to {new_id}; revoked now"),
+                Some(g) => format!("rotated to {new_id}; valid {g}s more"),
+            });
+            audit::insert(tx, &e)?;
             Ok((secret, new_id, old.id))
         })?;
         let token = self
@@ -612,7 +640,7 @@ fn token_from_row_at(r: &Row<'_>, base: usize, now: DateTime<Utc>) -> rusqlite::
     Ok(t)
 }
 
-fn from_ms(ms: i64) -> Option<DateTime<Utc>> {
+pub(crate) fn from_ms(ms: i64) -> Option<DateTime<Utc>> {
     Utc.timestamp_millis_opt(ms).single()
 }
 
@@ -688,5 +716,105 @@ fn create_private_file(path: &Path) -> std::io::Result<()> {
             Ok(())
         }
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::audit::{Entry, Event, Retention};
+    use super::*;
+    use chrono::TimeDelta;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        (dir, s)
+    }
+
+    #[test]
+    fn authenticate_spends_uses_exactly() {
+        let (_d, s) = store();
+        let now = Utc::now();
+        let c = s
+            .create(
+                &NewToken {
+                    max_uses: Some(2),
+                    ..NewToken::default()
+                },
+                None,
+                now,
+            )
+            .unwrap();
+        assert!(s.authenticate(&c.secret, true, now).unwrap().is_ok());
+        assert!(s.authenticate(&c.secret, true, now).unwrap().is_ok());
+        assert_eq!(
+            s.authenticate(&c.secret, true, now).unwrap().unwrap_err(),
+            Refusal::Exhausted
+        );
+        let t = s.get(&c.token.id, now).unwrap().unwrap();
+        assert_eq!((t.uses, t.state), (2, State::Exhausted));
+        assert_eq!(
+            s.authenticate(&Secret::generate(), true, now)
+                .unwrap()
+                .unwrap_err(),
+            Refusal::Unknown
+        );
+    }
+
+    #[test]
+    fn authenticate_refuses_expired_and_revoked() {
+        let (_d, s) = store();
+        let now = Utc::now();
+        let new = NewToken {
+            expires_at: Some(now + TimeDelta::seconds(1)),
+            ..NewToken::default()
+        };
+        let c = s.create(&new, None, now).unwrap();
+        let later = now + TimeDelta::seconds(2);
+        assert_eq!(
+            s.authenticate(&c.secret, false, later)
+                .unwrap()
+                .unwrap_err(),
+            Refusal::Expired
+        );
+        let c2 = s.create(&NewToken::default(), None, now).unwrap();
+        s.revoke(&c2.token.id, None, None, now).unwrap();
+        assert_eq!(
+            s.authenticate(&c2.secret, true, now).unwrap().unwrap_err(),
+            Refusal::Revoked
+        );
+    }
+
+    #[test]
+    fn retention_prunes_by_age_and_row_cap() {
+        let (_d, s) = store();
+        let now = Utc::now();
+        let old = Entry::new(Event::Request, now - TimeDelta::days(10));
+        let fresh: Vec<Entry> = (0..5).map(|_| Entry::new(Event::Request, now)).collect();
+        s.record(&[old]).unwrap();
+        s.record(&fresh).unwrap();
+        let r = Retention {
+            max_age_secs: 86_400,
+            max_rows: 3,
+        };
+        assert_eq!(s.prune_audit(r, now).unwrap(), 3);
+        let mut left = Vec::new();
+        s.audit::<StoreError>(&Default::default(), &mut |e| {
+            left.push(e.seq);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(left, [4, 5, 6]);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let (d, s) = store();
+        s.conn.pragma_update(None, "user_version", 999).unwrap();
+        drop(s);
+        assert!(matches!(
+            Store::open(d.path()).unwrap_err(),
+            StoreError::TooNew { found: 999, .. }
+        ));
     }
 }

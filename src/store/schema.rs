@@ -24,4 +24,21 @@ pub const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX tokens_created ON tokens (created_at, id);
     CREATE INDEX tokens_expires ON tokens (expires_at) WHERE expires_at IS NOT NULL;",
+    // 2: the audit trail of authorization decisions and admin actions
+    "CREATE TABLE audit (
+        seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+        at              INTEGER NOT NULL,
+        event           TEXT NOT NULL,
+        token_id        TEXT,
+        actor           TEXT,
+        method          TEXT,
+        path            TEXT,
+        client          TEXT,
+        decision        TEXT,
+        reason          TEXT,
+        upstream_status INTEGER,
+        latency_ms      INTEGER
+    ) STRICT;
+    CREATE INDEX audit_at ON audit (at);
+    CREATE INDEX audit_token ON audit (token_id, seq);",
 ];

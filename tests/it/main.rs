@@ -1,9 +1,14 @@
 //! One integration binary: every test runs the real `tok` binary in a hermetic
 //! environment (cleared env, temp HOME and XDG dirs, fixed COLUMNS, NO_COLOR).
 
+mod audit;
 mod common;
+mod completions;
 mod errors;
 mod lifecycle;
 mod openapi;
+mod schema;
 mod serve;
 mod server;
+mod tty;
+mod upstream;

@@ -129,7 +129,11 @@ fn serve_lifecycle_inspect_by_id_prefix_and_secret() {
     let o = env.run(&["inspect", "tk_doesnotexist"]);
     assert_fails(&o, exit::NOT_FOUND, &["tk_doesnotexist", "hint:"]);
     let long = "a".repeat(100);
-    assert_fails(&env.run(&["inspect", &long]), exit::NOT_FOUND, &["no token matches"]);
+    assert_fails(
+        &env.run(&["inspect", &long]),
+        exit::NOT_FOUND,
+        &["no token matches"],
+    );
     assert_fails(&env.run(&["inspect", "a/b?c"]), exit::NOT_FOUND, &["a/b?c"]);
 
     // `tk_` matches every token: ambiguous, with the candidates named.

@@ -1,0 +1,274 @@
+//! RFC 7662 token introspection and RFC 7009 token revocation, so that other
+//! gateways (Kong, APISIX, Envoy, ...) can use tok serve as their token
+//! authority.
+//!
+//! The calling client authenticates with a tok token that has the scope
+//! `tok:introspect` (or `tok:admin`): as `Authorization: Bearer <secret>`, or
+//! as HTTP Basic (client_secret_basic) with the token's id as client_id and its
+//! secret as client_secret.
+
+use super::audit_writer::AuditSink;
+use super::proxy::Pool;
+use crate::model::{State, Token};
+use crate::secret::{self, Secret};
+use crate::store::audit::{Decision, Entry, Event};
+use crate::store::{Refusal, StoreError};
+use axum::extract::State as AxState;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Form, Json};
+use base64::Engine;
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+pub const SCOPE_INTROSPECT: &str = "tok:introspect";
+pub const INTROSPECT_PATH: &str = "/oauth/introspect";
+pub const REVOKE_PATH: &str = "/oauth/revoke";
+
+pub struct OAuth {
+    pub pool: Arc<Pool>,
+    pub audit: AuditSink,
+}
+
+pub fn router(state: Arc<OAuth>) -> axum::Router {
+    axum::Router::new()
+        .route(INTROSPECT_PATH, axum::routing::post(introspect))
+        .route(REVOKE_PATH, axum::routing::post(revoke))
+        .with_state(state)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TokenForm {
+    token: Option<String>,
+    #[allow(dead_code)]
+    token_type_hint: Option<String>,
+}
+
+fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
+    let mut r = (
+        status,
+        Json(json!({"error": error, "error_description": description})),
+    )
+        .into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if status == StatusCode::UNAUTHORIZED {
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"tok\", Bearer realm=\"tok\""),
+        );
+    }
+    r
+}
+
+/// The client's credential from Bearer or Basic, and the client id it claims.
+fn client_credential(h: &HeaderMap) -> Option<(Secret, Option<String>)> {
+    let v = h.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, rest) = v.split_once(' ')?;
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Some((Secret::new(rest.trim()), None));
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(rest.trim())
+            .ok()?;
+        let text = String::from_utf8(raw).ok()?;
+        let (id, secret) = text.split_once(':')?;
+        // RFC 6749 2.3.1: both parts are form-urlencoded.
+        let decode = |s: &str| {
+            form_urlencoded::parse(format!("x={s}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+        };
+        return Some((Secret::new(decode(secret)?), Some(decode(id)?)));
+    }
+    None
+}
+
+/// Authenticates the calling client; on failure, the response to send.
+async fn authenticate(state: &OAuth, h: &HeaderMap) -> Result<Token, Response> {
+    let unauthorized = |why: &str| oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", why);
+    let Some((secret, claimed_id)) = client_credential(h) else {
+        return Err(unauthorized(
+            "authenticate with a tok token that has the tok:introspect scope (Bearer or Basic)",
+        ));
+    };
+    let pool = Arc::clone(&state.pool);
+    let checked = tokio::task::spawn_blocking(move || {
+        pool.with(|s| s.authenticate(&secret, true, Utc::now()))
+    })
+    .await
+    .map_err(|e| StoreError::Task(e.to_string()))
+    .and_then(|r| r);
+    let token = match checked {
+        Ok(Ok(t)) => t,
+        Ok(Err(r)) => {
+            return Err(unauthorized(&format!(
+                "client credential refused: {}",
+                r.as_str()
+            )))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "client authentication failed");
+            return Err(oauth_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "the token store is not available",
+            ));
+        }
+    };
+    if claimed_id.is_some_and(|id| !secret::ct_eq(id.as_bytes(), token.id.as_bytes())) {
+        return Err(unauthorized("client_id does not match the client secret"));
+    }
+    if !token
+        .scopes
+        .iter()
+        .any(|s| s == SCOPE_INTROSPECT || s == "tok:admin")
+    {
+        return Err(oauth_error(
+            StatusCode::FORBIDDEN,
+            "insufficient_scope",
+            "the client token needs the tok:introspect or tok:admin scope",
+        ));
+    }
+    Ok(token)
+}
+
+fn principal(t: &Token) -> String {
+    match &t.name {
+        Some(n) => format!("{} ({n})", t.id),
+        None => t.id.clone(),
+    }
+}
+
+async fn lookup(state: &OAuth, token: &str) -> Result<Option<Token>, StoreError> {
+    let secret = Secret::new(token);
+    if secret.validate().is_err() {
+        return Ok(None);
+    }
+    let pool = Arc::clone(&state.pool);
+    tokio::task::spawn_blocking(move || pool.with(|s| s.lookup(&secret, Utc::now())))
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+}
+
+/// RFC 7662: `{"active": false}` for anything that is not a usable token.
+async fn introspect(
+    AxState(state): AxState<Arc<OAuth>>,
+    headers: HeaderMap,
+    Form(form): Form<TokenForm>,
+) -> Response {
+    let client = match authenticate(&state, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let Some(token) = form.token.filter(|t| !t.is_empty()) else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the `token` parameter is missing",
+        );
+    };
+    let found = match lookup(&state, &token).await {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::error!(error = %e, "introspection lookup failed");
+            return oauth_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "the token store is not available",
+            );
+        }
+    };
+    let mut entry = Entry::new(Event::Introspect, Utc::now());
+    entry.actor = Some(principal(&client));
+    let body: Value = match found {
+        Some(t) if t.state == State::Active => {
+            entry.token_id = Some(t.id.clone());
+            entry.decision = Some(Decision::Allow);
+            let mut v = json!({
+                "active": true,
+                "scope": t.scopes.join(" "),
+                "client_id": t.id,
+                "sub": t.id,
+                "token_type": "Bearer",
+                "iat": t.created_at.timestamp(),
+                "iss": "tok",
+            });
+            if let Some(e) = t.expires_at {
+                v["exp"] = json!(e.timestamp());
+            }
+            if let Some(n) = &t.name {
+                v["username"] = json!(n);
+            }
+            v
+        }
+        other => {
+            entry.decision = Some(Decision::Deny);
+            entry.token_id = other.as_ref().map(|t| t.id.clone());
+            entry.reason = Some(
+                match other.map(|t| t.state) {
+                    Some(State::Expired) => Refusal::Expired,
+                    Some(State::Revoked) => Refusal::Revoked,
+                    Some(State::Exhausted) => Refusal::Exhausted,
+                    _ => Refusal::Unknown,
+                }
+                .as_str()
+                .to_string(),
+            );
+            json!({"active": false})
+        }
+    };
+    state.audit.entry(entry).await;
+    let mut r = Json(body).into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// RFC 7009: 200 whether or not the token was known or already revoked.
+async fn revoke(
+    AxState(state): AxState<Arc<OAuth>>,
+    headers: HeaderMap,
+    Form(form): Form<TokenForm>,
+) -> Response {
+    let client = match authenticate(&state, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let Some(token) = form.token.filter(|t| !t.is_empty()) else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the `token` parameter is missing",
+        );
+    };
+    let by = principal(&client);
+    let secret = Secret::new(token);
+    if secret.validate().is_ok() {
+        let pool = Arc::clone(&state.pool);
+        let done = tokio::task::spawn_blocking(move || {
+            pool.with(|s| {
+                let now = Utc::now();
+                if let Some(t) = s.lookup(&secret, now)? {
+                    s.revoke(&t.id, Some(&by), Some("revoked through RFC 7009"), now)?;
+                }
+                Ok(())
+            })
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))
+        .and_then(|r| r);
+        if let Err(e) = done {
+            tracing::error!(error = %e, "revocation failed");
+            return oauth_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "the token store is not available; the token was not revoked",
+            );
+        }
+    }
+    StatusCode::OK.into_response()
+}

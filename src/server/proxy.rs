@@ -1,0 +1,410 @@
+//! The enforcing reverse proxy: a request with a valid bearer token that has
+//! the route's scopes goes to the upstream, bodies streamed both ways; any
+//! other gets the RFC 6750 answer. Every decision goes to the audit trail.
+//!
+//! The hot path: one indexed read of the token by the hash of its secret per
+//! request, so a revoke committed by any process (the admin API, or `tok
+//! revoke` on the same store) refuses the very next request. Tokens with a use
+//! limit spend their use in one conditional UPDATE, which keeps limits exact
+//! across processes; that is their only synchronous write. Use counts of other
+//! tokens, last-used times and audit entries are written in batches by the
+//! audit writer, off the request path.
+
+use super::audit_writer::AuditSink;
+use super::routes::Routes;
+use crate::model::{State, Token};
+use crate::secret::Secret;
+use crate::store::audit::{Decision, Entry, Event};
+use crate::store::{Refusal, Store, StoreError};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State as AxState};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
+use chrono::Utc;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Headers that describe one hop and are never forwarded (RFC 9110 7.6.1).
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+pub const TOKEN_ID_HEADER: &str = "x-tok-token-id";
+pub const SCOPES_HEADER: &str = "x-tok-scopes";
+
+/// A small pool of store connections for token checks.
+pub struct Pool {
+    dir: PathBuf,
+    idle: Mutex<Vec<Store>>,
+}
+
+impl Pool {
+    pub fn new(dir: &Path) -> Result<Pool, StoreError> {
+        let first = Store::open(dir)?;
+        Ok(Pool {
+            dir: dir.to_path_buf(),
+            idle: Mutex::new(vec![first]),
+        })
+    }
+
+    pub fn with<T>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let taken = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let store = match taken {
+            Some(s) => s,
+            None => Store::open(&self.dir)?,
+        };
+        let r = f(&store);
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < 16 {
+            idle.push(store);
+        }
+        r
+    }
+}
+
+pub struct Proxy {
+    pub pool: Arc<Pool>,
+    pub routes: Routes,
+    /// Base URL of the default upstream, without a trailing slash.
+    pub upstream: String,
+    pub client: reqwest::Client,
+    pub audit: AuditSink,
+}
+
+/// Settings for the upstream client.
+pub fn upstream_client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .read_timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(64)
+        .build()
+}
+
+pub fn router(proxy: Arc<Proxy>) -> axum::Router {
+    axum::Router::new().fallback(handle).with_state(proxy)
+}
+
+/// Why a request was refused, and how to say so.
+struct Deny {
+    status: StatusCode,
+    challenge: String,
+    code: &'static str,
+    message: String,
+}
+
+impl Deny {
+    fn missing() -> Deny {
+        Deny {
+            status: StatusCode::UNAUTHORIZED,
+            challenge: "Bearer realm=\"tok\"".into(),
+            code: "missing_token",
+            message: "this endpoint needs `Authorization: Bearer <token>`".into(),
+        }
+    }
+    fn invalid(why: &str) -> Deny {
+        Deny {
+            status: StatusCode::UNAUTHORIZED,
+            challenge: format!(
+                "Bearer realm=\"tok\", error=\"invalid_token\", error_description=\"{why}\""
+            ),
+            code: "invalid_token",
+            message: why.to_string(),
+        }
+    }
+    fn scope(missing: &[String]) -> Deny {
+        let needed = missing.join(" ");
+        Deny {
+            status: StatusCode::FORBIDDEN,
+            challenge: format!(
+                "Bearer realm=\"tok\", error=\"insufficient_scope\", scope=\"{needed}\""
+            ),
+            code: "insufficient_scope",
+            message: format!("the token lacks the scope {needed}"),
+        }
+    }
+    fn response(&self) -> Response<Body> {
+        let mut r = json_response(self.status, self.code, &self.message);
+        if let Ok(v) = HeaderValue::from_str(&self.challenge) {
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+        r
+    }
+}
+
+pub fn json_response(status: StatusCode, code: &str, message: &str) -> Response<Body> {
+    let body = serde_json::json!({"error": {"code": code, "message": message}}).to_string();
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// The bearer secret of a request: Ok(None) when there is no Authorization
+/// header or it is not Bearer; Err when it is Bearer but empty.
+fn bearer(headers: &HeaderMap) -> Result<Option<Secret>, ()> {
+    let Some(v) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let v = v.to_str().map_err(|_| ())?;
+    let (scheme, rest) = v.split_once(' ').unwrap_or((v, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Ok(None);
+    }
+    let t = rest.trim();
+    if t.is_empty() {
+        return Err(());
+    }
+    Ok(Some(Secret::new(t)))
+}
+
+impl Proxy {
+    /// Checks a secret: valid, live, and (for use-limited tokens) a use spent.
+    async fn check(&self, secret: Secret) -> Result<Result<Token, Refusal>, StoreError> {
+        if secret.validate().is_err() {
+            return Ok(Err(Refusal::Unknown));
+        }
+        let pool = Arc::clone(&self.pool);
+        let now = Utc::now();
+        tokio::task::spawn_blocking(move || {
+            pool.with(|s| {
+                let Some(t) = s.lookup(&secret, now)? else {
+                    return Ok(Err(Refusal::Unknown));
+                };
+                match t.state {
+                    State::Revoked => Ok(Err(Refusal::Revoked)),
+                    State::Expired => Ok(Err(Refusal::Expired)),
+                    State::Exhausted => Ok(Err(Refusal::Exhausted)),
+                    // Exact use limits: spend the use in one conditional write.
+                    State::Active if t.max_uses.is_some() => s.authenticate(&secret, true, now),
+                    State::Active => Ok(Ok(t)),
+                }
+            })
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+}
+
+async fn handle(
+    AxState(p): AxState<Arc<Proxy>>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    req: Request<Body>,
+) -> Response<Body> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map(|pq| pq.as_str().to_string())
+        .unwrap_or_else(|| path.clone());
+    let mut entry = Entry::new(Event::Request, Utc::now());
+    entry.method = Some(method.to_string());
+    entry.path = Some(path.clone());
+    entry.client = Some(client.ip().to_string());
+
+    let route = p.routes.find(method.as_str(), &path).cloned();
+    let verdict = match bearer(req.headers()) {
+        Ok(None) => Err(Deny::missing()),
+        Err(()) => Err(Deny::invalid("malformed token")),
+        Ok(Some(secret)) => match p.check(secret).await {
+            Ok(Ok(t)) => Ok(t),
+            Ok(Err(r)) => Err(Deny::invalid(r.as_str())),
+            Err(e) => {
+                tracing::error!(error = %e, "token check failed");
+                entry.decision = Some(Decision::Deny);
+                entry.reason = Some("store error".into());
+                entry.latency_ms = Some(started.elapsed().as_millis() as u64);
+                p.audit.entry(entry).await;
+                return json_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the token store is not available; try again",
+                );
+            }
+        },
+    };
+    let token = match verdict.and_then(|t| {
+        let missing: Vec<String> = route
+            .as_ref()
+            .map(|r| {
+                r.scopes
+                    .iter()
+                    .filter(|s| !t.scopes.contains(s))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        if missing.is_empty() {
+            Ok(t)
+        } else {
+            entry.token_id = Some(t.id.clone());
+            Err(Deny::scope(&missing))
+        }
+    }) {
+        Ok(t) => t,
+        Err(d) => {
+            entry.decision = Some(Decision::Deny);
+            entry.reason = Some(d.message.clone());
+            entry.latency_ms = Some(started.elapsed().as_millis() as u64);
+            p.audit.entry(entry).await;
+            return d.response();
+        }
+    };
+    entry.token_id = Some(token.id.clone());
+    entry.decision = Some(Decision::Allow);
+    if token.max_uses.is_none() {
+        p.audit.used(token.id.clone(), entry.at).await;
+    }
+
+    let base = route
+        .as_ref()
+        .and_then(|r| r.upstream.clone())
+        .unwrap_or_else(|| p.upstream.clone());
+    let url = format!("{base}{path_and_query}");
+    let (parts, body) = req.into_parts();
+    let mut headers = forwardable(&parts.headers);
+    headers.remove(header::AUTHORIZATION);
+    headers.remove(header::HOST);
+    let strip: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().starts_with("x-tok-"))
+        .cloned()
+        .collect();
+    for k in strip {
+        headers.remove(k);
+    }
+    if let Ok(v) = HeaderValue::from_str(&token.id) {
+        headers.insert(TOKEN_ID_HEADER, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&token.scopes.join(" ")) {
+        headers.insert(SCOPES_HEADER, v);
+    }
+    let forwarded_for = match parts
+        .headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(prev) => format!("{prev}, {}", client.ip()),
+        None => client.ip().to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&forwarded_for) {
+        headers.insert("x-forwarded-for", v);
+    }
+    if let Some(host) = parts.headers.get(header::HOST) {
+        headers.insert("x-forwarded-host", host.clone());
+    }
+    let upstream = p
+        .client
+        .request(parts.method, &url)
+        .headers(headers)
+        .body(reqwest::Body::wrap_stream(body.into_data_stream()))
+        .send()
+        .await;
+    let resp = match upstream {
+        Ok(r) => r,
+        Err(e) => {
+            let (status, code, message) = if e.is_timeout() {
+                (
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "upstream_timeout",
+                    format!("the upstream {base} did not answer in time"),
+                )
+            } else {
+                (
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_unavailable",
+                    format!("the upstream {base} could not be reached"),
+                )
+            };
+            tracing::warn!(upstream = %base, error = %e, "upstream failed");
+            entry.upstream_status = Some(status.as_u16());
+            entry.reason = Some(message.clone());
+            entry.latency_ms = Some(started.elapsed().as_millis() as u64);
+            p.audit.entry(entry).await;
+            return json_response(status, code, &message);
+        }
+    };
+    entry.upstream_status = Some(resp.status().as_u16());
+    entry.latency_ms = Some(started.elapsed().as_millis() as u64);
+    p.audit.entry(entry).await;
+
+    let mut out = Response::new(Body::empty());
+    *out.status_mut() = resp.status();
+    *out.headers_mut() = forwardable(resp.headers());
+    *out.body_mut() = Body::from_stream(resp.bytes_stream());
+    out
+}
+
+/// The headers of `h` that may cross this hop.
+fn forwardable(h: &HeaderMap) -> HeaderMap {
+    // Connection may name more hop-by-hop headers.
+    let named: Vec<String> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
+        .collect();
+    let mut out = HeaderMap::with_capacity(h.len());
+    for (k, v) in h {
+        let name = k.as_str();
+        if HOP_BY_HOP.contains(&name) || named.iter().any(|n| n == name) {
+            continue;
+        }
+        out.append(k.clone(), v.clone());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_parsing() {
+        let mut h = HeaderMap::new();
+        assert!(matches!(bearer(&h), Ok(None)));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
+        assert!(matches!(bearer(&h), Ok(None)));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer "));
+        assert!(bearer(&h).is_err());
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("bearer tok_x"),
+        );
+        assert_eq!(bearer(&h).unwrap().unwrap().expose(), "tok_x");
+    }
+
+    #[test]
+    fn hop_by_hop_headers_stay_behind() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, x-custom"),
+        );
+        h.insert("x-custom", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("5"));
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        let f = forwardable(&h);
+        assert!(f.get("x-keep").is_some());
+        assert!(f.get("x-custom").is_none() && f.get("keep-alive").is_none());
+        assert!(f.get(header::CONNECTION).is_none());
+    }
+}

@@ -1,0 +1,194 @@
+//! Route rules for the proxy (`--routes FILE`): which scopes a method and path
+//! need, and optionally which upstream serves them. First match wins.
+//!
+//! ```toml
+//! [[route]]
+//! methods = ["GET", "HEAD"]       # optional; any method when left out
+//! path = "/orders/**"             # `*` is one path segment, `**` any number
+//! scopes = ["orders:read"]        # every one is required
+//!
+//! [[route]]
+//! path = "/admin/**"
+//! scopes = ["admin"]
+//! upstream = "http://127.0.0.1:9002"   # optional; else --upstream
+//! ```
+//! A request that matches no route needs a valid token and no scope.
+
+use serde::Deserialize;
+use std::path::Path;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default, rename = "route")]
+    routes: Vec<Spec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Spec {
+    methods: Option<Vec<String>>,
+    path: String,
+    #[serde(default)]
+    scopes: Vec<String>,
+    upstream: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    /// Upper-case method names; None matches any method.
+    pub methods: Option<Vec<String>>,
+    pub path: String,
+    pub scopes: Vec<String>,
+    /// Base URL without a trailing slash.
+    pub upstream: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Routes {
+    pub routes: Vec<Route>,
+}
+
+impl Routes {
+    pub fn load(path: &Path) -> Result<Routes, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("could not read {}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<Routes, String> {
+        let file: File = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut routes = Vec::new();
+        for (i, s) in file.routes.into_iter().enumerate() {
+            let n = i + 1;
+            if !s.path.starts_with('/') {
+                return Err(format!("route {n}: path `{}` must start with `/`", s.path));
+            }
+            let methods = match s.methods {
+                None => None,
+                Some(ms) if ms.is_empty() => {
+                    return Err(format!(
+                        "route {n}: `methods` is empty; leave it out to match any"
+                    ))
+                }
+                Some(ms) => {
+                    let mut up = Vec::new();
+                    for m in ms {
+                        let m = m.to_ascii_uppercase();
+                        if m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase()) {
+                            return Err(format!("route {n}: `{m}` is not an HTTP method"));
+                        }
+                        up.push(m);
+                    }
+                    Some(up)
+                }
+            };
+            let upstream = match s.upstream {
+                None => None,
+                Some(u) => Some(
+                    crate::drivers::http_client::normalize_url(&u)
+                        .map_err(|e| format!("route {n}: upstream: {e}"))?,
+                ),
+            };
+            routes.push(Route {
+                methods,
+                path: s.path,
+                scopes: s.scopes,
+                upstream,
+            });
+        }
+        Ok(Routes { routes })
+    }
+
+    /// The first route that matches, if any.
+    pub fn find(&self, method: &str, path: &str) -> Option<&Route> {
+        self.routes.iter().find(|r| {
+            r.methods
+                .as_ref()
+                .is_none_or(|ms| ms.iter().any(|m| m.eq_ignore_ascii_case(method)))
+                && path_match(&r.path, path)
+        })
+    }
+}
+
+/// `*` matches within one segment (no `/`); `**` matches across segments.
+pub fn path_match(pattern: &str, path: &str) -> bool {
+    fn go(p: &[u8], s: &[u8]) -> bool {
+        match p.first() {
+            None => s.is_empty(),
+            Some(b'*') if p.get(1) == Some(&b'*') => {
+                let rest = &p[2..];
+                (0..=s.len()).any(|i| go(rest, &s[i..]))
+            }
+            Some(b'*') => {
+                let rest = &p[1..];
+                let mut i = 0;
+                loop {
+                    if go(rest, &s[i..]) {
+                        return true;
+                    }
+                    if i == s.len() || s[i] == b'/' {
+                        return false;
+                    }
+                    i += 1;
+                }
+            }
+            Some(&c) => s.first() == Some(&c) && go(&p[1..], &s[1..]),
+        }
+    }
+    go(pattern.as_bytes(), path.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns() {
+        assert!(path_match("/orders/*", "/orders/42"));
+        assert!(!path_match("/orders/*", "/orders/42/items"));
+        assert!(path_match("/orders/**", "/orders/42/items"));
+        assert!(path_match("/orders/*/items", "/orders/42/items"));
+        assert!(!path_match("/orders", "/orders/1"));
+        assert!(path_match("/**", "/"));
+        assert!(path_match("/a*b", "/axxb"));
+    }
+
+    #[test]
+    fn first_match_wins_and_methods_filter() {
+        let r = Routes::parse(
+            r#"
+            [[route]]
+            methods = ["get"]
+            path = "/orders/**"
+            scopes = ["orders:read"]
+            [[route]]
+            path = "/orders/**"
+            scopes = ["orders:write"]
+            upstream = "http://127.0.0.1:9/"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(r.find("GET", "/orders/1").unwrap().scopes, ["orders:read"]);
+        let post = r.find("POST", "/orders/1").unwrap();
+        assert_eq!(post.scopes, ["orders:write"]);
+        assert_eq!(post.upstream.as_deref(), Some("http://127.0.0.1:9"));
+        assert!(r.find("GET", "/other").is_none());
+    }
+
+    #[test]
+    fn bad_files_say_what_is_wrong() {
+        assert!(Routes::parse("[[route]]\npath = 'x'\n")
+            .unwrap_err()
+            .contains("start with `/`"));
+        assert!(Routes::parse("[[route]]\npath = '/x'\nmethods = []\n")
+            .unwrap_err()
+            .contains("empty"));
+        assert!(Routes::parse("[[route]]\npath = '/x'\nscope = ['a']\n")
+            .unwrap_err()
+            .contains("scope"));
+        assert!(Routes::parse("[[route]]\npath = '/x'\nupstream = 'nope'\n")
+            .unwrap_err()
+            .contains("upstream"));
+    }
+}

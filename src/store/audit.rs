@@ -1,0 +1,274 @@
+//! The audit trail: every authorization decision of the proxy and every admin
+//! action (create, revoke, rotate), in the same SQLite file as the tokens.
+
+use super::{from_ms, Result, Store};
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, ToSql};
+use serde::{Deserialize, Serialize};
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Event {
+    /// A request through the proxy, allowed or denied.
+    Request,
+    /// A token check at the introspection endpoint.
+    Introspect,
+    Create,
+    Revoke,
+    Rotate,
+}
+
+impl Event {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Event::Request => "request",
+            Event::Introspect => "introspect",
+            Event::Create => "create",
+            Event::Revoke => "revoke",
+            Event::Rotate => "rotate",
+        }
+    }
+    fn parse(s: &str) -> Event {
+        match s {
+            "request" => Event::Request,
+            "introspect" => Event::Introspect,
+            "create" => Event::Create,
+            "revoke" => Event::Revoke,
+            _ => Event::Rotate,
+        }
+    }
+}
+
+/// An authorization decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    /// The request was let through.
+    Allow,
+    /// The request was refused.
+    Deny,
+}
+
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Allow => "allow",
+            Decision::Deny => "deny",
+        }
+    }
+}
+
+/// One audit entry. Never holds a secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Increasing sequence number; `--follow` resumes after the last one seen.
+    pub seq: i64,
+    pub at: DateTime<Utc>,
+    pub event: Event,
+    pub token_id: Option<String>,
+    /// Who acted: the admin principal for admin actions.
+    pub actor: Option<String>,
+    pub method: Option<String>,
+    pub path: Option<String>,
+    pub client: Option<String>,
+    pub decision: Option<Decision>,
+    pub reason: Option<String>,
+    pub upstream_status: Option<u16>,
+    pub latency_ms: Option<u64>,
+}
+
+impl Entry {
+    /// An entry for `event` at `at`, every other field empty.
+    pub fn new(event: Event, at: DateTime<Utc>) -> Entry {
+        Entry {
+            seq: 0,
+            at,
+            event,
+            token_id: None,
+            actor: None,
+            method: None,
+            path: None,
+            client: None,
+            decision: None,
+            reason: None,
+            upstream_status: None,
+            latency_ms: None,
+        }
+    }
+}
+
+/// Which entries `tok audit` shows.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuditFilter {
+    pub token_id: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub decision: Option<Decision>,
+    /// Only entries after this sequence number.
+    pub after_seq: Option<i64>,
+    /// The newest this many (still printed oldest first).
+    pub limit: Option<u64>,
+}
+
+/// How long and how much of the trail to keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub max_age_secs: u64,
+    pub max_rows: u64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            max_age_secs: 90 * 86_400,
+            max_rows: 1_000_000,
+        }
+    }
+}
+
+pub(super) fn insert(conn: &Connection, e: &Entry) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO audit (at, event, token_id, actor, method, path, client, decision, reason,
+            upstream_status, latency_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        params![
+            e.at.timestamp_millis(),
+            e.event.as_str(),
+            e.token_id,
+            e.actor,
+            e.method,
+            e.path,
+            e.client,
+            e.decision.map(Decision::as_str),
+            e.reason,
+            e.upstream_status,
+            e.latency_ms.map(|v| v.min(i64::MAX as u64) as i64),
+        ],
+    )?;
+    Ok(())
+}
+
+impl Store {
+    /// Appends entries in one transaction (the proxy batches them).
+    pub fn record(&self, entries: &[Entry]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        self.immediate(|c| {
+            for e in entries {
+                insert(c, e)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Calls `sink` for each matching entry, oldest first.
+    pub fn audit<E: From<super::StoreError>>(
+        &self,
+        f: &AuditFilter,
+        sink: &mut dyn FnMut(Entry) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
+        let mut clauses = Vec::new();
+        let mut args: Vec<Box<dyn ToSql>> = Vec::new();
+        if let Some(t) = &f.token_id {
+            args.push(Box::new(t.clone()));
+            clauses.push(format!("token_id = ?{}", args.len()));
+        }
+        if let Some(s) = f.since {
+            args.push(Box::new(s.timestamp_millis()));
+            clauses.push(format!("at >= ?{}", args.len()));
+        }
+        if let Some(d) = f.decision {
+            args.push(Box::new(d.as_str()));
+            clauses.push(format!("decision = ?{}", args.len()));
+        }
+        if let Some(a) = f.after_seq {
+            args.push(Box::new(a));
+            clauses.push(format!("seq > ?{}", args.len()));
+        }
+        let where_sql = if clauses.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", clauses.join(" AND "))
+        };
+        let cols = "seq, at, event, token_id, actor, method, path, client, decision, reason,
+            upstream_status, latency_ms";
+        let sql = match f.limit {
+            Some(n) => format!(
+                "SELECT * FROM (SELECT {cols} FROM audit {where_sql} ORDER BY seq DESC LIMIT {})
+                 ORDER BY seq",
+                n.min(i64::MAX as u64)
+            ),
+            None => format!("SELECT {cols} FROM audit {where_sql} ORDER BY seq"),
+        };
+        let mut stmt = self.conn.prepare(&sql).map_err(super::StoreError::from)?;
+        let params: Vec<&dyn ToSql> = args.iter().map(|b| b.as_ref()).collect();
+        let mut rows = stmt
+            .query(params.as_slice())
+            .map_err(super::StoreError::from)?;
+        while let Some(r) = rows.next().map_err(super::StoreError::from)? {
+            let entry = (|| -> rusqlite::Result<Entry> {
+                Ok(Entry {
+                    seq: r.get(0)?,
+                    at: from_ms(r.get(1)?).unwrap_or_default(),
+                    event: Event::parse(&r.get::<_, String>(2)?),
+                    token_id: r.get(3)?,
+                    actor: r.get(4)?,
+                    method: r.get(5)?,
+                    path: r.get(6)?,
+                    client: r.get(7)?,
+                    decision: r.get::<_, Option<String>>(8)?.map(|d| {
+                        if d == "allow" {
+                            Decision::Allow
+                        } else {
+                            Decision::Deny
+                        }
+                    }),
+                    reason: r.get(9)?,
+                    upstream_status: r.get::<_, Option<i64>>(10)?.map(|v| v as u16),
+                    latency_ms: r.get::<_, Option<i64>>(11)?.map(|v| v.max(0) as u64),
+                })
+            })()
+            .map_err(super::StoreError::from)?;
+            sink(entry)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes entries older than the retention age and beyond the row cap.
+    /// Returns how many were deleted.
+    pub fn prune_audit(&self, r: Retention, now: DateTime<Utc>) -> Result<usize> {
+        let cutoff =
+            now.timestamp_millis() - (r.max_age_secs.min(i64::MAX as u64 / 1000) as i64) * 1000;
+        let mut n = self
+            .conn
+            .execute("DELETE FROM audit WHERE at < ?1", params![cutoff])?;
+        n += self.conn.execute(
+            "DELETE FROM audit WHERE seq <= (SELECT max(seq) FROM audit) - ?1",
+            params![r.max_rows.min(i64::MAX as u64) as i64],
+        )?;
+        Ok(n)
+    }
+
+    /// Adds `uses` uses and a last-used time to a token, batched off the hot path
+    /// for tokens without a use limit.
+    pub fn touch(&self, updates: &[(String, u64, DateTime<Utc>)]) -> Result<()> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        self.immediate(|c| {
+            for (id, uses, at) in updates {
+                c.execute(
+                    "UPDATE tokens SET uses = uses + ?2,
+                        last_used_at = max(coalesce(last_used_at, 0), ?3) WHERE id = ?1",
+                    params![
+                        id,
+                        (*uses).min(i64::MAX as u64) as i64,
+                        at.timestamp_millis()
+                    ],
+                )?;
+            }
+            Ok(())
+        })
+    }
+}
