@@ -7,9 +7,10 @@ use crate::model::{check_new_token, Created, Filter, NewToken, RevokeOutcome, St
 use crate::secret::Secret;
 use crate::server::auth::principal_of;
 use crate::server::wire::{
-    code, CreateRequest, CreatedResponse, ErrorBody, ListResponse, LookupRequest, RevokeRequest,
-    RevokeResponse, RotateRequest, RotateResponse, WireSecret, ID_MAX, PAGE_MAX,
+    code, AuditPage, CreateRequest, CreatedResponse, ErrorBody, ListResponse, LookupRequest,
+    RevokeRequest, RevokeResponse, RotateRequest, RotateResponse, WireSecret, ID_MAX, PAGE_MAX,
 };
+use crate::store::audit::{AuditFilter, Entry};
 use crate::store::ID_PREFIX;
 use reqwest::blocking::{RequestBuilder, Response};
 use reqwest::header::{CONTENT_TYPE, LOCATION};
@@ -303,6 +304,69 @@ impl Gateway for TokDriver {
             },
             r.old,
         ))
+    }
+
+    /// `--limit N` up to the page cap is one request for the newest N; else
+    /// the trail is paged forward (keeping the last N when a limit is set).
+    fn audit(&self, filter: &AuditFilter, sink: &mut dyn FnMut(Entry) -> Result<()>) -> Result<()> {
+        let mut base: Vec<(&str, String)> = Vec::new();
+        if let Some(t) = &filter.token_id {
+            base.push(("token_id", t.clone()));
+        }
+        if let Some(s) = filter.since {
+            base.push(("since", crate::output::rfc3339(s)));
+        }
+        if let Some(d) = filter.decision {
+            base.push(("decision", d.as_str().to_string()));
+        }
+        let fetch = |extra: &[(&str, String)]| -> Result<AuditPage> {
+            let req = self
+                .request(reqwest::Method::GET, &["v1", "audit"])
+                .query(&base)
+                .query(extra);
+            read_json(self.send(req, Subject::Nothing)?)
+        };
+        if let Some(n) = filter
+            .limit
+            .filter(|&n| n <= PAGE_MAX && filter.after_seq.is_none())
+        {
+            if n == 0 {
+                return Ok(());
+            }
+            for e in fetch(&[("newest", n.to_string())])?.entries {
+                sink(e)?;
+            }
+            return Ok(());
+        }
+        let keep = filter.limit.map(|n| n as usize);
+        let mut tail = std::collections::VecDeque::new();
+        let mut after = filter.after_seq;
+        loop {
+            let mut extra = vec![("limit", PAGE_MAX.to_string())];
+            if let Some(a) = after {
+                extra.push(("after_seq", a.to_string()));
+            }
+            let page = fetch(&extra)?;
+            for e in page.entries {
+                match keep {
+                    None => sink(e)?,
+                    Some(k) => {
+                        tail.push_back(e);
+                        if tail.len() > k {
+                            tail.pop_front();
+                        }
+                    }
+                }
+            }
+            match page.next_after_seq {
+                Some(s) => after = Some(s),
+                None => break,
+            }
+        }
+        for e in tail {
+            sink(e)?;
+        }
+        Ok(())
     }
 
     fn whoami(&self) -> Result<Identity> {

@@ -3,10 +3,10 @@
 
 use super::auth::{Admin, Auth, Read};
 use super::error::ApiError;
-use super::extract::{list_query, JsonBody};
+use super::extract::{audit_query, list_query, JsonBody};
 use super::state::AppState;
 use super::wire::{
-    CreateRequest, CreatedResponse, Health, ListResponse, LookupRequest, RevokeRequest,
+    AuditPage, CreateRequest, CreatedResponse, Health, ListResponse, LookupRequest, RevokeRequest,
     RevokeResponse, RotateRequest, RotateResponse, WireSecret, ID_MAX,
 };
 use crate::duration::MAX_SECONDS;
@@ -32,6 +32,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/tokens/{id}", get(get_token))
         .route("/v1/tokens/{id}/revoke", post(revoke))
         .route("/v1/tokens/{id}/rotate", post(rotate))
+        .route("/v1/audit", get(audit))
 }
 
 async fn health() -> Json<Health> {
@@ -233,4 +234,46 @@ async fn rotate(
             old,
         },
     ))
+}
+
+/// Not an error: ends an audit scan once a page is full.
+const STOP: &str = "stop";
+
+/// The audit trail (tok:admin: it names clients and paths).
+async fn audit(
+    State(state): State<AppState>,
+    _auth: Auth<Admin>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<AuditPage>, ApiError> {
+    let q = audit_query(raw.as_deref())?;
+    let newest = q.filter.limit.is_some();
+    let page = q.page;
+    let mut entries = state
+        .with_store(move |store| {
+            let mut out = Vec::new();
+            // Forward paging stops the scan one entry past the page (which
+            // says there is more); `newest` is bounded in SQL already.
+            let scan = store.audit::<ApiError>(&q.filter, &mut |e| {
+                out.push(e);
+                if !newest && out.len() as u64 > page {
+                    return Err(ApiError::new(StatusCode::OK, STOP, ""));
+                }
+                Ok(())
+            });
+            match scan {
+                Err(e) if e.code != STOP => Err(e),
+                _ => Ok(out),
+            }
+        })
+        .await?;
+    let next_after_seq = if !newest && entries.len() as u64 > page {
+        entries.truncate(page as usize);
+        entries.last().map(|e| e.seq)
+    } else {
+        None
+    };
+    Ok(Json(AuditPage {
+        entries,
+        next_after_seq,
+    }))
 }

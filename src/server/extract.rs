@@ -4,6 +4,7 @@
 use super::error::ApiError;
 use super::wire::{code, BODY_MAX, ID_MAX, PAGE_DEFAULT, PAGE_MAX};
 use crate::model::{limits, Filter, StateFilter};
+use crate::store::audit::{AuditFilter, Decision};
 use crate::store::{Cursor, ID_PREFIX};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -205,6 +206,93 @@ pub fn list_query(raw: Option<&str>) -> Result<ListQuery, ApiError> {
     })
 }
 
+/// The parsed query of `GET /v1/audit`.
+#[derive(Debug)]
+pub struct AuditQuery {
+    pub filter: AuditFilter,
+    /// Page size when paging forward (`newest` not given).
+    pub page: u64,
+}
+
+const AUDIT_PARAMS: &str = "token_id, since, decision, after_seq, limit, newest";
+
+/// Parses the audit query: filters, then either a forward page (`after_seq`,
+/// `limit`) or the `newest` N entries.
+pub fn audit_query(raw: Option<&str>) -> Result<AuditQuery, ApiError> {
+    let mut filter = AuditFilter::default();
+    let mut page = None;
+    let mut seen: Vec<String> = Vec::new();
+    for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        let (k, v) = (k.into_owned(), v.into_owned());
+        if seen.contains(&k) {
+            return Err(ApiError::bad_request(format!(
+                "the query parameter `{k}` is given twice"
+            )));
+        }
+        seen.push(k.clone());
+        let capped = |k: &str, v: &str| -> Result<u64, ApiError> {
+            let n = number(k, v)?;
+            if n == 0 || n > PAGE_MAX {
+                return Err(ApiError::bad_request(format!(
+                    "`{k}` must be between 1 and the page size cap of {PAGE_MAX}, not {n}"
+                )));
+            }
+            Ok(n)
+        };
+        match k.as_str() {
+            "token_id" => {
+                if v.chars().count() > ID_MAX {
+                    return Err(ApiError::bad_request(format!(
+                        "`token_id` is longer than {ID_MAX} characters"
+                    )));
+                }
+                filter.token_id = Some(v);
+            }
+            "since" => {
+                let t = chrono::DateTime::parse_from_rfc3339(&v).map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "`since` must be an RFC 3339 time such as 2030-01-01T00:00:00Z, not `{v}`"
+                    ))
+                })?;
+                filter.since = Some(t.with_timezone(&chrono::Utc));
+            }
+            "decision" => {
+                filter.decision = Some(match v.as_str() {
+                    "allow" => Decision::Allow,
+                    "deny" => Decision::Deny,
+                    _ => {
+                        return Err(ApiError::bad_request(format!(
+                            "`decision` must be allow or deny, not `{v}`"
+                        )))
+                    }
+                })
+            }
+            "after_seq" => {
+                let n = number(&k, &v)?;
+                filter.after_seq = Some(i64::try_from(n).map_err(|_| {
+                    ApiError::bad_request("`after_seq` is larger than any sequence number")
+                })?);
+            }
+            "limit" => page = Some(capped(&k, &v)?),
+            "newest" => filter.limit = Some(capped(&k, &v)?),
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown query parameter `{k}`; known: {AUDIT_PARAMS}"
+                )))
+            }
+        }
+    }
+    if filter.limit.is_some() && (page.is_some() || filter.after_seq.is_some()) {
+        return Err(ApiError::bad_request(
+            "`newest` cannot be combined with `limit` or `after_seq`",
+        ));
+    }
+    Ok(AuditQuery {
+        filter,
+        page: page.unwrap_or(PAGE_MAX),
+    })
+}
+
 /// `tk_` and up to 40 lowercase letters and digits: the shape of a token id.
 fn is_id(s: &str) -> bool {
     s.strip_prefix(ID_PREFIX).is_some_and(|rest| {
@@ -253,6 +341,19 @@ mod tests {
         assert!(msg("label=novalue").contains("KEY=VALUE"));
         assert!(msg("cursor=zzz").contains("cursor"));
         assert!(msg("cursor=0.5").contains("cursor"));
+        let a = |q: &str| audit_query(Some(q)).map(|q| (q.filter, q.page));
+        let (f, page) = a("token_id=tk_a&decision=deny&after_seq=7&limit=10").unwrap();
+        assert_eq!((f.after_seq, page, f.limit), (Some(7), 10, None));
+        assert_eq!(a("newest=5").unwrap().0.limit, Some(5));
+        assert!(a("newest=5&after_seq=1")
+            .unwrap_err()
+            .message
+            .contains("newest"));
+        assert!(a("limit=5000").unwrap_err().message.contains("1000"));
+        assert!(a("since=yesterday")
+            .unwrap_err()
+            .message
+            .contains("RFC 3339"));
         assert!(list_query(Some("cursor=1700000000000.tk_abc")).is_ok());
         assert!(msg("expiring_within=1h").contains("whole number"));
     }

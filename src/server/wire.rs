@@ -119,6 +119,15 @@ pub struct RotateResponse {
     pub old: Token,
 }
 
+/// `GET /v1/audit`: entries oldest first, and where the next page starts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditPage {
+    pub entries: Vec<crate::store::audit::Entry>,
+    /// Pass back as `after_seq` for the next page; null when this one is the last.
+    pub next_after_seq: Option<i64>,
+}
+
 /// `GET /v1/health`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

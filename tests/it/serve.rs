@@ -940,3 +940,69 @@ fn dev_mode_prints_the_two_export_lines_and_works_from_another_shell() {
         "the temporary store is gone: {store}"
     );
 }
+
+#[test]
+fn the_audit_trail_through_the_server_names_the_admin_token() {
+    let server = Server::start();
+    let env = server.client();
+    let admin = format!("{} (admin)", admin_id(&server));
+    let (id, _) = env.create_json(&["--ttl", "1h", "--name", "a"]);
+    env.ok(&["revoke", &id, "--yes", "--reason", "leaked"]);
+    let (id2, _) = env.create_json(&["--ttl", "1h"]);
+    env.ok(&["rotate", &id2, "--grace", "1m"]);
+
+    let entries: Vec<Value> = serde_json::from_str(&env.ok(&["audit", "-o", "json"])).unwrap();
+    let events: Vec<&str> = entries
+        .iter()
+        .filter(|e| e["token_id"] == id.as_str() || e["token_id"] == id2.as_str())
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(events, ["create", "revoke", "create", "rotate"]);
+    assert!(entries
+        .iter()
+        .filter(|e| e["token_id"] == id.as_str())
+        .all(|e| e["actor"] == admin.as_str()));
+    // The same trail as the store holds, read directly.
+    let local: Vec<Value> =
+        serde_json::from_str(&server.local().ok(&["audit", "-o", "json"])).unwrap();
+    assert_eq!(entries, local);
+
+    let only: Vec<Value> =
+        serde_json::from_str(&env.ok(&["audit", "--token", &id, "-o", "json"])).unwrap();
+    assert_eq!(only.len(), 2);
+    let last: Vec<Value> =
+        serde_json::from_str(&env.ok(&["audit", "--limit", "1", "-o", "json"])).unwrap();
+    assert_eq!(last.len(), 1);
+    assert_eq!(last[0]["seq"], entries.last().unwrap()["seq"]);
+    let many: Vec<Value> =
+        serde_json::from_str(&env.ok(&["audit", "--limit", "5000", "-o", "json"])).unwrap();
+    assert_eq!(many, entries);
+
+    // Forward pages through the API.
+    let http = server.http();
+    let page = |q: &str| {
+        body(
+            http.get(server.api(&format!("/v1/audit?{q}")))
+                .bearer_auth(&server.admin)
+                .send()
+                .unwrap(),
+        )
+    };
+    let first = page("limit=2");
+    assert_eq!(first["entries"].as_array().unwrap().len(), 2);
+    let next = first["next_after_seq"].as_i64().unwrap();
+    let rest = page(&format!("after_seq={next}"));
+    assert_eq!(
+        first["entries"].as_array().unwrap().len() + rest["entries"].as_array().unwrap().len(),
+        entries.len()
+    );
+    assert_eq!(rest["next_after_seq"], Value::Null);
+
+    // Reading the trail takes tok:admin.
+    let (_, reader) = env.create_json(&["--ttl", "1h", "--scope", "tok:read"]);
+    assert_fails(
+        &server.client_with(&reader).run(&["audit"]),
+        exit::AUTH,
+        &["tok:admin"],
+    );
+}
