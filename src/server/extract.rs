@@ -60,6 +60,12 @@ where
                 "the body must be JSON with `Content-Type: application/json`",
             ));
         }
+        // serde would also read a struct from a JSON array (`[]`): refuse it.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::bad_request(
+                "the JSON body must be an object (`{...}`); see docs/admin-api.md",
+            ));
+        }
         // serde names the field and what was expected; it never echoes a string
         // value here, since no body field takes another type from a string.
         serde_json::from_slice(&bytes)

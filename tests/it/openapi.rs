@@ -56,10 +56,13 @@ fn openapi_contract_holds_against_a_running_server() {
     let logs = server.logs();
     assert!(!logs.contains("status=500"), "a 5xx:\n{logs}");
     // The run was authenticated (a run that only ever got 401s proves nothing).
-    let created = logs.matches("POST path=/v1/tokens status=201").count();
+    let authenticated = logs
+        .lines()
+        .filter(|l| l.contains("status=2") && l.contains("who=\"tk_"))
+        .count();
     assert!(
-        created > 5,
-        "schemathesis created {created} tokens; is its auth set?\n{out}"
+        authenticated > 20,
+        "only {authenticated} requests got a 2xx as admin; is schemathesis's auth set?\n{out}"
     );
     assert!(!logs.contains(&server.admin), "the admin token in the log");
     // The run revoked and rotated only its own target: the admin still works.

@@ -624,6 +624,13 @@ fn api_limits_each_name_the_limit() {
         post("/v1/tokens", json!({"expires_at": null, "max_uses": 0})),
         "at least 1",
     );
+    bad(
+        post(
+            "/v1/tokens",
+            json!({"expires_at": null, "max_uses": 9223372036854775808u64}),
+        ),
+        "at most 9223372036854775807",
+    );
     // Page size cap.
     let r = http
         .get(server.api("/v1/tokens?limit=5000"))
@@ -654,6 +661,11 @@ fn api_limits_each_name_the_limit() {
         .send()
         .unwrap();
     bad(r, "not valid");
+    // A JSON array is not an object, even where every field is optional.
+    let (target, _) = server.client().create_json(&["--ttl", "1h"]);
+    let r = post(&format!("/v1/tokens/{target}/revoke"), json!([]));
+    bad(r, "must be an object");
+    assert_eq!(server.local().inspect_json(&target)["state"], "active");
     // Reason length.
     let (id, _) = server.client().create_json(&["--ttl", "1h"]);
     bad(
@@ -669,7 +681,7 @@ fn api_limits_each_name_the_limit() {
     let r = http.delete(server.api("/v1/tokens")).send().unwrap();
     assert_eq!(error_code(r).1, "method_not_allowed");
     // Nothing above made a token.
-    assert_eq!(server.local().list_json(&["--state", "all"]).len(), 2);
+    assert_eq!(server.local().list_json(&["--state", "all"]).len(), 3);
 }
 
 #[test]
