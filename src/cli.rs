@@ -46,7 +46,8 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = env::DRIVER, value_enum)]
     pub driver: Option<DriverKind>,
 
-    /// URL of the gateway's admin API (implies the tok driver when no driver is named).
+    /// URL of the gateway's admin API, Vault's address, or the OAuth 2 issuer
+    /// (implies the tok driver when no driver is named).
     #[arg(long, global = true, env = env::URL)]
     pub url: Option<String>,
 
@@ -81,6 +82,27 @@ pub struct GlobalArgs {
     /// Give up on a gateway request after this long.
     #[arg(long, global = true, env = env::TIMEOUT, value_name = "DURATION")]
     pub timeout: Option<Ttl>,
+
+    /// apipark: the app (its id) whose keys to manage.
+    #[arg(long, global = true, env = env::APP, value_name = "APP_ID", help_heading = "Driver options")]
+    pub app: Option<String>,
+
+    /// kong, apisix: the consumer that keys belong to; new keys go to it, and
+    /// list shows only its keys.
+    #[arg(long, global = true, env = env::OWNER, value_name = "CONSUMER", help_heading = "Driver options")]
+    pub owner: Option<String>,
+
+    /// vault: where token auth is mounted [default: auth/token].
+    #[arg(long, global = true, env = env::VAULT_MOUNT, value_name = "PATH", help_heading = "Driver options")]
+    pub vault_mount: Option<String>,
+
+    /// vault: the namespace to work in (OpenBao, Vault Enterprise).
+    #[arg(long, global = true, env = env::VAULT_NAMESPACE, value_name = "NS", help_heading = "Driver options")]
+    pub vault_namespace: Option<String>,
+
+    /// oauth2: the client id (its secret comes from TOK_CLIENT_SECRET).
+    #[arg(long, global = true, env = env::CLIENT_ID, value_name = "ID", help_heading = "Driver options")]
+    pub client_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -114,6 +136,7 @@ pub enum Command {
     Inspect(InspectArgs),
     Revoke(RevokeArgs),
     Rotate(RotateArgs),
+    Renew(RenewArgs),
     #[command(subcommand)]
     Profile(ProfileCommand),
     Drivers(DriversArgs),
@@ -312,6 +335,27 @@ pub struct RotateArgs {
     pub no_newline: bool,
 }
 
+/// Extend a live token's lifetime, on gateways that can (vault).
+///
+/// The token keeps its secret; the gateway sets its new expiry, at most its
+/// maximum lifetime (a capped renewal is reported on stderr). Prints the
+/// token's new state with -o json, jsonl or tsv.
+///
+/// Examples:
+///   tok --driver vault renew 3LHw5AbKm9q0Lq8jXkTfJ7xN --increment 1h
+///   tok renew 3LHw --increment 30m -o json
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct RenewArgs {
+    /// Token id or unique id prefix.
+    #[arg(add = ArgValueCompleter::new(completion::active_token_id))]
+    pub id: String,
+
+    /// The new lifetime, counted from now [default: the gateway's, e.g. the token's original TTL].
+    #[arg(long, value_name = "DURATION")]
+    pub increment: Option<Ttl>,
+}
+
 /// Manage profiles: named gateways with their settings.
 #[derive(Debug, Subcommand)]
 pub enum ProfileCommand {
@@ -341,12 +385,17 @@ pub enum ProfileCommand {
 /// Add or replace a profile.
 ///
 /// The profile takes the global options given on this command line: --driver,
-/// --url, --data-dir, --timeout, --ca-cert and --insecure (never from the
-/// environment, so a stray TOK_URL does not end up in the file).
+/// --url, --data-dir, --timeout, --ca-cert, --insecure, --vault-mount,
+/// --vault-namespace, --client-id, --app and --owner (never from the
+/// environment, so a stray TOK_URL does not end up in the file). Secrets never
+/// go in a profile.
 ///
 /// Examples:
 ///   tok profile add dev --driver local --data-dir ~/tok-dev --default-ttl 15m
 ///   tok profile add prod --url https://tok.example.com --default
+///   tok profile add bao --driver vault --url https://bao.example:8200
+///   tok profile add idp --driver oauth2 --url https://idp.example --client-id ci
+///   tok profile add gw --driver apipark --url https://apipark.example --app 9f1c...
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct ProfileAddArgs {
@@ -357,6 +406,15 @@ pub struct ProfileAddArgs {
     /// Make this the default profile.
     #[arg(long)]
     pub default: bool,
+    /// oauth2: the token endpoint, instead of discovery.
+    #[arg(long, value_name = "URL")]
+    pub token_endpoint: Option<String>,
+    /// oauth2: the RFC 7662 introspection endpoint, instead of discovery.
+    #[arg(long, value_name = "URL")]
+    pub introspection_endpoint: Option<String>,
+    /// oauth2: the RFC 7009 revocation endpoint, instead of discovery.
+    #[arg(long, value_name = "URL")]
+    pub revocation_endpoint: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -45,6 +45,29 @@ pub struct Profile {
     /// Request timeout, as a duration (`30s`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
+    /// The APIPark app (its id) whose keys tok manages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    /// The Kong or APISIX consumer that new keys belong to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// vault: where token auth is mounted [default: auth/token].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vault_mount: Option<String>,
+    /// vault: the Enterprise namespace (sent as X-Vault-Namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vault_namespace: Option<String>,
+    /// oauth2: the client id; its secret goes through the credential path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// oauth2: endpoints, when the server offers no discovery document (or
+    /// to override it). `url` is the issuer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub introspection_endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation_endpoint: Option<String>,
 }
 
 /// The config directory: `TOK_CONFIG_DIR`, else `$XDG_CONFIG_HOME/tok`.

@@ -33,10 +33,17 @@ pub struct Credential {
 /// The environment variables that carry a driver's credential, most specific
 /// first; `TOK_ADMIN_TOKEN` works for every driver.
 pub fn env_vars(kind: DriverKind) -> &'static [&'static str] {
-    use crate::env::ADMIN_TOKEN;
+    use crate::env::*;
     match kind {
         DriverKind::Local => &[],
         DriverKind::Tok => &[ADMIN_TOKEN],
+        DriverKind::Vault => &[VAULT_TOKEN, ADMIN_TOKEN],
+        // The oauth2 credential is the client secret of --client-id.
+        DriverKind::Oauth2 => &[CLIENT_SECRET, ADMIN_TOKEN],
+        DriverKind::Apipark => &[APIPARK_API_KEY, ADMIN_TOKEN],
+        DriverKind::Kong => &[KONG_ADMIN_TOKEN, ADMIN_TOKEN],
+        DriverKind::Apisix => &[APISIX_ADMIN_KEY, ADMIN_TOKEN],
+        DriverKind::Tyk => &[TYK_SECRET, ADMIN_TOKEN],
     }
 }
 

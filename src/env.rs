@@ -11,6 +11,20 @@ pub const DATA_DIR: &str = "TOK_DATA_DIR";
 pub const CONFIG_DIR: &str = "TOK_CONFIG_DIR";
 pub const ADMIN_TOKEN: &str = "TOK_ADMIN_TOKEN";
 pub const LISTEN: &str = "TOK_LISTEN";
+pub const APP: &str = "TOK_APP";
+pub const OWNER: &str = "TOK_OWNER";
+/// Gateway-specific admin credentials, tried before TOK_ADMIN_TOKEN.
+pub const APIPARK_API_KEY: &str = "APIPARK_API_KEY";
+pub const KONG_ADMIN_TOKEN: &str = "KONG_ADMIN_TOKEN";
+pub const APISIX_ADMIN_KEY: &str = "APISIX_ADMIN_KEY";
+pub const TYK_SECRET: &str = "TYK_SECRET";
+pub const VAULT_MOUNT: &str = "TOK_VAULT_MOUNT";
+pub const VAULT_NAMESPACE: &str = "TOK_VAULT_NAMESPACE";
+/// Vault's own variables, read by the vault driver as Vault's CLI reads them.
+pub const VAULT_TOKEN: &str = "VAULT_TOKEN";
+pub const VAULT_ADDR: &str = "VAULT_ADDR";
+pub const CLIENT_ID: &str = "TOK_CLIENT_ID";
+pub const CLIENT_SECRET: &str = "TOK_CLIENT_SECRET";
 pub const COMPLETE: &str = "TOK_COMPLETE";
 pub const COMPLETE_TIMEOUT: &str = "TOK_COMPLETE_TIMEOUT";
 pub const NO_COLOR: &str = "NO_COLOR";

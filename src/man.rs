@@ -32,6 +32,10 @@ const OTHER_ENV: &[(&str, &str)] = &[
         "How long shell completion waits for live token ids before it answers from its cache [default: 1s].",
     ),
     (
+        crate::env::VAULT_ADDR,
+        "The vault driver's server address when neither --url, $TOK_URL nor the profile gives one, as Vault's own CLI reads it.",
+    ),
+    (
         crate::env::NO_COLOR,
         "When set and not empty, no colour (--color always still colours).",
     ),

@@ -99,9 +99,31 @@ pub fn looks_like_secret(s: &str) -> bool {
     s.starts_with(PREFIX)
 }
 
+/// A masked form of any secret. A tok secret shows its prefix and 6 of its 43
+/// random characters; another gateway's secret (`hvs.…`, an opaque OAuth 2
+/// token) shows its type prefix, if any, and at most 4 characters, and nothing
+/// of a secret too short to spare them.
 pub fn fingerprint_of(s: &str) -> String {
-    let shown: String = s.chars().skip(PREFIX.len()).take(6).collect();
-    format!("{PREFIX}{shown}…")
+    if let Some(rest) = s.strip_prefix(PREFIX) {
+        let shown: String = rest.chars().take(6).collect();
+        return format!("{PREFIX}{shown}…");
+    }
+    // A short type prefix such as `hvs.`, `s.` or `glpat-` names the kind of
+    // secret and is not secret itself.
+    let prefix_len = s
+        .char_indices()
+        .take(8)
+        .find(|(_, c)| !c.is_ascii_alphabetic())
+        .filter(|(i, c)| *i > 0 && matches!(c, '.' | '_' | '-'))
+        .map(|(i, _)| i + 1)
+        .unwrap_or(0);
+    let (prefix, rest) = s.split_at(prefix_len);
+    let shown: String = if rest.chars().count() >= 16 {
+        rest.chars().take(4).collect()
+    } else {
+        String::new()
+    };
+    format!("{prefix}{shown}…")
 }
 
 fn checksum(body: &str) -> String {
@@ -196,6 +218,19 @@ mod tests {
         assert!(!format!("{s:?}").contains(s.expose()));
         assert!(!format!("{s}").contains(s.expose()));
         assert!(!s.fingerprint().contains(&s.expose()[4..20]));
+    }
+
+    #[test]
+    fn foreign_secrets_are_masked() {
+        assert_eq!(fingerprint_of("s.VabI4UKVu4BfJIXootLceCTY"), "s.VabI…");
+        assert_eq!(
+            fingerprint_of("cjHPslqRAZxp97TbAAaXk4rsYl9galFgiKFopSjUmMy"),
+            "cjHP…"
+        );
+        assert_eq!(fingerprint_of("short"), "…");
+        assert_eq!(fingerprint_of("hvs.abc"), "hvs.…");
+        // Digits before a dash: random characters, not a type prefix.
+        assert_eq!(fingerprint_of("X48H-b1GIih-y9n5ZzrVhbC4qjB"), "X48H…");
     }
 
     #[test]

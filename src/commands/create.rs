@@ -13,6 +13,14 @@ use std::collections::BTreeMap;
 
 pub fn run(ctx: &Ctx, args: CreateArgs) -> Result<()> {
     let now = Utc::now();
+    let explicit_lifetime = args.no_expiry || args.expires_at.is_some() || args.ttl.is_some();
+    // A TTL is kept as a TTL until the gateway is open: opening one (TLS roots,
+    // a keyring) takes time that must not come off the lifetime asked for.
+    let ttl = match (args.no_expiry, args.expires_at, args.ttl) {
+        (false, None, Some(t)) => Some(t),
+        (false, None, None) => Some(ctx.default_ttl()?),
+        _ => None,
+    };
     let expires_at = if args.no_expiry {
         None
     } else if let Some(t) = args.expires_at {
@@ -25,11 +33,7 @@ pub fn run(ctx: &Ctx, args: CreateArgs) -> Result<()> {
         }
         Some(t)
     } else {
-        let ttl = match args.ttl {
-            Some(t) => t,
-            None => ctx.default_ttl()?,
-        };
-        Some(now + ttl.delta())
+        ttl.map(|t| now + t.delta())
     };
     let new = NewToken {
         name: args.name,
@@ -43,6 +47,10 @@ pub fn run(ctx: &Ctx, args: CreateArgs) -> Result<()> {
 
     let gw = ctx.gateway()?;
     gw.require(Op::Create)?;
+    let mut new = new;
+    if let Some(t) = ttl {
+        new.expires_at = Some(Utc::now() + t.delta());
+    }
     if !new.scopes.is_empty() {
         gw.require(Op::Scopes)?;
     }
@@ -52,12 +60,32 @@ pub fn run(ctx: &Ctx, args: CreateArgs) -> Result<()> {
     if new.max_uses.is_some() {
         gw.require(Op::UseLimits)?;
     }
-    if new.expires_at.is_some() {
+    let caps = gw.capabilities();
+    if args.no_expiry {
+        gw.require(Op::NoExpiry)?;
+    } else if explicit_lifetime {
         gw.require(Op::Expiry)?;
+    } else if !caps.expiry && caps.no_expiry {
+        // No expiry can be set and a token made without one lives until it is
+        // revoked (APISIX): tok's default TTL is not dropped in silence.
+        gw.require(Op::Expiry)?;
+    } else if !caps.expiry {
+        // The gateway chooses the lifetime (an OAuth 2 server does); tok's
+        // default TTL is no request the user made, so nothing is refused.
+        new.expires_at = None;
+    }
+    if new.name.is_some() {
+        gw.require(Op::Names)?;
+    }
+    if new.description.is_some() {
+        gw.require(Op::Descriptions)?;
     }
     let created = driver(gw.create(&new), || "could not create a token".into())?;
     emit_secret(ctx, &created, args.no_newline)?;
     summary(ctx, "created", &created.token);
+    if let Some(note) = gw.usage_note() {
+        ctx.out.info(note);
+    }
     Ok(())
 }
 

@@ -2,25 +2,12 @@
 
 use super::Ctx;
 use crate::cli::{DriversArgs, OutputFormat};
-use crate::drivers::{DriverKind, Op};
+use crate::drivers::DriverKind;
 use crate::output;
 use anyhow::Result;
 use clap::ValueEnum;
 use serde_json::json;
 use std::io::Write;
-
-const OPS: [(Op, &str); 10] = [
-    (Op::Create, "create"),
-    (Op::List, "list"),
-    (Op::InspectById, "inspect"),
-    (Op::InspectBySecret, "inspect-secret"),
-    (Op::Revoke, "revoke"),
-    (Op::Rotate, "rotate"),
-    (Op::Scopes, "scopes"),
-    (Op::Labels, "labels"),
-    (Op::Expiry, "expiry"),
-    (Op::UseLimits, "use-limits"),
-];
 
 pub fn run(ctx: &Ctx, _args: DriversArgs) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
@@ -41,12 +28,7 @@ pub fn run(ctx: &Ctx, _args: DriversArgs) -> Result<()> {
         }
         _ => {
             for k in kinds {
-                let caps = k.capabilities();
-                let can: Vec<&str> = OPS
-                    .iter()
-                    .filter(|(op, _)| caps.supports(*op))
-                    .map(|(_, n)| *n)
-                    .collect();
+                let can = k.capabilities().names();
                 writeln!(stdout, "{}\t{}\t{}", k.as_str(), can.join(","), k.about())?;
             }
         }

@@ -2,7 +2,7 @@
 
 use super::{driver, read_stdin, Ctx};
 use crate::cli::{InspectArgs, OutputFormat};
-use crate::drivers::Op;
+use crate::drivers::{DriverKind, Op};
 use crate::error::UserError;
 use crate::model::Token;
 use crate::output::{self, rfc3339};
@@ -22,8 +22,12 @@ pub fn run(ctx: &Ctx, args: InspectArgs) -> Result<()> {
                 .hint("pipe the secret in: `printf %s \"$TOKEN\" | tok inspect -`")
                 .into());
         }
-        if let Some(jwt) = decode_jwt(text) {
-            return print_jwt(ctx, &jwt);
+        // An OAuth 2 server can say whether its JWTs are live (introspection);
+        // everywhere else a JWT is decoded offline.
+        if ctx.driver_kind() != DriverKind::Oauth2 {
+            if let Some(jwt) = decode_jwt(text) {
+                return print_jwt(ctx, &jwt);
+            }
         }
         if secret::looks_like_secret(text) {
             secret::validate(text).map_err(|e| {
@@ -45,11 +49,23 @@ pub fn run(ctx: &Ctx, args: InspectArgs) -> Result<()> {
             .into());
     }
     let gw = ctx.gateway()?;
+    if gw.is_secret(&args.id) {
+        return Err(secret_in_argv(gw.kind()).into());
+    }
     gw.require(Op::InspectById)?;
     let t = driver(gw.get(&args.id), || {
         format!("could not inspect token {}", args.id)
     })?;
     print_token(ctx, &t)
+}
+
+/// The refusal of a gateway's secret given as an argument.
+pub fn secret_in_argv(kind: DriverKind) -> UserError {
+    UserError::usage(format!(
+        "that looks like a {} token's secret, given on the command line",
+        kind.as_str()
+    ))
+    .hint("secrets end up in shell history and `ps`; pipe it in instead: `printf %s \"$TOKEN\" | tok inspect -`, and consider rotating it")
 }
 
 pub fn print_token(ctx: &Ctx, t: &Token) -> Result<()> {

@@ -9,6 +9,7 @@ pub mod generate;
 pub mod inspect;
 pub mod list;
 pub mod profile;
+pub mod renew;
 pub mod revoke;
 pub mod rotate;
 pub mod serve;
@@ -17,7 +18,10 @@ use crate::cli::{Cli, Command, GlobalArgs, OutputFormat};
 use crate::config::{self, Config, Profile};
 use crate::credentials;
 use crate::drivers::http_client::HttpSettings;
-use crate::drivers::{local::Local, tok::TokDriver, DriverError, DriverKind, Gateway, Settings};
+use crate::drivers::{
+    local::Local, oauth2::OAuth2, tok::TokDriver, vault::Vault, DriverError, DriverKind, Gateway,
+    Settings, Warn,
+};
 use crate::duration::Ttl;
 use crate::error::{self, UserError};
 use crate::model::Created;
@@ -68,6 +72,7 @@ fn run(ctx: &Ctx, command: Command) -> Result<()> {
         Command::Inspect(a) => inspect::run(ctx, a),
         Command::Revoke(a) => revoke::run(ctx, a),
         Command::Rotate(a) => rotate::run(ctx, a),
+        Command::Renew(a) => renew::run(ctx, a),
         Command::Profile(c) => profile::run(ctx, c),
         Command::Drivers(a) => drivers::run(ctx, a),
         Command::Serve(a) => serve::run(ctx, a),
@@ -143,23 +148,41 @@ impl Ctx {
 
     /// The driver this run talks to.
     pub fn gateway(&self) -> Result<Box<dyn Gateway>> {
+        use crate::drivers::{apipark::Apipark, apisix::Apisix, kong::Kong, tyk::Tyk};
         let kind = self.driver_kind();
+        self.check_owner_flags(kind)?;
         if kind == DriverKind::Local {
             let dir = self.data_dir()?;
             self.debug(format!("driver local, store {}", dir.display()));
             return Ok(Box::new(Local::open(&dir)?));
         }
+        let settings = self.settings(kind)?;
         self.debug(format!(
             "driver {}, url {}, profile {}",
             kind.as_str(),
-            self.url().unwrap_or("-"),
+            settings.http.base_url,
             self.profile_name.as_deref().unwrap_or("-")
         ));
-        let settings = self.settings(kind)?;
-        match kind {
+        let owner = self.global.owner.clone().or(self.profile.owner.clone());
+        Ok(match kind {
             DriverKind::Local => unreachable!("handled above"),
-            DriverKind::Tok => Ok(Box::new(TokDriver::new(&settings)?)),
-        }
+            DriverKind::Tok => Box::new(TokDriver::new(&settings)?),
+            DriverKind::Vault => Box::new(Vault::new(&settings, self.warner())?),
+            DriverKind::Oauth2 => Box::new(OAuth2::new(&settings, self.warner())?),
+            DriverKind::Apipark => {
+                let app = self.global.app.clone().or(self.profile.app.clone());
+                Box::new(Apipark::new(settings, app)?)
+            }
+            DriverKind::Kong => Box::new(Kong::new(settings, owner)?),
+            DriverKind::Apisix => Box::new(Apisix::new(settings, owner)?),
+            DriverKind::Tyk => Box::new(Tyk::new(settings)?),
+        })
+    }
+
+    /// Lets a driver pass the gateway's own warnings to stderr.
+    fn warner(&self) -> Warn {
+        let out = self.out.clone();
+        std::sync::Arc::new(move |msg: &str| out.warn(msg))
     }
 
     /// A line on stderr with -v.
@@ -169,9 +192,45 @@ impl Ctx {
         }
     }
 
+    /// `--app` and `--owner` mean something to some drivers only; given to
+    /// another, they would be silently ignored, so they are refused.
+    fn check_owner_flags(&self, kind: DriverKind) -> Result<()> {
+        if self.global.app.is_some() && kind != DriverKind::Apipark {
+            return Err(UserError::usage(format!(
+                "--app is for the apipark driver, not {}",
+                kind.as_str()
+            ))
+            .hint(match kind {
+                DriverKind::Kong | DriverKind::Apisix => {
+                    "keys of this gateway belong to a consumer: use --owner CONSUMER"
+                }
+                _ => "drop --app (or TOK_APP)",
+            })
+            .into());
+        }
+        if self.global.owner.is_some() && !matches!(kind, DriverKind::Kong | DriverKind::Apisix) {
+            return Err(UserError::usage(format!(
+                "--owner is for the kong and apisix drivers, not {}",
+                kind.as_str()
+            ))
+            .hint(if kind == DriverKind::Apipark {
+                "APIPark keys belong to an app: use --app APP_ID"
+            } else {
+                "drop --owner (or TOK_OWNER)"
+            })
+            .into());
+        }
+        Ok(())
+    }
+
     /// Connection settings for a network driver: URL, TLS, timeout, credential.
     pub fn settings(&self, kind: DriverKind) -> Result<Settings> {
-        let url = self.url().ok_or_else(|| {
+        // Vault's own VAULT_ADDR serves when tok is told nothing else.
+        let vault_addr = (kind == DriverKind::Vault)
+            .then(|| std::env::var(crate::env::VAULT_ADDR).ok())
+            .flatten()
+            .filter(|a| !a.trim().is_empty());
+        let url = self.url().or(vault_addr.as_deref()).ok_or_else(|| {
             UserError::usage(format!("the {} driver needs a URL", kind.as_str())).hint(
                 "pass --url, set TOK_URL, or add a profile with `tok profile add NAME --url URL`",
             )
@@ -200,8 +259,24 @@ impl Ctx {
                 insecure,
             },
             credential: credentials::resolve(kind, self.profile_name.as_deref(), Some(url))?,
-            profile: self.profile.clone(),
+            profile: self.effective_profile(),
         })
+    }
+
+    /// The profile with this run's driver flags (and their env twins) on top.
+    fn effective_profile(&self) -> Profile {
+        let g = &self.global;
+        let mut p = self.profile.clone();
+        if g.vault_mount.is_some() {
+            p.vault_mount = g.vault_mount.clone();
+        }
+        if g.vault_namespace.is_some() {
+            p.vault_namespace = g.vault_namespace.clone();
+        }
+        if g.client_id.is_some() {
+            p.client_id = g.client_id.clone();
+        }
+        p
     }
 }
 

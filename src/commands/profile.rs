@@ -70,6 +70,34 @@ fn add(ctx: &Ctx, a: ProfileAddArgs) -> Result<()> {
     if typed(ctx, "ca_cert") {
         p.ca_cert = g.ca_cert.clone();
     }
+    if typed(ctx, "app") {
+        p.app = g.app.clone();
+    }
+    if typed(ctx, "owner") {
+        p.owner = g.owner.clone();
+    }
+    if typed(ctx, "vault_mount") {
+        p.vault_mount = g.vault_mount.clone();
+    }
+    if typed(ctx, "vault_namespace") {
+        p.vault_namespace = g.vault_namespace.clone();
+    }
+    if typed(ctx, "client_id") {
+        p.client_id = g.client_id.clone();
+    }
+    for (name, v) in [
+        ("--token-endpoint", &a.token_endpoint),
+        ("--introspection-endpoint", &a.introspection_endpoint),
+        ("--revocation-endpoint", &a.revocation_endpoint),
+    ] {
+        if let Some(u) = v {
+            crate::drivers::http_client::normalize_url(u)
+                .map_err(|e| UserError::usage(format!("{name}: {e}")))?;
+        }
+    }
+    p.token_endpoint = a.token_endpoint.clone();
+    p.introspection_endpoint = a.introspection_endpoint.clone();
+    p.revocation_endpoint = a.revocation_endpoint.clone();
     p.insecure = g.insecure;
     if p.insecure {
         ctx.out.warn(format!(

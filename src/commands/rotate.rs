@@ -8,7 +8,14 @@ use anyhow::Result;
 
 pub fn run(ctx: &Ctx, args: RotateArgs) -> Result<()> {
     let gw = ctx.gateway()?;
+    if gw.is_secret(&args.id) {
+        return Err(super::inspect::secret_in_argv(gw.kind()).into());
+    }
     gw.require(Op::Rotate)?;
+    if args.grace.is_some() {
+        // A grace period is an expiry time on the old token.
+        gw.require(Op::Expiry)?;
+    }
     let old = driver(gw.get(&args.id), || {
         format!("could not rotate token {}", args.id)
     })?;
@@ -25,6 +32,9 @@ pub fn run(ctx: &Ctx, args: RotateArgs) -> Result<()> {
             rfc3339(e)
         )),
         (None, None) => ctx.out.info(format!("{} stays valid", old.id)),
+    }
+    if let Some(note) = gw.usage_note() {
+        ctx.out.info(note);
     }
     Ok(())
 }

@@ -1,9 +1,16 @@
 //! The `Gateway` trait that every driver implements, its capability flags, and
 //! the errors drivers raise at their seam.
 
+pub mod apipark;
+pub mod apisix;
+mod gateway_api;
 pub mod http_client;
+pub mod kong;
 pub mod local;
+pub mod oauth2;
 pub mod tok;
+pub mod tyk;
+pub mod vault;
 
 use crate::error::Kind;
 use crate::model::{Created, Filter, NewToken, RevokeOutcome, Token};
@@ -18,6 +25,18 @@ pub enum DriverKind {
     Local,
     /// tok's own HTTP admin API (`tok serve`).
     Tok,
+    /// OpenBao or HashiCorp Vault token auth: tokens by accessor, policies as scopes.
+    Vault,
+    /// An OAuth 2 authorization server: client_credentials, RFC 7662 and RFC 7009.
+    Oauth2,
+    /// APIPark: `apikey` authorizations of an app, through the /openapi/v1 automation API.
+    Apipark,
+    /// Kong Gateway: key-auth credentials of consumers, through the Admin API.
+    Kong,
+    /// Apache APISIX 3.11+: key-auth credentials of consumers, through the Admin API.
+    Apisix,
+    /// Tyk Gateway: keys under /tyk/keys, through the Gateway API (hashed keys).
+    Tyk,
 }
 
 impl DriverKind {
@@ -25,23 +44,135 @@ impl DriverKind {
         match self {
             DriverKind::Local => "local",
             DriverKind::Tok => "tok",
+            DriverKind::Vault => "vault",
+            DriverKind::Oauth2 => "oauth2",
+            DriverKind::Apipark => "apipark",
+            DriverKind::Kong => "kong",
+            DriverKind::Apisix => "apisix",
+            DriverKind::Tyk => "tyk",
         }
     }
 
     /// What the driver can do, known without contacting anything.
     pub fn capabilities(self) -> Capabilities {
+        // What the four key gateways can hold; nothing here is emulated by tok.
+        let gateway = Capabilities {
+            scopes: false,
+            labels: true,
+            expiry: true,
+            use_limits: false,
+            names: false,
+            descriptions: false,
+            ..Capabilities::ALL
+        };
         match self {
-            DriverKind::Local | DriverKind::Tok => Capabilities::ALL,
+            DriverKind::Local | DriverKind::Tok => Capabilities {
+                renew: false,
+                ..Capabilities::ALL
+            },
+            // Vault keeps no description and forgets tokens once they are
+            // revoked or expired, but does everything else by accessor.
+            DriverKind::Vault => Capabilities {
+                no_expiry: false,
+                descriptions: false,
+                ..Capabilities::ALL
+            },
+            // OAuth 2 servers know tokens only by their secret and choose the
+            // lifetime themselves; there is no standard way to list tokens.
+            DriverKind::Oauth2 => Capabilities {
+                create: true,
+                list: false,
+                inspect_by_id: false,
+                inspect_by_secret: true,
+                revoke: true,
+                rotate: false,
+                renew: false,
+                scopes: true,
+                labels: false,
+                expiry: false,
+                no_expiry: false,
+                use_limits: false,
+                names: false,
+                descriptions: false,
+            },
+            // Authorization names; labels in the apikey config's `label` map;
+            // renew sets a new `expire_time`.
+            DriverKind::Apipark => Capabilities {
+                names: true,
+                ..gateway
+            },
+            // Labels are the credential's tags; ttl is the expiry (renew: a new ttl).
+            DriverKind::Kong => gateway,
+            // Credentials carry `desc` and `labels` but no expiry at all.
+            DriverKind::Apisix => Capabilities {
+                expiry: false,
+                renew: false,
+                descriptions: true,
+                ..gateway
+            },
+            // `alias` is the name, `meta_data` the labels, access rights the scopes.
+            DriverKind::Tyk => Capabilities {
+                scopes: true,
+                names: true,
+                ..gateway
+            },
         }
+    }
+
+    pub fn from_name(name: &str) -> Option<DriverKind> {
+        <DriverKind as clap::ValueEnum>::value_variants()
+            .iter()
+            .copied()
+            .find(|k| k.as_str() == name)
     }
 
     pub fn about(self) -> &'static str {
         match self {
             DriverKind::Local => "embedded SQLite store in your data directory",
             DriverKind::Tok => "tok's own HTTP admin API (tok serve)",
+            DriverKind::Vault => "OpenBao or HashiCorp Vault token auth (VAULT_TOKEN)",
+            DriverKind::Oauth2 => "OAuth 2 server: client_credentials, introspection, revocation",
+            DriverKind::Apipark => "APIPark apikey authorizations of an app (/openapi/v1)",
+            DriverKind::Kong => "Kong key-auth credentials of consumers (Admin API)",
+            DriverKind::Apisix => "APISIX 3.11+ key-auth credentials of consumers (Admin API)",
+            DriverKind::Tyk => "Tyk Gateway keys (/tyk/keys, hashed keys)",
         }
     }
+
+    /// Why this driver cannot do `op`, and what to do instead, where there is
+    /// more to say than what it can do.
+    pub fn unsupported_hint(self, op: Op) -> Option<&'static str> {
+        Some(match (self, op) {
+            (DriverKind::Apipark, Op::Scopes) => {
+                "APIPark keys carry no scopes: a key reaches what its app's approved service subscriptions allow; subscribe the app to services in the APIPark console, or use another app"
+            }
+            (DriverKind::Kong, Op::Scopes) => {
+                "Kong scopes are ACL groups of the consumer, not of one key (POST /consumers/{consumer}/acls); give the consumer the groups, or use another consumer (--owner)"
+            }
+            (DriverKind::Apisix, Op::Scopes) => {
+                "APISIX keys carry no scopes: restrict the consumer (consumer-restriction plugin) or use another consumer (--owner)"
+            }
+            (DriverKind::Apisix, Op::Expiry | Op::Renew) => {
+                "APISIX credentials have no expiry time; pass --no-expiry to create a key that lives until you revoke it (and revoke it when done)"
+            }
+            (DriverKind::Kong | DriverKind::Apisix, Op::Names) => {
+                "its credentials have no name field; drop --name and tell keys apart by --label"
+            }
+            (DriverKind::Apipark | DriverKind::Kong | DriverKind::Tyk, Op::Descriptions) => {
+                "its keys have no description field; drop --description (a --label can carry a short note)"
+            }
+            (
+                DriverKind::Apipark | DriverKind::Kong | DriverKind::Apisix | DriverKind::Tyk,
+                Op::UseLimits,
+            ) => "the gateway cannot limit how often one key is used; drop --uses/--single-use",
+            _ => return None,
+        })
+    }
 }
+
+/// How a driver shows a gateway's warnings (a TTL capped by the server, a
+/// policy that does not exist): on stderr, through the command's `Out`.
+pub type Warn = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
 
 /// What a network driver is given to connect with.
 #[derive(Debug, Clone)]
@@ -62,10 +193,16 @@ pub struct Capabilities {
     pub inspect_by_secret: bool,
     pub revoke: bool,
     pub rotate: bool,
+    /// Extend a live token's lifetime (`tok renew`).
+    pub renew: bool,
     pub scopes: bool,
     pub labels: bool,
     pub expiry: bool,
+    /// Make a token that lives until revoked (`--no-expiry`).
+    pub no_expiry: bool,
     pub use_limits: bool,
+    pub names: bool,
+    pub descriptions: bool,
 }
 
 impl Capabilities {
@@ -76,10 +213,14 @@ impl Capabilities {
         inspect_by_secret: true,
         revoke: true,
         rotate: true,
+        renew: true,
         scopes: true,
         labels: true,
         expiry: true,
+        no_expiry: true,
         use_limits: true,
+        names: true,
+        descriptions: true,
     };
 }
 
@@ -92,10 +233,14 @@ pub enum Op {
     InspectBySecret,
     Revoke,
     Rotate,
+    Renew,
     Scopes,
     Labels,
     Expiry,
+    NoExpiry,
     UseLimits,
+    Names,
+    Descriptions,
     Whoami,
     Audit,
 }
@@ -109,17 +254,48 @@ impl Op {
             Op::InspectBySecret => "look a token up by its secret",
             Op::Revoke => "revoke tokens",
             Op::Rotate => "rotate tokens",
+            Op::Renew => "renew tokens",
             Op::Scopes => "attach scopes to a token",
             Op::Labels => "attach labels to a token",
             Op::Expiry => "give a token an expiry time",
+            Op::NoExpiry => "make a token that never expires",
             Op::UseLimits => "limit how often a token is used",
+            Op::Names => "give a token a name",
+            Op::Descriptions => "give a token a description",
             Op::Whoami => "check an admin credential",
             Op::Audit => "read an audit trail",
         }
     }
 }
 
+/// Each capability's short name, as `tok drivers` prints it.
+pub const OP_NAMES: [(Op, &str); 14] = [
+    (Op::Create, "create"),
+    (Op::List, "list"),
+    (Op::InspectById, "inspect"),
+    (Op::InspectBySecret, "inspect-secret"),
+    (Op::Revoke, "revoke"),
+    (Op::Rotate, "rotate"),
+    (Op::Renew, "renew"),
+    (Op::Scopes, "scopes"),
+    (Op::Labels, "labels"),
+    (Op::Expiry, "expiry"),
+    (Op::NoExpiry, "no-expiry"),
+    (Op::UseLimits, "use-limits"),
+    (Op::Names, "names"),
+    (Op::Descriptions, "descriptions"),
+];
+
 impl Capabilities {
+    /// The short names of what is supported, in `OP_NAMES` order.
+    pub fn names(&self) -> Vec<&'static str> {
+        OP_NAMES
+            .iter()
+            .filter(|(op, _)| self.supports(*op))
+            .map(|(_, n)| *n)
+            .collect()
+    }
+
     pub fn supports(&self, op: Op) -> bool {
         match op {
             Op::Create => self.create,
@@ -128,10 +304,14 @@ impl Capabilities {
             Op::InspectBySecret => self.inspect_by_secret,
             Op::Revoke => self.revoke,
             Op::Rotate => self.rotate,
+            Op::Renew => self.renew,
             Op::Scopes => self.scopes,
             Op::Labels => self.labels,
             Op::Expiry => self.expiry,
+            Op::NoExpiry => self.no_expiry,
             Op::UseLimits => self.use_limits,
+            Op::Names => self.names,
+            Op::Descriptions => self.descriptions,
             // Not capability flags: the trait's default methods refuse these.
             Op::Whoami | Op::Audit => true,
         }
@@ -184,6 +364,21 @@ pub enum DriverError {
     },
     #[error("unexpected answer from {url}: {message}")]
     Protocol { url: String, message: String },
+    /// The gateway refused in a way only the driver can explain: its own
+    /// message, the kind that fixes the exit code, and its advice.
+    #[error("{message}")]
+    Gateway {
+        message: String,
+        kind: Kind,
+        hint: Option<String>,
+    },
+    /// Any of the above with advice that only the driver can give (which
+    /// variable holds its credential, what the gateway forgets).
+    #[error("{inner}")]
+    Hinted {
+        inner: Box<DriverError>,
+        hint: String,
+    },
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error("could not write the output")]
@@ -191,6 +386,14 @@ pub enum DriverError {
 }
 
 impl DriverError {
+    /// This error with the driver's own advice in place of the generic hint.
+    pub fn with_hint(self, hint: impl Into<String>) -> DriverError {
+        DriverError::Hinted {
+            inner: Box::new(self),
+            hint: hint.into(),
+        }
+    }
+
     pub fn kind(&self) -> Kind {
         match self {
             DriverError::Unauthorized(_) | DriverError::Forbidden(_) => Kind::Auth,
@@ -202,6 +405,8 @@ impl DriverError {
                 status: 401 | 403, ..
             } => Kind::Auth,
             DriverError::Store(e) => e.kind(),
+            DriverError::Hinted { inner, .. } => inner.kind(),
+            DriverError::Gateway { kind, .. } => *kind,
             _ => Kind::Failure,
         }
     }
@@ -218,9 +423,20 @@ impl DriverError {
             DriverError::Ambiguous { .. } => {
                 Some("type more characters of the id to pick one".into())
             }
-            DriverError::Unsupported { .. } => {
-                Some("run `tok drivers` to see what each driver supports".into())
-            }
+            DriverError::Unsupported { driver, op } => Some(
+                match DriverKind::from_name(driver) {
+                    Some(k) if k.unsupported_hint(*op).is_some() => {
+                        k.unsupported_hint(*op).unwrap_or_default().to_string()
+                    }
+                    Some(k) => format!(
+                        "the {driver} driver can: {}; run `tok drivers` to compare drivers",
+                        k.capabilities().names().join(", ")
+                    ),
+                    None => "run `tok drivers` to see what each driver supports".into(),
+                },
+            ),
+            DriverError::Hinted { hint, .. } => Some(hint.clone()),
+            DriverError::Gateway { hint, .. } => hint.clone(),
             DriverError::Unauthorized(_) => Some(format!(
                 "set {} to an admin token with the needed scope",
                 crate::env::ADMIN_TOKEN
@@ -284,6 +500,40 @@ pub trait Gateway {
 
     /// A new token like `id`; the old one is revoked now, or expires after `grace`.
     fn rotate(&self, id: &str, grace: Option<u64>) -> Result<(Created, Token)>;
+
+    /// Revokes `token`, which was looked up by `secret`. Gateways that know a
+    /// token only by its secret (RFC 7009) need it; the rest revoke by id.
+    fn revoke_secret(
+        &self,
+        secret: &Secret,
+        token: &Token,
+        reason: Option<&str>,
+    ) -> Result<(Token, RevokeOutcome)> {
+        let _ = secret;
+        self.revoke(&token.id, reason)
+    }
+
+    /// Extends a live token's lifetime by `increment` seconds from now (or by the
+    /// gateway's default); answers the token as the gateway holds it afterwards.
+    fn renew(&self, id: &str, increment: Option<u64>) -> Result<Token> {
+        let _ = (id, increment);
+        Err(DriverError::Unsupported {
+            driver: self.kind().as_str(),
+            op: Op::Renew,
+        })
+    }
+
+    /// How clients of the gateway present a new secret, said once after create
+    /// and rotate (on stderr), when that is not `Authorization: Bearer`.
+    fn usage_note(&self) -> Option<String> {
+        None
+    }
+
+    /// Whether `s`, given where an id or a secret may stand, is one of this
+    /// gateway's secrets (so it must not be taken from argv or echoed).
+    fn is_secret(&self, s: &str) -> bool {
+        crate::secret::looks_like_secret(s)
+    }
 
     /// Checks the admin credential against the gateway and says whose it is and
     /// when it expires (for `tok login` and `tok auth status`). Drivers without a

@@ -4,11 +4,16 @@
 mod audit;
 mod common;
 mod completions;
+mod doubles;
 mod errors;
+mod gateways;
 mod lifecycle;
+mod oauth2;
 mod openapi;
 mod schema;
 mod serve;
 mod server;
+mod servers;
 mod tty;
 mod upstream;
+mod vault;

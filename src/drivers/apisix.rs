@@ -1,0 +1,458 @@
+//! The `apisix` driver: key-auth credentials of APISIX consumers, through the
+//! Admin API (Apache APISIX 3.11+: `apisix/admin/credentials.lua`, the v3
+//! list format of `apisix/admin/v3_adapter.lua`).
+//!
+//! A token is a credential; its id is `<consumer>/<credential id>` (tok picks
+//! the credential id, `tok-` and 16 random characters, and the key itself).
+//! `desc` is the description, `labels` the labels. APISIX credentials have no
+//! expiry: create refuses --ttl and --expires-at (capabilities), so a key that
+//! never expires is only made when --no-expiry asks for it. There is no lookup
+//! by secret: tok walks the consumers' credentials and compares in constant
+//! time. Revoking deletes.
+
+use super::gateway_api::{self, AdminApi, Answer};
+use super::{Capabilities, DriverError, DriverKind, Gateway, Op, Result, Settings};
+use crate::error::Kind;
+use crate::model::{check_new_token, Created, Filter, NewToken, RevokeOutcome, Token};
+use crate::secret::{self, Secret};
+use chrono::Utc;
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+const ADMIN: &str = "/apisix/admin";
+/// APISIX's largest page (v3_adapter.lua answers 400 above it).
+const PAGE_SIZE: usize = 500;
+const PLUGIN: &str = "key-auth";
+
+pub struct Apisix {
+    api: AdminApi,
+    owner: Option<String>,
+}
+
+/// One entry of a v3 list, or a single v3 answer.
+#[derive(Deserialize)]
+struct Node {
+    key: String,
+    #[serde(default)]
+    value: Map<String, Value>,
+}
+
+#[derive(Deserialize)]
+struct List {
+    #[serde(default)]
+    total: usize,
+    /// An array; Lua encodes an empty one as `{}`.
+    #[serde(default)]
+    list: Value,
+}
+
+impl Apisix {
+    pub fn new(settings: Settings, owner: Option<String>) -> Result<Apisix> {
+        let credential = settings.credential.as_ref().ok_or_else(|| {
+            gateway_api::missing_credential(
+                DriverKind::Apisix,
+                "an APISIX admin key (deployment.admin.admin_key in config.yaml, role admin)",
+            )
+        })?;
+        Ok(Apisix {
+            api: AdminApi::new(&settings, Some(("x-api-key", &credential.secret)))?,
+            owner: owner.filter(|o| !o.trim().is_empty()),
+        })
+    }
+
+    fn check(
+        &self,
+        answer: Answer,
+        secrets: &[&Secret],
+        missing: impl FnOnce() -> DriverError,
+    ) -> Result<Answer> {
+        if answer.ok() {
+            return Ok(answer);
+        }
+        let v = answer.value();
+        let message = v
+            .as_ref()
+            .and_then(|v| v.get("error_msg").or_else(|| v.get("message")))
+            .and_then(Value::as_str)
+            .map(|m| gateway_api::redact(m, secrets));
+        match answer.status {
+            401 | 403 => Err(gateway_api::refused_credential(
+                DriverKind::Apisix,
+                &answer,
+                message.as_deref().unwrap_or("refused"),
+                "an admin key with the admin role (a viewer key cannot write)",
+            )),
+            404 => Err(missing()),
+            400 => Err(DriverError::Gateway {
+                message: format!(
+                    "APISIX refused the request (HTTP 400 from {}): {}",
+                    answer.url,
+                    message.unwrap_or_else(|| answer.snippet(secrets))
+                ),
+                kind: Kind::Usage,
+                hint: None,
+            }),
+            _ => Err(answer.http_error(secrets)),
+        }
+    }
+
+    fn no_consumer(consumer: &str) -> DriverError {
+        DriverError::Gateway {
+            message: format!("APISIX has no consumer `{consumer}`"),
+            kind: Kind::NotFound,
+            hint: Some(
+                "check --owner (or TOK_OWNER, or the profile's `owner`); create the consumer with PUT /apisix/admin/consumers"
+                    .into(),
+            ),
+        }
+    }
+
+    /// Every entry of a paged list, page after page.
+    fn pages(&self, path: &str, missing: impl Fn() -> DriverError) -> Result<Vec<Node>> {
+        let mut out = Vec::new();
+        let size = PAGE_SIZE.to_string();
+        for page in 1.. {
+            let page_s = page.to_string();
+            let answer = self.api.call(
+                Method::GET,
+                path,
+                &[("page", page_s.as_str()), ("page_size", size.as_str())],
+                None,
+            )?;
+            let answer = self.check(answer, &[], &missing)?;
+            let list: List = answer.json()?;
+            let nodes: Vec<Node> = match list.list {
+                Value::Array(_) => serde_json::from_value(list.list).map_err(|e| DriverError::Protocol {
+                    url: answer.url.clone(),
+                    message: format!("`list` is not a list of {{key, value}} ({e})"),
+                })?,
+                Value::Object(m) if m.is_empty() => Vec::new(),
+                Value::Null => {
+                    return Err(DriverError::Protocol {
+                        url: answer.url.clone(),
+                        message: "the answer has no `list`; is the Admin API on admin_api_version v3 (APISIX 3.x)?".into(),
+                    })
+                }
+                _ => {
+                    return Err(DriverError::Protocol {
+                        url: answer.url.clone(),
+                        message: "`list` is not a list".into(),
+                    })
+                }
+            };
+            let n = nodes.len();
+            out.extend(nodes);
+            if n == 0 || page * PAGE_SIZE >= list.total {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    fn consumers(&self) -> Result<Vec<String>> {
+        if let Some(o) = &self.owner {
+            return Ok(vec![o.clone()]);
+        }
+        let nodes = self.pages(&format!("{ADMIN}/consumers"), || DriverError::Protocol {
+            url: format!("{}{ADMIN}/consumers", self.api.base()),
+            message: "GET /apisix/admin/consumers answered 404".into(),
+        })?;
+        Ok(nodes
+            .into_iter()
+            // etcd keeps credentials under their consumer's prefix.
+            .filter(|n| !n.key.contains("/credentials/"))
+            .filter_map(|n| {
+                n.value
+                    .get("username")
+                    .and_then(Value::as_str)
+                    .map(String::from)
+            })
+            .collect())
+    }
+
+    /// The key-auth credentials of one consumer.
+    fn credentials(&self, consumer: &str) -> Result<Vec<Node>> {
+        let path = format!(
+            "{ADMIN}/consumers/{}/credentials",
+            gateway_api::encode_segment(consumer)
+        );
+        Ok(self
+            .pages(&path, || Self::no_consumer(consumer))?
+            .into_iter()
+            .filter(|n| key_of(n).is_some())
+            .collect())
+    }
+
+    fn all(&self) -> Result<Vec<Node>> {
+        let mut out = Vec::new();
+        for c in self.consumers()? {
+            out.extend(self.credentials(&c)?);
+        }
+        Ok(out)
+    }
+
+    fn fetch(&self, consumer: &str, cred: &str) -> Result<Node> {
+        let answer = self
+            .api
+            .call(Method::GET, &cred_path(consumer, cred), &[], None)?;
+        let answer = self.check(answer, &[], || {
+            DriverError::NotFound(format!("{consumer}/{cred}"))
+        })?;
+        answer.json()
+    }
+
+    fn find(&self, id_or_prefix: &str) -> Result<Node> {
+        if let Some((consumer, cred)) = id_or_prefix.split_once('/') {
+            match self.fetch(consumer, cred) {
+                Ok(n) if key_of(&n).is_some() => return Ok(n),
+                Ok(_) => {
+                    return Err(DriverError::Invalid(format!(
+                        "credential {id_or_prefix} is not a key-auth credential; tok manages key-auth only"
+                    )))
+                }
+                Err(DriverError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let all = self.all()?;
+        let ids: Vec<String> = all.iter().filter_map(id_of).collect();
+        let id = gateway_api::resolve_prefix(ids.iter().map(String::as_str), id_or_prefix)?;
+        all.into_iter()
+            .find(|n| id_of(n).as_deref() == Some(id.as_str()))
+            .ok_or(DriverError::NotFound(id))
+    }
+
+    fn put(
+        &self,
+        consumer: &str,
+        desc: Option<&str>,
+        labels: &BTreeMap<String, String>,
+        key: &Secret,
+    ) -> Result<Token> {
+        check_labels(labels)?;
+        // The consumer must exist; asking first gives a clear error.
+        let answer = self.api.call(
+            Method::GET,
+            &format!(
+                "{ADMIN}/consumers/{}",
+                gateway_api::encode_segment(consumer)
+            ),
+            &[],
+            None,
+        )?;
+        self.check(answer, &[], || Self::no_consumer(consumer))?;
+        let cred = format!("tok-{}", secret::random_handle(16));
+        let mut body = json!({ "plugins": { PLUGIN: { "key": key.expose() } } });
+        if let Some(d) = desc {
+            body["desc"] = json!(d);
+        }
+        if !labels.is_empty() {
+            body["labels"] = json!(labels);
+        }
+        let answer = self
+            .api
+            .call(Method::PUT, &cred_path(consumer, &cred), &[], Some(&body))?;
+        let answer = self.check(answer, &[key], || Self::no_consumer(consumer))?;
+        let node: Node = answer.json()?;
+        let mut t = to_token(&node).ok_or_else(|| DriverError::Protocol {
+            url: answer.url.clone(),
+            message: "the answer does not hold the credential".into(),
+        })?;
+        t.fingerprint = gateway_api::fingerprint(key.expose());
+        Ok(t)
+    }
+
+    fn delete(&self, id: &str) -> Result<()> {
+        let (consumer, cred) = id
+            .split_once('/')
+            .ok_or_else(|| DriverError::NotFound(id.to_string()))?;
+        let answer = self
+            .api
+            .call(Method::DELETE, &cred_path(consumer, cred), &[], None)?;
+        self.check(answer, &[], || DriverError::NotFound(id.to_string()))?;
+        Ok(())
+    }
+}
+
+impl Gateway for Apisix {
+    fn kind(&self) -> DriverKind {
+        DriverKind::Apisix
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        DriverKind::Apisix.capabilities()
+    }
+
+    fn usage_note(&self) -> Option<String> {
+        Some(
+            "clients send this key in the `apikey` header (key-auth's default), without `Bearer `; the key never expires: revoke it when done"
+                .into(),
+        )
+    }
+
+    fn create(&self, new: &NewToken) -> Result<Created> {
+        check_new_token(new).map_err(DriverError::Invalid)?;
+        if new.expires_at.is_some() {
+            return Err(DriverError::Unsupported {
+                driver: "apisix",
+                op: Op::Expiry,
+            });
+        }
+        let consumer = self.owner.as_deref().ok_or_else(|| DriverError::Gateway {
+            message: "an APISIX key belongs to a consumer, and none was named".into(),
+            kind: Kind::Usage,
+            hint: Some(
+                "pass --owner CONSUMER (or set TOK_OWNER, or `owner` in the profile)".into(),
+            ),
+        })?;
+        let secret = Secret::generate();
+        let token = self.put(consumer, new.description.as_deref(), &new.labels, &secret)?;
+        Ok(Created { token, secret })
+    }
+
+    fn list(&self, filter: &Filter, sink: &mut dyn FnMut(Token) -> Result<()>) -> Result<()> {
+        let tokens = self.all()?.iter().filter_map(to_token).collect();
+        gateway_api::emit(tokens, filter, sink)
+    }
+
+    fn get(&self, id_or_prefix: &str) -> Result<Token> {
+        let node = self.find(id_or_prefix)?;
+        to_token(&node).ok_or_else(|| DriverError::NotFound(id_or_prefix.to_string()))
+    }
+
+    fn lookup(&self, secret: &Secret) -> Result<Token> {
+        self.all()?
+            .iter()
+            .find(|n| {
+                key_of(n).is_some_and(|k| secret::ct_eq(k.as_bytes(), secret.expose().as_bytes()))
+            })
+            .and_then(to_token)
+            .ok_or_else(|| DriverError::UnknownSecret {
+                fingerprint: gateway_api::fingerprint(secret.expose()),
+            })
+    }
+
+    fn revoke(&self, id: &str, reason: Option<&str>) -> Result<(Token, RevokeOutcome)> {
+        let node = self.find(id)?;
+        let token = to_token(&node).ok_or_else(|| DriverError::NotFound(id.to_string()))?;
+        self.delete(&token.id)?;
+        Ok((gateway_api::revoked(token, reason), RevokeOutcome::Revoked))
+    }
+
+    fn rotate(&self, id: &str, grace: Option<u64>) -> Result<(Created, Token)> {
+        if grace.is_some() {
+            return Err(DriverError::Unsupported {
+                driver: "apisix",
+                op: Op::Expiry,
+            });
+        }
+        let node = self.find(id)?;
+        let old = to_token(&node).ok_or_else(|| DriverError::NotFound(id.to_string()))?;
+        let (consumer, _) = old
+            .id
+            .split_once('/')
+            .ok_or_else(|| DriverError::NotFound(old.id.clone()))?;
+        let secret = Secret::generate();
+        let token = self.put(consumer, old.description.as_deref(), &old.labels, &secret)?;
+        let created = Created { token, secret };
+        self.delete(&old.id)?;
+        let reason = format!("rotated to {}", created.token.id);
+        Ok((created, gateway_api::revoked(old, Some(&reason))))
+    }
+}
+
+fn cred_path(consumer: &str, cred: &str) -> String {
+    format!(
+        "{ADMIN}/consumers/{}/credentials/{}",
+        gateway_api::encode_segment(consumer),
+        gateway_api::encode_segment(cred)
+    )
+}
+
+/// `<consumer>/<credential>` from the etcd key `/apisix/consumers/<c>/credentials/<id>`.
+fn id_of(n: &Node) -> Option<String> {
+    let (head, cred) = n.key.rsplit_once("/credentials/")?;
+    let consumer = head.rsplit('/').next()?;
+    Some(format!("{consumer}/{cred}"))
+}
+
+fn key_of(n: &Node) -> Option<&str> {
+    n.value.get("plugins")?.get(PLUGIN)?.get("key")?.as_str()
+}
+
+fn to_token(n: &Node) -> Option<Token> {
+    let id = id_of(n)?;
+    let time = |k: &str| {
+        n.value
+            .get(k)
+            .and_then(Value::as_i64)
+            .and_then(gateway_api::from_unix)
+    };
+    let mut t = gateway_api::token(id, time("create_time").unwrap_or_else(Utc::now), None);
+    t.description = n
+        .value
+        .get("desc")
+        .and_then(Value::as_str)
+        .map(String::from);
+    t.labels = n
+        .value
+        .get("labels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_str().map_or_else(|| v.to_string(), String::from),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(k) = key_of(n) {
+        t.fingerprint = gateway_api::fingerprint(k);
+    }
+    Some(t)
+}
+
+/// APISIX label values are 1 to 256 characters without white space
+/// (`labels_def` in schema_def.lua); checked before any request.
+fn check_labels(labels: &BTreeMap<String, String>) -> Result<()> {
+    for (k, v) in labels {
+        if v.is_empty() || v.chars().count() > 256 || v.chars().any(char::is_whitespace) {
+            return Err(DriverError::Invalid(format!(
+                "label `{k}={v}`: APISIX label values are 1 to 256 characters without white space"
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_come_from_etcd_keys() {
+        let n = Node {
+            key: "/apisix/consumers/jack/credentials/tok-1".into(),
+            value: Map::new(),
+        };
+        assert_eq!(id_of(&n).unwrap(), "jack/tok-1");
+        let c = Node {
+            key: "/apisix/consumers/jack".into(),
+            value: Map::new(),
+        };
+        assert!(id_of(&c).is_none());
+    }
+
+    #[test]
+    fn labels_follow_apisix_rules() {
+        let ok: BTreeMap<String, String> = [("env".to_string(), "ci".to_string())].into();
+        assert!(check_labels(&ok).is_ok());
+        let bad: BTreeMap<String, String> = [("env".to_string(), "c i".to_string())].into();
+        assert!(check_labels(&bad).is_err());
+    }
+}

@@ -1,0 +1,186 @@
+//! The apisix driver against the APISIX 3.11 Admin API double.
+
+use super::{create, env_for, inspect_secret, list_all};
+use crate::common::*;
+use crate::doubles::apisix::Apisix;
+use crate::doubles::{dead_url, Fault};
+
+const ADMIN: &str = "edd1c9f034335f136f87ad84b625c8f1";
+
+fn setup() -> (Apisix, Env) {
+    let gw = Apisix::start(ADMIN, &["jack", "kate"]);
+    let env = env_for(
+        "apisix",
+        gw.url(),
+        &[("APISIX_ADMIN_KEY", ADMIN), ("TOK_OWNER", "jack")],
+    );
+    (gw, env)
+}
+
+#[test]
+fn apisix_lifecycle_create_list_inspect_rotate_revoke() {
+    let (gw, env) = setup();
+    let (secret, err) = create(
+        &env,
+        &[
+            "--no-expiry",
+            "--description",
+            "ci runner",
+            "--label",
+            "env=ci",
+        ],
+    );
+    assert!(secret.starts_with("tok_"));
+    assert!(
+        err.contains("never expires") && err.contains("revoke it when done"),
+        "{err}"
+    );
+
+    let held = gw.credentials();
+    assert_eq!(held.len(), 1);
+    let (key, value) = &held[0];
+    assert!(
+        key.starts_with("/apisix/consumers/jack/credentials/tok-"),
+        "{key}"
+    );
+    assert_eq!(value["plugins"]["key-auth"]["key"], secret.as_str());
+    assert_eq!(value["desc"], "ci runner");
+    assert_eq!(value["labels"]["env"], "ci");
+    let id = key
+        .trim_start_matches("/apisix/consumers/")
+        .replace("/credentials/", "/");
+
+    let list = list_all(&env, &[&secret]);
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["id"], id.as_str());
+    assert_eq!(list[0]["description"], "ci runner");
+    assert_eq!(list[0]["expires_at"], serde_json::Value::Null);
+    assert_eq!(list[0]["state"], "active");
+
+    assert_eq!(env.inspect_json(&id)["id"], id.as_str());
+    assert_eq!(
+        env.inspect_json("jack/tok")["id"],
+        id.as_str(),
+        "a prefix will do"
+    );
+    assert_eq!(inspect_secret(&env, &secret)["id"], id.as_str());
+
+    let o = env.run(&["rotate", &id]);
+    assert_success(&o, &["rotate"]);
+    let new_secret = stdout(&o).trim_end().to_string();
+    let held = gw.credentials();
+    assert_eq!(held.len(), 1, "the old credential is gone");
+    assert_eq!(held[0].1["plugins"]["key-auth"]["key"], new_secret.as_str());
+    assert_eq!(held[0].1["desc"], "ci runner");
+    let new_id = held[0]
+        .0
+        .trim_start_matches("/apisix/consumers/")
+        .replace("/credentials/", "/");
+    assert_ne!(new_id, id);
+
+    let o = env.run(&["revoke", &new_id, "--yes"]);
+    assert_success(&o, &["revoke"]);
+    assert!(
+        gw.credentials().is_empty(),
+        "APISIX holds nothing afterwards"
+    );
+}
+
+#[test]
+fn apisix_refuses_expiry_before_any_request() {
+    let (gw, env) = setup();
+    for args in [
+        &["create", "--ttl", "15m"][..],
+        &["create", "--expires-at", "2031-01-01T00:00:00Z"][..],
+        // No lifetime flag means tok's default of 1h: refused too, never silently forever.
+        &["create"][..],
+    ] {
+        let o = env.run(args);
+        assert_fails(
+            &o,
+            exit::UNSUPPORTED,
+            &["cannot give a token an expiry time", "--no-expiry"],
+        );
+    }
+    let o = env.run(&["rotate", "jack/x", "--grace", "5m"]);
+    assert_fails(&o, exit::UNSUPPORTED, &["no expiry time"]);
+    let o = env.run(&["create", "--no-expiry", "--name", "x"]);
+    assert_fails(&o, exit::UNSUPPORTED, &["no name field"]);
+    let o = env.run(&["create", "--no-expiry", "--label", "note=two words"]);
+    assert_fails(&o, exit::USAGE, &["without white space"]);
+    assert!(
+        gw.server.control.requests().is_empty(),
+        "no request was sent"
+    );
+}
+
+#[test]
+fn apisix_lists_across_pages_and_finds_secrets_by_walking() {
+    let (gw, env) = setup();
+    gw.seed("jack", 620);
+    gw.seed("kate", 12);
+    let all = env_for("apisix", gw.url(), &[("APISIX_ADMIN_KEY", ADMIN)]);
+    let (secret, _) = create(&env, &["--no-expiry"]);
+    let list = list_all(&all, &[&secret]);
+    assert_eq!(list.len(), 633);
+    let seen = gw.server.control.requests();
+    let jack_pages = seen
+        .iter()
+        .filter(|r| *r == "GET /apisix/admin/consumers/jack/credentials")
+        .count();
+    assert_eq!(jack_pages, 2, "500 per page");
+    let found = inspect_secret(&all, &secret);
+    assert!(found["id"].as_str().unwrap().starts_with("jack/tok-"));
+    assert_eq!(list_all(&env, &[]).len(), 621, "--owner narrows to jack");
+}
+
+#[test]
+fn apisix_bad_admin_key_exits_4() {
+    let (gw, _) = setup();
+    let env = env_for("apisix", gw.url(), &[("APISIX_ADMIN_KEY", "wrong")]);
+    let o = env.run(&["list"]);
+    assert_fails(
+        &o,
+        exit::AUTH,
+        &["HTTP 401", "failed to check token", "APISIX_ADMIN_KEY"],
+    );
+    let env = env_for("apisix", gw.url(), &[]);
+    assert_fails(&env.run(&["list"]), exit::AUTH, &["no admin credential"]);
+}
+
+#[test]
+fn apisix_not_found_exits_3() {
+    let (_gw, env) = setup();
+    let o = env.run(&["inspect", "jack/nope"]);
+    assert_fails(&o, exit::NOT_FOUND, &["no token matches `jack/nope`"]);
+    let o = env.run(&["revoke", "jack/nope", "--yes"]);
+    assert_fails(&o, exit::NOT_FOUND, &["jack/nope"]);
+    let o = env.run(&["create", "--no-expiry", "--owner", "nobody"]);
+    assert_fails(&o, exit::NOT_FOUND, &["no consumer `nobody`"]);
+}
+
+#[test]
+fn apisix_5xx_malformed_json_and_gateway_down() {
+    let (gw, env) = setup();
+    gw.server.control.fail_with(Fault::status(
+        503,
+        r#"{"error_msg":"has no healthy etcd endpoint available"}"#,
+    ));
+    let o = env.run(&["list"]);
+    assert_fails(&o, exit::FAILURE, &["HTTP 503", "no healthy etcd endpoint"]);
+
+    gw.server.control.fail_with(Fault::garbage());
+    let o = env.run(&["list"]);
+    assert_fails(&o, exit::FAILURE, &["not the JSON expected"]);
+
+    let down = env_for("apisix", &dead_url(), &[("APISIX_ADMIN_KEY", ADMIN)]);
+    assert_fails(&down.run(&["list"]), exit::FAILURE, &["connection refused"]);
+}
+
+#[test]
+fn apisix_renew_is_refused_before_any_request() {
+    let (gw, env) = setup();
+    let o = env.run(&["renew", "jack/x", "--increment", "1h"]);
+    assert_fails(&o, exit::UNSUPPORTED, &["no expiry time"]);
+    assert!(gw.server.control.requests().is_empty());
+}
