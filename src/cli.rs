@@ -8,6 +8,7 @@ use crate::model::StateFilter;
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use clap_complete::engine::ArgValueCompleter;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 pub const EXIT_CODES_HELP: &str = "\
@@ -143,6 +144,7 @@ pub enum Command {
     Logout(LogoutArgs),
     #[command(subcommand)]
     Auth(AuthCommand),
+    Serve(ServeArgs),
     Audit(AuditArgs),
     Completions(CompletionsArgs),
     #[command(name = "__generate", hide = true)]
@@ -549,6 +551,74 @@ pub enum AuthCommand {
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct AuthStatusArgs {}
+/// Run tok's HTTP admin API over a token store
+///
+/// Serves the store in --data-dir (by default the local driver's store) at
+/// --listen, for the `tok` driver (`--url`, TOK_URL) and any HTTP client; see
+/// docs/admin-api.md. Requests authenticate with a tok token that has the
+/// `tok:admin` scope (or `tok:read` to read); `tok serve init` makes the first.
+/// Logs go to stderr and never hold a secret. Ctrl-C or SIGTERM stops the
+/// server after the requests in flight are answered.
+///
+/// `--dev` starts on a temporary store (deleted when the server stops), makes
+/// an admin token, and prints on stdout the two lines that point the CLI at it:
+///   export TOK_URL=http://127.0.0.1:8270
+///   export TOK_ADMIN_TOKEN=tok_...
+///
+/// Examples:
+///   tok serve --dev                                  # try tok in a second terminal
+///   tok serve init --data-dir /var/lib/tok > admin.token
+///   tok serve --data-dir /var/lib/tok --listen 0.0.0.0:8270 \
+///       --tls-cert /etc/tok/cert.pem --tls-key /etc/tok/key.pem
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment, args_conflicts_with_subcommands = true)]
+pub struct ServeArgs {
+    #[command(subcommand)]
+    pub command: Option<ServeCommand>,
+
+    /// Address to listen on (port 0 picks a free port; the log says which).
+    #[arg(long, value_name = "ADDR", env = env::LISTEN, default_value = "127.0.0.1:8270")]
+    pub listen: SocketAddr,
+
+    /// Serve a temporary store with a new admin token, and print the
+    /// `export TOK_URL=...` and `export TOK_ADMIN_TOKEN=...` lines on stdout.
+    #[arg(long)]
+    pub dev: bool,
+
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServeCommand {
+    Init(ServeInitArgs),
+}
+
+/// Create the server's store and print a first admin token alone on stdout
+///
+/// The token has the `tok:admin` scope and never expires unless --ttl is
+/// given. Refuses when the store already has an active admin token.
+///
+/// Examples:
+///   tok serve init --data-dir /var/lib/tok > admin.token
+///   TOK_ADMIN_TOKEN=$(tok serve init --data-dir ./srv --ttl 30d)
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct ServeInitArgs {
+    /// Lifetime of the admin token [default: it never expires].
+    #[arg(long, value_name = "DURATION")]
+    pub ttl: Option<Ttl>,
+
+    /// Name of the admin token.
+    #[arg(long, default_value = "admin")]
+    pub name: String,
+}
+
 /// Print the shell completion script for SHELL
 ///
 /// The script asks `tok` itself (from PATH) at each TAB, so commands, flags and

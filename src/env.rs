@@ -11,6 +11,7 @@ pub const DATA_DIR: &str = "TOK_DATA_DIR";
 pub const CONFIG_DIR: &str = "TOK_CONFIG_DIR";
 pub const ADMIN_TOKEN: &str = "TOK_ADMIN_TOKEN";
 pub const KEYRING_TIMEOUT: &str = "TOK_KEYRING_TIMEOUT";
+pub const LISTEN: &str = "TOK_LISTEN";
 pub const APP: &str = "TOK_APP";
 pub const OWNER: &str = "TOK_OWNER";
 /// Gateway-specific admin credentials, tried before TOK_ADMIN_TOKEN.

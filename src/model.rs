@@ -237,6 +237,8 @@ pub mod limits {
     pub const LABEL_VALUE_MAX: usize = 256;
     pub const LABELS_PER_TOKEN: usize = 64;
     pub const REASON_MAX: usize = 512;
+    /// The largest use limit the store can hold (SQLite's INTEGER).
+    pub const MAX_USES_MAX: u64 = i64::MAX as u64;
 }
 
 /// Checks a new token against the limits; the message names the limit broken.
@@ -281,6 +283,9 @@ pub fn check_new_token(t: &NewToken) -> Result<(), String> {
     }
     if t.max_uses == Some(0) {
         return Err("a use limit must be at least 1".into());
+    }
+    if t.max_uses.is_some_and(|m| m > MAX_USES_MAX) {
+        return Err(format!("a use limit must be at most {MAX_USES_MAX}"));
     }
     Ok(())
 }

@@ -15,13 +15,15 @@ pub mod profile;
 pub mod renew;
 pub mod revoke;
 pub mod rotate;
+pub mod serve;
 
 use crate::cli::{Cli, Command, GlobalArgs, OutputFormat};
 use crate::config::{self, Config, Profile};
 use crate::credentials;
 use crate::drivers::http_client::HttpSettings;
 use crate::drivers::{
-    local::Local, oauth2::OAuth2, vault::Vault, DriverError, DriverKind, Gateway, Settings, Warn,
+    local::Local, oauth2::OAuth2, tok::TokDriver, vault::Vault, DriverError, DriverKind, Gateway,
+    Settings, Warn,
 };
 use crate::duration::Ttl;
 use crate::error::{self, UserError};
@@ -79,6 +81,7 @@ fn run(ctx: &Ctx, command: Command) -> Result<()> {
         Command::Login(a) => login::run(ctx, a),
         Command::Logout(a) => logout::run(ctx, a),
         Command::Auth(c) => auth::run(ctx, c),
+        Command::Serve(a) => serve::run(ctx, a),
         Command::Audit(a) => audit::run(ctx, a),
         Command::Completions(a) => completions::run(ctx, a),
         Command::Generate(a) => generate::run(ctx, a),
@@ -175,11 +178,7 @@ impl Ctx {
         let owner = self.global.owner.clone().or(self.profile.owner.clone());
         Ok(match kind {
             DriverKind::Local => Box::new(Local::open(&self.data_dir()?)?),
-            // Until the full tok driver (serve branch) is merged: whoami only.
-            DriverKind::Tok => Box::new(crate::drivers::tok_whoami::TokWhoami::new(
-                &settings.http,
-                settings.credential,
-            )?),
+            DriverKind::Tok => Box::new(TokDriver::new(&settings)?),
             DriverKind::Vault => Box::new(Vault::new(&settings, self.warner())?),
             DriverKind::Oauth2 => Box::new(OAuth2::new(&settings, self.warner())?),
             DriverKind::Apipark => {

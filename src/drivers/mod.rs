@@ -8,7 +8,7 @@ pub mod http_client;
 pub mod kong;
 pub mod local;
 pub mod oauth2;
-pub mod tok_whoami;
+pub mod tok;
 pub mod tyk;
 pub mod vault;
 

@@ -1,6 +1,227 @@
-//! `tok serve`: the admin API, the enforcing proxy, and their shared parts.
+//! `tok serve`: the HTTP admin API over the same store as the `local` driver,
+//! the enforcing proxy, and their shared parts.
+//!
+//! Layout: `router.rs` assembles the routes and layers,
+//! `api.rs` holds the `/v1` admin handlers, `auth.rs` the bearer extractor
+//! (`Auth<Admin>`, `Auth<Read>`), `state.rs` the shared state (store pool),
+//! `extract.rs` strict bodies and queries, `error.rs` the one error shape,
+//! `wire.rs` the JSON types the `tok` driver shares, `tls.rs` HTTPS.
 
+pub mod api;
 pub mod audit_writer;
+pub mod auth;
+pub mod error;
+pub mod extract;
 pub mod oauth;
 pub mod proxy;
+pub mod router;
 pub mod routes;
+pub mod state;
+pub mod tls;
+pub mod wire;
+
+use crate::duration::Ttl;
+use crate::error::{Kind, UserError};
+use crate::model::{Created, Filter, NewToken, StateFilter, Token};
+use crate::store::Store;
+use anyhow::{Context, Result};
+use chrono::Utc;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How a server is started.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// PEM certificate chain and key: serve HTTPS.
+    pub tls: Option<(PathBuf, PathBuf)>,
+}
+
+/// Logs for people and machines on stderr: one line per event with key=value
+/// fields. `-q` keeps warnings and errors, `-v` adds debug, `-vv` trace.
+pub fn init_logging(quiet: bool, verbose: u8) {
+    use tracing::Level;
+    let level = match (quiet, verbose) {
+        (true, _) => Level::WARN,
+        (false, 0) => Level::INFO,
+        (false, 1) => Level::DEBUG,
+        _ => Level::TRACE,
+    };
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os(crate::env::NO_COLOR).is_none_or(|v| v.is_empty());
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level)
+        .with_ansi(ansi)
+        .try_init();
+}
+
+/// An active token with the `tok:admin` scope, if the store has one.
+pub fn active_admin(store: &Store) -> Result<Option<Token>> {
+    let filter = Filter {
+        state: StateFilter::Active,
+        scopes: vec![auth::SCOPE_ADMIN.to_string()],
+        limit: Some(1),
+        ..Filter::default()
+    };
+    let mut found = None;
+    store.list::<crate::store::StoreError>(&filter, None, Utc::now(), &mut |t| {
+        found = Some(t);
+        Ok(())
+    })?;
+    Ok(found)
+}
+
+/// Makes an admin token (`tok:admin`), never expiring unless `ttl` is given.
+pub fn create_admin(store: &Store, name: &str, ttl: Option<Ttl>, by: &str) -> Result<Created> {
+    let now = Utc::now();
+    let new = NewToken {
+        name: Some(name.to_string()),
+        description: Some("admin token for tok serve".into()),
+        scopes: vec![auth::SCOPE_ADMIN.to_string()],
+        expires_at: ttl.map(|t| now + t.delta()),
+        ..NewToken::default()
+    };
+    crate::model::check_new_token(&new)
+        .map_err(|e| UserError::usage(format!("cannot create the admin token: {e}")))?;
+    Ok(store.create(&new, Some(by), now)?)
+}
+
+/// The URL clients use for a bound address: a wildcard address becomes loopback.
+pub fn url_for(addr: SocketAddr, tls: bool) -> String {
+    let ip = match addr.ip() {
+        IpAddr::V4(v) if v.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v) if v.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{}", SocketAddr::new(ip, addr.port()))
+}
+
+/// Runs the server until SIGINT or SIGTERM, then lets the requests in flight
+/// finish. `on_listening` gets the URL once the socket is bound.
+pub fn run(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("tok-serve")
+        .build()
+        .context("could not start the async runtime")?;
+    let result = rt.block_on(serve(config, on_listening));
+    rt.shutdown_timeout(Duration::from_secs(5));
+    result
+}
+
+async fn serve(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
+    let state = state::AppState::open(&config.data_dir)?;
+    let tls = match &config.tls {
+        Some((cert, key)) => Some(tls::config(cert, key)?),
+        None => None,
+    };
+    let tcp = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| bind_error(config.listen, e))?;
+    let local = tcp.local_addr()?;
+    let url = url_for(local, tls.is_some());
+
+    let admin = state
+        .with_store(|store| active_admin(store).map_err(error::ApiError::internal))
+        .await
+        .map_err(|e| anyhow::anyhow!("could not read the store: {}", e.message))?;
+    if admin.is_none() {
+        tracing::warn!(
+            "the store has no active token with the tok:admin scope, so no request can authenticate; make one with `tok serve init --data-dir {}`",
+            config.data_dir.display()
+        );
+    }
+    let shutdown = shutdown_signal()?;
+    tracing::info!(
+        %url,
+        data_dir = %config.data_dir.display(),
+        tls = tls.is_some(),
+        version = env!("CARGO_PKG_VERSION"),
+        "listening"
+    );
+    on_listening(&url);
+
+    let app = router::router(state);
+    match tls {
+        None => axum::serve(tcp, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("the server failed")?,
+        Some(cfg) => axum::serve(tls::TlsListener::new(tcp, cfg)?, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("the server failed")?,
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn bind_error(addr: SocketAddr, e: std::io::Error) -> anyhow::Error {
+    let hint = match e.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            "another program (another tok serve?) has that port; pick another with --listen 127.0.0.1:PORT, or port 0 for any free one"
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            "ports below 1024 need privileges; use a higher port"
+        }
+        std::io::ErrorKind::AddrNotAvailable => {
+            "that address is not one of this machine's; try 127.0.0.1 or 0.0.0.0"
+        }
+        _ => "check --listen",
+    };
+    UserError::new(Kind::Failure, format!("could not listen on {addr}: {e}"))
+        .hint(hint)
+        .into()
+}
+
+/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is
+/// called, not when first polled, so a signal sent as soon as the server says
+/// it is listening already stops it gracefully.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
+    #[cfg(unix)]
+    let (mut int, mut term) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (
+            signal(SignalKind::interrupt()).context("could not handle SIGINT")?,
+            signal(SignalKind::terminate()).context("could not handle SIGTERM")?,
+        )
+    };
+    Ok(async move {
+        #[cfg(unix)]
+        let which = tokio::select! {
+            _ = int.recv() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        };
+        #[cfg(not(unix))]
+        let which = match tokio::signal::ctrl_c().await {
+            Ok(()) => "Ctrl-C",
+            Err(_) => std::future::pending().await,
+        };
+        tracing::info!(
+            signal = which,
+            "shutting down; finishing the requests in flight"
+        );
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcard_addresses_become_loopback_urls() {
+        assert_eq!(
+            url_for("0.0.0.0:8270".parse().unwrap(), false),
+            "http://127.0.0.1:8270"
+        );
+        assert_eq!(url_for("[::]:1".parse().unwrap(), true), "https://[::1]:1");
+        assert_eq!(
+            url_for("10.1.2.3:99".parse().unwrap(), false),
+            "http://10.1.2.3:99"
+        );
+    }
+}

@@ -682,21 +682,41 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Makes the database file 0600, creating it if missing. An existing file is
+/// never opened here: closing any descriptor of a file drops every POSIX lock
+/// this process holds on it, which would strip the locks of the store's other
+/// open connections (as in `tok serve`) and let another process delete the WAL
+/// under them.
 fn create_private_file(path: &Path) -> std::io::Result<()> {
-    let mut o = std::fs::OpenOptions::new();
-    o.create(true).append(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-    let f = o.open(path)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = f.metadata()?.permissions().mode() & 0o777;
-        if mode != 0o600 {
-            f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    match std::fs::metadata(path) {
+        Ok(_meta) => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                if _meta.permissions().mode() & 0o777 != 0o600 {
+                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+                }
+            }
+            Ok(())
         }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut o = std::fs::OpenOptions::new();
+            o.create(true).append(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+            let f = o.open(path)?;
+            #[cfg(unix)]
+            {
+                // The umask may have narrowed the mode; never widened it.
+                use std::os::unix::fs::PermissionsExt;
+                if f.metadata()?.permissions().mode() & 0o777 != 0o600 {
+                    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+                }
+            }
+            Ok(())
+        }
+        Err(e) => Err(e),
     }
-    Ok(())
 }
 
 #[cfg(test)]

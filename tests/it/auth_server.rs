@@ -126,12 +126,24 @@ async fn auth_self(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     match presented.and_then(|p| s.admins.iter().find(|a| a.secret == p)) {
+        // The whole token, as tok serve answers (docs/schemas/token.v1.json).
         Some(a) => Json(json!({
             "id": a.id,
             "name": a.name,
+            "description": null,
             "scopes": ["tok:admin"],
+            "labels": {},
+            "created_at": "2026-01-01T00:00:00Z",
+            "created_by": "local:admin",
             "expires_at": a.expires_at,
+            "max_uses": null,
+            "uses": 0,
+            "last_used_at": null,
             "state": "active",
+            "revoked_at": null,
+            "revoked_by": null,
+            "revoke_reason": null,
+            "fingerprint": "tok_abcdef…",
         }))
         .into_response(),
         None => (

@@ -1,0 +1,87 @@
+//! The whole HTTP surface: the `/v1` admin routes (api.rs), the body cap, the
+//! request log, and JSON answers for unknown paths and methods. Later route
+//! groups (proxy, RFC 7662/7009 endpoints) merge in here.
+
+use super::api;
+use super::auth::PrincipalSlot;
+use super::error::ApiError;
+use super::state::AppState;
+use super::wire::{code, BODY_MAX};
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::Router;
+use std::time::Instant;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(api::routes())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_MAX))
+        .layer(middleware::from_fn(log_request))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint; the admin API is under /v1 (see docs/admin-api.md)")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        code::METHOD_NOT_ALLOWED,
+        "this endpoint does not take that method (see docs/admin-api.md)",
+    )
+}
+
+/// One log line per request: method, path (query dropped, secret-looking
+/// segments masked), status, duration, and who made it. Never a header or body.
+async fn log_request(mut req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let path = redact_path(req.uri().path());
+    let slot = PrincipalSlot::default();
+    req.extensions_mut().insert(slot.clone());
+    tracing::debug!(%method, %path, "request started");
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16();
+    let ms = start.elapsed().as_millis() as u64;
+    let who = slot.get().unwrap_or_else(|| "-".into());
+    if status >= 500 {
+        tracing::error!(%method, %path, status, ms, who, "request");
+    } else {
+        tracing::info!(%method, %path, status, ms, who, "request");
+    }
+    resp
+}
+
+/// Masks any path segment that looks like a tok secret, in case a client put
+/// one in a URL by mistake: the log must not keep it.
+pub fn redact_path(path: &str) -> String {
+    path.split('/')
+        .map(|seg| {
+            if seg.contains(crate::secret::PREFIX) || seg.contains("tok%5F") {
+                "(redacted)"
+            } else {
+                seg
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_looking_path_segments_are_masked() {
+        assert_eq!(redact_path("/v1/tokens/tk_abc"), "/v1/tokens/tk_abc");
+        assert_eq!(
+            redact_path("/v1/tokens/tok_abc123/revoke"),
+            "/v1/tokens/(redacted)/revoke"
+        );
+    }
+}
