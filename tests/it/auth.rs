@@ -207,7 +207,7 @@ fn a_rejected_credential_is_not_saved() {
     assert_fails(
         &o,
         exit::AUTH,
-        &["nothing was saved", "rejected the credential"],
+        &["nothing was saved", "not authenticated"],
     );
     assert!(!stderr(&o).contains("adm-wrong-guess"), "{}", stderr(&o));
     assert_eq!(server.requests(), 1);
