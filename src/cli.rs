@@ -565,11 +565,18 @@ pub struct AuthStatusArgs {}
 ///   export TOK_URL=http://127.0.0.1:8270
 ///   export TOK_ADMIN_TOKEN=tok_...
 ///
+/// With --proxy-listen and --upstream, tok serve also guards a service: it lets
+/// through only requests with a valid bearer token that has the scopes the
+/// route needs (--routes), streams them to the upstream, and records every
+/// decision in the audit trail (`tok audit`). See docs/proxy.md.
+///
 /// Examples:
 ///   tok serve --dev                                  # try tok in a second terminal
 ///   tok serve init --data-dir /var/lib/tok > admin.token
 ///   tok serve --data-dir /var/lib/tok --listen 0.0.0.0:8270 \
 ///       --tls-cert /etc/tok/cert.pem --tls-key /etc/tok/key.pem
+///   tok serve --data-dir ./srv --proxy-listen 127.0.0.1:8080 \
+///       --upstream http://127.0.0.1:3000 --routes routes.toml
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment, args_conflicts_with_subcommands = true)]
 pub struct ServeArgs {
@@ -592,6 +599,55 @@ pub struct ServeArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+
+    /// Also run the enforcing reverse proxy on this address (needs --upstream).
+    #[arg(
+        long,
+        value_name = "ADDR",
+        requires = "upstream",
+        help_heading = "Proxy"
+    )]
+    pub proxy_listen: Option<SocketAddr>,
+
+    /// Where the proxy sends the requests it lets through.
+    #[arg(
+        long,
+        value_name = "URL",
+        requires = "proxy_listen",
+        help_heading = "Proxy"
+    )]
+    pub upstream: Option<String>,
+
+    /// Route rules (TOML): the scopes each method and path needs, and their upstreams (docs/routes.example.toml).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "proxy_listen",
+        help_heading = "Proxy"
+    )]
+    pub routes: Option<PathBuf>,
+
+    /// Give up on the upstream after this long without an answer (504).
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "30s",
+        help_heading = "Proxy"
+    )]
+    pub upstream_timeout: Ttl,
+
+    /// Delete audit entries older than this.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "90d",
+        help_heading = "Audit trail"
+    )]
+    pub audit_max_age: Ttl,
+
+    /// Keep at most this many audit entries (the oldest go first).
+    #[arg(long, value_name = "N", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..), help_heading = "Audit trail")]
+    pub audit_max_rows: u64,
 }
 
 #[derive(Debug, Subcommand)]

@@ -3,29 +3,66 @@
 use super::Ctx;
 use crate::cli::{ServeArgs, ServeCommand, ServeInitArgs};
 use crate::error::UserError;
-use crate::server::{self, Config};
+use crate::server::routes::Routes;
+use crate::server::{self, Config, ProxyConfig};
+use crate::store::audit::Retention;
 use crate::store::Store;
 use anyhow::{Context, Result};
 use std::io::Write;
+use std::path::PathBuf;
 
 pub fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
     if let Some(ServeCommand::Init(a)) = args.command {
         return init(ctx, a);
     }
+    let proxy = proxy_config(&args)?;
+    let retention = Retention {
+        max_age_secs: args.audit_max_age.as_secs(),
+        max_rows: args.audit_max_rows,
+    };
     let tls = args.tls_cert.zip(args.tls_key);
+    let base = Config {
+        listen: args.listen,
+        data_dir: PathBuf::new(),
+        tls,
+        proxy,
+        retention,
+    };
     if args.dev {
-        return dev(ctx, args.listen, tls);
+        return dev(ctx, base);
     }
-    let data_dir = ctx.data_dir()?;
     server::init_logging(ctx.global.quiet, ctx.global.verbose);
     server::run(
         Config {
-            listen: args.listen,
-            data_dir,
-            tls,
+            data_dir: ctx.data_dir()?,
+            ..base
         },
         |_| {},
     )
+}
+
+/// The proxy settings, checked before anything starts.
+fn proxy_config(args: &ServeArgs) -> Result<Option<ProxyConfig>> {
+    let (Some(listen), Some(upstream)) = (args.proxy_listen, &args.upstream) else {
+        return Ok(None);
+    };
+    let upstream = crate::drivers::http_client::normalize_url(upstream).map_err(|e| {
+        UserError::usage(format!("--upstream: {e}"))
+            .hint("give the service's base URL, e.g. --upstream http://127.0.0.1:3000")
+    })?;
+    let routes = match &args.routes {
+        Some(path) => Routes::load(path).map_err(|e| {
+            UserError::usage(format!("bad --routes file: {e}"))
+                .hint("see docs/routes.example.toml for the format")
+        })?,
+        None => Routes::default(),
+    };
+    Ok(Some(ProxyConfig {
+        listen,
+        upstream,
+        routes,
+        upstream_timeout: std::time::Duration::from_secs(args.upstream_timeout.as_secs()),
+    }))
 }
 
 fn init(ctx: &Ctx, a: ServeInitArgs) -> Result<()> {
@@ -55,11 +92,7 @@ fn init(ctx: &Ctx, a: ServeInitArgs) -> Result<()> {
     Ok(())
 }
 
-fn dev(
-    ctx: &Ctx,
-    listen: std::net::SocketAddr,
-    tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
-) -> Result<()> {
+fn dev(ctx: &Ctx, base: Config) -> Result<()> {
     if ctx.global.data_dir.is_some() {
         ctx.out
             .warn("--dev serves a new temporary store; --data-dir and TOK_DATA_DIR are ignored");
@@ -76,9 +109,8 @@ fn dev(
     let out = &ctx.out;
     let result = server::run(
         Config {
-            listen,
             data_dir: data_dir.clone(),
-            tls,
+            ..base
         },
         |url| {
             out.info(format!(

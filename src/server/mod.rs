@@ -37,6 +37,19 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// PEM certificate chain and key: serve HTTPS.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// The enforcing reverse proxy, when asked for.
+    pub proxy: Option<ProxyConfig>,
+    pub retention: crate::store::audit::Retention,
+}
+
+/// `--proxy-listen`, `--upstream`, `--routes`, `--upstream-timeout`.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    pub listen: SocketAddr,
+    /// Base URL without a trailing slash.
+    pub upstream: String,
+    pub routes: routes::Routes,
+    pub upstream_timeout: Duration,
 }
 
 /// Logs for people and machines on stderr: one line per event with key=value
@@ -124,6 +137,14 @@ async fn serve(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
         .map_err(|e| bind_error(config.listen, e))?;
     let local = tcp.local_addr()?;
     let url = url_for(local, tls.is_some());
+    let proxy_tcp = match &config.proxy {
+        Some(p) => Some(
+            tokio::net::TcpListener::bind(p.listen)
+                .await
+                .map_err(|e| bind_error(p.listen, e))?,
+        ),
+        None => None,
+    };
 
     let admin = state
         .with_store(|store| active_admin(store).map_err(error::ApiError::internal))
@@ -135,7 +156,22 @@ async fn serve(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
             config.data_dir.display()
         );
     }
-    let shutdown = shutdown_signal()?;
+    let (audit, writer) = audit_writer::spawn(config.data_dir.clone(), config.retention)?;
+
+    // One signal stops both listeners; each finishes its requests in flight.
+    let signal = shutdown_signal()?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        signal.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+
     tracing::info!(
         %url,
         data_dir = %config.data_dir.display(),
@@ -143,18 +179,62 @@ async fn serve(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
         version = env!("CARGO_PKG_VERSION"),
         "listening"
     );
+    let proxy_task = match (config.proxy, proxy_tcp) {
+        (Some(p), Some(listener)) => {
+            let proxy_url = url_for(listener.local_addr()?, false);
+            tracing::info!(
+                url = %proxy_url,
+                upstream = %p.upstream,
+                routes = p.routes.routes.len(),
+                "proxy listening"
+            );
+            let app = proxy::router(std::sync::Arc::new(proxy::Proxy {
+                pool: state.pool(),
+                routes: p.routes,
+                upstream: p.upstream,
+                client: proxy::upstream_client(p.upstream_timeout)
+                    .context("could not set up the upstream client")?,
+                audit: audit.clone(),
+            }));
+            let stop = stopped();
+            Some(tokio::spawn(async move {
+                axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(stop)
+                .await
+            }))
+        }
+        _ => None,
+    };
     on_listening(&url);
 
-    let app = router::router(state);
-    match tls {
+    let oauth = std::sync::Arc::new(oauth::OAuth {
+        pool: state.pool(),
+        audit,
+    });
+    let app = router::router(state, oauth);
+    let served = match tls {
         None => axum::serve(tcp, app)
-            .with_graceful_shutdown(shutdown)
+            .with_graceful_shutdown(stopped())
             .await
-            .context("the server failed")?,
+            .context("the server failed"),
         Some(cfg) => axum::serve(tls::TlsListener::new(tcp, cfg)?, app)
-            .with_graceful_shutdown(shutdown)
+            .with_graceful_shutdown(stopped())
             .await
-            .context("the server failed")?,
+            .context("the server failed"),
+    };
+    if let Some(task) = proxy_task {
+        match task.await {
+            Ok(r) => r.context("the proxy failed")?,
+            Err(e) => return Err(anyhow::anyhow!("the proxy task failed: {e}")),
+        }
+    }
+    served?;
+    // Every sender is gone with the routers: the writer drains and stops.
+    if let Err(e) = writer.await {
+        tracing::error!(error = %e, "the audit writer did not finish");
     }
     tracing::info!("stopped");
     Ok(())
@@ -163,7 +243,7 @@ async fn serve(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
 fn bind_error(addr: SocketAddr, e: std::io::Error) -> anyhow::Error {
     let hint = match e.kind() {
         std::io::ErrorKind::AddrInUse => {
-            "another program (another tok serve?) has that port; pick another with --listen 127.0.0.1:PORT, or port 0 for any free one"
+            "another program (another tok serve?) has that port; pick another port (127.0.0.1:PORT), or port 0 for any free one"
         }
         std::io::ErrorKind::PermissionDenied => {
             "ports below 1024 need privileges; use a higher port"
@@ -171,7 +251,7 @@ fn bind_error(addr: SocketAddr, e: std::io::Error) -> anyhow::Error {
         std::io::ErrorKind::AddrNotAvailable => {
             "that address is not one of this machine's; try 127.0.0.1 or 0.0.0.0"
         }
-        _ => "check --listen",
+        _ => "check --listen and --proxy-listen",
     };
     UserError::new(Kind::Failure, format!("could not listen on {addr}: {e}"))
         .hint(hint)

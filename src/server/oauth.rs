@@ -8,7 +8,7 @@
 //! secret as client_secret.
 
 use super::audit_writer::AuditSink;
-use super::proxy::Pool;
+use super::state::Pool;
 use crate::model::{State, Token};
 use crate::secret::{self, Secret};
 use crate::store::audit::{Decision, Entry, Event};
@@ -95,13 +95,10 @@ async fn authenticate(state: &OAuth, h: &HeaderMap) -> Result<Token, Response> {
             "authenticate with a tok token that has the tok:introspect scope (Bearer or Basic)",
         ));
     };
-    let pool = Arc::clone(&state.pool);
-    let checked = tokio::task::spawn_blocking(move || {
-        pool.with(|s| s.authenticate(&secret, true, Utc::now()))
-    })
-    .await
-    .map_err(|e| StoreError::Task(e.to_string()))
-    .and_then(|r| r);
+    let checked = state
+        .pool
+        .run(move |s| s.authenticate(&secret, true, Utc::now()))
+        .await;
     let token = match checked {
         Ok(Ok(t)) => t,
         Ok(Err(r)) => {
@@ -148,10 +145,7 @@ async fn lookup(state: &OAuth, token: &str) -> Result<Option<Token>, StoreError>
     if secret.validate().is_err() {
         return Ok(None);
     }
-    let pool = Arc::clone(&state.pool);
-    tokio::task::spawn_blocking(move || pool.with(|s| s.lookup(&secret, Utc::now())))
-        .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
+    state.pool.run(move |s| s.lookup(&secret, Utc::now())).await
 }
 
 /// RFC 7662: `{"active": false}` for anything that is not a usable token.
@@ -248,19 +242,16 @@ async fn revoke(
     let by = principal(&client);
     let secret = Secret::new(token);
     if secret.validate().is_ok() {
-        let pool = Arc::clone(&state.pool);
-        let done = tokio::task::spawn_blocking(move || {
-            pool.with(|s| {
+        let done = state
+            .pool
+            .run(move |s| {
                 let now = Utc::now();
                 if let Some(t) = s.lookup(&secret, now)? {
                     s.revoke(&t.id, Some(&by), Some("revoked through RFC 7009"), now)?;
                 }
-                Ok(())
+                Ok::<_, StoreError>(())
             })
-        })
-        .await
-        .map_err(|e| StoreError::Task(e.to_string()))
-        .and_then(|r| r);
+            .await;
         if let Err(e) = done {
             tracing::error!(error = %e, "revocation failed");
             return oauth_error(

@@ -12,17 +12,17 @@
 
 use super::audit_writer::AuditSink;
 use super::routes::Routes;
+use super::state::Pool;
 use crate::model::{State, Token};
 use crate::secret::Secret;
 use crate::store::audit::{Decision, Entry, Event};
-use crate::store::{Refusal, Store, StoreError};
+use crate::store::{Refusal, StoreError};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State as AxState};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use chrono::Utc;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Headers that describe one hop and are never forwarded (RFC 9110 7.6.1).
@@ -39,39 +39,6 @@ const HOP_BY_HOP: [&str; 8] = [
 
 pub const TOKEN_ID_HEADER: &str = "x-tok-token-id";
 pub const SCOPES_HEADER: &str = "x-tok-scopes";
-
-/// A small pool of store connections for token checks.
-pub struct Pool {
-    dir: PathBuf,
-    idle: Mutex<Vec<Store>>,
-}
-
-impl Pool {
-    pub fn new(dir: &Path) -> Result<Pool, StoreError> {
-        let first = Store::open(dir)?;
-        Ok(Pool {
-            dir: dir.to_path_buf(),
-            idle: Mutex::new(vec![first]),
-        })
-    }
-
-    pub fn with<T>(
-        &self,
-        f: impl FnOnce(&Store) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let taken = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let store = match taken {
-            Some(s) => s,
-            None => Store::open(&self.dir)?,
-        };
-        let r = f(&store);
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < 16 {
-            idle.push(store);
-        }
-        r
-    }
-}
 
 pub struct Proxy {
     pub pool: Arc<Pool>,
@@ -180,10 +147,9 @@ impl Proxy {
         if secret.validate().is_err() {
             return Ok(Err(Refusal::Unknown));
         }
-        let pool = Arc::clone(&self.pool);
         let now = Utc::now();
-        tokio::task::spawn_blocking(move || {
-            pool.with(|s| {
+        self.pool
+            .run(move |s| {
                 let Some(t) = s.lookup(&secret, now)? else {
                     return Ok(Err(Refusal::Unknown));
                 };
@@ -196,9 +162,7 @@ impl Proxy {
                     State::Active => Ok(Ok(t)),
                 }
             })
-        })
-        .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
+            .await
     }
 }
 

@@ -1,6 +1,6 @@
 //! The whole HTTP surface: the `/v1` admin routes (api.rs), the body cap, the
-//! request log, and JSON answers for unknown paths and methods. Later route
-//! groups (proxy, RFC 7662/7009 endpoints) merge in here.
+//! request log, and JSON answers for unknown paths and methods, with the
+//! RFC 7662/7009 endpoints (oauth.rs) merged in. The proxy has its own listener.
 
 use super::api;
 use super::auth::PrincipalSlot;
@@ -14,14 +14,15 @@ use axum::response::Response;
 use axum::Router;
 use std::time::Instant;
 
-pub fn router(state: AppState) -> Router {
+pub fn router(state: AppState, oauth: std::sync::Arc<super::oauth::OAuth>) -> Router {
     Router::new()
         .merge(api::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .merge(super::oauth::router(oauth))
         .layer(DefaultBodyLimit::max(BODY_MAX))
         .layer(middleware::from_fn(log_request))
-        .with_state(state)
 }
 
 async fn not_found() -> ApiError {

@@ -15,46 +15,73 @@ const IDLE_MAX: usize = 8;
 
 #[derive(Clone)]
 pub struct AppState {
-    stores: Arc<Stores>,
+    pool: Arc<Pool>,
 }
 
-struct Stores {
+/// Store connections for request handlers: one is taken per task and given
+/// back after, so no connection is ever shared between threads at once.
+pub struct Pool {
     dir: PathBuf,
     idle: Mutex<Vec<Store>>,
 }
 
-impl Stores {
-    fn take(&self) -> Result<Store, StoreError> {
-        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        match idle {
-            Some(s) => Ok(s),
-            None => Store::open(&self.dir),
-        }
+impl Pool {
+    /// Opens the store in `dir` once (creating and migrating it) and keeps
+    /// that connection as the first of the pool.
+    pub fn open(dir: &Path) -> Result<Pool, StoreError> {
+        let first = Store::open(dir)?;
+        Ok(Pool {
+            dir: dir.to_path_buf(),
+            idle: Mutex::new(vec![first]),
+        })
     }
 
-    fn give(&self, store: Store) {
+    /// Runs `f` with a connection, on the calling thread (a blocking one).
+    pub fn with<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let taken = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let store = match taken {
+            Some(s) => s,
+            None => Store::open(&self.dir)?,
+        };
+        let result = f(&store);
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < IDLE_MAX {
             idle.push(store);
+        }
+        result
+    }
+
+    /// Runs `f` with a connection on tokio's blocking pool.
+    pub async fn run<T, E, F>(self: &Arc<Self>, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&Store) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let pool = Arc::clone(self);
+        match tokio::task::spawn_blocking(move || pool.with(f)).await {
+            Ok(r) => r,
+            Err(e) => Err(StoreError::Task(e.to_string()).into()),
         }
     }
 }
 
 impl AppState {
-    /// Opens the store in `dir` once (creating and migrating it) and keeps
-    /// that connection as the first of the pool.
     pub fn open(dir: &Path) -> Result<AppState, StoreError> {
-        let first = Store::open(dir)?;
         Ok(AppState {
-            stores: Arc::new(Stores {
-                dir: dir.to_path_buf(),
-                idle: Mutex::new(vec![first]),
-            }),
+            pool: Arc::new(Pool::open(dir)?),
         })
     }
 
     pub fn data_dir(&self) -> &Path {
-        &self.stores.dir
+        &self.pool.dir
+    }
+
+    pub fn pool(&self) -> Arc<Pool> {
+        Arc::clone(&self.pool)
     }
 
     /// Runs `f` with a store connection on the blocking pool.
@@ -63,14 +90,6 @@ impl AppState {
         F: FnOnce(&Store) -> Result<T, ApiError> + Send + 'static,
         T: Send + 'static,
     {
-        let stores = Arc::clone(&self.stores);
-        tokio::task::spawn_blocking(move || {
-            let store = stores.take()?;
-            let result = f(&store);
-            stores.give(store);
-            result
-        })
-        .await
-        .map_err(|e| ApiError::internal(format!("a store task did not finish: {e}")))?
+        self.pool.run(f).await
     }
 }

@@ -204,11 +204,7 @@ fn a_rejected_credential_is_not_saved() {
     let env = env_on(&bus);
     add_profile(&env, "prod", &server.url);
     let o = login(&env, "prod", "adm-wrong-guess");
-    assert_fails(
-        &o,
-        exit::AUTH,
-        &["nothing was saved", "not authenticated"],
-    );
+    assert_fails(&o, exit::AUTH, &["nothing was saved", "not authenticated"]);
     assert!(!stderr(&o).contains("adm-wrong-guess"), "{}", stderr(&o));
     assert_eq!(server.requests(), 1);
     assert_eq!(keyring_lookup(&bus, &format!("prod@{}", server.url)), None);

@@ -104,6 +104,22 @@ impl Server {
         }
     }
 
+    /// The URL of the proxy listener (`--proxy-listen 127.0.0.1:0`), from its log line.
+    pub fn proxy_url(&self) -> String {
+        self.wait_for_log("proxy listening");
+        self.logs()
+            .lines()
+            .filter(|l| l.contains("proxy listening"))
+            .find_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("url=")))
+            .expect("the proxy logs its url")
+            .to_string()
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the server is running").id()
+    }
+
     /// Waits until the log holds `needle` (or the server is gone).
     pub fn wait_for_log(&self, needle: &str) {
         let deadline = std::time::Instant::now() + START_GUARD;
