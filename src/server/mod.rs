@@ -134,14 +134,14 @@ async fn serve(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
     };
     let tcp = tokio::net::TcpListener::bind(config.listen)
         .await
-        .map_err(|e| bind_error(config.listen, e))?;
+        .map_err(|e| bind_error("--listen", config.listen, e))?;
     let local = tcp.local_addr()?;
     let url = url_for(local, tls.is_some());
     let proxy_tcp = match &config.proxy {
         Some(p) => Some(
             tokio::net::TcpListener::bind(p.listen)
                 .await
-                .map_err(|e| bind_error(p.listen, e))?,
+                .map_err(|e| bind_error("--proxy-listen", p.listen, e))?,
         ),
         None => None,
     };
@@ -240,18 +240,18 @@ async fn serve(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
     Ok(())
 }
 
-fn bind_error(addr: SocketAddr, e: std::io::Error) -> anyhow::Error {
+fn bind_error(flag: &str, addr: SocketAddr, e: std::io::Error) -> anyhow::Error {
     let hint = match e.kind() {
         std::io::ErrorKind::AddrInUse => {
-            "another program (another tok serve?) has that port; pick another port (127.0.0.1:PORT), or port 0 for any free one"
+            format!("another program (another tok serve?) has that port; pick another with {flag} 127.0.0.1:PORT, or port 0 for any free one")
         }
         std::io::ErrorKind::PermissionDenied => {
-            "ports below 1024 need privileges; use a higher port"
+            format!("ports below 1024 need privileges; give {flag} a higher port")
         }
         std::io::ErrorKind::AddrNotAvailable => {
-            "that address is not one of this machine's; try 127.0.0.1 or 0.0.0.0"
+            format!("that address is not one of this machine's; give {flag} 127.0.0.1 or 0.0.0.0")
         }
-        _ => "check --listen and --proxy-listen",
+        _ => format!("check {flag}"),
     };
     UserError::new(Kind::Failure, format!("could not listen on {addr}: {e}"))
         .hint(hint)

@@ -572,3 +572,59 @@ fn sigkill_loses_no_acknowledged_create_or_revoke() {
         .run(&["list", "--state", "all", "-o", "json"]);
     assert_success(&o, &["list after SIGKILL"]);
 }
+
+#[test]
+fn bad_proxy_settings_are_refused_before_anything_starts() {
+    let env = Env::new();
+    let o = env.run(&["serve", "--data-dir", "s", "--proxy-listen", "127.0.0.1:0"]);
+    assert_fails(&o, exit::USAGE, &["--upstream"]);
+    let o = env.run(&[
+        "serve",
+        "--data-dir",
+        "s",
+        "--proxy-listen",
+        "127.0.0.1:0",
+        "--upstream",
+        "nope",
+    ]);
+    assert_fails(&o, exit::USAGE, &["--upstream", "not a URL"]);
+    std::fs::write(
+        env.home().join("r.toml"),
+        "[[route]]\npath = \"no-slash\"\n",
+    )
+    .unwrap();
+    let o = env.run(&[
+        "serve",
+        "--data-dir",
+        "s",
+        "--proxy-listen",
+        "127.0.0.1:0",
+        "--upstream",
+        "http://127.0.0.1:9",
+        "--routes",
+        "r.toml",
+    ]);
+    assert_fails(
+        &o,
+        exit::USAGE,
+        &["bad --routes file", "start with `/`", "routes.example.toml"],
+    );
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let o = env.run(&[
+        "serve",
+        "--data-dir",
+        "s",
+        "--listen",
+        "127.0.0.1:0",
+        "--proxy-listen",
+        &addr,
+        "--upstream",
+        "http://127.0.0.1:9",
+    ]);
+    assert_fails(
+        &o,
+        exit::FAILURE,
+        &["could not listen on", "--proxy-listen"],
+    );
+}
