@@ -47,6 +47,8 @@ EOF
     HOME="$dir/home" gnome-keyring-daemon --foreground --unlock --components=secrets \
     <"$dir/password" >"$dir/gnome-keyring.log" 2>&1 &
   gkd_pid=$!
+  # Out of the job table: its SIGKILL at exit is expected, not news.
+  disown "$gkd_pid"
   _tok_keyring_pid=$gkd_pid
   # SIGKILL: the hung one is stopped and would not act on SIGTERM.
   on_exit "kill -KILL $gkd_pid 2>/dev/null; rm -rf '$dir'"
