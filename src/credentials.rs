@@ -143,7 +143,21 @@ pub fn resolve(
         // A CI job with TOK_ADMIN_TOKEN never touches a keyring.
         return Ok(Some(c));
     }
-    let Some(url) = url else { return Ok(None) };
+    match url {
+        Some(url) => resolve_login(kind, profile, url),
+        None => Ok(None),
+    }
+}
+
+/// The credential `tok login` stored for this profile and gateway, never the
+/// environment's. For a gateway other than the one this run talks to (`tok auth
+/// status` checking every profile): the environment's credential was given for
+/// the gateway in use, and another gateway must never receive it.
+pub fn resolve_login(
+    kind: DriverKind,
+    profile: Option<&str>,
+    url: &str,
+) -> anyhow::Result<Option<Credential>> {
     if env_vars(kind).is_empty() {
         return Ok(None);
     }

@@ -1,6 +1,12 @@
 //! `tok auth status`: for each profile (and the --url / TOK_URL gateway when no
 //! profile is in use), the gateway, the driver, where the credential comes from,
 //! whether it works now (the driver's whoami), and when it expires.
+//!
+//! Only the gateway this run uses gets the run's credential from the
+//! environment and its typed connection options (--insecure, --ca-cert,
+//! --timeout, ...): they were given for that gateway. Every other profile is
+//! checked as configured, with the credential `tok login` stored for it, so a
+//! `TOK_ADMIN_TOKEN` meant for one gateway never reaches another.
 
 use super::Ctx;
 use crate::cli::{AuthCommand, AuthStatusArgs, GlobalArgs, OutputFormat};
@@ -41,6 +47,9 @@ pub struct Status {
     /// When the credential expires, where the gateway says so.
     pub expires_at: Option<DateTime<Utc>>,
     pub error: Option<String>,
+    /// Something the user should know, e.g. that the environment's credential
+    /// was not sent to this profile's gateway.
+    pub note: Option<String>,
 }
 
 fn status(ctx: &Ctx, _args: AuthStatusArgs) -> Result<()> {
@@ -49,7 +58,7 @@ fn status(ctx: &Ctx, _args: AuthStatusArgs) -> Result<()> {
             .hint("use -o json, jsonl, tsv or table")
             .into());
     }
-    let rows: Vec<Status> = targets(ctx).iter().map(check).collect();
+    let rows: Vec<Status> = targets(ctx).iter().map(|t| check(ctx, t)).collect();
     if rows.is_empty() {
         ctx.out.info(
             "no profiles and no --url or TOK_URL: the local driver needs no credential; add a gateway with `tok profile add NAME --url URL`",
@@ -69,10 +78,18 @@ fn status(ctx: &Ctx, _args: AuthStatusArgs) -> Result<()> {
     Ok(())
 }
 
+/// A gateway to check, and whether it is the one this run uses.
+struct Target {
+    ctx: Ctx,
+    /// Only the gateway in use gets the environment's credential and this
+    /// run's connection options.
+    in_use: bool,
+}
+
 /// What to check: the named profile alone; else every profile (the one in use
-/// with this run's overrides, the others as configured) and the --url gateway
+/// with this run's options, the others as configured) and the --url gateway
 /// when no profile is in use.
-fn targets(ctx: &Ctx) -> Vec<Ctx> {
+fn targets(ctx: &Ctx) -> Vec<Target> {
     let view = |name: Option<String>, profile: Profile, global: GlobalArgs| Ctx {
         global,
         matches: ctx.matches.clone(),
@@ -81,12 +98,13 @@ fn targets(ctx: &Ctx) -> Vec<Ctx> {
         profile,
         out: ctx.out.clone(),
     };
-    let current = || {
-        view(
+    let current = || Target {
+        ctx: view(
             ctx.profile_name.clone(),
             ctx.profile.clone(),
             ctx.global.clone(),
-        )
+        ),
+        in_use: true,
     };
     if ctx.global.profile.is_some() {
         return vec![current()];
@@ -96,13 +114,14 @@ fn targets(ctx: &Ctx) -> Vec<Ctx> {
         if ctx.profile_name.as_deref() == Some(name) {
             out.push(current());
         } else {
-            // A profile's own gateway: this run's --url, --driver and
-            // --data-dir are not its own.
-            let mut g = ctx.global.clone();
-            g.url = None;
-            g.driver = None;
-            g.data_dir = None;
-            out.push(view(Some(name.clone()), p.clone(), g));
+            out.push(Target {
+                ctx: view(
+                    Some(name.clone()),
+                    p.clone(),
+                    presentation_only(&ctx.global),
+                ),
+                in_use: false,
+            });
         }
     }
     if ctx.profile_name.is_none() && ctx.global.url.is_some() {
@@ -111,7 +130,33 @@ fn targets(ctx: &Ctx) -> Vec<Ctx> {
     out
 }
 
-fn check(t: &Ctx) -> Status {
+/// This run's global options as they apply to a profile it does not use: how
+/// to print, and nothing about which gateway, how to reach it or what to do
+/// there, which were typed for the gateway in use. (A struct literal, so that
+/// a new global option has to be placed on one side or the other.)
+fn presentation_only(g: &GlobalArgs) -> GlobalArgs {
+    GlobalArgs {
+        output: g.output,
+        color: g.color,
+        quiet: g.quiet,
+        verbose: g.verbose,
+        profile: None,
+        driver: None,
+        url: None,
+        data_dir: None,
+        ca_cert: None,
+        insecure: false,
+        timeout: None,
+        app: None,
+        owner: None,
+        vault_mount: None,
+        vault_namespace: None,
+        client_id: None,
+    }
+}
+
+fn check(ctx: &Ctx, target: &Target) -> Status {
+    let t = &target.ctx;
     let kind = t.driver_kind();
     let mut s = Status {
         profile: t.profile_name.clone(),
@@ -125,6 +170,7 @@ fn check(t: &Ctx) -> Status {
         scopes: Vec::new(),
         expires_at: None,
         error: None,
+        note: None,
     };
     if kind == DriverKind::Local {
         s.credential = "not-needed";
@@ -132,7 +178,15 @@ fn check(t: &Ctx) -> Status {
         s.principal = Some(crate::drivers::local::local_principal());
         return s;
     }
-    let settings = match t.settings(kind) {
+    if !target.in_use {
+        s.note = env_not_sent(ctx, kind);
+    }
+    let settings = if target.in_use {
+        t.settings(kind)
+    } else {
+        t.stored_settings(kind)
+    };
+    let settings = match settings {
         Ok(settings) => settings,
         Err(e) => {
             if crate::error::classify(&e).0 == Kind::Auth {
@@ -143,14 +197,21 @@ fn check(t: &Ctx) -> Status {
         }
     };
     let Some(cred) = settings.credential.clone() else {
-        s.error = Some(format!(
-            "no credential: run `tok login{}` or set {}",
+        let login = format!(
+            "tok login{}",
             t.profile_name
                 .as_deref()
                 .map(|p| format!(" --profile {p}"))
-                .unwrap_or_default(),
-            crate::credentials::env_names(kind)
-        ));
+                .unwrap_or_default()
+        );
+        s.error = Some(if target.in_use {
+            format!(
+                "no credential: run `{login}` or set {}",
+                crate::credentials::env_names(kind)
+            )
+        } else {
+            format!("no credential stored for this profile: run `{login}`")
+        });
         return s;
     };
     s.credential = cred.source.as_str();
@@ -177,6 +238,22 @@ fn check(t: &Ctx) -> Status {
     s
 }
 
+/// For a profile this run does not use: the environment variable holding a
+/// credential that was therefore not sent to it, if one is set.
+fn env_not_sent(ctx: &Ctx, kind: DriverKind) -> Option<String> {
+    let Source::Env(var) = crate::credentials::from_env(kind)?.source else {
+        return None;
+    };
+    let in_use = match (&ctx.profile_name, ctx.url()) {
+        (Some(p), _) => format!("profile `{p}`"),
+        (None, Some(url)) => format!("--url {url}"),
+        (None, None) => "none: no default profile and no --url".to_string(),
+    };
+    Some(format!(
+        "{var} was not sent here: a credential from the environment goes only to the gateway this run uses ({in_use})"
+    ))
+}
+
 fn print(ctx: &Ctx, rows: &[Status]) -> Result<()> {
     let mut w = std::io::stdout().lock();
     match ctx.global.output {
@@ -190,13 +267,13 @@ fn print(ctx: &Ctx, rows: &[Status]) -> Result<()> {
         Some(OutputFormat::Tsv) => {
             writeln!(
                 w,
-                "profile\tdefault\turl\tdriver\tcredential\tok\tprincipal\texpires_at\terror"
+                "profile\tdefault\turl\tdriver\tcredential\tok\tprincipal\texpires_at\terror\tnote"
             )?;
             for r in rows {
                 let f = |s: Option<&str>| s.unwrap_or("").replace(['\t', '\n'], " ");
                 writeln!(
                     w,
-                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
                     f(r.profile.as_deref()),
                     r.default,
                     f(r.url.as_deref()),
@@ -206,6 +283,7 @@ fn print(ctx: &Ctx, rows: &[Status]) -> Result<()> {
                     f(r.principal.as_deref()),
                     r.expires_at.map(rfc3339).unwrap_or_default(),
                     f(r.error.as_deref()),
+                    f(r.note.as_deref()),
                 )?;
             }
         }
@@ -255,7 +333,8 @@ fn write_block(w: &mut dyn Write, r: &Status, now: DateTime<Utc>) -> std::io::Re
         ("status", status),
         ("expires", expires),
     ];
-    for (k, v) in rows {
+    let note = r.note.as_ref().map(|n| ("note", n.clone()));
+    for (k, v) in rows.into_iter().chain(note) {
         writeln!(w, "  {:<11} {v}", format!("{k}:"))?;
     }
     Ok(())

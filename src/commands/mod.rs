@@ -237,9 +237,24 @@ impl Ctx {
 
     /// Connection settings for a network driver: URL, TLS, timeout, credential.
     pub fn settings(&self, kind: DriverKind) -> Result<Settings> {
+        self.settings_from(kind, true)
+    }
+
+    /// As `settings`, with only the credential `tok login` stored for this
+    /// profile, never one from the environment: for a profile this run does
+    /// not use, whose gateway the environment's credential is not meant for.
+    pub fn stored_settings(&self, kind: DriverKind) -> Result<Settings> {
+        self.settings_from(kind, false)
+    }
+
+    fn settings_from(&self, kind: DriverKind, env: bool) -> Result<Settings> {
         let http = self.http_settings(kind)?;
-        let credential =
-            credentials::resolve(kind, self.profile_name.as_deref(), Some(&http.base_url))?;
+        let profile = self.profile_name.as_deref();
+        let credential = if env {
+            credentials::resolve(kind, profile, Some(&http.base_url))?
+        } else {
+            credentials::resolve_login(kind, profile, &http.base_url)?
+        };
         if let Some(c) = &credential {
             // From what login or auth status learnt: no request just for this.
             credentials::expiry::warn_if_expiring(

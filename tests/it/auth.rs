@@ -596,3 +596,95 @@ fn a_driver_that_cannot_check_a_credential_stores_none() {
     assert!(!env.config_dir().join("logins.toml").exists());
     assert_eq!(server.requests(), 0);
 }
+
+#[test]
+fn auth_status_sends_the_environment_credential_only_to_the_gateway_in_use() {
+    let used = AuthServer::start(vec![Admin::new("adm-env-for-used", "tk_u", "used")]);
+    let other = AuthServer::start(vec![Admin::new("adm-other-stored", "tk_o", "other")]);
+    let bare = AuthServer::start(vec![Admin::new("adm-env-for-used", "tk_b", "bare")]);
+    // No D-Bus session: `other` keeps its credential in the file it chose.
+    let mut env = Env::new();
+    env.ok(&["profile", "add", "used", "--url", &used.url, "--default"]);
+    add_profile(&env, "other", &other.url);
+    add_profile(&env, "bare", &bare.url);
+    let o = env.run_stdin(
+        &[
+            "login",
+            "--profile",
+            "other",
+            "--with-token",
+            "--insecure-storage",
+        ],
+        "adm-other-stored\n",
+    );
+    assert_success(&o, &["login --profile other"]);
+    env.set("TOK_ADMIN_TOKEN", "adm-env-for-used");
+
+    let (o, rows) = status_json(&env, &["--insecure"]);
+    // `bare` would accept the environment's secret: it fails because it never gets it.
+    assert_fails(&o, exit::AUTH, &["1 of 3 cannot authenticate"]);
+    let row = |p: &str| rows.iter().find(|r| r["profile"] == p).unwrap().clone();
+    let (u, ot, b) = (row("used"), row("other"), row("bare"));
+    assert_eq!((&u["ok"], &u["credential"]), (&true.into(), &"env".into()));
+    assert_eq!(u["note"], serde_json::Value::Null, "{u}");
+    assert_eq!(
+        (&ot["ok"], &ot["credential"]),
+        (&true.into(), &"file".into())
+    );
+    assert_eq!(ot["principal"], "tk_o (other)");
+    assert_eq!(b["ok"], false);
+    assert!(
+        b["error"]
+            .as_str()
+            .unwrap()
+            .contains("no credential stored"),
+        "{b}"
+    );
+    for r in [&ot, &b] {
+        let note = r["note"].as_str().unwrap_or_else(|| panic!("no note: {r}"));
+        assert!(
+            note.contains("TOK_ADMIN_TOKEN was not sent") && note.contains("profile `used`"),
+            "{note}"
+        );
+    }
+    assert_eq!(used.authorizations(), ["Bearer adm-env-for-used"]);
+    // One request from login, one from status, each with the stored credential.
+    assert_eq!(other.authorizations(), ["Bearer adm-other-stored"; 2]);
+    assert_eq!(bare.requests(), 0);
+    // --insecure was typed for the gateway in use, not for the others.
+    let err = stderr(&o);
+    assert!(err.contains(&used.url), "{err}");
+    assert!(
+        !err.contains(&other.url) && !err.contains(&bare.url),
+        "{err}"
+    );
+
+    // So was --ca-cert: it breaks the gateway in use only.
+    let (o, rows) = status_json(&env, &["--ca-cert", "/nonexistent/ca.pem"]);
+    assert_fails(&o, exit::AUTH, &["2 of 3 cannot authenticate"]);
+    let row = |p: &str| rows.iter().find(|r| r["profile"] == p).unwrap().clone();
+    assert!(
+        row("used")["error"]
+            .as_str()
+            .unwrap()
+            .contains("could not read CA file"),
+        "{}",
+        row("used")
+    );
+    assert_eq!(row("other")["ok"], true, "{}", row("other"));
+    assert_eq!(other.authorizations(), ["Bearer adm-other-stored"; 3]);
+    assert_eq!(bare.requests(), 0);
+
+    // The table says so too.
+    let o = env.run(&["auth", "status"]);
+    let out = stdout(&o);
+    assert!(
+        out.contains("note:       TOK_ADMIN_TOKEN was not sent here"),
+        "{out}"
+    );
+    assert_eq!(bare.requests(), 0);
+    assert!(!other
+        .authorizations()
+        .iter()
+        .any(|a| a.contains("adm-env-for-used")));
+}

@@ -1,9 +1,10 @@
 //! A tiny in-process gateway for the credential tests: `GET /v1/auth/self` as
 //! tok serve answers it (the admin token the request carries: id, name, scopes,
 //! expires_at; 401 with `WWW-Authenticate: Bearer error="invalid_token"` for any
-//! other), and a count of every request that reaches it, so that tests can show
-//! that a keyring failure sends nothing. Listens on 127.0.0.1 on a free port;
-//! stops when dropped.
+//! other), and a count of every request that reaches it and the Authorization
+//! header each carried, so that tests can show that a keyring failure sends
+//! nothing and that a credential goes only where it belongs. Listens on
+//! 127.0.0.1 on a free port; stops when dropped.
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -13,7 +14,7 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// An admin token the server knows.
 #[derive(Clone)]
@@ -49,6 +50,19 @@ struct Counts {
 struct Shared {
     admins: Vec<Admin>,
     counts: Counts,
+    /// The Authorization header of every request, in order ("" for none).
+    authorizations: Mutex<Vec<String>>,
+}
+
+impl Shared {
+    fn saw(&self, headers: &HeaderMap) {
+        self.counts.all.fetch_add(1, Ordering::SeqCst);
+        let value = headers
+            .get(header::AUTHORIZATION)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .unwrap_or_default();
+        self.authorizations.lock().unwrap().push(value);
+    }
 }
 
 pub struct AuthServer {
@@ -66,6 +80,7 @@ impl AuthServer {
         let shared = Arc::new(Shared {
             admins,
             counts: Counts::default(),
+            authorizations: Mutex::new(Vec::new()),
         });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let state = Arc::clone(&shared);
@@ -101,6 +116,12 @@ impl AuthServer {
         self.shared.counts.all.load(Ordering::SeqCst)
     }
 
+    /// The Authorization header of every request that reached the server, in
+    /// order; an empty string for a request without one.
+    pub fn authorizations(&self) -> Vec<String> {
+        self.shared.authorizations.lock().unwrap().clone()
+    }
+
     /// Requests to `/v1/auth/self`.
     pub fn auth_self_requests(&self) -> usize {
         self.shared.counts.auth_self.load(Ordering::SeqCst)
@@ -119,7 +140,7 @@ impl Drop for AuthServer {
 }
 
 async fn auth_self(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    s.counts.all.fetch_add(1, Ordering::SeqCst);
+    s.saw(&headers);
     s.counts.auth_self.fetch_add(1, Ordering::SeqCst);
     let presented = headers
         .get(header::AUTHORIZATION)
@@ -155,8 +176,8 @@ async fn auth_self(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response
     }
 }
 
-async fn not_found(State(s): State<Arc<Shared>>) -> Response {
-    s.counts.all.fetch_add(1, Ordering::SeqCst);
+async fn not_found(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    s.saw(&headers);
     (
         StatusCode::NOT_FOUND,
         Json(json!({"error": {"code": "not_found", "message": "no such route"}})),
