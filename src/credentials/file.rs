@@ -118,8 +118,9 @@ impl FileStore {
         }
         toml::from_str(&text).map_err(|e| {
             UserError::usage(format!(
-                "{} is not a tok credential file: {e}",
-                self.path.display()
+                "{} is not a tok credential file: {}",
+                self.path.display(),
+                parse_error(&text, &e)
             ))
             .hint("remove it and log in again with `tok login --insecure-storage`")
             .into()
@@ -183,6 +184,51 @@ impl FileStore {
     }
 }
 
+/// What is wrong with the file and on which line, without any of its text:
+/// the error's `Display` quotes the offending line, which may be the secret's,
+/// and serde's messages quote values (`invalid type: string "…"`) and unknown
+/// keys, which may be a secret written in the wrong place.
+fn parse_error(text: &str, e: &toml::de::Error) -> String {
+    let mut message = String::new();
+    let mut quoted = None;
+    let mut prev = None;
+    for c in e.message().replace('\n', "; ").chars() {
+        match quoted {
+            None => {
+                message.push(c);
+                if c == '"' || (c == '`' && masks_backticks(&message)) {
+                    message.push('…');
+                    quoted = Some(c);
+                }
+            }
+            Some(q) if c == q && prev != Some('\\') => {
+                message.push(c);
+                quoted = None;
+            }
+            Some(_) => {}
+        }
+        prev = Some(c);
+    }
+    match e.span() {
+        Some(span) => {
+            let line = text
+                .get(..span.start)
+                .map_or(0, |before| before.matches('\n').count())
+                + 1;
+            format!("{message} (line {line})")
+        }
+        None => message,
+    }
+}
+
+/// Whether the backtick just written opens a name taken from the file (which
+/// is masked) rather than one of TOML's or tok's own (`=`, `secret`).
+fn masks_backticks(message: &str) -> bool {
+    ["unknown field `", "unknown variant `", "duplicate key `"]
+        .iter()
+        .any(|m| message.ends_with(m))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,5 +287,56 @@ mod tests {
         }
         let err = f.get(&account("x")).unwrap_err().to_string();
         assert!(err.contains("is not a tok credential file"), "{err}");
+    }
+
+    #[test]
+    fn a_broken_file_never_quotes_its_secrets() {
+        let (_d, f) = store();
+        f.set(&account("x"), &Secret::new("hunter2-s3cret"))
+            .unwrap();
+        let good = std::fs::read_to_string(f.path()).unwrap();
+        let secret_line = good
+            .lines()
+            .position(|l| l.starts_with("secret = "))
+            .unwrap()
+            + 1;
+        let broken = [
+            // An unterminated string, and text after the value.
+            (
+                good.replace("\"hunter2-s3cret\"", "\"hunter2-s3cret"),
+                secret_line,
+            ),
+            (
+                good.replace("\"hunter2-s3cret\"", "\"hunter2-s3cret\" x"),
+                secret_line,
+            ),
+            // Unquoted, quoted with a bad escape, in the wrong place, as a key.
+            (
+                good.replace("\"hunter2-s3cret\"", "hunter2-s3cret"),
+                secret_line,
+            ),
+            (
+                good.replace("\"hunter2-s3cret\"", "\"hunter2\\qs3cret\""),
+                secret_line,
+            ),
+            ("credential = \"hunter2-s3cret\"\n".to_string(), 1),
+            (
+                good.replace("secret = \"hunter2-s3cret\"", "hunter2-s3cret = 1"),
+                secret_line,
+            ),
+        ];
+        for (text, line) in broken {
+            std::fs::write(f.path(), &text).unwrap();
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(f.path(), std::fs::Permissions::from_mode(0o600)).unwrap();
+            }
+            let err = format!("{:#}", f.get(&account("x")).unwrap_err());
+            assert!(err.contains("is not a tok credential file"), "{err}");
+            assert!(err.contains(&format!("(line {line})")), "{err}\n{text}");
+            assert!(!err.contains("hunter2"), "{err}");
+            assert!(!err.contains("s3cret"), "{err}");
+        }
     }
 }

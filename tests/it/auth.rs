@@ -688,3 +688,52 @@ fn auth_status_sends_the_environment_credential_only_to_the_gateway_in_use() {
         .iter()
         .any(|a| a.contains("adm-env-for-used")));
 }
+
+#[cfg(unix)]
+#[test]
+fn a_broken_credential_file_is_reported_without_its_secret() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = AuthServer::start(vec![Admin::new("adm-broken-s3cret", "tk_x", "x")]);
+    let env = Env::new();
+    add_profile(&env, "lab", &server.url);
+    let o = env.run_stdin(
+        &[
+            "login",
+            "--profile",
+            "lab",
+            "--with-token",
+            "--insecure-storage",
+        ],
+        "adm-broken-s3cret\n",
+    );
+    assert_success(&o, &["login --insecure-storage"]);
+    let file = env
+        .config_dir()
+        .join("credentials")
+        .join("credentials.toml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("secret = "))
+        .unwrap()
+        + 1;
+    // A hand edit that lost the closing quote of the secret.
+    std::fs::write(
+        &file,
+        text.replace("\"adm-broken-s3cret\"", "\"adm-broken-s3cret"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let o = env.run(&["--profile", "lab", "list"]);
+    assert_fails(
+        &o,
+        exit::USAGE,
+        &["is not a tok credential file", &format!("(line {line})")],
+    );
+    assert!(!stderr(&o).contains("s3cret"), "{}", stderr(&o));
+    assert_eq!(
+        server.requests(),
+        1,
+        "only login's check reached the gateway"
+    );
+}
