@@ -13,15 +13,34 @@ pub struct Ttl(u64);
 pub const MAX_SECONDS: u64 = 10 * 366 * 86_400;
 
 impl Ttl {
+    /// At most `MAX_SECONDS`, as parsing allows, so that `delta` and adding it
+    /// to now always fit.
     pub const fn from_secs(secs: u64) -> Self {
-        Ttl(secs)
+        Ttl(if secs > MAX_SECONDS {
+            MAX_SECONDS
+        } else {
+            secs
+        })
     }
     pub fn as_secs(self) -> u64 {
         self.0
     }
     pub fn delta(self) -> TimeDelta {
-        TimeDelta::seconds(self.0 as i64)
+        // Never more than ten years (see `from_secs` and `from_str`).
+        TimeDelta::seconds(self.0.min(MAX_SECONDS) as i64)
     }
+}
+
+/// `at` plus `secs` seconds, or None where no time is that far (chrono holds
+/// about ±262,000 years). For numbers read from a gateway or a file, on which
+/// `TimeDelta::seconds` and `+` would panic.
+pub fn checked_after(at: DateTime<Utc>, secs: i64) -> Option<DateTime<Utc>> {
+    TimeDelta::try_seconds(secs).and_then(|d| at.checked_add_signed(d))
+}
+
+/// As `checked_after`, for an unsigned count.
+pub fn checked_after_u64(at: DateTime<Utc>, secs: u64) -> Option<DateTime<Utc>> {
+    checked_after(at, i64::try_from(secs).ok()?)
 }
 
 impl FromStr for Ttl {
@@ -157,6 +176,23 @@ pub fn relative(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn time_arithmetic_on_outside_numbers_does_not_panic() {
+        let now = Utc::now();
+        assert_eq!(checked_after(now, 60), Some(now + TimeDelta::minutes(1)));
+        assert_eq!(checked_after(now, -60), Some(now - TimeDelta::minutes(1)));
+        for secs in [i64::MAX, i64::MIN, i64::MAX / 1000, 9_000_000_000_000] {
+            assert_eq!(checked_after(now, secs), None, "{secs}");
+        }
+        assert_eq!(checked_after_u64(now, u64::MAX), None);
+        assert_eq!(checked_after_u64(now, 1 << 63), None);
+        assert_eq!(checked_after_u64(now, 1), Some(now + TimeDelta::seconds(1)));
+        assert_eq!(Ttl::from_secs(u64::MAX).as_secs(), MAX_SECONDS);
+        assert!(now
+            .checked_add_signed(Ttl::from_secs(u64::MAX).delta())
+            .is_some());
+    }
 
     #[test]
     fn accepted_spellings() {

@@ -188,8 +188,11 @@ impl Filter {
                 .all(|(k, v)| t.labels.get(k).is_some_and(|x| x == v))
             && self.scopes.iter().all(|s| t.scopes.contains(s))
             && self.expiring_within.is_none_or(|w| {
+                // A window past the last representable time holds every
+                // future expiry (as the store's saturating SQL bound does).
+                let until = crate::duration::checked_after_u64(now, w);
                 t.expires_at
-                    .is_some_and(|e| e > now && e <= now + chrono::TimeDelta::seconds(w as i64))
+                    .is_some_and(|e| e > now && until.is_none_or(|u| e <= u))
             })
             && self
                 .created_by
@@ -302,6 +305,40 @@ mod tests {
         assert!(!glob_match("a?c", "ac"));
         assert!(glob_match("*x*y", "axbxy"));
         assert!(!glob_match("deploy-*", "ci-deploy-1"));
+    }
+
+    #[test]
+    fn any_expiring_within_window_filters_without_panicking() {
+        let now = Utc::now();
+        let soon = now + chrono::TimeDelta::hours(1);
+        let token = |expires_at| Token {
+            id: "t".into(),
+            name: None,
+            description: None,
+            scopes: Vec::new(),
+            labels: BTreeMap::new(),
+            created_at: now,
+            created_by: None,
+            expires_at,
+            max_uses: None,
+            uses: 0,
+            last_used_at: None,
+            state: State::Active,
+            revoked_at: None,
+            revoked_by: None,
+            revoke_reason: None,
+            fingerprint: "-".into(),
+        };
+        let within = |w| Filter {
+            expiring_within: Some(w),
+            ..Filter::default()
+        };
+        assert!(within(7200).matches(&token(Some(soon)), now));
+        assert!(!within(60).matches(&token(Some(soon)), now));
+        for w in [u64::MAX, 1 << 63, (i64::MAX / 1000) as u64 + 1] {
+            assert!(within(w).matches(&token(Some(soon)), now), "{w}");
+            assert!(!within(w).matches(&token(None), now), "{w}");
+        }
     }
 
     #[test]

@@ -374,7 +374,7 @@ impl Gateway for Apipark {
     fn renew(&self, id: &str, increment: Option<u64>) -> Result<Token> {
         let (item, auth) = self.find(id)?;
         let old = self.to_token(&item, Some(&auth));
-        let until = gateway_api::renewed_until(&old, increment, Utc::now())?;
+        let until = gateway_api::renewed_until(&old, increment, Utc::now(), self.api.base())?;
         self.edit_expiry(&item.id, &auth, until)?;
         let mut t = old;
         t.expires_at = Some(until);
@@ -389,7 +389,7 @@ impl Gateway for Apipark {
         let new = NewToken {
             name: old.name.clone(),
             labels: old.labels.clone(),
-            expires_at: gateway_api::same_lifetime(&old, now),
+            expires_at: gateway_api::same_lifetime(&old, now, self.api.base())?,
             ..NewToken::default()
         };
         let created = self.create(&new)?;

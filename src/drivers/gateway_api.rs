@@ -310,34 +310,54 @@ pub fn revoked(mut t: Token, reason: Option<&str>) -> Token {
     t
 }
 
-/// When a replacement for `old` expires: the same lifetime, from now.
-pub fn same_lifetime(old: &Token, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    old.expires_at.map(|e| {
-        let life = (e - old.created_at).max(chrono::TimeDelta::seconds(60));
-        now + life
-    })
+/// When a replacement for `old` expires: the same lifetime, from now. An
+/// expiry the gateway reported so far out that the same lifetime from now is
+/// past any date is a `Protocol` error for `url`.
+pub fn same_lifetime(old: &Token, now: DateTime<Utc>, url: &str) -> Result<Option<DateTime<Utc>>> {
+    old.expires_at
+        .map(|e| {
+            let life = (e - old.created_at).max(chrono::TimeDelta::seconds(60));
+            now.checked_add_signed(life)
+                .ok_or_else(|| too_far(old, e, url))
+        })
+        .transpose()
 }
 
 /// The new expiry of a renewal: `increment` from now, or by default the
-/// token's original lifetime from now.
+/// token's original lifetime from now (a `Protocol` error for `url` when that
+/// is past any date).
 pub fn renewed_until(
     old: &Token,
     increment: Option<u64>,
     now: DateTime<Utc>,
+    url: &str,
 ) -> Result<DateTime<Utc>> {
-    let secs = match increment {
-        Some(i) => i.min(crate::duration::MAX_SECONDS) as i64,
-        None => match old.expires_at {
-            Some(e) => (e - old.created_at).num_seconds().max(60),
-            None => {
-                return Err(DriverError::Invalid(format!(
-                    "token {} never expires, so it has no lifetime to renew by; pass --increment DURATION",
-                    old.id
-                )))
-            }
-        },
-    };
-    Ok(now + chrono::TimeDelta::seconds(secs))
+    match (increment, old.expires_at) {
+        (Some(i), _) => {
+            Ok(now + chrono::TimeDelta::seconds(i.min(crate::duration::MAX_SECONDS) as i64))
+        }
+        (None, Some(e)) => {
+            let secs = (e - old.created_at).num_seconds().max(60);
+            crate::duration::checked_after(now, secs).ok_or_else(|| too_far(old, e, url))
+        }
+        (None, None) => Err(DriverError::Invalid(format!(
+            "token {} never expires, so it has no lifetime to renew by; pass --increment DURATION",
+            old.id
+        ))),
+    }
+}
+
+/// A lifetime, read from the gateway, that cannot be given again from now.
+fn too_far(old: &Token, expires_at: DateTime<Utc>, url: &str) -> DriverError {
+    DriverError::Protocol {
+        url: url.to_string(),
+        message: format!(
+            "token {} expires at {}, so the same lifetime from now would end past any date tok can represent",
+            old.id,
+            crate::output::rfc3339(expires_at)
+        ),
+    }
+    .with_hint("check the token's expiry on the gateway; `tok renew --increment DURATION` renews by a lifetime you give")
 }
 
 /// Whole seconds from now until `t`, at least 1.
@@ -354,6 +374,39 @@ pub fn from_unix(secs: i64) -> Option<DateTime<Utc>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::TimeDelta;
+
+    #[test]
+    fn lifetimes_past_any_date_are_protocol_errors_not_panics() {
+        let now = Utc::now();
+        let old = |created_at, expires_at| token("k1".into(), created_at, Some(expires_at));
+        let normal = old(now - TimeDelta::hours(2), now - TimeDelta::hours(1));
+        assert_eq!(
+            same_lifetime(&normal, now, "http://gw").unwrap(),
+            Some(now + TimeDelta::hours(1))
+        );
+        assert_eq!(
+            renewed_until(&normal, None, now, "http://gw").unwrap(),
+            now + TimeDelta::hours(1)
+        );
+        let endless = old(
+            DateTime::<Utc>::MIN_UTC + TimeDelta::days(1),
+            DateTime::<Utc>::MAX_UTC - TimeDelta::days(1),
+        );
+        for e in [
+            same_lifetime(&endless, now, "http://gw").unwrap_err(),
+            renewed_until(&endless, None, now, "http://gw").unwrap_err(),
+        ] {
+            assert!(matches!(e, DriverError::Hinted { .. }), "{e}");
+            assert!(e.to_string().contains("past any date"), "{e}");
+            assert_eq!(e.kind(), crate::error::Kind::Failure);
+        }
+        // An increment the user gives still works.
+        assert_eq!(
+            renewed_until(&endless, Some(60), now, "http://gw").unwrap(),
+            now + TimeDelta::minutes(1)
+        );
+    }
 
     #[test]
     fn segments_are_encoded() {

@@ -206,7 +206,7 @@ impl Kong {
         )?;
         let answer = self.check(answer, &[key], || Self::no_consumer(consumer))?;
         let cred: Credential = answer.json()?;
-        Ok(to_token(&cred, now))
+        to_token(&cred, now, self.api.base())
     }
 
     /// A new ttl, counted from now by Kong.
@@ -225,8 +225,9 @@ impl Kong {
         )?;
         let answer = self.check(answer, &[], || DriverError::NotFound(id.to_string()))?;
         let updated: Credential = answer.json()?;
-        let mut t = to_token(&updated, now);
+        let mut t = to_token(&updated, now, self.api.base())?;
         if t.expires_at.is_none() {
+            // `ttl` is at most TTL_MAX (checked above).
             t.expires_at = Some(now + chrono::TimeDelta::seconds(ttl));
         }
         Ok(t)
@@ -290,14 +291,14 @@ impl Gateway for Kong {
         let tokens = self
             .all(self.owner.as_deref())?
             .iter()
-            .map(|(c, at)| to_token(c, *at))
-            .collect();
+            .map(|(c, at)| to_token(c, *at, self.api.base()))
+            .collect::<Result<_>>()?;
         gateway_api::emit(tokens, filter, sink)
     }
 
     fn get(&self, id_or_prefix: &str) -> Result<Token> {
         let (cred, at) = self.find(id_or_prefix)?;
-        Ok(to_token(&cred, at))
+        to_token(&cred, at, self.api.base())
     }
 
     fn lookup(&self, secret: &Secret) -> Result<Token> {
@@ -310,8 +311,8 @@ impl Gateway for Kong {
                 .all(None)?
                 .iter()
                 .find(|(c, _)| secret::ct_eq(c.key.as_bytes(), secret.expose().as_bytes()))
-                .map(|(c, at)| to_token(c, *at))
-                .ok_or_else(unknown);
+                .ok_or_else(unknown)
+                .and_then(|(c, at)| to_token(c, *at, self.api.base()));
         }
         let read_at = Utc::now();
         let answer = self
@@ -319,28 +320,31 @@ impl Gateway for Kong {
             .call_with_secret(Method::GET, "/key-auths/", secret, "", &[])?;
         let answer = self.check(answer, &[secret], unknown)?;
         let cred: Credential = answer.json()?;
-        Ok(to_token(&cred, read_at))
+        to_token(&cred, read_at, self.api.base())
     }
 
     fn revoke(&self, id: &str, reason: Option<&str>) -> Result<(Token, RevokeOutcome)> {
         let (cred, at) = self.find(id)?;
+        let token = to_token(&cred, at, self.api.base())?;
         self.delete(&cred)?;
-        Ok((
-            gateway_api::revoked(to_token(&cred, at), reason),
-            RevokeOutcome::Revoked,
-        ))
+        Ok((gateway_api::revoked(token, reason), RevokeOutcome::Revoked))
     }
 
     fn renew(&self, id: &str, increment: Option<u64>) -> Result<Token> {
         let (cred, at) = self.find(id)?;
         let now = Utc::now();
-        let until = gateway_api::renewed_until(&to_token(&cred, at), increment, now)?;
+        let until = gateway_api::renewed_until(
+            &to_token(&cred, at, self.api.base())?,
+            increment,
+            now,
+            self.api.base(),
+        )?;
         self.set_ttl(&cred.id, gateway_api::seconds_until(until, now))
     }
 
     fn rotate(&self, id: &str, grace: Option<u64>) -> Result<(Created, Token)> {
         let (cred, at) = self.find(id)?;
-        let old = to_token(&cred, at);
+        let old = to_token(&cred, at, self.api.base())?;
         let consumer = cred
             .consumer
             .as_ref()
@@ -355,7 +359,7 @@ impl Gateway for Kong {
         let token = self.post(
             &consumer,
             &secret,
-            gateway_api::same_lifetime(&old, now),
+            gateway_api::same_lifetime(&old, now, self.api.base())?,
             cred.tags.clone().unwrap_or_default(),
         )?;
         let created = Created { token, secret };
@@ -374,15 +378,28 @@ impl Gateway for Kong {
     }
 }
 
-fn to_token(c: &Credential, read_at: DateTime<Utc>) -> Token {
+/// The token of credential `c` as read at `read_at` from the gateway at `url`;
+/// a ttl past any date is a `Protocol` error (Kong itself allows 100000000s).
+fn to_token(c: &Credential, read_at: DateTime<Utc>, url: &str) -> Result<Token> {
     let created_at = gateway_api::from_unix(c.created_at).unwrap_or(read_at);
     let expires_at = c
         .ttl
-        .map(|left| read_at + chrono::TimeDelta::seconds(left.max(0)));
+        .map(|left| {
+            crate::duration::checked_after(read_at, left.max(0)).ok_or_else(|| {
+                DriverError::Protocol {
+                    url: url.to_string(),
+                    message: format!(
+                        "key-auth credential {} has a ttl of {left} seconds, past any date",
+                        c.id
+                    ),
+                }
+            })
+        })
+        .transpose()?;
     let mut t = gateway_api::token(c.id.clone(), created_at, expires_at);
     t.labels = labels_of(c.tags.as_deref().unwrap_or_default());
     t.fingerprint = gateway_api::fingerprint(&c.key);
-    t
+    Ok(t)
 }
 
 /// `key=value` tags become labels; a tag without `=` is a label with no value.
@@ -435,6 +452,29 @@ mod tests {
         assert_eq!(labels_of(&["plain".into()])["plain"], "");
         let bad: BTreeMap<String, String> = [("a".to_string(), "x/y".to_string())].into();
         assert!(tags_of(&bad).is_err());
+    }
+
+    #[test]
+    fn a_ttl_past_any_date_is_a_protocol_error_not_a_panic() {
+        let cred = |ttl| Credential {
+            id: "4e3ad2e4-0bc4-4638-8e34-c84a417ba39b".into(),
+            created_at: 1_700_000_000,
+            consumer: None,
+            key: "k".repeat(32),
+            ttl: Some(ttl),
+            tags: None,
+        };
+        let now = Utc::now();
+        let t = to_token(&cred(60), now, "http://kong:8001").unwrap();
+        assert_eq!(t.expires_at, Some(now + chrono::TimeDelta::seconds(60)));
+        for ttl in [i64::MAX, i64::MAX / 1000 + 1, 9_000_000_000_000] {
+            let e = to_token(&cred(ttl), now, "http://kong:8001").unwrap_err();
+            assert!(matches!(e, DriverError::Protocol { .. }), "{e}");
+            assert!(e.to_string().contains("past any date"), "{e}");
+        }
+        // A negative ttl (Kong's clock ran past it) reads as expired now.
+        let t = to_token(&cred(-5), now, "http://kong:8001").unwrap();
+        assert_eq!(t.expires_at, Some(now));
     }
 
     #[test]

@@ -310,7 +310,12 @@ impl Gateway for Tyk {
 
     fn renew(&self, id: &str, increment: Option<u64>) -> Result<Token> {
         let (hash, session) = self.find(id)?;
-        let until = gateway_api::renewed_until(&to_token(&hash, &session), increment, Utc::now())?;
+        let until = gateway_api::renewed_until(
+            &to_token(&hash, &session),
+            increment,
+            Utc::now(),
+            self.api.base(),
+        )?;
         self.set_expires(&hash, session, until)
     }
 
@@ -337,7 +342,8 @@ impl Gateway for Tyk {
         }
         body.insert(
             "expires".into(),
-            json!(gateway_api::same_lifetime(&old, now).map_or(0, |e| e.timestamp())),
+            json!(gateway_api::same_lifetime(&old, now, self.api.base())?
+                .map_or(0, |e| e.timestamp())),
         );
         let created = self.add(&Value::Object(body))?;
         let old = match grace {

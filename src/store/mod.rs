@@ -504,7 +504,10 @@ impl Store {
                 description: old.description.clone(),
                 scopes: old.scopes.clone(),
                 labels: old.labels.clone(),
-                expires_at: lifetime.map(|l| now + l),
+                // An expiry from the admin API can be so far out that the same
+                // lifetime from now is past chrono's last date: end there.
+                expires_at: lifetime
+                    .map(|l| now.checked_add_signed(l).unwrap_or(DateTime::<Utc>::MAX_UTC)),
                 max_uses: old.max_uses,
             };
             let (new_id, secret) = insert_row(tx, &new, by, Some(&old.id), now)?;
@@ -759,6 +762,21 @@ mod tests {
                 .unwrap_err(),
             Refusal::Unknown
         );
+    }
+
+    #[test]
+    fn rotating_a_token_that_expires_at_the_end_of_time_does_not_panic() {
+        let (_d, s) = store();
+        let long_ago = DateTime::<Utc>::MIN_UTC + TimeDelta::days(1);
+        let last = DateTime::<Utc>::MAX_UTC - TimeDelta::days(1);
+        let new = NewToken {
+            expires_at: Some(last),
+            ..NewToken::default()
+        };
+        let c = s.create(&new, None, long_ago).unwrap();
+        let (created, _) = s.rotate(&c.token.id, None, None, Utc::now()).unwrap();
+        let expires_at = created.token.expires_at.unwrap();
+        assert!(expires_at >= last, "{expires_at}");
     }
 
     #[test]

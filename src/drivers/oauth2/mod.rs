@@ -18,8 +18,10 @@ use crate::credentials::Credential;
 use crate::model::{check_new_token, Created, Filter, NewToken, RevokeOutcome, State, Token};
 use crate::secret::Secret;
 use base64::Engine;
-use chrono::Utc;
-use model::{discovery_urls, form_encode, to_token, Introspection, Metadata, TokenAnswer};
+use chrono::{DateTime, Utc};
+use model::{
+    discovery_urls, expiry_after, form_encode, to_token, Introspection, Metadata, TokenAnswer,
+};
 use reqwest::blocking::Response;
 use serde_json::Value;
 use std::sync::OnceLock;
@@ -284,6 +286,26 @@ impl OAuth2 {
         self.json_ok(resp)
     }
 
+    /// Revokes a token just issued that tok will not hand out, and says how
+    /// that went, for the error that follows.
+    fn take_back(&self, secret: &Secret, expires_at: Option<DateTime<Utc>>) -> String {
+        match self.revoke_at_server(secret) {
+            Ok(()) => "the token it issued was revoked".to_string(),
+            Err(e) => {
+                (self.warn)(&format!(
+                    "could not revoke the token the server issued: {e}"
+                ));
+                match expires_at {
+                    Some(e) => format!(
+                        "the token it issued could not be revoked and stays valid until {}",
+                        crate::output::rfc3339(e)
+                    ),
+                    None => "the token it issued could not be revoked".into(),
+                }
+            }
+        }
+    }
+
     fn revoke_at_server(&self, secret: &Secret) -> Result<()> {
         let url = self.endpoint(|e| &e.revocation, "revocation")?;
         let resp = self.post_form(
@@ -381,6 +403,21 @@ impl Gateway for OAuth2 {
                 }
             } else {
                 let (id, _) = self.client()?;
+                let exp = match answer.expires_in {
+                    None => None,
+                    Some(e) => match expiry_after(now, e) {
+                        Some(exp) => Some(exp),
+                        None => {
+                            let undo = self.take_back(&secret, None);
+                            return Err(DriverError::Protocol {
+                                url,
+                                message: format!(
+                                    "its expires_in of {e} seconds is past any date; {undo}"
+                                ),
+                            });
+                        }
+                    },
+                };
                 to_token(
                     &secret,
                     &Introspection {
@@ -390,7 +427,7 @@ impl Gateway for OAuth2 {
                         client_id: Some(id.to_string()),
                         username: None,
                         token_type: None,
-                        exp: answer.expires_in.map(|e| now.timestamp() + e),
+                        exp,
                         iat: Some(now.timestamp()),
                         sub: None,
                         aud: None,
@@ -407,21 +444,7 @@ impl Gateway for OAuth2 {
         if !dropped.is_empty() {
             // A token without the scopes asked for is not what the caller
             // wants: take it back rather than hand it out.
-            let undo = match self.revoke_at_server(&secret) {
-                Ok(()) => "the token it issued was revoked".to_string(),
-                Err(e) => {
-                    (self.warn)(&format!(
-                        "could not revoke the token the server issued: {e}"
-                    ));
-                    match token.expires_at {
-                        Some(e) => format!(
-                            "the token it issued could not be revoked and stays valid until {}",
-                            crate::output::rfc3339(e)
-                        ),
-                        None => "the token it issued could not be revoked".into(),
-                    }
-                }
-            };
+            let undo = self.take_back(&secret, token.expires_at);
             return Err(DriverError::Invalid(format!(
                 "the server did not grant {} (granted: {}); {undo}",
                 dropped

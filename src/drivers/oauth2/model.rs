@@ -108,6 +108,12 @@ pub(super) fn epoch(s: Option<i64>) -> Option<DateTime<Utc>> {
     s.and_then(|s| Utc.timestamp_opt(s, 0).single())
 }
 
+/// The Unix time `expires_in` seconds after `now` (RFC 6749 §5.1), or None
+/// when that is past any date (a number from the server; `+` would overflow).
+pub(super) fn expiry_after(now: DateTime<Utc>, expires_in: i64) -> Option<i64> {
+    crate::duration::checked_after(now, expires_in).map(|t| t.timestamp())
+}
+
 pub(super) fn to_token(secret: &Secret, i: &Introspection, now: DateTime<Utc>) -> Token {
     let mut labels = BTreeMap::new();
     let mut put = |k: &str, v: Option<String>| {
@@ -155,6 +161,21 @@ pub(super) fn to_token(secret: &Secret, i: &Introspection, now: DateTime<Utc>) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_expires_in_past_any_date_is_none_not_a_panic() {
+        let now = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
+        assert_eq!(expiry_after(now, 3600), Some(1_700_003_600));
+        assert_eq!(expiry_after(now, 0), Some(1_700_000_000));
+        for e in [
+            i64::MAX,
+            i64::MAX - 1_000,
+            i64::MAX / 1000,
+            10_000_000_000_000,
+        ] {
+            assert_eq!(expiry_after(now, e), None, "{e}");
+        }
+    }
 
     #[test]
     fn form_encoding_follows_rfc_6749() {

@@ -188,9 +188,15 @@ impl Vault {
                     Err(e) => e.to_string(),
                     _ => "Vault no longer knows its accessor".into(),
                 };
+                let (expires_at, past_any_date) = lease_end(auth.lease_duration, now);
                 (self.warn)(&format!(
-                    "created token {} but could not read it back ({why}); its details come from the create answer",
-                    auth.accessor
+                    "created token {} but could not read it back ({why}); its details come from the create answer{}",
+                    auth.accessor,
+                    if past_any_date {
+                        ", whose lease_duration is past any date, so no expiry is shown"
+                    } else {
+                        ""
+                    }
                 ));
                 let (max_uses, uses) = uses_of(auth.num_uses, auth.metadata.as_ref());
                 Token {
@@ -201,10 +207,7 @@ impl Vault {
                     labels: labels_of(auth.metadata.as_ref()),
                     created_at: now,
                     created_by: None,
-                    expires_at: auth
-                        .lease_duration
-                        .filter(|d| *d > 0)
-                        .map(|d| now + chrono::TimeDelta::seconds(d as i64)),
+                    expires_at,
                     max_uses,
                     uses,
                     last_used_at: None,
@@ -217,6 +220,19 @@ impl Vault {
             }
         };
         Ok(Created { token, secret })
+    }
+}
+
+/// When a lease of `lease_duration` seconds from `now` ends (0 or none: never),
+/// and whether Vault's number was past any date. The token exists and its
+/// secret is in hand, so such a number loses the expiry, not the token.
+fn lease_end(lease_duration: Option<u64>, now: DateTime<Utc>) -> (Option<DateTime<Utc>>, bool) {
+    match lease_duration.filter(|d| *d > 0) {
+        None => (None, false),
+        Some(d) => match crate::duration::checked_after_u64(now, d) {
+            Some(end) => (Some(end), false),
+            None => (None, true),
+        },
     }
 }
 
@@ -412,5 +428,29 @@ impl Gateway for Vault {
 
     fn is_secret(&self, s: &str) -> bool {
         crate::secret::looks_like_secret(s) || looks_like_vault_token(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_past_any_date_loses_the_expiry_not_the_token() {
+        let now = Utc::now();
+        assert_eq!(lease_end(None, now), (None, false));
+        assert_eq!(lease_end(Some(0), now), (None, false));
+        assert_eq!(
+            lease_end(Some(60), now),
+            (Some(now + chrono::TimeDelta::seconds(60)), false)
+        );
+        for d in [
+            u64::MAX,
+            1 << 63,
+            (i64::MAX / 1000) as u64 + 1,
+            9_000_000_000_000,
+        ] {
+            assert_eq!(lease_end(Some(d), now), (None, true), "{d}");
+        }
     }
 }
