@@ -48,6 +48,9 @@ pub struct OAuth2 {
     credential: Option<Credential>,
     explicit: Endpoints,
     discovered: OnceLock<Endpoints>,
+    /// --insecure (or the profile's): also lets discovery name plain http
+    /// endpoints for an https issuer.
+    insecure: bool,
     warn: Warn,
 }
 
@@ -78,6 +81,7 @@ impl OAuth2 {
                 scopes_supported: Vec::new(),
             },
             discovered: OnceLock::new(),
+            insecure: settings.http.insecure,
             warn,
         })
     }
@@ -138,13 +142,8 @@ impl OAuth2 {
                 .token_endpoint_auth_methods_supported
                 .unwrap_or_default();
             let check = |name: &str, v: Option<String>| -> Result<Option<String>> {
-                v.map(|u| {
-                    normalize_url(&u).map_err(|e| DriverError::Protocol {
-                        url: url.clone(),
-                        message: format!("its {name} is not usable: {e}"),
-                    })
-                })
-                .transpose()
+                v.map(|u| discovered_endpoint(&base, url, name, &u, self.insecure))
+                    .transpose()
             };
             let found = Endpoints {
                 token: check("token_endpoint", meta.token_endpoint)?,
@@ -330,6 +329,32 @@ impl OAuth2 {
 }
 
 /// What this driver cannot do, with what it can.
+/// An endpoint named in the metadata at `metadata_url`, checked before the
+/// client secret goes there: a URL, and not plain http for an https issuer
+/// (a downgrade that would send the secret in the clear) unless `insecure`.
+fn discovered_endpoint(
+    issuer: &str,
+    metadata_url: &str,
+    name: &str,
+    raw: &str,
+    insecure: bool,
+) -> Result<String> {
+    let u = normalize_url(raw).map_err(|e| DriverError::Protocol {
+        url: metadata_url.to_string(),
+        message: format!("its {name} is not usable: {e}"),
+    })?;
+    if issuer.starts_with("https://") && u.starts_with("http://") && !insecure {
+        return Err(DriverError::Invalid(format!(
+            "the server's metadata ({metadata_url}) names {name} {u}, plain http for an https issuer; tok will not send the client secret there in the clear"
+        ))
+        .with_hint(format!(
+            "have the server advertise https endpoints, set the endpoint in the profile (`tok profile add NAME --driver oauth2 --url {issuer} --{}-endpoint https://...`), or pass --insecure to send it anyway",
+            name.trim_end_matches("_endpoint")
+        )));
+    }
+    Ok(u)
+}
+
 fn unsupported(op: Op) -> DriverError {
     let e = DriverError::Unsupported {
         driver: "oauth2",
@@ -521,5 +546,82 @@ impl Gateway for OAuth2 {
     fn is_secret(&self, s: &str) -> bool {
         // No ids exist here; anything long enough to be a token is treated as one.
         !s.starts_with("sha256:") && s.len() >= 16
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const META: &str = "https://id.example/.well-known/openid-configuration";
+
+    #[test]
+    fn discovery_refuses_plain_http_endpoints_for_an_https_issuer() {
+        let issuer = "https://id.example";
+        let e = discovered_endpoint(
+            issuer,
+            META,
+            "token_endpoint",
+            "http://id.example/token",
+            false,
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), crate::error::Kind::Usage);
+        let msg = e.to_string();
+        assert!(
+            msg.contains("token_endpoint http://id.example/token"),
+            "{msg}"
+        );
+        assert!(msg.contains("plain http for an https issuer"), "{msg}");
+        assert!(e.hint().unwrap().contains("--insecure"), "{:?}", e.hint());
+        assert!(
+            e.hint().unwrap().contains("--token-endpoint"),
+            "{:?}",
+            e.hint()
+        );
+        // Case does not matter to the scheme check: the URL is normalised first.
+        assert!(discovered_endpoint(
+            issuer,
+            META,
+            "revocation_endpoint",
+            "HTTP://id.example/r",
+            false
+        )
+        .is_err());
+
+        // --insecure lets it through; https, and any endpoint of an http issuer, pass.
+        assert_eq!(
+            discovered_endpoint(
+                issuer,
+                META,
+                "token_endpoint",
+                "http://id.example/token",
+                true
+            )
+            .unwrap(),
+            "http://id.example/token"
+        );
+        assert_eq!(
+            discovered_endpoint(
+                issuer,
+                META,
+                "introspection_endpoint",
+                "https://id.example/i/",
+                false
+            )
+            .unwrap(),
+            "https://id.example/i"
+        );
+        assert!(discovered_endpoint(
+            "http://127.0.0.1:3000",
+            META,
+            "token_endpoint",
+            "http://127.0.0.1:3000/t",
+            false
+        )
+        .is_ok());
+        let e =
+            discovered_endpoint(issuer, META, "token_endpoint", "not a url", false).unwrap_err();
+        assert!(matches!(e, DriverError::Protocol { .. }), "{e}");
     }
 }
