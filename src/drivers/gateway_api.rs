@@ -3,7 +3,7 @@
 //! shows, and the small model helpers every one of them needs.
 
 use super::http_client::{self, Http};
-use super::{DriverError, DriverKind, Result, Settings, TransportCause};
+use super::{DriverError, DriverKind, Result, Settings};
 use crate::error::Kind;
 use crate::model::{Filter, State, Token};
 use crate::secret::{self, Secret};
@@ -106,19 +106,15 @@ impl AdminApi {
         if let Some(b) = body {
             req = req.json(b);
         }
-        // reqwest errors name the URL; it may hold a secret, so it is dropped
-        // and the shown URL is used instead.
+        // reqwest errors name the URL, which may hold a secret: both helpers
+        // drop it and show `shown` instead.
         let resp = req
             .send()
-            .map_err(|e| http_client::transport_error(&shown, &e.without_url(), self.timeout))?;
+            .map_err(|e| http_client::transport_error(&shown, e, self.timeout))?;
         let status = resp.status().as_u16();
         let body = resp
             .bytes()
-            .map_err(|e| DriverError::Transport {
-                url: shown.clone(),
-                cause: TransportCause::Other,
-                message: format!("the answer was cut off: {}", e.without_url()),
-            })?
+            .map_err(|e| http_client::cut_off(&shown, e))?
             .to_vec();
         Ok(Answer {
             status,

@@ -57,7 +57,7 @@ impl Http {
         let client = b.build().map_err(|e| DriverError::Transport {
             url: base.clone(),
             cause: TransportCause::Other,
-            message: format!("could not set up the HTTP client: {e}"),
+            message: format!("could not set up the HTTP client: {}", e.without_url()),
         })?;
         Ok(Http {
             client,
@@ -87,7 +87,7 @@ impl Http {
             .map(|r| redact_url(r.url().as_str()))
             .unwrap_or_else(|| self.base.clone());
         req.send()
-            .map_err(|e| transport_error(&url, &e, self.timeout))
+            .map_err(|e| transport_error(&url, e, self.timeout))
     }
 }
 
@@ -95,11 +95,7 @@ impl Http {
 pub fn read_json<T: DeserializeOwned>(resp: Response) -> Result<T, DriverError> {
     let url = redact_url(resp.url().as_str());
     let status = resp.status();
-    let bytes = resp.bytes().map_err(|e| DriverError::Transport {
-        url: url.clone(),
-        cause: TransportCause::Other,
-        message: format!("the answer was cut off: {e}"),
-    })?;
+    let bytes = resp.bytes().map_err(|e| cut_off(&url, e))?;
     serde_json::from_slice(&bytes).map_err(|e| DriverError::Protocol {
         url,
         message: format!(
@@ -147,7 +143,11 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-pub fn transport_error(url: &str, e: &reqwest::Error, timeout: Duration) -> DriverError {
+/// A request that got no answer. `url` is the one to show (query dropped):
+/// reqwest's own message names the full URL, whose query may carry a key
+/// (`?apikey=`), so it is taken off the error before any of it is formatted.
+pub fn transport_error(url: &str, e: reqwest::Error, timeout: Duration) -> DriverError {
+    let e = e.without_url();
     let chain = {
         let mut parts = vec![e.to_string()];
         let mut src = e.source();
@@ -199,6 +199,15 @@ pub fn transport_error(url: &str, e: &reqwest::Error, timeout: Duration) -> Driv
     }
 }
 
+/// An answer whose body could not be read whole; `url` as for `transport_error`.
+pub fn cut_off(url: &str, e: reqwest::Error) -> DriverError {
+    DriverError::Transport {
+        url: url.to_string(),
+        cause: TransportCause::Other,
+        message: format!("the answer was cut off: {}", e.without_url()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,5 +222,32 @@ mod tests {
         assert!(normalize_url("ftp://x").is_err());
         assert!(normalize_url("https://u:p@x").is_err());
         assert_eq!(redact_url("http://x/a?apikey=s"), "http://x/a?…");
+    }
+
+    #[test]
+    fn transport_errors_never_show_the_query_of_the_url() {
+        // A port that was free a moment ago: the connection is refused.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let raw = format!("http://127.0.0.1:{port}/keys?apikey=s3cret-in-query");
+        let e = Client::new().get(&raw).send().unwrap_err();
+        assert!(
+            e.to_string().contains("s3cret"),
+            "reqwest names the URL: {e}"
+        );
+        let err = transport_error(&redact_url(&raw), e, DEFAULT_TIMEOUT);
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(
+            shown.contains(&format!("127.0.0.1:{port}/keys?…")),
+            "{shown}"
+        );
+
+        let e = Client::new().get(&raw).send().unwrap_err();
+        let shown = format!("{:?}", cut_off("http://x/keys?…", e));
+        assert!(!shown.contains("s3cret"), "{shown}");
     }
 }

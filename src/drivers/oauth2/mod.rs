@@ -10,10 +10,8 @@ mod model;
 
 pub use model::handle_of;
 
-use super::http_client::{normalize_url, redact_url, snippet, Http};
-use super::{
-    Capabilities, DriverError, DriverKind, Gateway, Identity, Op, Result, TransportCause, Warn,
-};
+use super::http_client::{cut_off, normalize_url, redact_url, snippet, Http};
+use super::{Capabilities, DriverError, DriverKind, Gateway, Identity, Op, Result, Warn};
 use crate::credentials::Credential;
 use crate::model::{check_new_token, Created, Filter, NewToken, RevokeOutcome, State, Token};
 use crate::secret::Secret;
@@ -203,11 +201,7 @@ impl OAuth2 {
     fn json_ok<T: serde::de::DeserializeOwned>(&self, resp: Response) -> Result<T> {
         let url = redact_url(resp.url().as_str());
         let status = resp.status();
-        let bytes = resp.bytes().map_err(|e| DriverError::Transport {
-            url: url.clone(),
-            cause: TransportCause::Other,
-            message: format!("the answer was cut off: {e}"),
-        })?;
+        let bytes = resp.bytes().map_err(|e| cut_off(&url, e))?;
         if status.is_success() {
             return serde_json::from_slice(&bytes).map_err(|e| DriverError::Protocol {
                 url,

@@ -3,8 +3,8 @@
 
 use super::model::{clean_error, data_of, TokenData};
 use super::{Vault, CREDENTIAL_HINT, DEFAULT_MOUNT};
-use crate::drivers::http_client::{redact_url, snippet};
-use crate::drivers::{DriverError, Result, TransportCause};
+use crate::drivers::http_client::{cut_off, redact_url, snippet};
+use crate::drivers::{DriverError, Result};
 use crate::model::RevokeOutcome;
 use reqwest::blocking::Response;
 use reqwest::Method;
@@ -85,11 +85,7 @@ impl Vault {
     pub(super) fn answer(&self, resp: Response) -> Call<Value> {
         let url = redact_url(resp.url().as_str());
         let status = resp.status();
-        let bytes = resp.bytes().map_err(|e| DriverError::Transport {
-            url: url.clone(),
-            cause: TransportCause::Other,
-            message: format!("the answer was cut off: {e}"),
-        })?;
+        let bytes = resp.bytes().map_err(|e| cut_off(&url, e))?;
         let body: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
             Value::Null
         } else {
