@@ -147,8 +147,11 @@ impl Answer {
     }
 
     /// The start of the body for an error message, with any of `secrets` blanked.
+    /// The whole body is redacted before it is cut: cut first, a secret that
+    /// straddles the cut would no longer match and its first part would show.
     pub fn snippet(&self, secrets: &[&Secret]) -> String {
-        redact(&http_client::snippet(&self.body), secrets)
+        let whole = redact(&String::from_utf8_lossy(&self.body), secrets);
+        http_client::snippet(whole.as_bytes())
     }
 
     /// An HTTP error for a status no driver rule covers (5xx and the like).
@@ -431,6 +434,26 @@ mod tests {
             resolve_prefix(ids, "q"),
             Err(DriverError::NotFound(_))
         ));
+    }
+
+    #[test]
+    fn a_secret_across_the_snippet_cut_is_redacted_whole() {
+        let secret = Secret::new("tok_straddles_the_two_hundredth_character_0123456789");
+        for at in [150, 180, 195, 199, 200] {
+            let body = format!("{}{} tail", "x".repeat(at), secret.expose());
+            let answer = Answer {
+                status: 500,
+                body: body.into_bytes(),
+                url: "http://gw/x".into(),
+            };
+            let shown = answer.snippet(&[&secret]);
+            assert!(!shown.contains("tok_straddles"), "{at}: {shown}");
+            assert!(!shown.contains("tok_"), "{at}: {shown}");
+            assert!(shown.chars().count() <= 201, "{at}: {shown}");
+            if at <= 190 {
+                assert!(shown.contains("(redacted)"), "{at}: {shown}");
+            }
+        }
     }
 
     #[test]
