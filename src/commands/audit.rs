@@ -1,9 +1,11 @@
 //! `tok audit`: the audit trail, filtered, optionally followed.
 
+use super::inspect::{not_an_id, refuse_secret_arg, secret_in_argv};
 use super::{driver, Ctx};
 use crate::cli::{AuditArgs, OutputFormat};
 use crate::error::UserError;
 use crate::output::{self, rfc3339};
+use crate::secret;
 use crate::store::audit::{AuditFilter, Entry};
 use anyhow::Result;
 use chrono::Utc;
@@ -26,9 +28,22 @@ pub fn run(ctx: &Ctx, args: AuditArgs) -> Result<()> {
             .hint("use -o json, jsonl, tsv or table")
             .into());
     }
+    if args.token.as_deref().is_some_and(secret::looks_like_secret) {
+        return Err(secret_in_argv(ctx.driver_kind()).into());
+    }
     let gw = ctx.gateway()?;
     let token_id = match &args.token {
-        Some(t) => Some(driver(gw.get(t), || format!("could not find token {t}"))?.id),
+        Some(t) => {
+            refuse_secret_arg(gw.as_ref(), t)?;
+            if !gw.looks_like_id(t) {
+                let e = anyhow::Error::new(not_an_id(gw.kind()));
+                return Err(e.context(format!(
+                    "could not find token {}",
+                    secret::fingerprint_of(t)
+                )));
+            }
+            Some(driver(gw.get(t), || format!("could not find token {t}"))?.id)
+        }
         None => None,
     };
     let mut filter = AuditFilter {

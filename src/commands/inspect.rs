@@ -2,8 +2,8 @@
 
 use super::{driver, read_stdin, Ctx};
 use crate::cli::{InspectArgs, OutputFormat};
-use crate::drivers::{DriverKind, Op};
-use crate::error::UserError;
+use crate::drivers::{DriverKind, Gateway, Op};
+use crate::error::{Kind, UserError};
 use crate::model::Token;
 use crate::output::{self, rfc3339};
 use crate::secret::{self, Secret};
@@ -49,14 +49,34 @@ pub fn run(ctx: &Ctx, args: InspectArgs) -> Result<()> {
             .into());
     }
     let gw = ctx.gateway()?;
-    if gw.is_secret(&args.id) {
-        return Err(secret_in_argv(gw.kind()).into());
-    }
+    refuse_secret_arg(gw.as_ref(), &args.id)?;
     gw.require(Op::InspectById)?;
     let t = driver(gw.get(&args.id), || {
         format!("could not inspect token {}", args.id)
     })?;
     print_token(ctx, &t)
+}
+
+/// Refuses a secret typed where a token id belongs (tok's format, or one this
+/// driver knows): argv ends up in shell history and `ps`, and the id would be
+/// echoed in messages. Nothing of it is shown.
+pub fn refuse_secret_arg(gw: &dyn Gateway, arg: &str) -> Result<(), UserError> {
+    if secret::looks_like_secret(arg) || gw.is_secret(arg) {
+        return Err(secret_in_argv(gw.kind()));
+    }
+    Ok(())
+}
+
+/// For input that is neither shaped like an id of this driver nor a secret it
+/// knows: perhaps another gateway's secret, so it is not looked up (no request
+/// carries it) and the caller shows only its fingerprint.
+pub fn not_an_id(kind: DriverKind) -> UserError {
+    let driver = kind.as_str();
+    UserError::new(
+        Kind::NotFound,
+        format!("it is neither a token id of the {driver} driver nor a secret that driver knows"),
+    )
+    .hint("ids look like those `tok list` shows; if it is another gateway's secret, pick that gateway with --profile or --driver")
 }
 
 /// The refusal of a gateway's secret given as an argument.

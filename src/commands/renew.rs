@@ -7,9 +7,7 @@ use anyhow::Result;
 
 pub fn run(ctx: &Ctx, args: RenewArgs) -> Result<()> {
     let gw = ctx.gateway()?;
-    if gw.is_secret(&args.id) {
-        return Err(super::inspect::secret_in_argv(gw.kind()).into());
-    }
+    super::inspect::refuse_secret_arg(gw.as_ref(), &args.id)?;
     gw.require(Op::Renew)?;
     let t = driver(
         gw.renew(&args.id, args.increment.map(|i| i.as_secs())),

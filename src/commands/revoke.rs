@@ -1,6 +1,6 @@
 //! `tok revoke`: by id, by id or secret on stdin, or by filter (bulk).
 
-use super::{list::to_filter, read_stdin, Ctx};
+use super::{inspect::not_an_id, list::to_filter, read_stdin, Ctx};
 use crate::cli::{OutputFormat, RevokeArgs};
 use crate::drivers::{DriverError, Gateway, Op};
 use crate::error::{Partial, UserError};
@@ -16,13 +16,26 @@ use std::io::Write;
 enum Target {
     Id(String),
     Secret(Secret),
+    /// Neither shaped like an id of this driver nor a secret it knows: perhaps
+    /// another gateway's secret, so it is never sent as an id nor shown whole.
+    Unknown(Secret),
 }
 
 impl Target {
+    fn of(gw: &dyn Gateway, input: &str) -> Target {
+        if gw.is_secret(input) {
+            Target::Secret(Secret::new(input))
+        } else if gw.looks_like_id(input) {
+            Target::Id(input.to_string())
+        } else {
+            Target::Unknown(Secret::new(input))
+        }
+    }
+
     fn describe(&self) -> String {
         match self {
             Target::Id(id) => id.clone(),
-            Target::Secret(s) => s.fingerprint(),
+            Target::Secret(s) | Target::Unknown(s) => s.fingerprint(),
         }
     }
 }
@@ -66,18 +79,14 @@ pub fn run(ctx: &Ctx, args: RevokeArgs) -> Result<()> {
         if id == "-" {
             let input = read_stdin(ctx, None)?;
             for line in input.lines().map(str::trim).filter(|l| !l.is_empty()) {
-                targets.push(if gw.is_secret(line) {
-                    Target::Secret(Secret::new(line))
-                } else {
-                    Target::Id(line.to_string())
-                });
+                targets.push(Target::of(gw.as_ref(), line));
             }
         } else if secret::looks_like_secret(id) || gw.is_secret(id) {
             return Err(UserError::usage("a secret was given on the command line")
                 .hint("secrets end up in shell history; pipe it in: `printf %s \"$TOKEN\" | tok revoke - --yes`")
                 .into());
         } else {
-            targets.push(Target::Id(id.clone()));
+            targets.push(Target::of(gw.as_ref(), id));
         }
     }
 
@@ -109,7 +118,7 @@ pub fn run(ctx: &Ctx, args: RevokeArgs) -> Result<()> {
                 }
                 tokens.push(t)
             }
-            Err(e) => failures.push((target.describe(), e.into())),
+            Err(e) => failures.push((target.describe(), e)),
         }
     }
     let total = tokens.len() + failures.len();
@@ -256,8 +265,8 @@ pub fn run(ctx: &Ctx, args: RevokeArgs) -> Result<()> {
     finish(failures, total)
 }
 
-fn resolve(gw: &dyn Gateway, target: &Target) -> Result<Token, DriverError> {
-    match target {
+fn resolve(gw: &dyn Gateway, target: &Target) -> Result<Token> {
+    let found = match target {
         Target::Id(id) => gw.get(id),
         Target::Secret(s) => {
             // Only tok's own secrets carry a checksum to check offline.
@@ -265,13 +274,16 @@ fn resolve(gw: &dyn Gateway, target: &Target) -> Result<Token, DriverError> {
                 if let Err(e) = s.validate() {
                     return Err(DriverError::Invalid(format!(
                         "that is not a valid tok secret: {e}"
-                    )));
+                    ))
+                    .into());
                 }
             }
-            gw.require(Op::InspectBySecret)?;
-            gw.lookup(s)
+            gw.require(Op::InspectBySecret).and_then(|()| gw.lookup(s))
         }
-    }
+        // Not sent: it is not an id, and may be another gateway's secret.
+        Target::Unknown(_) => return Err(not_an_id(gw.kind()).into()),
+    };
+    Ok(found?)
 }
 
 /// One item that failed alone keeps its own error (and exit code); several

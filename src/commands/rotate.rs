@@ -8,9 +8,7 @@ use anyhow::Result;
 
 pub fn run(ctx: &Ctx, args: RotateArgs) -> Result<()> {
     let gw = ctx.gateway()?;
-    if gw.is_secret(&args.id) {
-        return Err(super::inspect::secret_in_argv(gw.kind()).into());
-    }
+    super::inspect::refuse_secret_arg(gw.as_ref(), &args.id)?;
     gw.require(Op::Rotate)?;
     if args.grace.is_some() {
         // A grace period is an expiry time on the old token.

@@ -322,6 +322,12 @@ impl Gateway for Apisix {
         to_token(&node).ok_or_else(|| DriverError::NotFound(id_or_prefix.to_string()))
     }
 
+    /// `CONSUMER/CREDENTIAL`: APISIX's username and credential id patterns
+    /// (`^[a-zA-Z0-9_-]+$`, `^[a-zA-Z0-9-_.]+$`), or a prefix.
+    fn looks_like_id(&self, s: &str) -> bool {
+        s.matches('/').count() <= 1 && super::id_shaped(s, 200, "-_./")
+    }
+
     fn lookup(&self, secret: &Secret) -> Result<Token> {
         self.all()?
             .iter()

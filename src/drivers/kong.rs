@@ -301,6 +301,11 @@ impl Gateway for Kong {
         to_token(&cred, at, self.api.base())
     }
 
+    /// Kong ids are UUIDs.
+    fn looks_like_id(&self, s: &str) -> bool {
+        super::hex_shaped(s, 36)
+    }
+
     fn lookup(&self, secret: &Secret) -> Result<Token> {
         let unknown = || DriverError::UnknownSecret {
             fingerprint: gateway_api::fingerprint(secret.expose()),

@@ -53,6 +53,10 @@ impl Gateway for Local {
         Ok(self.store.resolve(id_or_prefix, Utc::now())?)
     }
 
+    fn looks_like_id(&self, s: &str) -> bool {
+        crate::store::looks_like_id(s)
+    }
+
     fn lookup(&self, secret: &Secret) -> Result<Token> {
         secret
             .validate()

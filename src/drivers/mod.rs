@@ -328,6 +328,21 @@ pub enum TransportCause {
     Other,
 }
 
+/// Whether `s` is 1 to `max` ASCII letters and digits and characters of `extra`:
+/// the shape of a token id (or a prefix of one) for `Gateway::looks_like_id`.
+pub fn id_shaped(s: &str, max: usize, extra: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= max
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || extra.contains(c))
+}
+
+/// Whether `s` is hexadecimal digits and `-`, at most `max` of them: a UUID
+/// (36) or a hash, or a prefix of one.
+pub fn hex_shaped(s: &str, max: usize) -> bool {
+    id_shaped(s, max, "-") && s.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+}
+
 /// Errors at the driver seam. Messages never contain a secret.
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
@@ -535,6 +550,13 @@ pub trait Gateway {
         crate::secret::looks_like_secret(s)
     }
 
+    /// Whether `s` is shaped like one of this gateway's token ids, or a prefix
+    /// of one. Input that is neither this nor one of its secrets may be another
+    /// gateway's secret: it is never sent as an id, nor shown whole.
+    fn looks_like_id(&self, s: &str) -> bool {
+        id_shaped(s, 64, "-_")
+    }
+
     /// Checks the admin credential against the gateway and says whose it is and
     /// when it expires (for `tok login` and `tok auth status`). Drivers without a
     /// credential (local) answer with their own identity.
@@ -567,5 +589,27 @@ pub trait Gateway {
                 op,
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_shapes_take_ids_and_prefixes_and_leave_secrets_out() {
+        assert!(crate::store::looks_like_id("tk_7q2abc0def9z"));
+        assert!(crate::store::looks_like_id("tk_7q"));
+        assert!(crate::store::looks_like_id("7q2abc"));
+        assert!(!crate::store::looks_like_id("tk_"));
+        assert!(!crate::store::looks_like_id("hvs.CAESIabcdefghijklmnop"));
+        assert!(!crate::store::looks_like_id(&"a".repeat(32)));
+        assert!(hex_shaped("4e3ad2e4-0bc4-4638-8e34-c84a417ba39b", 36));
+        assert!(!hex_shaped("4e3ad2e4-0bc4-4638-8e34-c84a417ba39b0", 36));
+        assert!(!hex_shaped("no-such-id", 36));
+        assert!(id_shaped("no-such-id", 64, "-_"));
+        assert!(!id_shaped("", 64, "-_"));
+        assert!(!id_shaped("a/b?c", 64, "-_"));
+        assert!(!id_shaped("eyJvcmciOiIxIiwiaWQiOiIyIn0=", 64, "-_"));
     }
 }

@@ -265,6 +265,10 @@ impl Gateway for TokDriver {
         }
     }
 
+    fn looks_like_id(&self, s: &str) -> bool {
+        crate::store::looks_like_id(s)
+    }
+
     fn lookup(&self, secret: &Secret) -> Result<Token> {
         secret
             .validate()

@@ -324,6 +324,11 @@ impl Gateway for Tyk {
         crate::secret::looks_like_secret(s) || is_tyk_key(s)
     }
 
+    /// Key hashes: hex (murmur3 or sha256).
+    fn looks_like_id(&self, s: &str) -> bool {
+        super::hex_shaped(s, 64)
+    }
+
     fn rotate(&self, id: &str, grace: Option<u64>) -> Result<(Created, Token)> {
         let (hash, session) = self.find(id)?;
         let old = to_token(&hash, &session);

@@ -18,8 +18,14 @@ use std::time::Duration;
 pub const DB_FILE: &str = "tok.db";
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Length of the random part of an id (`tk_` + this many base36 characters).
-const ID_LEN: usize = 12;
+pub const ID_LEN: usize = 12;
 pub const ID_PREFIX: &str = "tk_";
+
+/// Whether `s` is a token id of this store or a prefix of one (`tk_` optional).
+pub fn looks_like_id(s: &str) -> bool {
+    let body = s.strip_prefix(ID_PREFIX).unwrap_or(s);
+    !body.is_empty() && body.len() <= ID_LEN && body.chars().all(|c| c.is_ascii_alphanumeric())
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

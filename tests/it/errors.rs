@@ -265,3 +265,50 @@ fn a_closed_stdout_exits_quietly() {
     let o = child.wait_with_output().unwrap();
     assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
 }
+
+#[test]
+fn audit_refuses_a_secret_as_its_token() {
+    let env = Env::new();
+    let secret = env.create(&["--ttl", "1h"]);
+    let o = env.run(&["audit", "--token", &secret]);
+    assert_fails(&o, exit::USAGE, &["given on the command line", "inspect -"]);
+    let body = secret.trim_start_matches("tok_");
+    assert!(!stderr(&o).contains(&body[6..]), "{}", stderr(&o));
+    assert!(stdout(&o).is_empty(), "{}", stdout(&o));
+}
+
+/// A Vault token: a secret, but not one the local driver knows.
+const FOREIGN: &str = "hvs.CAESIForeignSecretThatMustNeverBeEchoed0123";
+
+#[test]
+fn a_secret_of_another_gateway_is_never_echoed_nor_looked_up_as_an_id() {
+    let env = Env::new();
+    let (id, _) = env.create_json(&["--ttl", "1h"]);
+    let hidden = &FOREIGN[8..];
+
+    // Piped to revoke with a real id: that one goes, the other is a failure
+    // shown by its fingerprint only.
+    let o = env.run_stdin(&["revoke", "-", "--yes"], &format!("{FOREIGN}\n{id}\n"));
+    assert_fails(
+        &o,
+        exit::PARTIAL,
+        &[
+            "hvs.CAES…",
+            "neither a token id of the local driver",
+            "1 of 2 failed",
+        ],
+    );
+    assert!(!stderr(&o).contains(hidden), "{}", stderr(&o));
+    assert_eq!(env.inspect_json(&id)["state"], "revoked");
+
+    // Alone, on stdin or the command line: not found, and still masked.
+    for o in [
+        env.run_stdin(&["revoke", "-", "--yes"], FOREIGN),
+        env.run(&["revoke", FOREIGN, "--yes"]),
+        env.run(&["audit", "--token", FOREIGN]),
+    ] {
+        assert_fails(&o, exit::NOT_FOUND, &["hvs.CAES…", "neither a token id"]);
+        assert!(!stderr(&o).contains(hidden), "{}", stderr(&o));
+        assert!(!stdout(&o).contains(hidden), "{}", stdout(&o));
+    }
+}

@@ -541,6 +541,11 @@ impl Gateway for OAuth2 {
         // No ids exist here; anything long enough to be a token is treated as one.
         !s.starts_with("sha256:") && s.len() >= 16
     }
+
+    /// The handles tok shows (`sha256:` and hex), though no operation takes one.
+    fn looks_like_id(&self, s: &str) -> bool {
+        super::id_shaped(s, 64, "-_:")
+    }
 }
 
 #[cfg(test)]

@@ -429,6 +429,16 @@ impl Gateway for Vault {
     fn is_secret(&self, s: &str) -> bool {
         crate::secret::looks_like_secret(s) || looks_like_vault_token(s)
     }
+
+    /// Accessors: 24 letters and digits, with a `.NSID` suffix in a namespace.
+    fn looks_like_id(&self, s: &str) -> bool {
+        match s.split_once('.') {
+            None => super::id_shaped(s, 24, ""),
+            Some((accessor, ns)) => {
+                super::id_shaped(accessor, 24, "") && super::id_shaped(ns, 16, "")
+            }
+        }
+    }
 }
 
 #[cfg(test)]
