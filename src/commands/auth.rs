@@ -12,6 +12,7 @@ use super::Ctx;
 use crate::cli::{AuthCommand, AuthStatusArgs, GlobalArgs, OutputFormat};
 use crate::config::Profile;
 use crate::credentials::{expiry, Account, Source};
+use crate::drivers::http_client::display_url;
 use crate::drivers::DriverKind;
 use crate::error::{Kind, UserError};
 use crate::output::{self, rfc3339};
@@ -161,7 +162,7 @@ fn check(ctx: &Ctx, target: &Target) -> Status {
     let mut s = Status {
         profile: t.profile_name.clone(),
         default: t.profile_name.is_some() && t.config.default_profile == t.profile_name,
-        url: t.url().map(str::to_string),
+        url: t.url().map(display_url),
         driver: kind.as_str(),
         credential: "none",
         credential_detail: None,
@@ -246,7 +247,7 @@ fn env_not_sent(ctx: &Ctx, kind: DriverKind) -> Option<String> {
     };
     let in_use = match (&ctx.profile_name, ctx.url()) {
         (Some(p), _) => format!("profile `{p}`"),
-        (None, Some(url)) => format!("--url {url}"),
+        (None, Some(url)) => format!("--url {}", display_url(url)),
         (None, None) => "none: no default profile and no --url".to_string(),
     };
     Some(format!(

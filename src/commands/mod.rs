@@ -280,7 +280,8 @@ impl Ctx {
         }
     }
 
-    /// The URL of the gateway this run talks to, or a usage error naming the
+    /// The URL of the gateway this run talks to, normalised (so never with a
+    /// user name or password, which are refused), or a usage error naming the
     /// ways to give one.
     pub fn require_url(&self, kind: DriverKind) -> Result<String> {
         // Vault's own VAULT_ADDR serves when tok is told nothing else.
@@ -297,7 +298,7 @@ impl Ctx {
                 "pass --url, set TOK_URL, or add a profile with `tok profile add NAME --url URL`",
             )
             })?;
-        Ok(url)
+        Ok(crate::drivers::http_client::normalize_url(&url)?)
     }
 
     /// URL, TLS and timeout for a network driver, without its credential.

@@ -3,6 +3,7 @@
 use super::Ctx;
 use crate::cli::{OutputFormat, ProfileAddArgs, ProfileCommand, ProfileNameArg};
 use crate::config::{Config, Profile};
+use crate::drivers::http_client::display_url;
 use crate::error::{Kind, UserError};
 use crate::output;
 use anyhow::Result;
@@ -59,7 +60,13 @@ fn add(ctx: &Ctx, a: ProfileAddArgs) -> Result<()> {
         p.driver = g.driver;
     }
     if typed(ctx, "url") {
-        p.url = g.url.clone();
+        // Normalised, which also refuses a user name or password: the config
+        // file holds no secret.
+        p.url = g
+            .url
+            .as_deref()
+            .map(|u| checked_url("--url", u))
+            .transpose()?;
     }
     if typed(ctx, "data_dir") {
         p.data_dir = g.data_dir.clone();
@@ -85,19 +92,11 @@ fn add(ctx: &Ctx, a: ProfileAddArgs) -> Result<()> {
     if typed(ctx, "client_id") {
         p.client_id = g.client_id.clone();
     }
-    for (name, v) in [
-        ("--token-endpoint", &a.token_endpoint),
-        ("--introspection-endpoint", &a.introspection_endpoint),
-        ("--revocation-endpoint", &a.revocation_endpoint),
-    ] {
-        if let Some(u) = v {
-            crate::drivers::http_client::normalize_url(u)
-                .map_err(|e| UserError::usage(format!("{name}: {e}")))?;
-        }
-    }
-    p.token_endpoint = a.token_endpoint.clone();
-    p.introspection_endpoint = a.introspection_endpoint.clone();
-    p.revocation_endpoint = a.revocation_endpoint.clone();
+    let endpoint =
+        |name: &str, v: &Option<String>| v.as_deref().map(|u| checked_url(name, u)).transpose();
+    p.token_endpoint = endpoint("--token-endpoint", &a.token_endpoint)?;
+    p.introspection_endpoint = endpoint("--introspection-endpoint", &a.introspection_endpoint)?;
+    p.revocation_endpoint = endpoint("--revocation-endpoint", &a.revocation_endpoint)?;
     p.insecure = g.insecure;
     if p.insecure {
         ctx.out.warn(format!(
@@ -118,6 +117,12 @@ fn add(ctx: &Ctx, a: ProfileAddArgs) -> Result<()> {
         Config::path()?.display()
     ));
     Ok(())
+}
+
+/// `raw` normalised for the config file, or a usage error naming `flag`.
+fn checked_url(flag: &str, raw: &str) -> Result<String, UserError> {
+    crate::drivers::http_client::normalize_url(raw)
+        .map_err(|e| UserError::usage(format!("{flag}: {e}")))
 }
 
 fn list(ctx: &Ctx) -> Result<()> {
@@ -142,7 +147,7 @@ fn list(ctx: &Ctx) -> Result<()> {
                         "name": name,
                         "default": config.default_profile.as_deref() == Some(name),
                         "driver": driver_of(p),
-                        "url": p.url,
+                        "url": p.url.as_deref().map(display_url),
                     })
                 })
                 .collect();
@@ -159,7 +164,7 @@ fn list(ctx: &Ctx) -> Result<()> {
                     stdout,
                     "{mark} {name}\t{}\t{}",
                     driver_of(p),
-                    p.url.as_deref().unwrap_or("-")
+                    p.url.as_deref().map_or("-".into(), display_url)
                 )?;
             }
             if config.profiles.is_empty() {
@@ -172,14 +177,16 @@ fn list(ctx: &Ctx) -> Result<()> {
 }
 
 fn show(ctx: &Ctx, a: ProfileNameArg) -> Result<()> {
-    let p = ctx.config.profile(&a.name)?;
+    let mut p = ctx.config.profile(&a.name)?.clone();
+    // As everywhere tok prints one: a hand-edited URL may carry a password.
+    p.url = p.url.as_deref().map(display_url);
     let mut stdout = std::io::stdout().lock();
     match ctx.global.output {
         Some(OutputFormat::Json | OutputFormat::Jsonl) => {
-            output::write_json_pretty(&mut stdout, p)?
+            output::write_json_pretty(&mut stdout, &p)?
         }
         _ => {
-            let text = toml::to_string_pretty(p)?;
+            let text = toml::to_string_pretty(&p)?;
             writeln!(stdout, "[profile.{}]", a.name)?;
             stdout.write_all(text.as_bytes())?;
         }

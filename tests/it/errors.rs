@@ -312,3 +312,40 @@ fn a_secret_of_another_gateway_is_never_echoed_nor_looked_up_as_an_id() {
         assert!(!stdout(&o).contains(hidden), "{}", stdout(&o));
     }
 }
+
+#[test]
+fn a_url_with_a_password_is_refused_and_never_printed() {
+    let env = Env::new();
+    let config = env.config_dir().join("config.toml");
+    let o = env.run(&[
+        "profile",
+        "add",
+        "prod",
+        "--url",
+        "https://admin:pa55word@gw.example",
+        "--insecure",
+    ]);
+    assert_fails(&o, exit::USAGE, &["--url", "user name or password"]);
+    assert!(!stderr(&o).contains("pa55word"), "{}", stderr(&o));
+    assert!(
+        !std::fs::read_to_string(&config)
+            .unwrap_or_default()
+            .contains("pa55word"),
+        "the config holds no secret"
+    );
+
+    // Stored as tok will use it.
+    env.ok(&["profile", "add", "prod", "--url", " https://gw.example/ "]);
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("url = \"https://gw.example\""), "{text}");
+
+    // Typed for one run: refused before any warning could print it.
+    let o = env.run(&[
+        "--url",
+        "https://admin:pa55word@127.0.0.1:9",
+        "--insecure",
+        "list",
+    ]);
+    assert_fails(&o, exit::USAGE, &["user name or password"]);
+    assert!(!stderr(&o).contains("pa55word"), "{}", stderr(&o));
+}
