@@ -102,12 +102,14 @@ fn labels(t: &Token) -> String {
 }
 
 /// Writes a JSON value compactly; JSON is never coloured.
+// `io::Error::from` gives back the writer's own error (a closed stdout stays a
+// BrokenPipe, which exits quietly); `io::Error::other` would hide its kind.
 pub fn write_json<T: Serialize + ?Sized>(w: &mut dyn Write, v: &T) -> io::Result<()> {
-    serde_json::to_writer(&mut *w, v).map_err(io::Error::other)
+    serde_json::to_writer(&mut *w, v).map_err(io::Error::from)
 }
 
 pub fn write_json_pretty<T: Serialize + ?Sized>(w: &mut dyn Write, v: &T) -> io::Result<()> {
-    serde_json::to_writer_pretty(&mut *w, v).map_err(io::Error::other)?;
+    serde_json::to_writer_pretty(&mut *w, v).map_err(io::Error::from)?;
     writeln!(w)
 }
 
