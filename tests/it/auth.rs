@@ -121,7 +121,8 @@ fn login_stores_the_credential_in_the_secret_service_under_documented_attributes
     assert_eq!(rows.len(), 1);
     let r = &rows[0];
     assert_eq!(r["profile"], "prod");
-    assert_eq!(r["url"], format!("{}/", server.url));
+    // `profile add` stored the URL normalised (no trailing slash).
+    assert_eq!(r["url"], server.url);
     assert_eq!(r["driver"], "tok");
     assert_eq!(r["credential"], "keyring");
     assert_eq!(r["ok"], true);
