@@ -64,6 +64,16 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
     r
 }
 
+/// 503 `temporarily_unavailable` when the store fails; the cause goes to the log.
+fn unavailable(what: &str, e: &StoreError, description: &str) -> Response {
+    tracing::error!(error = %e, "{what} failed");
+    oauth_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "temporarily_unavailable",
+        description,
+    )
+}
+
 /// The client's credential from Bearer or Basic, and the client id it claims.
 fn client_credential(h: &HeaderMap) -> Option<(Secret, Option<String>)> {
     let v = h.get(header::AUTHORIZATION)?.to_str().ok()?;
@@ -129,14 +139,11 @@ async fn authenticate(state: &OAuth, h: &HeaderMap) -> Result<Token, Response> {
             "client credential refused: {}",
             r.as_str()
         ))),
-        Err(e) => {
-            tracing::error!(error = %e, "client authentication failed");
-            Err(oauth_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "temporarily_unavailable",
-                "the token store is not available",
-            ))
-        }
+        Err(e) => Err(unavailable(
+            "client authentication",
+            &e,
+            "the token store is not available",
+        )),
     }
 }
 
@@ -178,12 +185,7 @@ async fn introspect(
     let admitted = match admit(&state, &token).await {
         Ok(a) => a,
         Err(e) => {
-            tracing::error!(error = %e, "introspection failed");
-            return oauth_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "temporarily_unavailable",
-                "the token store is not available",
-            );
+            return unavailable("introspection", &e, "the token store is not available");
         }
     };
     let mut entry = Entry::new(Event::Introspect, Utc::now());
@@ -253,10 +255,9 @@ async fn revoke(
             })
             .await;
         if let Err(e) = done {
-            tracing::error!(error = %e, "revocation failed");
-            return oauth_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "temporarily_unavailable",
+            return unavailable(
+                "revocation",
+                &e,
                 "the token store is not available; the token was not revoked",
             );
         }
