@@ -87,6 +87,19 @@ impl fmt::Display for Partial {
 
 impl std::error::Error for Partial {}
 
+/// Marks an error in which a new secret did not reach stdout: never a quiet
+/// exit, even for a closed pipe.
+#[derive(Debug)]
+pub struct SecretNotDelivered;
+
+impl fmt::Display for SecretNotDelivered {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the secret was not delivered")
+    }
+}
+
+impl std::error::Error for SecretNotDelivered {}
+
 /// The kind and hint of an error: the first classified error in its chain wins.
 pub fn classify(err: &anyhow::Error) -> (Kind, Option<String>) {
     for cause in err.chain() {
@@ -109,7 +122,11 @@ pub fn classify(err: &anyhow::Error) -> (Kind, Option<String>) {
 }
 
 /// True when the error is a closed stdout (`tok list | head`): exit quietly.
+/// Not when a new secret was lost with it.
 pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    if err.chain().any(|c| c.is::<SecretNotDelivered>()) {
+        return false;
+    }
     err.chain().any(|c| {
         c.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)

@@ -59,9 +59,10 @@ impl StateFilter {
     }
 }
 
-/// A token as every driver reports it. Holds no secret.
+/// A token as every driver reports it. Holds no secret. Unknown fields are
+/// ignored when read, so an older tok keeps working with a newer server that
+/// adds fields (docs/json-output.md: fields are only ever added).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Token {
     pub id: String,
     pub name: Option<String>,

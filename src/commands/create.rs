@@ -1,6 +1,6 @@
 //! `tok create`.
 
-use super::{driver, emit_secret, Ctx};
+use super::{check_secret_output, deliver_secret, driver, Ctx};
 use crate::cli::CreateArgs;
 use crate::drivers::Op;
 use crate::duration;
@@ -45,6 +45,7 @@ pub fn run(ctx: &Ctx, args: CreateArgs) -> Result<()> {
     };
     check_new_token(&new).map_err(|e| UserError::usage(format!("cannot create the token: {e}")))?;
 
+    check_secret_output(ctx)?;
     let gw = ctx.gateway()?;
     gw.require(Op::Create)?;
     let mut new = new;
@@ -81,7 +82,7 @@ pub fn run(ctx: &Ctx, args: CreateArgs) -> Result<()> {
         gw.require(Op::Descriptions)?;
     }
     let created = driver(gw.create(&new), || "could not create a token".into())?;
-    emit_secret(ctx, &created, args.no_newline)?;
+    deliver_secret(ctx, gw.as_ref(), &created, args.no_newline)?;
     summary(ctx, "created", &created.token);
     if let Some(note) = gw.usage_note() {
         ctx.out.info(note);

@@ -345,9 +345,48 @@ impl Ctx {
     }
 }
 
+/// Refuses, before any request, an output format that cannot carry a secret:
+/// a token must never be made whose secret then has nowhere to go.
+pub fn check_secret_output(ctx: &Ctx) -> Result<()> {
+    if ctx.global.output == Some(OutputFormat::Tsv) {
+        return Err(UserError::usage("`-o tsv` does not apply to a new secret")
+            .hint("use -o json, -o env, or no -o for the secret alone")
+            .into());
+    }
+    Ok(())
+}
+
+/// Prints a new secret (see `emit_secret`). When it cannot be written (a
+/// closed pipe, a full disk), the new token is revoked rather than left alive
+/// with a secret nobody has, and the error says so; it is never a quiet exit.
+pub fn deliver_secret(
+    ctx: &Ctx,
+    gw: &dyn Gateway,
+    created: &Created,
+    no_newline: bool,
+) -> Result<()> {
+    let Err(e) = emit_secret(ctx, created, no_newline) else {
+        return Ok(());
+    };
+    let id = &created.token.id;
+    let undo = if gw.capabilities().revoke {
+        gw.revoke(id, Some("its secret could not be written"))
+            .is_ok()
+    } else {
+        false
+    };
+    let what = if undo {
+        format!("token {id} was made but its secret could not be written, so it was revoked")
+    } else {
+        format!("token {id} was made but its secret could not be written; revoke it with `tok revoke {id}`")
+    };
+    Err(e.context(error::SecretNotDelivered).context(what))
+}
+
 /// Prints a new secret as `create` and `rotate` do: alone on stdout with one
 /// newline (or none), as JSON with the token, or as a `TOK_TOKEN=` line.
 pub fn emit_secret(ctx: &Ctx, created: &Created, no_newline: bool) -> Result<()> {
+    check_secret_output(ctx)?;
     let secret = created.secret.expose();
     if std::env::var(crate::env::GITHUB_ACTIONS).as_deref() == Ok("true") {
         // The runner reads workflow commands from stderr too; stdout stays data.
@@ -355,7 +394,7 @@ pub fn emit_secret(ctx: &Ctx, created: &Created, no_newline: bool) -> Result<()>
     }
     let mut stdout = std::io::stdout().lock();
     match ctx.global.output {
-        None | Some(OutputFormat::Table) => {
+        None | Some(OutputFormat::Table) | Some(OutputFormat::Tsv) => {
             stdout.write_all(secret.as_bytes())?;
             if !no_newline {
                 stdout.write_all(b"\n")?;
@@ -371,11 +410,6 @@ pub fn emit_secret(ctx: &Ctx, created: &Created, no_newline: bool) -> Result<()>
                 output::write_json(&mut stdout, &v)?;
                 writeln!(stdout)?;
             }
-        }
-        Some(OutputFormat::Tsv) => {
-            return Err(UserError::usage("`-o tsv` does not apply to a new secret")
-                .hint("use -o json, -o env, or no -o for the secret alone")
-                .into())
         }
     }
     stdout.flush().context("could not write the secret")?;

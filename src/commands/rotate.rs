@@ -1,12 +1,13 @@
 //! `tok rotate`.
 
-use super::{create::summary, driver, emit_secret, Ctx};
+use super::{check_secret_output, create::summary, deliver_secret, driver, Ctx};
 use crate::cli::RotateArgs;
 use crate::drivers::Op;
 use crate::output::rfc3339;
 use anyhow::Result;
 
 pub fn run(ctx: &Ctx, args: RotateArgs) -> Result<()> {
+    check_secret_output(ctx)?;
     let gw = ctx.gateway()?;
     super::inspect::refuse_secret_arg(gw.as_ref(), &args.id)?;
     gw.require(Op::Rotate)?;
@@ -20,7 +21,7 @@ pub fn run(ctx: &Ctx, args: RotateArgs) -> Result<()> {
     let (created, old) = driver(gw.rotate(&old.id, args.grace.map(|g| g.as_secs())), || {
         format!("could not rotate token {}", old.id)
     })?;
-    emit_secret(ctx, &created, args.no_newline)?;
+    deliver_secret(ctx, gw.as_ref(), &created, args.no_newline)?;
     summary(ctx, "created", &created.token);
     match (old.revoked_at, old.expires_at) {
         (Some(_), _) => ctx.out.info(format!("revoked {}", old.id)),

@@ -4,11 +4,13 @@
 //! what has gathered in a single transaction every `FLUSH_EVERY` or every
 //! `MAX_BATCH` entries, whichever comes first, and applies the retention
 //! policy now and then. When the channel is full, requests wait for room
-//! (back-pressure) rather than lose an entry. On shutdown the task drains the
-//! channel and writes the rest.
+//! (back-pressure) rather than lose an entry. A batch that cannot be written
+//! (the store busy past its timeout, a full disk) is kept and tried again with
+//! growing pauses, and only given up, loudly, after about a minute. On
+//! shutdown the task drains the channel and writes the rest.
 
-use crate::store::audit::{Entry, Retention};
-use crate::store::Store;
+use crate::store::audit::{Entry, Retention, Uses};
+use crate::store::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -59,7 +61,7 @@ pub fn spawn(
 }
 
 async fn run(store: Store, mut rx: mpsc::Receiver<Record>, retention: Retention) {
-    let store = std::sync::Arc::new(std::sync::Mutex::new(store));
+    let store: Shared = std::sync::Arc::new(std::sync::Mutex::new(store));
     let mut last_prune = tokio::time::Instant::now();
     let mut open = true;
     while open {
@@ -84,25 +86,54 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Record>, retention: Retention)
         if prune {
             last_prune = tokio::time::Instant::now();
         }
-        let store = std::sync::Arc::clone(&store);
-        let written = tokio::task::spawn_blocking(move || {
-            let store = store.lock().unwrap_or_else(|p| p.into_inner());
-            write(&store, batch)?;
-            if prune {
-                store.prune_audit(retention, Utc::now())?;
+        let batch = std::sync::Arc::new(split(batch));
+        let mut pause = Duration::from_millis(100);
+        loop {
+            let (store, b) = (std::sync::Arc::clone(&store), std::sync::Arc::clone(&batch));
+            match blocking(move || lock(&store).write_batch(&b.0, &b.1)).await {
+                Ok(()) => break,
+                Err(e) if pause <= GIVE_UP_AFTER => {
+                    tracing::error!(error = %e, entries = batch.0.len(), retry_in_ms = pause.as_millis() as u64, "could not write audit entries; will retry");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, lost = batch.0.len(), "audit entries could not be written and are dropped");
+                    break;
+                }
             }
-            Ok::<_, crate::store::StoreError>(())
-        })
-        .await;
-        match written {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "could not write audit entries"),
-            Err(e) => tracing::error!(error = %e, "the audit writer task failed"),
+        }
+        if prune {
+            let store = std::sync::Arc::clone(&store);
+            if let Err(e) =
+                blocking(move || lock(&store).prune_audit(retention, Utc::now()).map(drop)).await
+            {
+                tracing::warn!(error = %e, "could not apply the audit retention; will try again");
+            }
         }
     }
 }
 
-fn write(store: &Store, batch: Vec<Record>) -> Result<(), crate::store::StoreError> {
+type Shared = std::sync::Arc<std::sync::Mutex<Store>>;
+
+fn lock(store: &Shared) -> std::sync::MutexGuard<'_, Store> {
+    store.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))
+        .and_then(|r| r)
+}
+
+/// Retries of a batch double their pause up to this one (about a minute in all).
+const GIVE_UP_AFTER: Duration = Duration::from_secs(30);
+
+/// Audit entries, and uses per token (count, latest time).
+fn split(batch: Vec<Record>) -> (Vec<Entry>, Box<Uses>) {
     let mut entries = Vec::new();
     let mut uses: HashMap<String, (u64, DateTime<Utc>)> = HashMap::new();
     for r in batch {
@@ -115,8 +146,6 @@ fn write(store: &Store, batch: Vec<Record>) -> Result<(), crate::store::StoreErr
             }
         }
     }
-    let touches: Vec<(String, u64, DateTime<Utc>)> =
-        uses.into_iter().map(|(id, (n, at))| (id, n, at)).collect();
-    store.touch(&touches)?;
-    store.record(&entries)
+    let uses: Box<Uses> = uses.into_iter().map(|(id, (n, at))| (id, n, at)).collect();
+    (entries, uses)
 }

@@ -7,7 +7,7 @@ use super::error::ApiError;
 use super::state::AppState;
 use crate::model::Token;
 use crate::secret::Secret;
-use crate::store::Refusal;
+use crate::store::{Admission, Refusal, Spend};
 use axum::extract::FromRequestParts;
 use axum::http::{header, request::Parts};
 use chrono::Utc;
@@ -83,33 +83,42 @@ impl<N: Need> FromRequestParts<AppState> for Auth<N> {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let secret = bearer(parts)?;
-        let token = state
+        // The scope is checked before a use is spent: a refused call costs nothing.
+        let admission = state
             .with_store(move |store| {
                 store
-                    .authenticate(&secret, true, Utc::now())
+                    .admit(&secret, Utc::now(), Spend::Always, |t| {
+                        N::granted_by(&t.scopes)
+                    })
                     .map_err(ApiError::from)
             })
-            .await?
-            .map_err(|refusal| {
-                ApiError::invalid_token(match refusal {
+            .await?;
+        let token = match admission {
+            Admission::Admitted(t) => t,
+            Admission::Forbidden(t) => {
+                if let Some(slot) = parts.extensions.get::<PrincipalSlot>() {
+                    slot.set(principal_of(&t));
+                }
+                return Err(ApiError::insufficient_scope(
+                    N::SCOPE,
+                    format!(
+                        "the bearer token {} lacks the scope `{}` this call needs",
+                        t.id,
+                        N::SCOPE
+                    ),
+                ));
+            }
+            Admission::Refused(refusal) => {
+                return Err(ApiError::invalid_token(match refusal {
                     Refusal::Unknown => "the bearer token is not a token this server knows",
                     Refusal::Expired => "the bearer token has expired",
                     Refusal::Revoked => "the bearer token is revoked",
                     Refusal::Exhausted => "the bearer token is used up",
-                })
-            })?;
+                }))
+            }
+        };
         if let Some(slot) = parts.extensions.get::<PrincipalSlot>() {
             slot.set(principal_of(&token));
-        }
-        if !N::granted_by(&token.scopes) {
-            return Err(ApiError::insufficient_scope(
-                N::SCOPE,
-                format!(
-                    "the bearer token {} lacks the scope `{}` this call needs",
-                    token.id,
-                    N::SCOPE
-                ),
-            ));
         }
         Ok(Auth {
             token,

@@ -172,6 +172,9 @@ async fn serve(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
         }
     };
 
+    if tls.is_none() && !local.ip().is_loopback() {
+        tracing::warn!(%url, "the admin API is reachable from other hosts without TLS: admin tokens cross the network in clear; use --tls-cert and --tls-key");
+    }
     tracing::info!(
         %url,
         data_dir = %config.data_dir.display(),
@@ -181,7 +184,11 @@ async fn serve(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
     );
     let proxy_task = match (config.proxy, proxy_tcp) {
         (Some(p), Some(listener)) => {
-            let proxy_url = url_for(listener.local_addr()?, false);
+            let proxy_addr = listener.local_addr()?;
+            let proxy_url = url_for(proxy_addr, false);
+            if !proxy_addr.ip().is_loopback() {
+                tracing::warn!(url = %proxy_url, "the proxy takes bearer tokens over plain HTTP from other hosts; put a TLS terminator in front of it");
+            }
             tracing::info!(
                 url = %proxy_url,
                 upstream = %p.upstream,

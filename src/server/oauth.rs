@@ -9,10 +9,10 @@
 
 use super::audit_writer::AuditSink;
 use super::state::Pool;
-use crate::model::{State, Token};
+use crate::model::Token;
 use crate::secret::{self, Secret};
 use crate::store::audit::{Decision, Entry, Event};
-use crate::store::{Refusal, StoreError};
+use crate::store::{Admission, Spend, StoreError};
 use axum::extract::State as AxState;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -39,7 +39,8 @@ pub fn router(state: Arc<OAuth>) -> axum::Router {
         .with_state(state)
 }
 
-#[derive(Debug, Deserialize)]
+/// The form of both endpoints. No `Debug`: `token` is a secret.
+#[derive(Deserialize)]
 pub struct TokenForm {
     token: Option<String>,
     #[allow(dead_code)]
@@ -61,6 +62,16 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
         );
     }
     r
+}
+
+/// 503 `temporarily_unavailable` when the store fails; the cause goes to the log.
+fn unavailable(what: &str, e: &StoreError, description: &str) -> Response {
+    tracing::error!(error = %e, "{what} failed");
+    oauth_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "temporarily_unavailable",
+        description,
+    )
 }
 
 /// The client's credential from Bearer or Basic, and the client id it claims.
@@ -95,42 +106,45 @@ async fn authenticate(state: &OAuth, h: &HeaderMap) -> Result<Token, Response> {
             "authenticate with a tok token that has the tok:introspect scope (Bearer or Basic)",
         ));
     };
+    let id_matches = move |t: &Token| {
+        claimed_id
+            .as_deref()
+            .is_none_or(|id| secret::ct_eq(id.as_bytes(), t.id.as_bytes()))
+    };
+    let may = |t: &Token| {
+        t.scopes
+            .iter()
+            .any(|s| s == SCOPE_INTROSPECT || s == "tok:admin")
+    };
+    // Checked before a use is spent: a refused client call costs nothing.
     let checked = state
         .pool
-        .run(move |s| s.authenticate(&secret, true, Utc::now()))
+        .run(move |s| {
+            s.admit(&secret, Utc::now(), Spend::Always, |t| {
+                id_matches(t) && may(t)
+            })
+        })
         .await;
-    let token = match checked {
-        Ok(Ok(t)) => t,
-        Ok(Err(r)) => {
-            return Err(unauthorized(&format!(
-                "client credential refused: {}",
-                r.as_str()
-            )))
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "client authentication failed");
-            return Err(oauth_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "temporarily_unavailable",
-                "the token store is not available",
-            ));
-        }
-    };
-    if claimed_id.is_some_and(|id| !secret::ct_eq(id.as_bytes(), token.id.as_bytes())) {
-        return Err(unauthorized("client_id does not match the client secret"));
-    }
-    if !token
-        .scopes
-        .iter()
-        .any(|s| s == SCOPE_INTROSPECT || s == "tok:admin")
-    {
-        return Err(oauth_error(
+    match checked {
+        Ok(Admission::Admitted(t)) => Ok(t),
+        Ok(Admission::Forbidden(t)) if !may(&t) => Err(oauth_error(
             StatusCode::FORBIDDEN,
             "insufficient_scope",
             "the client token needs the tok:introspect or tok:admin scope",
-        ));
+        )),
+        Ok(Admission::Forbidden(_)) => {
+            Err(unauthorized("client_id does not match the client secret"))
+        }
+        Ok(Admission::Refused(r)) => Err(unauthorized(&format!(
+            "client credential refused: {}",
+            r.as_str()
+        ))),
+        Err(e) => Err(unavailable(
+            "client authentication",
+            &e,
+            "the token store is not available",
+        )),
     }
-    Ok(token)
 }
 
 fn principal(t: &Token) -> String {
@@ -140,12 +154,15 @@ fn principal(t: &Token) -> String {
     }
 }
 
-async fn lookup(state: &OAuth, token: &str) -> Result<Option<Token>, StoreError> {
+/// The introspected token, if usable. A gateway that hears `active: true`
+/// lets its request through, so a use-limited token spends a use here, exactly
+/// as it would at tok's own proxy; other tokens are only looked at.
+async fn admit(state: &OAuth, token: &str) -> Result<Admission, StoreError> {
     let secret = Secret::new(token);
-    if secret.validate().is_err() {
-        return Ok(None);
-    }
-    state.pool.run(move |s| s.lookup(&secret, Utc::now())).await
+    state
+        .pool
+        .run(move |s| s.admit(&secret, Utc::now(), Spend::Limited, |_| true))
+        .await
 }
 
 /// RFC 7662: `{"active": false}` for anything that is not a usable token.
@@ -165,21 +182,16 @@ async fn introspect(
             "the `token` parameter is missing",
         );
     };
-    let found = match lookup(&state, &token).await {
-        Ok(f) => f,
+    let admitted = match admit(&state, &token).await {
+        Ok(a) => a,
         Err(e) => {
-            tracing::error!(error = %e, "introspection lookup failed");
-            return oauth_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "temporarily_unavailable",
-                "the token store is not available",
-            );
+            return unavailable("introspection", &e, "the token store is not available");
         }
     };
     let mut entry = Entry::new(Event::Introspect, Utc::now());
     entry.actor = Some(principal(&client));
-    let body: Value = match found {
-        Some(t) if t.state == State::Active => {
+    let body: Value = match admitted {
+        Admission::Admitted(t) | Admission::Forbidden(t) => {
             entry.token_id = Some(t.id.clone());
             entry.decision = Some(Decision::Allow);
             let mut v = json!({
@@ -199,19 +211,9 @@ async fn introspect(
             }
             v
         }
-        other => {
+        Admission::Refused(r) => {
             entry.decision = Some(Decision::Deny);
-            entry.token_id = other.as_ref().map(|t| t.id.clone());
-            entry.reason = Some(
-                match other.map(|t| t.state) {
-                    Some(State::Expired) => Refusal::Expired,
-                    Some(State::Revoked) => Refusal::Revoked,
-                    Some(State::Exhausted) => Refusal::Exhausted,
-                    _ => Refusal::Unknown,
-                }
-                .as_str()
-                .to_string(),
-            );
+            entry.reason = Some(r.as_str().to_string());
             json!({"active": false})
         }
     };
@@ -253,10 +255,9 @@ async fn revoke(
             })
             .await;
         if let Err(e) = done {
-            tracing::error!(error = %e, "revocation failed");
-            return oauth_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "temporarily_unavailable",
+            return unavailable(
+                "revocation",
+                &e,
                 "the token store is not available; the token was not revoked",
             );
         }

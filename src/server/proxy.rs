@@ -13,10 +13,9 @@
 use super::audit_writer::AuditSink;
 use super::routes::Routes;
 use super::state::Pool;
-use crate::model::{State, Token};
 use crate::secret::Secret;
 use crate::store::audit::{Decision, Entry, Event};
-use crate::store::{Refusal, StoreError};
+use crate::store::{Admission, Spend, StoreError};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State as AxState};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
@@ -142,28 +141,73 @@ fn bearer(headers: &HeaderMap) -> Result<Option<Secret>, ()> {
 }
 
 impl Proxy {
-    /// Checks a secret: valid, live, and (for use-limited tokens) a use spent.
-    async fn check(&self, secret: Secret) -> Result<Result<Token, Refusal>, StoreError> {
-        if secret.validate().is_err() {
-            return Ok(Err(Refusal::Unknown));
-        }
+    /// Checks a secret and the scopes `needed`; spends a use of a use-limited
+    /// token only when the request is let through.
+    async fn check(&self, secret: Secret, needed: Vec<String>) -> Result<Admission, StoreError> {
         let now = Utc::now();
         self.pool
             .run(move |s| {
-                let Some(t) = s.lookup(&secret, now)? else {
-                    return Ok(Err(Refusal::Unknown));
-                };
-                match t.state {
-                    State::Revoked => Ok(Err(Refusal::Revoked)),
-                    State::Expired => Ok(Err(Refusal::Expired)),
-                    State::Exhausted => Ok(Err(Refusal::Exhausted)),
-                    // Exact use limits: spend the use in one conditional write.
-                    State::Active if t.max_uses.is_some() => s.authenticate(&secret, true, now),
-                    State::Active => Ok(Ok(t)),
-                }
+                s.admit(&secret, now, Spend::Limited, |t| {
+                    needed.iter().all(|n| t.scopes.contains(n))
+                })
             })
             .await
     }
+}
+
+/// The path a request is routed and forwarded by: percent-decoded, with `.`,
+/// `..` and empty segments resolved, so that `/public/../admin` and
+/// `/%61dmin` meet the rules for `/admin`. None when it cannot be made safe
+/// (an encoded `/` or `\`, a NUL, or `..` above the root).
+pub fn canonical_path(raw: &str) -> Option<String> {
+    let mut segs: Vec<String> = Vec::new();
+    for seg in raw.split('/').skip(1) {
+        let decoded = percent_encoding::percent_decode_str(seg)
+            .decode_utf8()
+            .ok()?;
+        if decoded.contains(['/', '\\', '\0']) {
+            return None;
+        }
+        match &*decoded {
+            "" | "." => {}
+            ".." => {
+                segs.pop()?;
+            }
+            s => segs.push(s.to_string()),
+        }
+    }
+    let trailing = raw.len() > 1 && raw.ends_with('/') && !segs.is_empty();
+    let mut path = format!("/{}", segs.join("/"));
+    if trailing {
+        path.push('/');
+    }
+    Some(path)
+}
+
+/// The canonical path, encoded again for the upstream's request line.
+fn encode_path(path: &str) -> String {
+    /// What a path segment may hold unencoded (RFC 3986 pchar, minus `/`).
+    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+        .add(b' ')
+        .add(b'"')
+        .add(b'#')
+        .add(b'<')
+        .add(b'>')
+        .add(b'?')
+        .add(b'`')
+        .add(b'{')
+        .add(b'}')
+        .add(b'%')
+        .add(b'/')
+        .add(b'\\')
+        .add(b'^')
+        .add(b'|')
+        .add(b'[')
+        .add(b']');
+    path.split('/')
+        .map(|s| percent_encoding::utf8_percent_encode(s, SEGMENT).to_string())
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 async fn handle(
@@ -173,24 +217,43 @@ async fn handle(
 ) -> Response<Body> {
     let started = Instant::now();
     let method = req.method().clone();
-    let path = req.uri().path().to_string();
-    let path_and_query = req
-        .uri()
-        .path_and_query()
-        .map(|pq| pq.as_str().to_string())
-        .unwrap_or_else(|| path.clone());
     let mut entry = Entry::new(Event::Request, Utc::now());
     entry.method = Some(method.to_string());
-    entry.path = Some(path.clone());
     entry.client = Some(client.ip().to_string());
+    let Some(path) = canonical_path(req.uri().path()) else {
+        entry.path = Some(req.uri().path().chars().take(512).collect());
+        entry.decision = Some(Decision::Deny);
+        entry.reason = Some("path cannot be made canonical".into());
+        p.audit.entry(entry).await;
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the path has an encoded `/`, `\\` or NUL, or `..` above the root",
+        );
+    };
+    entry.path = Some(path.clone());
+    let path_and_query = match req.uri().query() {
+        Some(q) => format!("{}?{q}", encode_path(&path)),
+        None => encode_path(&path),
+    };
 
     let route = p.routes.find(method.as_str(), &path).cloned();
+    let needed = route.as_ref().map(|r| r.scopes.clone()).unwrap_or_default();
     let verdict = match bearer(req.headers()) {
         Ok(None) => Err(Deny::missing()),
         Err(()) => Err(Deny::invalid("malformed token")),
-        Ok(Some(secret)) => match p.check(secret).await {
-            Ok(Ok(t)) => Ok(t),
-            Ok(Err(r)) => Err(Deny::invalid(r.as_str())),
+        Ok(Some(secret)) => match p.check(secret, needed.clone()).await {
+            Ok(Admission::Admitted(t)) => Ok(t),
+            Ok(Admission::Refused(r)) => Err(Deny::invalid(r.as_str())),
+            Ok(Admission::Forbidden(t)) => {
+                entry.token_id = Some(t.id.clone());
+                let missing: Vec<String> = needed
+                    .iter()
+                    .filter(|n| !t.scopes.contains(n))
+                    .cloned()
+                    .collect();
+                Err(Deny::scope(&missing))
+            }
             Err(e) => {
                 tracing::error!(error = %e, "token check failed");
                 entry.decision = Some(Decision::Deny);
@@ -205,24 +268,7 @@ async fn handle(
             }
         },
     };
-    let token = match verdict.and_then(|t| {
-        let missing: Vec<String> = route
-            .as_ref()
-            .map(|r| {
-                r.scopes
-                    .iter()
-                    .filter(|s| !t.scopes.contains(s))
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default();
-        if missing.is_empty() {
-            Ok(t)
-        } else {
-            entry.token_id = Some(t.id.clone());
-            Err(Deny::scope(&missing))
-        }
-    }) {
+    let token = match verdict {
         Ok(t) => t,
         Err(d) => {
             entry.decision = Some(Decision::Deny);
@@ -247,9 +293,18 @@ async fn handle(
     let mut headers = forwardable(&parts.headers);
     headers.remove(header::AUTHORIZATION);
     headers.remove(header::HOST);
+    // What the proxy says about the request is the proxy's alone: a client's
+    // own X-Tok-* or forwarding headers never reach the upstream.
     let strip: Vec<HeaderName> = headers
         .keys()
-        .filter(|k| k.as_str().starts_with("x-tok-"))
+        .filter(|k| {
+            let k = k.as_str();
+            k.starts_with("x-tok-")
+                || matches!(
+                    k,
+                    "forwarded" | "x-real-ip" | "x-forwarded-proto" | "x-forwarded-host"
+                )
+        })
         .cloned()
         .collect();
     for k in strip {
@@ -275,6 +330,7 @@ async fn handle(
     if let Some(host) = parts.headers.get(header::HOST) {
         headers.insert("x-forwarded-host", host.clone());
     }
+    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
     let upstream = p
         .client
         .request(parts.method, &url)
@@ -354,6 +410,31 @@ mod tests {
             HeaderValue::from_static("bearer tok_x"),
         );
         assert_eq!(bearer(&h).unwrap().unwrap().expose(), "tok_x");
+    }
+
+    #[test]
+    fn paths_are_made_canonical_before_routing() {
+        assert_eq!(canonical_path("/admin/x").as_deref(), Some("/admin/x"));
+        assert_eq!(
+            canonical_path("/public/../admin/x").as_deref(),
+            Some("/admin/x")
+        );
+        assert_eq!(
+            canonical_path("/public/%2e%2e/admin/x").as_deref(),
+            Some("/admin/x")
+        );
+        assert_eq!(canonical_path("/%61dmin/x").as_deref(), Some("/admin/x"));
+        assert_eq!(
+            canonical_path("//admin//x/./").as_deref(),
+            Some("/admin/x/")
+        );
+        assert_eq!(canonical_path("/").as_deref(), Some("/"));
+        assert_eq!(canonical_path("/a%20b").as_deref(), Some("/a b"));
+        assert_eq!(canonical_path("/../etc"), None);
+        assert_eq!(canonical_path("/a%2Fb"), None);
+        assert_eq!(canonical_path("/a%5Cb"), None);
+        assert_eq!(canonical_path("/a%00"), None);
+        assert_eq!(encode_path("/a b/c?d"), "/a%20b/c%3Fd");
     }
 
     #[test]

@@ -63,7 +63,8 @@ async fn log_request(mut req: Request, next: Next) -> Response {
 pub fn redact_path(path: &str) -> String {
     path.split('/')
         .map(|seg| {
-            if seg.contains(crate::secret::PREFIX) || seg.contains("tok%5F") {
+            let decoded = percent_encoding::percent_decode_str(seg).decode_utf8_lossy();
+            if decoded.to_ascii_lowercase().contains(crate::secret::PREFIX) {
                 "(redacted)"
             } else {
                 seg
@@ -84,5 +85,7 @@ mod tests {
             redact_path("/v1/tokens/tok_abc123/revoke"),
             "/v1/tokens/(redacted)/revoke"
         );
+        assert_eq!(redact_path("/v1/tokens/tok%5fabc"), "/v1/tokens/(redacted)");
+        assert_eq!(redact_path("/v1/tokens/%74ok_abc"), "/v1/tokens/(redacted)");
     }
 }

@@ -64,6 +64,14 @@ impl Routes {
             if !s.path.starts_with('/') {
                 return Err(format!("route {n}: path `{}` must start with `/`", s.path));
             }
+            // One `**` keeps matching linear in the path; more would let a long
+            // request path cost polynomial time.
+            if s.path.matches("**").count() > 1 || s.path.contains("***") {
+                return Err(format!(
+                    "route {n}: path `{}` has more than one `**`; one is enough to span any depth",
+                    s.path
+                ));
+            }
             let methods = match s.methods {
                 None => None,
                 Some(ms) if ms.is_empty() => {

@@ -64,7 +64,6 @@ where
 
 /// The answer to a create or a rotate: the only time a secret is sent.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct CreatedResponse {
     pub token: Token,
     pub secret: WireSecret,
@@ -72,7 +71,6 @@ pub struct CreatedResponse {
 
 /// `GET /v1/tokens`: one page, and the cursor of the next when there may be more.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ListResponse {
     pub tokens: Vec<Token>,
     pub next_cursor: Option<String>,
@@ -94,7 +92,6 @@ pub struct RevokeRequest {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RevokeResponse {
     pub token: Token,
     pub outcome: RevokeOutcome,
@@ -110,7 +107,6 @@ pub struct RotateRequest {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RotateResponse {
     /// The new token.
     pub token: Token,
@@ -121,7 +117,6 @@ pub struct RotateResponse {
 
 /// `GET /v1/audit`: entries oldest first, and where the next page starts.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct AuditPage {
     pub entries: Vec<crate::store::audit::Entry>,
     /// Pass back as `after_seq` for the next page; null when this one is the last.
@@ -130,7 +125,6 @@ pub struct AuditPage {
 
 /// `GET /v1/health`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Health {
     pub status: String,
     pub version: String,
@@ -138,13 +132,11 @@ pub struct Health {
 
 /// Every error the API answers: `{"error":{"code":...,"message":...}}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ErrorDetail {
     /// Stable, for programs: see docs/admin-api.md.
     pub code: String,

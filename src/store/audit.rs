@@ -6,6 +6,10 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, ToSql};
 use serde::{Deserialize, Serialize};
 
+/// Uses of tokens without a use limit, counted off the hot path: per token
+/// id, how many more uses and the latest time.
+pub type Uses = [(String, u64, DateTime<Utc>)];
+
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -149,12 +153,29 @@ pub(super) fn insert(conn: &Connection, e: &Entry) -> rusqlite::Result<()> {
 }
 
 impl Store {
-    /// Appends entries in one transaction (the proxy batches them).
+    /// Appends entries in one transaction.
     pub fn record(&self, entries: &[Entry]) -> Result<()> {
-        if entries.is_empty() {
+        self.write_batch(entries, &[])
+    }
+
+    /// The proxy's batch, in one transaction: audit entries, and for tokens
+    /// without a use limit, `uses` more uses and a last-used time each.
+    pub fn write_batch(
+        &self,
+        entries: &[Entry],
+        uses: &[(String, u64, DateTime<Utc>)],
+    ) -> Result<()> {
+        if entries.is_empty() && uses.is_empty() {
             return Ok(());
         }
         self.immediate(|c| {
+            for (id, n, at) in uses {
+                c.execute(
+                    "UPDATE tokens SET uses = uses + ?2,
+                        last_used_at = max(coalesce(last_used_at, 0), ?3) WHERE id = ?1",
+                    params![id, (*n).min(i64::MAX as u64) as i64, at.timestamp_millis()],
+                )?;
+            }
             for e in entries {
                 insert(c, e)?;
             }
@@ -248,27 +269,5 @@ impl Store {
             params![r.max_rows.min(i64::MAX as u64) as i64],
         )?;
         Ok(n)
-    }
-
-    /// Adds `uses` uses and a last-used time to a token, batched off the hot path
-    /// for tokens without a use limit.
-    pub fn touch(&self, updates: &[(String, u64, DateTime<Utc>)]) -> Result<()> {
-        if updates.is_empty() {
-            return Ok(());
-        }
-        self.immediate(|c| {
-            for (id, uses, at) in updates {
-                c.execute(
-                    "UPDATE tokens SET uses = uses + ?2,
-                        last_used_at = max(coalesce(last_used_at, 0), ?3) WHERE id = ?1",
-                    params![
-                        id,
-                        (*uses).min(i64::MAX as u64) as i64,
-                        at.timestamp_millis()
-                    ],
-                )?;
-            }
-            Ok(())
-        })
     }
 }

@@ -110,6 +110,28 @@ impl Refusal {
     }
 }
 
+/// Which admitted requests spend a use of their token at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spend {
+    /// Only look (introspection of an unlimited token, say).
+    Never,
+    /// Only tokens with a use limit, whose count must be exact; others are
+    /// counted later, in batches (the proxy's hot path).
+    Limited,
+    /// Every token: count the use and its time now (admin calls).
+    Always,
+}
+
+/// What `Store::admit` decided.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Admission {
+    Admitted(Token),
+    /// Not usable: unknown, expired, revoked or used up.
+    Refused(Refusal),
+    /// Usable, but `allowed` said no (a missing scope); no use was spent.
+    Forbidden(Token),
+}
+
 /// A position in the (created_at, id) order, for cursor pagination.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor {
@@ -415,37 +437,67 @@ impl Store {
         count: bool,
         now: DateTime<Utc>,
     ) -> Result<std::result::Result<Token, Refusal>> {
-        if secret.validate().is_err() {
-            return Ok(Err(Refusal::Unknown));
-        }
-        if count {
-            let now_ms = now.timestamp_millis();
-            let hit: Option<String> = self
-                .conn
-                .query_row(
-                    "UPDATE tokens SET uses = uses + 1, last_used_at = ?2
-                     WHERE secret_hash = ?1 AND revoked_at IS NULL
-                       AND (expires_at IS NULL OR expires_at > ?2)
-                       AND (max_uses IS NULL OR uses < max_uses)
-                     RETURNING id",
-                    params![secret.hash().as_slice(), now_ms],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if let Some(id) = hit {
-                let t = self.get(&id, now)?.ok_or(StoreError::NotFound(id))?;
-                return Ok(Ok(t));
-            }
-        }
-        Ok(match self.lookup(secret, now)? {
-            None => Err(Refusal::Unknown),
-            Some(t) => match t.state {
-                State::Active if !count => Ok(t),
-                State::Active | State::Exhausted => Err(Refusal::Exhausted),
-                State::Expired => Err(Refusal::Expired),
-                State::Revoked => Err(Refusal::Revoked),
-            },
+        let spend = if count { Spend::Always } else { Spend::Never };
+        Ok(match self.admit(secret, now, spend, |_| true)? {
+            Admission::Admitted(t) | Admission::Forbidden(t) => Ok(t),
+            Admission::Refused(r) => Err(r),
         })
+    }
+
+    /// Checks a presented secret, then `allowed` (scopes, say), and only then
+    /// spends a use: a request refused for any reason costs the token nothing.
+    /// The use is spent in one conditional UPDATE, so use limits hold exactly
+    /// under concurrency, across processes.
+    pub fn admit(
+        &self,
+        secret: &Secret,
+        now: DateTime<Utc>,
+        spend: Spend,
+        allowed: impl FnOnce(&Token) -> bool,
+    ) -> Result<Admission> {
+        if secret.validate().is_err() {
+            return Ok(Admission::Refused(Refusal::Unknown));
+        }
+        let Some(t) = self.lookup(secret, now)? else {
+            return Ok(Admission::Refused(Refusal::Unknown));
+        };
+        match t.state {
+            State::Active => {}
+            State::Expired => return Ok(Admission::Refused(Refusal::Expired)),
+            State::Revoked => return Ok(Admission::Refused(Refusal::Revoked)),
+            State::Exhausted => return Ok(Admission::Refused(Refusal::Exhausted)),
+        }
+        if !allowed(&t) {
+            return Ok(Admission::Forbidden(t));
+        }
+        let write = match spend {
+            Spend::Never => false,
+            Spend::Limited => t.max_uses.is_some(),
+            Spend::Always => true,
+        };
+        if !write {
+            return Ok(Admission::Admitted(t));
+        }
+        let now_ms = now.timestamp_millis();
+        let spent = self.conn.execute(
+            "UPDATE tokens SET uses = uses + 1, last_used_at = ?2
+             WHERE id = ?1 AND revoked_at IS NULL
+               AND (expires_at IS NULL OR expires_at > ?2)
+               AND (max_uses IS NULL OR uses < max_uses)",
+            params![t.id, now_ms],
+        )?;
+        if spent == 1 {
+            let t = self.get(&t.id, now)?.ok_or(StoreError::NotFound(t.id))?;
+            return Ok(Admission::Admitted(t));
+        }
+        // Another request took the last use (or a revoke landed) in between.
+        let now_state = self.get(&t.id, now)?.map(|t| t.state);
+        Ok(Admission::Refused(match now_state {
+            Some(State::Revoked) => Refusal::Revoked,
+            Some(State::Expired) => Refusal::Expired,
+            None => Refusal::Unknown,
+            _ => Refusal::Exhausted,
+        }))
     }
 
     /// Revokes `id` (exact). Revoking a revoked token succeeds and says so.

@@ -384,3 +384,46 @@ fn a_url_with_a_password_is_refused_and_never_printed() {
     assert_fails(&o, exit::USAGE, &["user name or password"]);
     assert!(!stderr(&o).contains("pa55word"), "{}", stderr(&o));
 }
+
+#[test]
+fn a_secret_that_cannot_be_written_leaves_no_live_token() {
+    let env = Env::new();
+    // A format that cannot carry a secret is refused before anything is made.
+    assert_fails(
+        &env.run(&["create", "--ttl", "1m", "-o", "tsv"]),
+        exit::USAGE,
+        &["-o tsv"],
+    );
+    let (id, _) = env.create_json(&["--ttl", "1h", "--name", "old"]);
+    assert_fails(
+        &env.run(&["-o", "tsv", "rotate", &id]),
+        exit::USAGE,
+        &["-o tsv"],
+    );
+    assert_eq!(
+        env.inspect_json(&id)["state"],
+        "active",
+        "the refused rotate changed nothing"
+    );
+    assert_eq!(env.list_json(&["--state", "all"]).len(), 1);
+
+    // stdout that fails (a full disk): the new token is revoked, and tok says so.
+    let o = env
+        .std_cmd()
+        .args(["create", "--ttl", "1h", "--name", "lost"])
+        .stdout(std::fs::File::create("/dev/full").unwrap())
+        .output()
+        .unwrap();
+    assert_fails(
+        &o,
+        exit::FAILURE,
+        &["could not be written", "so it was revoked"],
+    );
+    let lost: Vec<_> = env
+        .list_json(&["--state", "all", "--name", "lost"])
+        .into_iter()
+        .collect();
+    assert_eq!(lost.len(), 1);
+    assert_eq!(lost[0]["state"], "revoked");
+    assert_eq!(lost[0]["revoke_reason"], "its secret could not be written");
+}

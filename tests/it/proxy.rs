@@ -62,22 +62,46 @@ impl Gate {
         r.send().unwrap()
     }
 
-    fn audit(&self) -> Vec<Value> {
-        // The writer batches; a graceful wait for what is pending.
+    /// The audit trail once `ready` holds for it: the writer batches, so the
+    /// test waits for what it expects (up to a guard against hanging).
+    fn audit_until(&self, ready: impl Fn(&[Value]) -> bool) -> Vec<Value> {
         let env = self.server.local();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        let mut last = Vec::new();
-        while std::time::Instant::now() < deadline {
-            last = serde_json::from_str::<Vec<Value>>(&env.ok(&["audit", "-o", "json"])).unwrap();
-            std::thread::sleep(std::time::Duration::from_millis(300));
-            let again: Vec<Value> =
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let entries: Vec<Value> =
                 serde_json::from_str(&env.ok(&["audit", "-o", "json"])).unwrap();
-            if again.len() == last.len() {
-                return again;
+            if ready(&entries) || std::time::Instant::now() > deadline {
+                return entries;
             }
+            std::thread::sleep(std::time::Duration::from_millis(100));
         }
-        last
     }
+}
+
+/// A GET sent byte for byte as written (HTTP clients resolve `..` and `%2e`
+/// before sending, which would hide what the proxy must handle). Returns the
+/// status and body.
+fn raw_get(base: &str, path: &str, secret: &str) -> (u16, String) {
+    use std::io::Read;
+    let host = base.trim_start_matches("http://");
+    let mut conn = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        conn,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {secret}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
 }
 
 fn challenge(r: &reqwest::blocking::Response) -> String {
@@ -254,14 +278,82 @@ fn a_revoke_refuses_the_very_next_request_whoever_revoked() {
 }
 
 #[test]
-fn a_two_second_token_works_then_is_refused() {
+fn a_short_lived_token_works_then_is_refused() {
     let gate = Gate::start(None);
-    let (_, secret) = gate.token(&["--ttl", "2s"]);
+    // Long enough that a loaded machine still gets the first request in.
+    let v: Value = serde_json::from_str(
+        &gate
+            .server
+            .client()
+            .ok(&["create", "--ttl", "5s", "-o", "json"]),
+    )
+    .unwrap();
+    let secret = v["secret"].as_str().unwrap().to_string();
+    let expires = chrono::DateTime::parse_from_rfc3339(v["expires_at"].as_str().unwrap()).unwrap();
     assert_eq!(gate.get("/x", Some(&secret)).status(), StatusCode::OK);
-    std::thread::sleep(std::time::Duration::from_millis(2500));
+    // Wait past the expiry the server set (a wait, not a measurement).
+    while chrono::Utc::now() <= expires + chrono::TimeDelta::milliseconds(100) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     let r = gate.get("/x", Some(&secret));
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert!(challenge(&r).contains("expired"));
+}
+
+#[test]
+fn dot_segments_and_encodings_cannot_dodge_a_route() {
+    let gate = Gate::start(Some(
+        "[[route]]\npath = \"/admin/**\"\nscopes = [\"admin\"]\n",
+    ));
+    let (_, plain) = gate.token(&["--ttl", "1h"]);
+    for path in [
+        "/admin/x",
+        "/public/../admin/x",
+        "/public/%2e%2e/admin/x",
+        "/%61dmin/x",
+        "//admin/x",
+        "/./admin/x",
+    ] {
+        let (status, _) = raw_get(&gate.proxy, path, &plain);
+        assert_eq!(status, 403, "{path} got past the admin route");
+    }
+    for path in ["/a%2Fb", "/x/%5C..", "/%2e%2e/%2e%2e/etc", "/.."] {
+        let (status, body) = raw_get(&gate.proxy, path, &plain);
+        assert_eq!(status, 400, "{path}: {body}");
+    }
+    assert_eq!(gate.upstream.hits(), 0);
+    // What is let through goes to the upstream in the form it was checked in.
+    let (_, admin) = gate.token(&["--ttl", "1h", "--scope", "admin"]);
+    let (status, body) = raw_get(&gate.proxy, "/public/../admin/%78?q=1", &admin);
+    assert_eq!(status, 200, "{body}");
+    let echo: Value = serde_json::from_str(body.trim()).unwrap_or_else(|_| {
+        // A chunked body: the JSON sits between the chunk-size lines.
+        let json = body.lines().find(|l| l.starts_with('{')).unwrap();
+        serde_json::from_str(json).unwrap()
+    });
+    assert_eq!(echo["uri"], "/admin/x?q=1");
+}
+
+#[test]
+fn a_refused_request_spends_no_use() {
+    let gate = Gate::start(Some(
+        "[[route]]\npath = \"/private/**\"\nscopes = [\"p\"]\n",
+    ));
+    let (id, secret) = gate.token(&["--ttl", "1h", "--uses", "2"]);
+    for _ in 0..3 {
+        assert_eq!(
+            gate.get("/private/x", Some(&secret)).status(),
+            StatusCode::FORBIDDEN
+        );
+    }
+    assert_eq!(gate.server.local().inspect_json(&id)["uses"], 0);
+    assert_eq!(gate.get("/open", Some(&secret)).status(), StatusCode::OK);
+    assert_eq!(gate.get("/open", Some(&secret)).status(), StatusCode::OK);
+    assert_eq!(
+        gate.get("/open", Some(&secret)).status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(gate.server.local().inspect_json(&id)["uses"], 2);
 }
 
 /// The peak resident memory of a process, in KiB (Linux).
@@ -465,7 +557,10 @@ fn the_audit_trail_records_every_request_and_admin_action() {
         .client()
         .ok(&["revoke", &id, "--yes", "--reason", "done"]);
 
-    let entries = gate.audit();
+    let entries = gate.audit_until(|es| {
+        es.iter().filter(|e| e["event"] == "request").count() >= 3
+            && es.iter().any(|e| e["event"] == "revoke")
+    });
     let requests: Vec<&Value> = entries.iter().filter(|e| e["event"] == "request").collect();
     assert_eq!(requests.len(), 3, "{entries:#?}");
     let allowed = requests.iter().find(|e| e["decision"] == "allow").unwrap();
@@ -487,8 +582,13 @@ fn the_audit_trail_records_every_request_and_admin_action() {
         .unwrap();
     assert!(create["actor"].as_str().unwrap().starts_with("tk_"));
 
-    // last_used_at and the use count are kept current (batched).
-    let t = gate.server.local().inspect_json(&id);
+    // last_used_at and the use count are kept current (batched, so wait for them).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut t = gate.server.local().inspect_json(&id);
+    while t["uses"] != 1 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        t = gate.server.local().inspect_json(&id);
+    }
     assert_eq!(t["uses"], 1);
     assert!(t["last_used_at"].is_string());
 
