@@ -9,7 +9,7 @@
 //! reads each authorization and compares in constant time. Revoking deletes.
 
 use super::gateway_api::{self, AdminApi, Answer};
-use super::{Capabilities, DriverError, DriverKind, Gateway, Result, Settings};
+use super::{DriverError, DriverKind, Gateway, Result, Settings};
 use crate::error::Kind;
 use crate::model::{check_new_token, Created, Filter, NewToken, RevokeOutcome, Token};
 use crate::secret::{self, Secret};
@@ -287,10 +287,6 @@ impl Apipark {
 impl Gateway for Apipark {
     fn kind(&self) -> DriverKind {
         DriverKind::Apipark
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        DriverKind::Apipark.capabilities()
     }
 
     fn usage_note(&self) -> Option<String> {

@@ -11,7 +11,7 @@
 //! time. Revoking deletes.
 
 use super::gateway_api::{self, AdminApi, Answer};
-use super::{Capabilities, DriverError, DriverKind, Gateway, Op, Result, Settings};
+use super::{DriverError, DriverKind, Gateway, Op, Result, Settings};
 use crate::error::Kind;
 use crate::model::{check_new_token, Created, Filter, NewToken, RevokeOutcome, Token};
 use crate::secret::{self, Secret};
@@ -279,10 +279,6 @@ impl Apisix {
 impl Gateway for Apisix {
     fn kind(&self) -> DriverKind {
         DriverKind::Apisix
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        DriverKind::Apisix.capabilities()
     }
 
     fn usage_note(&self) -> Option<String> {

@@ -10,7 +10,7 @@
 //! authentication; Kong Enterprise takes a `Kong-Admin-Token`.
 
 use super::gateway_api::{self, AdminApi, Answer};
-use super::{Capabilities, DriverError, DriverKind, Gateway, Result, Settings};
+use super::{DriverError, DriverKind, Gateway, Result, Settings};
 use crate::error::Kind;
 use crate::model::{check_new_token, Created, Filter, NewToken, RevokeOutcome, Token};
 use crate::secret::{self, Secret};
@@ -259,10 +259,6 @@ impl Kong {
 impl Gateway for Kong {
     fn kind(&self) -> DriverKind {
         DriverKind::Kong
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        DriverKind::Kong.capabilities()
     }
 
     fn usage_note(&self) -> Option<String> {

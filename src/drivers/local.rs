@@ -1,6 +1,6 @@
 //! The `local` driver: the embedded SQLite store, no server needed.
 
-use super::{Capabilities, DriverError, DriverKind, Gateway, Result};
+use super::{DriverError, DriverKind, Gateway, Result};
 use crate::model::{check_new_token, Created, Filter, NewToken, RevokeOutcome, Token};
 use crate::secret::Secret;
 use crate::store::Store;
@@ -34,10 +34,6 @@ pub fn local_principal() -> String {
 impl Gateway for Local {
     fn kind(&self) -> DriverKind {
         DriverKind::Local
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        DriverKind::Local.capabilities()
     }
 
     fn create(&self, new: &NewToken) -> Result<Created> {

@@ -498,7 +498,10 @@ pub type Result<T, E = DriverError> = std::result::Result<T, E>;
 /// A token gateway. Every command talks to its driver only through this trait.
 pub trait Gateway {
     fn kind(&self) -> DriverKind;
-    fn capabilities(&self) -> Capabilities;
+    /// What this driver can do; fixed per kind, so known before any request.
+    fn capabilities(&self) -> Capabilities {
+        self.kind().capabilities()
+    }
 
     fn create(&self, new: &NewToken) -> Result<Created>;
 

@@ -2,7 +2,7 @@
 //! with the same behaviour and output as the `local` driver.
 
 use super::http_client::{read_json, redact_url, snippet, Http};
-use super::{Capabilities, DriverError, DriverKind, Gateway, Identity, Result, Settings};
+use super::{DriverError, DriverKind, Gateway, Identity, Result, Settings};
 use crate::model::{check_new_token, Created, Filter, NewToken, RevokeOutcome, StateFilter, Token};
 use crate::secret::Secret;
 use crate::server::auth::principal_of;
@@ -179,10 +179,6 @@ impl TokDriver {
 impl Gateway for TokDriver {
     fn kind(&self) -> DriverKind {
         DriverKind::Tok
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        DriverKind::Tok.capabilities()
     }
 
     fn create(&self, new: &NewToken) -> Result<Created> {

@@ -11,7 +11,7 @@
 //! access rights would reach every API, so create wants at least one scope.
 
 use super::gateway_api::{self, AdminApi, Answer};
-use super::{Capabilities, DriverError, DriverKind, Gateway, Result, Settings};
+use super::{DriverError, DriverKind, Gateway, Result, Settings};
 use crate::error::Kind;
 use crate::model::{check_new_token, Created, Filter, NewToken, RevokeOutcome, Token};
 use crate::secret::Secret;
@@ -226,10 +226,6 @@ impl Tyk {
 impl Gateway for Tyk {
     fn kind(&self) -> DriverKind {
         DriverKind::Tyk
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        DriverKind::Tyk.capabilities()
     }
 
     fn usage_note(&self) -> Option<String> {

@@ -11,7 +11,7 @@ mod model;
 pub use model::handle_of;
 
 use super::http_client::{cut_off, normalize_url, redact_url, snippet, Http};
-use super::{Capabilities, DriverError, DriverKind, Gateway, Identity, Op, Result, Warn};
+use super::{DriverError, DriverKind, Gateway, Identity, Op, Result, Warn};
 use crate::credentials::Credential;
 use crate::model::{check_new_token, Created, Filter, NewToken, RevokeOutcome, State, Token};
 use crate::secret::Secret;
@@ -363,10 +363,6 @@ fn unsupported(op: Op) -> DriverError {
 impl Gateway for OAuth2 {
     fn kind(&self) -> DriverKind {
         DriverKind::Oauth2
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        DriverKind::Oauth2.capabilities()
     }
 
     fn require(&self, op: Op) -> Result<()> {

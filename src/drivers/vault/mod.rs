@@ -13,7 +13,7 @@ use api::CallError;
 pub use model::looks_like_vault_token;
 
 use super::http_client::Http;
-use super::{Capabilities, DriverError, DriverKind, Gateway, Identity, Result, Warn};
+use super::{DriverError, DriverKind, Gateway, Identity, Result, Warn};
 use crate::credentials::Credential;
 use crate::model::{check_new_token, Created, Filter, NewToken, RevokeOutcome, State, Token};
 use crate::secret::Secret;
@@ -246,10 +246,6 @@ fn gone(id: &str) -> DriverError {
 impl Gateway for Vault {
     fn kind(&self) -> DriverKind {
         DriverKind::Vault
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        DriverKind::Vault.capabilities()
     }
 
     fn create(&self, new: &NewToken) -> Result<Created> {
