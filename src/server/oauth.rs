@@ -165,22 +165,32 @@ async fn admit(state: &OAuth, token: &str) -> Result<Admission, StoreError> {
         .await
 }
 
+/// What both endpoints need first: an authenticated client and the `token`.
+async fn client_and_token(
+    state: &OAuth,
+    headers: &HeaderMap,
+    form: TokenForm,
+) -> Result<(Token, String), Response> {
+    let client = authenticate(state, headers).await?;
+    match form.token.filter(|t| !t.is_empty()) {
+        Some(token) => Ok((client, token)),
+        None => Err(oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the `token` parameter is missing",
+        )),
+    }
+}
+
 /// RFC 7662: `{"active": false}` for anything that is not a usable token.
 async fn introspect(
     AxState(state): AxState<Arc<OAuth>>,
     headers: HeaderMap,
     Form(form): Form<TokenForm>,
 ) -> Response {
-    let client = match authenticate(&state, &headers).await {
-        Ok(c) => c,
+    let (client, token) = match client_and_token(&state, &headers, form).await {
+        Ok(ct) => ct,
         Err(r) => return r,
-    };
-    let Some(token) = form.token.filter(|t| !t.is_empty()) else {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "the `token` parameter is missing",
-        );
     };
     let admitted = match admit(&state, &token).await {
         Ok(a) => a,
@@ -230,16 +240,9 @@ async fn revoke(
     headers: HeaderMap,
     Form(form): Form<TokenForm>,
 ) -> Response {
-    let client = match authenticate(&state, &headers).await {
-        Ok(c) => c,
+    let (client, token) = match client_and_token(&state, &headers, form).await {
+        Ok(ct) => ct,
         Err(r) => return r,
-    };
-    let Some(token) = form.token.filter(|t| !t.is_empty()) else {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "the `token` parameter is missing",
-        );
     };
     let by = principal(&client);
     let secret = Secret::new(token);
