@@ -241,18 +241,8 @@ impl Store {
         created_by: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Created> {
-        self.insert(new, created_by, None, now)
-    }
-
-    fn insert(
-        &self,
-        new: &NewToken,
-        created_by: Option<&str>,
-        rotated_from: Option<&str>,
-        now: DateTime<Utc>,
-    ) -> Result<Created> {
         let (id, secret) = self.immediate(|c| {
-            let (id, secret) = insert_row(c, new, created_by, rotated_from, now)?;
+            let (id, secret) = insert_row(c, new, created_by, None, now)?;
             let mut e = audit::Entry::new(audit::Event::Create, now);
             e.token_id = Some(id.clone());
             e.actor = created_by.map(str::to_string);
