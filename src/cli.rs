@@ -292,12 +292,17 @@ pub struct InspectArgs {
 ///   printf %s "$TOKEN" | tok revoke - --yes
 ///   tok revoke --name 'deploy-*' --dry-run
 ///   tok revoke --label env=ci --yes
+///   tok revoke --state expired --created-by local:ci --yes
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct RevokeArgs {
     /// Token ids or prefixes; `-` reads ids or secrets from stdin, one per line.
     #[arg(value_name = "ID|-", add = ArgValueCompleter::new(completion::active_token_id))]
     pub ids: Vec<String>,
+
+    /// With filters: tokens in this state [default: active].
+    #[arg(long, value_enum)]
+    pub state: Option<StateFilter>,
 
     #[command(flatten)]
     pub filter: FilterArgs,

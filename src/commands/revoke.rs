@@ -60,7 +60,7 @@ pub fn run(ctx: &Ctx, args: RevokeArgs) -> Result<()> {
             .into());
         }
     }
-    let has_filter = !args.filter.is_empty();
+    let has_filter = !args.filter.is_empty() || args.state.is_some();
     if args.ids.is_empty() && !has_filter {
         return Err(UserError::usage("nothing to revoke")
             .hint("name token ids, `-` to read ids or secrets from stdin, or filters such as --name 'deploy-*'")
@@ -100,7 +100,11 @@ pub fn run(ctx: &Ctx, args: RevokeArgs) -> Result<()> {
     let mut failures: Vec<(String, anyhow::Error)> = Vec::new();
     if has_filter {
         gw.require(Op::List)?;
-        let filter = to_filter(&args.filter, StateFilter::Active, None);
+        let filter = to_filter(
+            &args.filter,
+            args.state.unwrap_or(StateFilter::Active),
+            None,
+        );
         super::driver(
             gw.list(&filter, &mut |t| {
                 tokens.push(t);

@@ -364,6 +364,8 @@ fn bash_completes_commands_flags_values_and_live_token_ids() {
     assert!(has(&c, "--dry-run") && has(&c, "--driver"), "{c:?}");
     let c = bash(&env, "tok list --st");
     assert_eq!(values(&c), ["--state"]);
+    let c = bash(&env, "tok revoke --st");
+    assert_eq!(values(&c), ["--state"]);
     let c = bash(&env, "tok list --state ");
     assert_eq!(
         values(&c),
@@ -402,6 +404,7 @@ fn fish_completes_with_token_names_as_descriptions() {
     assert!(help_of(&c, "create").starts_with("Create a token"), "{c:?}");
     let c = fish(&env, "tok revoke --dr");
     assert!(has(&c, "--dry-run") && has(&c, "--driver"), "{c:?}");
+    assert!(has(&fish(&env, "tok revoke --st"), "--state"));
     let c = fish(&env, "tok list --state ");
     assert!(has(&c, "revoked") && has(&c, "all"), "{c:?}");
     assert_eq!(help_of(&c, "all"), "Every token, whatever its state");
@@ -425,6 +428,7 @@ fn zsh_completes_from_fpath_on_the_first_tab() {
     assert!(help_of(&c, "create").starts_with("Create a token"), "{c:?}");
     let c = zsh(&env, "tok revoke --dr");
     assert!(has(&c, "--dry-run") && has(&c, "--driver"), "{c:?}");
+    assert!(has(&zsh(&env, "tok revoke --st"), "--state"));
     let c = zsh(&env, "tok list --state ");
     assert!(has(&c, "exhausted") && has(&c, "all"), "{c:?}");
     let c = zsh(&env, "tok revoke ");

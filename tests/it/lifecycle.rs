@@ -324,6 +324,33 @@ fn bulk_revoke_by_filter_with_dry_run_first() {
 }
 
 #[test]
+fn bulk_revoke_by_state_takes_the_tokens_in_that_state() {
+    let env = Env::new();
+    let (short, _) = env.create_json(&["--ttl", "1s", "--name", "short"]);
+    let (live, _) = env.create_json(&["--ttl", "1h", "--name", "live"]);
+    // Wait for the short one to expire (a wait, not a measurement).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while env.list_json(&["--state", "expired"]).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "never expired");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let o = env.run(&["revoke", "--state", "expired", "--dry-run", "-o", "json"]);
+    assert_success(&o, &["revoke --state expired --dry-run"]);
+    let would: Vec<Value> = serde_json::from_str(&stdout(&o)).unwrap();
+    let would: Vec<&str> = would.iter().map(|t| t["id"].as_str().unwrap()).collect();
+    assert_eq!(would, [short.as_str()]);
+    // With ids, a state is a filter too, and the two do not mix.
+    assert_fails(
+        &env.run(&["revoke", &live, "--state", "all", "--yes"]),
+        exit::USAGE,
+        &["not both"],
+    );
+    env.ok(&["revoke", "--state", "expired", "--yes"]);
+    assert_eq!(env.inspect_json(&short)["state"], "revoked");
+    assert_eq!(env.inspect_json(&live)["state"], "active");
+}
+
+#[test]
 fn bulk_revoke_with_a_missing_id_is_a_partial_failure() {
     let env = Env::new();
     let (a, _) = env.create_json(&["--ttl", "15m"]);
