@@ -344,7 +344,7 @@ pub struct RotateArgs {
     pub no_newline: bool,
 }
 
-/// Extend a live token's lifetime, on gateways that can (vault).
+/// Extend a live token's lifetime, on gateways that can (vault, apipark, kong, tyk)
 ///
 /// The token keeps its secret; the gateway sets its new expiry, at most its
 /// maximum lifetime (a capped renewal is reported on stderr). Prints the
@@ -556,7 +556,7 @@ pub enum AuthCommand {
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct AuthStatusArgs {}
-/// Run tok's HTTP admin API over a token store
+/// Run tok's HTTP admin API, and optionally the enforcing proxy, over a token store
 ///
 /// Serves the store in --data-dir (by default the local driver's store) at
 /// --listen, for the `tok` driver (`--url`, TOK_URL) and any HTTP client; see
