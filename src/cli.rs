@@ -605,6 +605,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
+    /// Close a connection whose request headers have not all arrived after this long.
+    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    pub header_timeout: Ttl,
+
     /// Also run the enforcing reverse proxy on this address (needs --upstream).
     #[arg(
         long,

@@ -27,6 +27,7 @@ pub fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
         tls,
         proxy,
         retention,
+        header_timeout: std::time::Duration::from_secs(args.header_timeout.as_secs()),
     };
     if args.dev {
         return dev(ctx, base);

@@ -12,6 +12,7 @@ pub mod audit_writer;
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod listen;
 pub mod oauth;
 pub mod proxy;
 pub mod router;
@@ -40,6 +41,8 @@ pub struct Config {
     /// The enforcing reverse proxy, when asked for.
     pub proxy: Option<ProxyConfig>,
     pub retention: crate::store::audit::Retention,
+    /// How long a client may take to send a request's headers (both listeners).
+    pub header_timeout: Duration,
 }
 
 /// `--proxy-listen`, `--upstream`, `--routes`, `--upstream-timeout`.
@@ -203,15 +206,12 @@ async fn serve(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
                     .context("could not set up the upstream client")?,
                 audit: audit.clone(),
             }));
-            let stop = stopped();
-            Some(tokio::spawn(async move {
-                axum::serve(
-                    listener,
-                    app.into_make_service_with_connect_info::<SocketAddr>(),
-                )
-                .with_graceful_shutdown(stop)
-                .await
-            }))
+            Some(tokio::spawn(listen::serve(
+                listener,
+                app,
+                config.header_timeout,
+                stopped(),
+            )))
         }
         _ => None,
     };
@@ -222,23 +222,17 @@ async fn serve(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
         audit,
     });
     let app = router::router(state, oauth);
-    let served = match tls {
-        None => axum::serve(tcp, app)
-            .with_graceful_shutdown(stopped())
-            .await
-            .context("the server failed"),
-        Some(cfg) => axum::serve(tls::TlsListener::new(tcp, cfg)?, app)
-            .with_graceful_shutdown(stopped())
-            .await
-            .context("the server failed"),
-    };
-    if let Some(task) = proxy_task {
-        match task.await {
-            Ok(r) => r.context("the proxy failed")?,
-            Err(e) => return Err(anyhow::anyhow!("the proxy task failed: {e}")),
+    match tls {
+        None => listen::serve(tcp, app, config.header_timeout, stopped()).await,
+        Some(cfg) => {
+            let listener = tls::TlsListener::new(tcp, cfg)?;
+            listen::serve(listener, app, config.header_timeout, stopped()).await
         }
     }
-    served?;
+    if let Some(task) = proxy_task {
+        task.await
+            .map_err(|e| anyhow::anyhow!("the proxy task failed: {e}"))?;
+    }
     // Every sender is gone with the routers: the writer drains and stops.
     if let Err(e) = writer.await {
         tracing::error!(error = %e, "the audit writer did not finish");

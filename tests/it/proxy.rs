@@ -728,3 +728,29 @@ fn bad_proxy_settings_are_refused_before_anything_starts() {
         &["could not listen on", "--proxy-listen"],
     );
 }
+
+#[test]
+fn a_client_that_trickles_its_headers_is_cut_off() {
+    use std::io::Read;
+    let gate = Gate::start_with(None, &["--header-timeout", "1s"]);
+    for base in [gate.server.url.clone(), gate.proxy.clone()] {
+        let host = base.trim_start_matches("http://").to_string();
+        let mut conn = std::net::TcpStream::connect(&host).unwrap();
+        // A guard against hanging, not a measurement: the server must act first.
+        conn.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+            .unwrap();
+        write!(conn, "GET /v1/health HTTP/1.1\r\nHost: {host}\r\nX-Slow: ").unwrap();
+        let mut buf = [0u8; 512];
+        let n = conn
+            .read(&mut buf)
+            .expect("the server closes the connection");
+        let answer = String::from_utf8_lossy(&buf[..n]);
+        assert!(
+            n == 0 || answer.starts_with("HTTP/1.1 408"),
+            "{base}: {answer}"
+        );
+    }
+    // Whole requests still work.
+    let (_, secret) = gate.token(&["--ttl", "1h"]);
+    assert_eq!(gate.get("/x", Some(&secret)).status(), StatusCode::OK);
+}
