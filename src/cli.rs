@@ -597,7 +597,7 @@ pub struct ServeArgs {
     #[arg(long)]
     pub dev: bool,
 
-    /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+    /// Serve HTTPS (the admin API and the proxy) with this PEM certificate chain (needs --tls-key).
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
 

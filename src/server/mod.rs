@@ -188,9 +188,9 @@ async fn serve(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
     let proxy_task = match (config.proxy, proxy_tcp) {
         (Some(p), Some(listener)) => {
             let proxy_addr = listener.local_addr()?;
-            let proxy_url = url_for(proxy_addr, false);
-            if !proxy_addr.ip().is_loopback() {
-                tracing::warn!(url = %proxy_url, "the proxy takes bearer tokens over plain HTTP from other hosts; put a TLS terminator in front of it");
+            let proxy_url = url_for(proxy_addr, tls.is_some());
+            if tls.is_none() && !proxy_addr.ip().is_loopback() {
+                tracing::warn!(url = %proxy_url, "the proxy takes bearer tokens over plain HTTP from other hosts; use --tls-cert and --tls-key");
             }
             tracing::info!(
                 url = %proxy_url,
@@ -206,12 +206,15 @@ async fn serve(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
                     .context("could not set up the upstream client")?,
                 audit: audit.clone(),
             }));
-            Some(tokio::spawn(listen::serve(
-                listener,
-                app,
-                config.header_timeout,
-                stopped(),
-            )))
+            // The proxy speaks TLS with the admin API's certificate when given one.
+            let stop = stopped();
+            Some(match &tls {
+                None => tokio::spawn(listen::serve(listener, app, config.header_timeout, stop)),
+                Some(cfg) => {
+                    let listener = tls::TlsListener::new(listener, cfg.clone())?;
+                    tokio::spawn(listen::serve(listener, app, config.header_timeout, stop))
+                }
+            })
         }
         _ => None,
     };

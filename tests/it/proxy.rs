@@ -754,3 +754,49 @@ fn a_client_that_trickles_its_headers_is_cut_off() {
     let (_, secret) = gate.token(&["--ttl", "1h"]);
     assert_eq!(gate.get("/x", Some(&secret)).status(), StatusCode::OK);
 }
+
+#[test]
+fn with_a_certificate_the_proxy_speaks_tls_too() {
+    let fixture = |name: &str| format!("{}/tests/fixtures/tls/{name}", env!("CARGO_MANIFEST_DIR"));
+    let (cert, key) = (fixture("cert.pem"), fixture("key.pem"));
+    let gate = Gate::start_with(None, &["--tls-cert", &cert, "--tls-key", &key]);
+    assert!(
+        gate.proxy.starts_with("https://127.0.0.1:"),
+        "{}",
+        gate.proxy
+    );
+    let mut env = gate.server.client();
+    env.set("TOK_CA_CERT", &fixture("ca.pem"));
+    let secret = env.create(&["--ttl", "1h"]);
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(fixture("ca.pem")).unwrap()).unwrap();
+    let https = Client::builder()
+        .no_proxy()
+        .add_root_certificate(ca)
+        .build()
+        .unwrap();
+    let r = https
+        .get(format!("{}/x", gate.proxy))
+        .bearer_auth(&secret)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(gate.upstream.hits(), 1);
+    // Plain HTTP to the TLS port is not served.
+    let plain = gate.proxy.replace("https://", "http://");
+    assert!(gate
+        .http
+        .get(format!("{plain}/x"))
+        .bearer_auth(&secret)
+        .send()
+        .is_err_or_not_ok());
+}
+
+trait NotServed {
+    fn is_err_or_not_ok(self) -> bool;
+}
+
+impl NotServed for reqwest::Result<reqwest::blocking::Response> {
+    fn is_err_or_not_ok(self) -> bool {
+        self.map_or(true, |r| !r.status().is_success())
+    }
+}
