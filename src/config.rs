@@ -154,20 +154,32 @@ impl Config {
     }
 }
 
+/// Creates `dir` (and its parents) when missing; the directory tok creates is
+/// 0700. An existing directory is left as it is.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
 /// Writes `bytes` to `path` so that readers see the old file or the new one,
 /// never half of one; the file is 0600 and its directory 0700 when created.
 pub fn write_private_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path
         .parent()
         .context("a file path without a parent directory")?;
-    if !dir.is_dir() {
-        let mut b = std::fs::DirBuilder::new();
-        b.recursive(true);
-        #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
-        b.create(dir)
-            .with_context(|| format!("could not create {}", dir.display()))?;
-    }
+    create_private_dir(dir).with_context(|| format!("could not create {}", dir.display()))?;
     // tempfile creates 0600 files on Unix.
     let mut tmp = tempfile::NamedTempFile::new_in(dir)
         .with_context(|| format!("could not write in {}", dir.display()))?;

@@ -56,13 +56,18 @@ pub fn run(ctx: &Ctx, args: AuditArgs) -> Result<()> {
     let stdout = std::io::stdout().lock();
     let mut w = AuditWriter::new(ctx.global.output, BufWriter::new(stdout));
     let mut last = None;
-    driver(
-        gw.audit(&filter, &mut |e| {
-            last = Some(e.seq);
-            Ok(w.push(&e)?)
-        }),
-        || "could not read the audit trail".into(),
-    )?;
+    // Prints what `filter` selects and remembers the last sequence number.
+    let mut read = |filter: &AuditFilter, w: &mut AuditWriter<_>| {
+        driver(
+            gw.audit(filter, &mut |e| {
+                last = Some(e.seq);
+                Ok(w.push(&e)?)
+            }),
+            || "could not read the audit trail".into(),
+        )
+        .map(|()| last)
+    };
+    let mut seen = read(&filter, &mut w)?;
     if !args.follow {
         w.finish()?;
         if w.count == 0 {
@@ -74,14 +79,8 @@ pub fn run(ctx: &Ctx, args: AuditArgs) -> Result<()> {
     filter.limit = None;
     loop {
         std::thread::sleep(FOLLOW_EVERY);
-        filter.after_seq = last.or(Some(0));
-        driver(
-            gw.audit(&filter, &mut |e| {
-                last = Some(e.seq);
-                Ok(w.push(&e)?)
-            }),
-            || "could not read the audit trail".into(),
-        )?;
+        filter.after_seq = seen.or(Some(0));
+        seen = read(&filter, &mut w)?;
         w.flush()?;
     }
 }

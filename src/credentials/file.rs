@@ -163,14 +163,8 @@ impl FileStore {
             .path
             .parent()
             .context("a credential file path without a directory")?;
-        if !dir.is_dir() {
-            let mut b = std::fs::DirBuilder::new();
-            b.recursive(true);
-            #[cfg(unix)]
-            std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
-            b.create(dir)
-                .with_context(|| format!("could not create {}", dir.display()))?;
-        }
+        crate::config::create_private_dir(dir)
+            .with_context(|| format!("could not create {}", dir.display()))?;
         #[cfg(unix)]
         {
             // The directory is tok's own: keep it private even if someone loosened it.

@@ -177,7 +177,7 @@ impl Store {
             path: path.clone(),
             source,
         };
-        create_private_dir(dir).map_err(open_err)?;
+        crate::config::create_private_dir(dir).map_err(open_err)?;
         create_private_file(&path).map_err(open_err)?;
         let conn = Connection::open(&path).map_err(|e| classify_open(&path, e))?;
         let store = Store { conn, path };
@@ -714,23 +714,6 @@ fn classify_open(path: &Path, e: rusqlite::Error) -> StoreError {
         }
         _ => StoreError::Sqlite(e),
     }
-}
-
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    let mut b = std::fs::DirBuilder::new();
-    b.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
-    b.create(dir)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    }
-    Ok(())
 }
 
 /// Makes the database file 0600, creating it if missing. An existing file is
