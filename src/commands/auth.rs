@@ -197,7 +197,8 @@ fn check(ctx: &Ctx, target: &Target) -> Status {
             return s;
         }
     };
-    let Some(cred) = settings.credential.clone() else {
+    let cred = settings.credential.clone();
+    if cred.is_none() && kind.needs_credential() {
         let login = format!(
             "tok login{}",
             t.profile_name
@@ -214,19 +215,24 @@ fn check(ctx: &Ctx, target: &Target) -> Status {
             format!("no credential stored for this profile: run `{login}`")
         });
         return s;
-    };
-    s.credential = cred.source.as_str();
-    s.credential_detail = match &cred.source {
-        Source::Env(v) => Some(v.to_string()),
-        Source::File(p) => Some(p.display().to_string()),
-        Source::Keyring | Source::Login => None,
-    };
+    }
+    if let Some(cred) = &cred {
+        s.credential = cred.source.as_str();
+        s.credential_detail = match &cred.source {
+            Source::Env(v) => Some(v.to_string()),
+            Source::File(p) => Some(p.display().to_string()),
+            Source::Keyring | Source::Login => None,
+        };
+    }
     let whoami = t
         .gateway_with(kind, settings.clone())
         .and_then(|g| g.whoami().map_err(anyhow::Error::new));
     match whoami {
         Ok(id) => {
-            if let Ok(account) = Account::new(t.profile_name.as_deref(), &settings.http.base_url) {
+            if let (Some(cred), Ok(account)) = (
+                &cred,
+                Account::new(t.profile_name.as_deref(), &settings.http.base_url),
+            ) {
                 expiry::record(&t.out, &account, &cred.secret, &id);
             }
             s.ok = true;

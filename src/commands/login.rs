@@ -10,7 +10,7 @@ use crate::credentials::{
     Source, Store,
 };
 use crate::drivers::{DriverError, DriverKind};
-use crate::error::UserError;
+use crate::error::{Kind, UserError};
 use crate::secret::Secret;
 use anyhow::{Context, Result};
 
@@ -42,8 +42,10 @@ pub fn run(ctx: &Ctx, args: LoginArgs) -> Result<()> {
         }),
     );
     let identity = ctx.gateway_with(kind, settings)?.whoami().map_err(|e| {
+        // The drivers' own hints name the environment variables; here the
+        // credential came from stdin or the prompt.
         let hint = match e {
-            DriverError::Unauthorized(_) | DriverError::Forbidden(_) => Some(
+            _ if e.kind() == Kind::Auth => Some(
                 "check that this is a working admin credential for this gateway, copied whole"
                     .to_string(),
             ),
@@ -65,6 +67,21 @@ pub fn run(ctx: &Ctx, args: LoginArgs) -> Result<()> {
             hint,
         }
     })?;
+    if !identity.checked {
+        return Err(UserError::new(
+            Kind::Unsupported,
+            format!(
+                "could not log in to {}; nothing was saved: the gateway ({}) accepts any credential, so tok cannot tell whether this one works",
+                account.describe(),
+                identity.principal
+            ),
+        )
+        .hint(format!(
+            "the {} driver works without a credential there; if the gateway starts checking admin credentials, log in then",
+            kind.as_str()
+        ))
+        .into());
+    }
 
     let index = Index::default_location()?;
     let before = index.get(&account)?;

@@ -7,9 +7,14 @@
 //! and `{"code":-1,"success":"fail","msg":...}`, so every answer's `code` is
 //! checked. It has no lookup by secret and its list carries no secret: lookup
 //! reads each authorization and compares in constant time. Revoking deletes.
+//!
+//! `whoami` lists the app's authorizations: a valid system API key reads them,
+//! a refused one gets HTTP 403 code -8 (plugins/openapi/check.go), and an app
+//! that does not exist says so. System API keys carry no name or expiry that
+//! the automation API shows.
 
 use super::gateway_api::{self, AdminApi, Answer};
-use super::{DriverError, DriverKind, Gateway, Result, Settings};
+use super::{DriverError, DriverKind, Gateway, Identity, Result, Settings};
 use crate::error::Kind;
 use crate::model::{check_new_token, Created, Filter, NewToken, RevokeOutcome, Token};
 use crate::secret::{self, Secret};
@@ -357,6 +362,20 @@ impl Gateway for Apipark {
         }
         Err(DriverError::UnknownSecret {
             fingerprint: gateway_api::fingerprint(secret.expose()),
+        })
+    }
+
+    fn whoami(&self) -> Result<Identity> {
+        let keys = self.items()?.len();
+        Ok(Identity {
+            principal: format!(
+                "APIPark system API key, for app `{}` ({keys} apikey authorization{})",
+                self.app,
+                if keys == 1 { "" } else { "s" }
+            ),
+            expires_at: None,
+            scopes: Vec::new(),
+            checked: true,
         })
     }
 

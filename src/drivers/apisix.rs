@@ -9,9 +9,13 @@
 //! never expires is only made when --no-expiry asks for it. There is no lookup
 //! by secret: tok walks the consumers' credentials and compares in constant
 //! time. Revoking deletes.
+//!
+//! `whoami` reads the first page of consumers (the smallest page APISIX
+//! takes): any key of the admin or viewer role reads it, a wrong one gets 401
+//! `{"error_msg":"failed to check token"}` (apisix/admin/init.lua).
 
 use super::gateway_api::{self, AdminApi, Answer};
-use super::{DriverError, DriverKind, Gateway, Op, Result, Settings};
+use super::{DriverError, DriverKind, Gateway, Identity, Op, Result, Settings};
 use crate::error::Kind;
 use crate::model::{check_new_token, Created, Filter, NewToken, RevokeOutcome, Token};
 use crate::secret::{self, Secret};
@@ -334,6 +338,34 @@ impl Gateway for Apisix {
             .ok_or_else(|| DriverError::UnknownSecret {
                 fingerprint: gateway_api::fingerprint(secret.expose()),
             })
+    }
+
+    fn whoami(&self) -> Result<Identity> {
+        let path = format!("{ADMIN}/consumers");
+        let answer = self.api.call(
+            Method::GET,
+            &path,
+            &[("page", "1"), ("page_size", "10")],
+            None,
+        )?;
+        let url = answer.url.clone();
+        let answer = self.check(answer, &[], || DriverError::Protocol {
+            url: url.clone(),
+            message: "GET /apisix/admin/consumers answered 404: is this APISIX's Admin API (port 9180), not its proxy?".into(),
+        })?;
+        let list: List = answer.json()?;
+        if list.list.is_null() {
+            return Err(DriverError::Protocol {
+                url,
+                message: "the answer has no `list`; is this APISIX's Admin API on admin_api_version v3 (APISIX 3.x)?".into(),
+            });
+        }
+        Ok(Identity {
+            principal: "APISIX Admin API key".into(),
+            expires_at: None,
+            scopes: Vec::new(),
+            checked: true,
+        })
     }
 
     fn revoke(&self, id: &str, reason: Option<&str>) -> Result<(Token, RevokeOutcome)> {

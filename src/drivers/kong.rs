@@ -8,9 +8,14 @@
 //! credential once it expires (404 from then on), so expired keys vanish
 //! rather than list as expired. Revoking deletes. Kong OSS has no Admin API
 //! authentication; Kong Enterprise takes a `Kong-Admin-Token`.
+//!
+//! `whoami` reads the node information, `GET /` (kong/api/routes/kong.lua):
+//! with RBAC on, a wrong or missing token gets 401. Kong OSS and Enterprise
+//! with RBAC off answer anyone, so a token they accept is reported as not
+//! checked (`configuration.rbac` says which).
 
 use super::gateway_api::{self, AdminApi, Answer};
-use super::{DriverError, DriverKind, Gateway, Result, Settings};
+use super::{DriverError, DriverKind, Gateway, Identity, Result, Settings};
 use crate::error::Kind;
 use crate::model::{check_new_token, Created, Filter, NewToken, RevokeOutcome, Token};
 use crate::secret::{self, Secret};
@@ -28,6 +33,16 @@ const TTL_MAX: i64 = 100_000_000;
 pub struct Kong {
     api: AdminApi,
     owner: Option<String>,
+    /// Whether a `Kong-Admin-Token` goes with every request.
+    token: bool,
+}
+
+/// `GET /`: what whoami reads of the node information.
+#[derive(Deserialize)]
+struct Node {
+    version: String,
+    #[serde(default)]
+    configuration: serde_json::Map<String, Value>,
 }
 
 #[derive(Deserialize)]
@@ -67,6 +82,7 @@ impl Kong {
         Ok(Kong {
             api: AdminApi::new(&settings, auth)?,
             owner: owner.filter(|o| !o.trim().is_empty()),
+            token: auth.is_some(),
         })
     }
 
@@ -322,6 +338,38 @@ impl Gateway for Kong {
         let answer = self.check(answer, &[secret], unknown)?;
         let cred: Credential = answer.json()?;
         to_token(&cred, read_at, self.api.base())
+    }
+
+    fn whoami(&self) -> Result<Identity> {
+        let answer = self.api.call(Method::GET, "/", &[], None)?;
+        let url = answer.url.clone();
+        let answer = self.check(answer, &[], || DriverError::Protocol {
+            url: url.clone(),
+            message: "GET / answered 404: is this Kong's Admin API (port 8001), not its proxy?"
+                .into(),
+        })?;
+        let node: Node = answer.json()?;
+        // Kong Enterprise's `enforce_rbac`: on, both and entity check tokens.
+        let rbac = node
+            .configuration
+            .get("rbac")
+            .and_then(Value::as_str)
+            .is_some_and(|r| matches!(r, "on" | "both" | "entity"));
+        let api = format!("Kong Admin API {}", node.version);
+        let (principal, checked) = match (self.token, rbac) {
+            (true, true) => (format!("{api}, RBAC token"), true),
+            (true, false) => (
+                format!("{api}, which checks no admin token (Kong OSS, or RBAC off)"),
+                false,
+            ),
+            (false, _) => (format!("{api}, without an admin token"), true),
+        };
+        Ok(Identity {
+            principal,
+            expires_at: None,
+            scopes: Vec::new(),
+            checked,
+        })
     }
 
     fn revoke(&self, id: &str, reason: Option<&str>) -> Result<(Token, RevokeOutcome)> {

@@ -75,6 +75,7 @@ impl Gateway for Local {
             principal: self.principal.clone(),
             expires_at: None,
             scopes: Vec::new(),
+            checked: true,
         })
     }
 

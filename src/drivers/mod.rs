@@ -119,6 +119,13 @@ impl DriverKind {
         }
     }
 
+    /// Whether the driver refuses to work without an admin credential. Kong
+    /// OSS has no Admin API authentication, so the kong driver takes one only
+    /// where Kong Enterprise's RBAC asks for it.
+    pub fn needs_credential(self) -> bool {
+        !matches!(self, DriverKind::Local | DriverKind::Kong)
+    }
+
     pub fn from_name(name: &str) -> Option<DriverKind> {
         <DriverKind as clap::ValueEnum>::value_variants()
             .iter()
@@ -491,6 +498,10 @@ pub struct Identity {
     pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Scopes, policies or roles the credential carries, where known.
     pub scopes: Vec<String>,
+    /// Whether the gateway checked the credential at all. Kong OSS (or Kong
+    /// Enterprise with RBAC off) answers whatever it is sent, so a credential
+    /// it accepted proves nothing and `tok login` does not store it.
+    pub checked: bool,
 }
 
 pub type Result<T, E = DriverError> = std::result::Result<T, E>;
@@ -562,7 +573,7 @@ pub trait Gateway {
 
     /// Checks the admin credential against the gateway and says whose it is and
     /// when it expires (for `tok login` and `tok auth status`). Drivers without a
-    /// credential (local) answer with their own identity.
+    /// credential (local, or kong without one) answer with their own identity.
     fn whoami(&self) -> Result<Identity> {
         Err(DriverError::Unsupported {
             driver: self.kind().as_str(),

@@ -376,6 +376,7 @@ impl Gateway for TokDriver {
             principal: principal_of(&t),
             expires_at: t.expires_at,
             scopes: t.scopes,
+            checked: true,
         })
     }
 }

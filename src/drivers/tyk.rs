@@ -9,9 +9,14 @@
 //! `alias` is the name, `meta_data` the labels, and the scopes are the API ids
 //! of `access_rights` (plus `policy:<id>` for `apply_policies`); a key with no
 //! access rights would reach every API, so create wants at least one scope.
+//!
+//! `whoami` asks for `GET /tyk/keys`, the one read every gateway serves (even
+//! a worker in RPC mode, which has no /tyk/apis): checkIsAPIOwner guards every
+//! /tyk/ route, so a wrong secret gets 403 before any handler; a right one gets
+//! the list, or Tyk's own 404 saying that hashed key listing is off.
 
 use super::gateway_api::{self, AdminApi, Answer};
-use super::{DriverError, DriverKind, Gateway, Result, Settings};
+use super::{DriverError, DriverKind, Gateway, Identity, Result, Settings};
 use crate::error::Kind;
 use crate::model::{check_new_token, Created, Filter, NewToken, RevokeOutcome, Token};
 use crate::secret::Secret;
@@ -293,6 +298,34 @@ impl Gateway for Tyk {
         })?;
         let session: Map<String, Value> = answer.json()?;
         Ok(to_token(&key_hash(secret.expose()), &session))
+    }
+
+    fn whoami(&self) -> Result<Identity> {
+        let answer = self.api.call(Method::GET, "/tyk/keys", &[], None)?;
+        let message = answer
+            .value()
+            .and_then(|v| v.get("message").and_then(Value::as_str).map(String::from))
+            .unwrap_or_default();
+        let principal = if answer.status == 404 && message.contains(LISTING_OFF) {
+            format!("Tyk Gateway API secret (hashed key listing is off: `tok list` needs `{LISTING_OFF}: true`)")
+        } else {
+            let url = answer.url.clone();
+            let answer = self.check(answer, &[], |m| DriverError::Protocol {
+                url: url.clone(),
+                message: format!(
+                    "GET /tyk/keys answered 404 ({m}): is this Tyk's Gateway API (`listen_port` or `control_api_port`)?"
+                ),
+            })?;
+            // Only the shape is checked; the list itself is not needed.
+            let _: Keys = answer.json()?;
+            "Tyk Gateway API secret".to_string()
+        };
+        Ok(Identity {
+            principal,
+            expires_at: None,
+            scopes: Vec::new(),
+            checked: true,
+        })
     }
 
     fn revoke(&self, id: &str, reason: Option<&str>) -> Result<(Token, RevokeOutcome)> {

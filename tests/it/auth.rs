@@ -572,30 +572,279 @@ fn log_in_once_then_create_with_no_credential_in_sight() {
     assert_fails(&o, exit::AUTH, &["VAULT_TOKEN"]);
 }
 
+/// A gateway driver's double, the right admin credential, and what `tok login`
+/// and `tok auth status` should call the principal.
+struct GatewayCase {
+    driver: &'static str,
+    url: String,
+    control: std::sync::Arc<crate::doubles::Control>,
+    right: &'static str,
+    /// As the double sees the right credential (APIPark's carries `Bearer `).
+    sent: String,
+    principal: &'static str,
+    extra: Vec<&'static str>,
+    /// Keeps the double running for the test.
+    _double: Box<dyn std::any::Any>,
+}
+
+fn gateway_cases() -> Vec<GatewayCase> {
+    use crate::doubles::{apipark::Apipark, apisix::Apisix, kong::Kong, tyk::Tyk};
+    let apipark = Apipark::start("apipark-sys-key-right", &["app-1"]);
+    let kong = Kong::start(Some("kong-rbac-token-right"), &["alice"]);
+    let apisix = Apisix::start("apisix-admin-key-right", &["jack"]);
+    let tyk = Tyk::start("tyk-gw-secret-right", true, true);
+    vec![
+        GatewayCase {
+            driver: "apipark",
+            url: apipark.url().to_string(),
+            control: apipark.server.control.clone(),
+            right: "apipark-sys-key-right",
+            sent: "Bearer apipark-sys-key-right".into(),
+            principal: "APIPark system API key, for app `app-1` (0 apikey authorizations)",
+            extra: vec!["--app", "app-1"],
+            _double: Box::new(apipark),
+        },
+        GatewayCase {
+            driver: "kong",
+            url: kong.url().to_string(),
+            control: kong.server.control.clone(),
+            right: "kong-rbac-token-right",
+            sent: "kong-rbac-token-right".into(),
+            principal: "Kong Admin API 3.9.0.0, RBAC token",
+            extra: vec![],
+            _double: Box::new(kong),
+        },
+        GatewayCase {
+            driver: "apisix",
+            url: apisix.url().to_string(),
+            control: apisix.server.control.clone(),
+            right: "apisix-admin-key-right",
+            sent: "apisix-admin-key-right".into(),
+            principal: "APISIX Admin API key",
+            extra: vec![],
+            _double: Box::new(apisix),
+        },
+        GatewayCase {
+            driver: "tyk",
+            url: tyk.url().to_string(),
+            control: tyk.server.control.clone(),
+            right: "tyk-gw-secret-right",
+            sent: "tyk-gw-secret-right".into(),
+            principal: "Tyk Gateway API secret",
+            extra: vec![],
+            _double: Box::new(tyk),
+        },
+    ]
+}
+
 #[test]
-fn a_driver_that_cannot_check_a_credential_stores_none() {
+fn gateway_drivers_log_in_only_with_a_credential_the_gateway_accepts() {
+    for case in gateway_cases() {
+        let d = case.driver;
+        // No D-Bus session: the plaintext file is what the user chose.
+        let env = Env::new();
+        let mut add = vec!["profile", "add", "gw", "--driver", d, "--url", &case.url];
+        add.extend(case.extra.iter().copied());
+        add.push("--default");
+        env.ok(&add);
+        let file = env
+            .config_dir()
+            .join("credentials")
+            .join("credentials.toml");
+        let login = |secret: &str| {
+            env.run_stdin(
+                &["login", "--with-token", "--insecure-storage"],
+                &format!("{secret}\n"),
+            )
+        };
+
+        // A wrong credential: the gateway refuses it, and nothing is stored.
+        let o = login("wrong-guess-for-the-gateway");
+        assert_fails(
+            &o,
+            exit::AUTH,
+            &["nothing was saved", "refused the admin credential"],
+        );
+        let err = stderr(&o);
+        assert!(err.contains("copied whole"), "{d}: {err}");
+        assert!(
+            !err.contains("wrong-guess"),
+            "{d}: the secret leaked: {err}"
+        );
+        assert!(!file.exists(), "{d}: a refused credential was stored");
+        assert!(!env.config_dir().join("logins.toml").exists(), "{d}");
+        assert_eq!(
+            case.control.credentials(),
+            [match d {
+                "apipark" => "Bearer wrong-guess-for-the-gateway",
+                _ => "wrong-guess-for-the-gateway",
+            }],
+            "{d}: one whoami request, with the typed credential"
+        );
+
+        // The right one is checked, then stored.
+        let o = login(case.right);
+        assert_success(&o, &[d, "login"]);
+        let err = stderr(&o);
+        assert!(
+            err.contains(&format!(
+                "logged in to profile `gw` ({}) as {}",
+                case.url, case.principal
+            )),
+            "{d}: {err}"
+        );
+        assert!(!err.contains(case.right), "{d}: the secret leaked: {err}");
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(
+            text.contains(&format!("secret = \"{}\"", case.right)),
+            "{d}: {text}"
+        );
+        assert_eq!(case.control.credentials().len(), 2, "{d}");
+
+        // Later commands, with no credential in the environment, use it.
+        let o = env.run(&["list", "-o", "json"]);
+        assert_success(&o, &[d, "list"]);
+        assert_eq!(stdout(&o).trim(), "[]", "{d}");
+        let seen = case.control.credentials();
+        assert!(seen.len() > 2, "{d}: list sent nothing");
+        assert!(
+            seen[2..].iter().all(|c| *c == case.sent),
+            "{d}: list sent {seen:?}"
+        );
+
+        // And auth status says it works, and as whom.
+        let (o, rows) = status_json(&env, &[]);
+        assert_success(&o, &[d, "auth status"]);
+        assert_eq!(rows.len(), 1, "{d}");
+        let r = &rows[0];
+        assert_eq!(r["driver"], d);
+        assert_eq!(r["credential"], "file", "{d}: {r}");
+        assert_eq!(r["ok"], true, "{d}: {r}");
+        assert_eq!(r["principal"], case.principal, "{d}: {r}");
+        assert_eq!(r["expires_at"], serde_json::Value::Null, "{d}: {r}");
+        let table = env.ok(&["auth", "status"]);
+        assert!(
+            table.contains(&format!("status:     ok, as {}", case.principal))
+                && table.contains("expires:    never, or the gateway does not say"),
+            "{d}: {table}"
+        );
+        assert_eq!(
+            case.control.credentials().last().unwrap(),
+            &case.sent,
+            "{d}"
+        );
+    }
+}
+
+#[test]
+fn the_real_keyring_holds_a_gateway_credential_that_login_checked() {
     let bus = bus("TOK_TEST_DBUS");
-    let server = AuthServer::start(vec![]);
+    let gw = crate::doubles::apisix::Apisix::start("apisix-key-for-keyring", &["jack"]);
     let env = env_on(&bus);
+    env.ok(&[
+        "profile",
+        "add",
+        "six",
+        "--driver",
+        "apisix",
+        "--url",
+        gw.url(),
+        "--default",
+    ]);
+    let o = env.run_stdin(&["login", "--with-token"], "apisix-key-wrong\n");
+    assert_fails(
+        &o,
+        exit::AUTH,
+        &["nothing was saved", "failed to check token"],
+    );
+    let account = format!("six@{}", gw.url());
+    assert_eq!(keyring_lookup(&bus, &account), None);
+
+    let o = env.run_stdin(&["login", "--with-token"], "apisix-key-for-keyring\n");
+    assert_success(&o, &["login"]);
+    assert!(stderr(&o).contains("in the OS keyring"), "{}", stderr(&o));
+    assert_eq!(
+        keyring_lookup(&bus, &account).as_deref(),
+        Some("apisix-key-for-keyring")
+    );
+    let secret = env.create(&["--no-expiry", "--owner", "jack"]);
+    assert!(
+        gw.credentials()
+            .iter()
+            .any(|(_, v)| v["plugins"]["key-auth"]["key"] == secret.as_str()),
+        "the key exists on the gateway"
+    );
+    assert!(gw
+        .server
+        .control
+        .credentials()
+        .iter()
+        .skip(1)
+        .all(|c| c == "apisix-key-for-keyring"));
+    env.ok(&["logout"]);
+    assert_eq!(keyring_lookup(&bus, &account), None);
+}
+
+#[test]
+fn kong_without_rbac_needs_no_login_and_stores_no_unchecked_token() {
+    let kong = crate::doubles::kong::Kong::start(None, &["alice"]);
+    let env = Env::new();
+    env.ok(&[
+        "profile",
+        "add",
+        "oss",
+        "--driver",
+        "kong",
+        "--url",
+        kong.url(),
+        "--default",
+    ]);
+
+    // Kong OSS answers any token, so accepting one proves nothing.
     let o = env.run_stdin(
-        &[
-            "--driver",
-            "kong",
-            "--url",
-            &server.url,
-            "login",
-            "--with-token",
-        ],
-        "kong-admin-token\n",
+        &["login", "--with-token", "--insecure-storage"],
+        "any-token-at-all\n",
     );
     assert_fails(
         &o,
         exit::UNSUPPORTED,
-        &["nothing was saved", "KONG_ADMIN_TOKEN or TOK_ADMIN_TOKEN"],
+        &[
+            "nothing was saved",
+            "accepts any credential",
+            "Kong OSS, or RBAC off",
+            "works without a credential",
+        ],
     );
-    assert_eq!(keyring_lookup(&bus, &server.url), None);
+    assert!(!stderr(&o).contains("any-token-at-all"), "{}", stderr(&o));
+    assert!(!env.config_dir().join("credentials").exists());
     assert!(!env.config_dir().join("logins.toml").exists());
-    assert_eq!(server.requests(), 0);
+    assert_eq!(kong.server.control.requests(), ["GET /"]);
+
+    // Without a credential the driver works, and auth status says so.
+    let (o, rows) = status_json(&env, &[]);
+    assert_success(&o, &["auth", "status"]);
+    assert_eq!(rows[0]["credential"], "none", "{}", rows[0]);
+    assert_eq!(rows[0]["ok"], true, "{}", rows[0]);
+    assert_eq!(
+        rows[0]["principal"],
+        "Kong Admin API 3.9.0, without an admin token"
+    );
+    assert_eq!(
+        kong.server.control.credentials(),
+        ["any-token-at-all", ""],
+        "login sent the typed token; status sent none"
+    );
+
+    // A token from the environment works there too, and status says Kong did not check it.
+    let mut env = env;
+    env.set("KONG_ADMIN_TOKEN", "env-token");
+    let (o, rows) = status_json(&env, &[]);
+    assert_success(&o, &["auth", "status"]);
+    assert_eq!(rows[0]["credential"], "env");
+    assert_eq!(
+        rows[0]["principal"],
+        "Kong Admin API 3.9.0, which checks no admin token (Kong OSS, or RBAC off)"
+    );
 }
 
 #[test]

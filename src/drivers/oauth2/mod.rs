@@ -530,6 +530,7 @@ impl Gateway for OAuth2 {
             principal: format!("client {id}"),
             expires_at: None,
             scopes: Vec::new(),
+            checked: true,
         })
     }
 

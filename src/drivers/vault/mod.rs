@@ -419,6 +419,7 @@ impl Gateway for Vault {
             principal: format!("{name} (accessor {})", d.accessor),
             expires_at: parse_time(d.expire_time.as_deref()),
             scopes: d.policies.unwrap_or_default(),
+            checked: true,
         })
     }
 

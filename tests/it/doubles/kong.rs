@@ -14,8 +14,14 @@
 //!   selected; `ttl` is reported as the whole seconds left)
 //! - kong/db/dao/init.lua (ttl must be an integer between 0 and 100000000)
 //!
+//! - kong/api/routes/kong.lua (`GET /`, the node information: tagline,
+//!   version, edition, hostname, node_id, timers, plugins, lua_version,
+//!   configuration with sensitive values removed, pids)
+//!
 //! Kong OSS has no Admin API authentication; built with a token, the double
-//! answers 401 without the matching `Kong-Admin-Token`, as Kong Enterprise's RBAC does.
+//! answers 401 without the matching `Kong-Admin-Token`, as Kong Enterprise's RBAC
+//! does, and its node information says so (`configuration.rbac = "on"`, the
+//! value of `enforce_rbac`; Kong Enterprise's version and edition).
 
 use super::{json, now, Server};
 use axum::body::Bytes;
@@ -94,6 +100,7 @@ impl Kong {
         let router = Router::new()
             .route("/consumers/{c}/key-auth", any(nested_collection))
             .route("/consumers/{c}/key-auth/{id}", any(nested_entity))
+            .route("/", any(root))
             .route("/key-auths", any(collection))
             .route("/key-auths/{id}", any(entity))
             .with_state(state.clone());
@@ -139,6 +146,49 @@ impl Kong {
             c.expires_at = Some(now() - 1);
         }
     }
+}
+
+async fn root(
+    State(state): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    req: Request,
+) -> Response {
+    let s = state.lock().unwrap();
+    if let Some(r) = auth(&s, &headers) {
+        return r;
+    }
+    if req.method() != Method::GET {
+        return json(405, j!({ "message": "Method not allowed" }));
+    }
+    let enterprise = s.admin_token.is_some();
+    let mut configuration = j!({
+        "admin_listen": ["127.0.0.1:8001"],
+        "proxy_listen": ["0.0.0.0:8000"],
+        "database": "postgres",
+        "loaded_plugins": { "key-auth": true, "acl": true },
+    });
+    if enterprise {
+        configuration["rbac"] = j!("on");
+        configuration["admin_gui_auth"] = Value::Null;
+    }
+    json(
+        200,
+        j!({
+            "tagline": "Welcome to kong",
+            "version": if enterprise { "3.9.0.0" } else { "3.9.0" },
+            "edition": if enterprise { "enterprise" } else { "community" },
+            "hostname": "kong-double",
+            "node_id": "9b3a1c52-3c47-4f5e-9d6c-0c1d2e3f4a5b",
+            "timers": { "running": 0, "pending": 1 },
+            "plugins": {
+                "available_on_server": { "key-auth": { "version": "3.9.0", "priority": 1250 } },
+                "enabled_in_cluster": [],
+            },
+            "lua_version": "LuaJIT 2.1.0-20231117",
+            "configuration": configuration,
+            "pids": { "master": 1, "workers": [1254] },
+        }),
+    )
 }
 
 fn not_found() -> Response {

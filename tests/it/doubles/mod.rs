@@ -50,12 +50,26 @@ impl Fault {
 pub struct Control {
     /// `METHOD /path` of every request, in order.
     pub seen: Mutex<Vec<String>>,
+    /// The admin credential header of every request (empty when none), in order.
+    pub credentials: Mutex<Vec<String>>,
     pub fault: Mutex<Option<Fault>>,
 }
+
+/// The headers that carry an admin credential to one of the doubled gateways.
+const CREDENTIAL_HEADERS: [&str; 4] = [
+    "authorization",
+    "kong-admin-token",
+    "x-api-key",
+    "x-tyk-authorization",
+];
 
 impl Control {
     pub fn requests(&self) -> Vec<String> {
         self.seen.lock().unwrap().clone()
+    }
+    /// The admin credentials the requests carried, as sent.
+    pub fn credentials(&self) -> Vec<String> {
+        self.credentials.lock().unwrap().clone()
     }
     pub fn fail_with(&self, f: Fault) {
         *self.fault.lock().unwrap() = Some(f);
@@ -70,6 +84,13 @@ async fn control_layer(State(c): State<Arc<Control>>, req: Request, next: Next) 
         .lock()
         .unwrap()
         .push(format!("{} {}", req.method(), req.uri().path()));
+    let presented = CREDENTIAL_HEADERS
+        .iter()
+        .find_map(|h| req.headers().get(*h))
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    c.credentials.lock().unwrap().push(presented);
     let fault = c.fault.lock().unwrap().clone();
     match fault {
         Some(f) => Response::builder()
