@@ -59,6 +59,20 @@ fn login(env: &Env, profile: &str, secret: &str) -> Output {
     )
 }
 
+/// `tok login --profile P --with-token --insecure-storage`, the secret on stdin.
+fn login_to_file(env: &Env, profile: &str, secret: &str) -> Output {
+    env.run_stdin(
+        &[
+            "login",
+            "--profile",
+            profile,
+            "--with-token",
+            "--insecure-storage",
+        ],
+        &format!("{secret}\n"),
+    )
+}
+
 fn status_json(env: &Env, args: &[&str]) -> (Output, Vec<serde_json::Value>) {
     let mut all = vec!["auth", "status", "-o", "json"];
     all.extend_from_slice(args);
@@ -416,16 +430,7 @@ fn insecure_storage_is_a_private_file_refused_when_others_can_read_it() {
     // No D-Bus session: the file is what the user chose, not a fallback.
     let env = Env::new();
     add_profile(&env, "lab", &server.url);
-    let o = env.run_stdin(
-        &[
-            "login",
-            "--profile",
-            "lab",
-            "--with-token",
-            "--insecure-storage",
-        ],
-        "adm-file\n",
-    );
+    let o = login_to_file(&env, "lab", "adm-file");
     assert_success(&o, &["login --insecure-storage"]);
     let err = stderr(&o);
     assert!(
@@ -467,16 +472,7 @@ fn insecure_storage_is_a_private_file_refused_when_others_can_read_it() {
     assert_eq!(server.requests(), 2, "a refused file sends nothing");
 
     // Writing again warns again and makes the file private again.
-    let o = env.run_stdin(
-        &[
-            "login",
-            "--profile",
-            "lab",
-            "--with-token",
-            "--insecure-storage",
-        ],
-        "adm-file\n",
-    );
+    let o = login_to_file(&env, "lab", "adm-file");
     assert_success(&o, &["login --insecure-storage"]);
     assert!(stderr(&o).contains("PLAINTEXT"));
     assert_eq!(mode(&file), 0o600);
@@ -857,16 +853,7 @@ fn auth_status_sends_the_environment_credential_only_to_the_gateway_in_use() {
     env.ok(&["profile", "add", "used", "--url", &used.url, "--default"]);
     add_profile(&env, "other", &other.url);
     add_profile(&env, "bare", &bare.url);
-    let o = env.run_stdin(
-        &[
-            "login",
-            "--profile",
-            "other",
-            "--with-token",
-            "--insecure-storage",
-        ],
-        "adm-other-stored\n",
-    );
+    let o = login_to_file(&env, "other", "adm-other-stored");
     assert_success(&o, &["login --profile other"]);
     env.set("TOK_ADMIN_TOKEN", "adm-env-for-used");
 
@@ -946,16 +933,7 @@ fn a_broken_credential_file_is_reported_without_its_secret() {
     let server = AuthServer::start(vec![Admin::new("adm-broken-s3cret", "tk_x", "x")]);
     let env = Env::new();
     add_profile(&env, "lab", &server.url);
-    let o = env.run_stdin(
-        &[
-            "login",
-            "--profile",
-            "lab",
-            "--with-token",
-            "--insecure-storage",
-        ],
-        "adm-broken-s3cret\n",
-    );
+    let o = login_to_file(&env, "lab", "adm-broken-s3cret");
     assert_success(&o, &["login --insecure-storage"]);
     let file = env
         .config_dir()

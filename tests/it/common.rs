@@ -121,6 +121,42 @@ impl Env {
     }
 }
 
+/// `processes` tok processes at once, each running `tok create ARGS --name pP-I`
+/// `per_process` times in a row; every create must succeed. Returns the secrets.
+pub fn create_concurrently(
+    env: &Env,
+    processes: usize,
+    per_process: usize,
+    args: &[&str],
+) -> Vec<String> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..processes)
+            .map(|p| {
+                scope.spawn(move || {
+                    (0..per_process)
+                        .map(|i| {
+                            let o = env
+                                .std_cmd()
+                                .arg("create")
+                                .args(args)
+                                .arg("--name")
+                                .arg(format!("p{p}-{i}"))
+                                .output()
+                                .unwrap();
+                            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+                            String::from_utf8(o.stdout).unwrap().trim().to_string()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    })
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }

@@ -452,31 +452,7 @@ fn the_store_holds_no_secret_and_is_private() {
 fn eight_processes_creating_at_once_all_land() {
     let env = Env::new();
     env.ok(&["list"]); // the store exists before the race, as it would for a user
-    let mut secrets: Vec<String> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..8)
-            .map(|p| {
-                let env = &env;
-                scope.spawn(move || {
-                    (0..25)
-                        .map(|i| {
-                            let o = env
-                                .std_cmd()
-                                .args(["create", "--ttl", "1h", "--name"])
-                                .arg(format!("p{p}-{i}"))
-                                .output()
-                                .unwrap();
-                            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-                            String::from_utf8(o.stdout).unwrap().trim().to_string()
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
-            .collect()
-    });
+    let mut secrets = create_concurrently(&env, 8, 25, &["--ttl", "1h"]);
     assert_eq!(secrets.len(), 200);
     secrets.sort();
     secrets.dedup();

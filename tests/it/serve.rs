@@ -453,31 +453,7 @@ fn restart_keeps_every_token_and_state() {
 fn eight_cli_processes_creating_through_the_server_all_land() {
     let server = Server::start();
     let env = server.client();
-    let mut secrets: Vec<String> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..8)
-            .map(|p| {
-                let env = &env;
-                scope.spawn(move || {
-                    (0..5)
-                        .map(|i| {
-                            let o = env
-                                .std_cmd()
-                                .args(["create", "--ttl", "1h", "--label", "race=1", "--name"])
-                                .arg(format!("p{p}-{i}"))
-                                .output()
-                                .unwrap();
-                            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-                            String::from_utf8(o.stdout).unwrap().trim().to_string()
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
-            .collect()
-    });
+    let mut secrets = create_concurrently(&env, 8, 5, &["--ttl", "1h", "--label", "race=1"]);
     assert_eq!(secrets.len(), 40);
     secrets.sort();
     secrets.dedup();
