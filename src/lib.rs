@@ -17,3 +17,4 @@ pub mod output;
 pub mod secret;
 pub mod server;
 pub mod store;
+pub mod text;
