@@ -654,6 +654,11 @@ pub struct ServeArgs {
     )]
     pub audit_max_age: Ttl,
 
+    /// Trust policies (TOML) for CI jobs that trade their OIDC ID token for a
+    /// tok token at POST /oauth/token; read again on SIGHUP (docs/federation.md).
+    #[arg(long, value_name = "FILE", help_heading = "Federation")]
+    pub federation: Option<PathBuf>,
+
     /// Keep at most this many audit entries (the oldest go first).
     #[arg(long, value_name = "N", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..), help_heading = "Audit trail")]
     pub audit_max_rows: u64,

@@ -28,6 +28,7 @@ pub fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
         proxy,
         retention,
         header_timeout: std::time::Duration::from_secs(args.header_timeout.as_secs()),
+        federation: args.federation,
     };
     if args.dev {
         return dev(ctx, base);
