@@ -97,12 +97,12 @@ fn b64(s: &str) -> Result<Vec<u8>, JoseError> {
 /// understands none.
 pub fn decode(compact: &str) -> Result<Jws<'_>, JoseError> {
     let mut parts = compact.split('.');
-    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(JoseError::Malformed);
     };
-    let header: Header =
-        serde_json::from_slice(&b64(h)?).map_err(|_| JoseError::BadHeader)?;
+    let header: Header = serde_json::from_slice(&b64(h)?).map_err(|_| JoseError::BadHeader)?;
     if header.crit.is_some() {
         return Err(JoseError::Critical);
     }
@@ -147,7 +147,10 @@ impl Jws<'_> {
 /// A public key from a JWK.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Key {
-    Rsa { n: Vec<u8>, e: Vec<u8> },
+    Rsa {
+        n: Vec<u8>,
+        e: Vec<u8>,
+    },
     /// The uncompressed point 0x04 ‖ x ‖ y.
     P256(Vec<u8>),
     Ed25519(Vec<u8>),
@@ -213,7 +216,9 @@ impl Jwk {
     pub fn fits(&self, alg: Alg) -> bool {
         let kind = matches!(
             (&self.key, alg),
-            (Key::Rsa { .. }, Alg::Rs256) | (Key::P256(_), Alg::Es256) | (Key::Ed25519(_), Alg::EdDsa)
+            (Key::Rsa { .. }, Alg::Rs256)
+                | (Key::P256(_), Alg::Es256)
+                | (Key::Ed25519(_), Alg::EdDsa)
         );
         kind && self.alg.as_deref().is_none_or(|a| a == alg.as_str())
     }
@@ -259,9 +264,8 @@ mod tests {
     fn es256() -> (EcdsaKeyPair, Jwk) {
         let rng = SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-        let kp =
-            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
-                .unwrap();
+        let kp = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+            .unwrap();
         let p = kp.public_key().as_ref();
         let jwk = Jwk::from_json(&serde_json::json!({
             "kty": "EC", "crv": "P-256", "kid": "k1",
@@ -295,7 +299,11 @@ mod tests {
     #[test]
     fn none_hmac_and_unlisted_algorithms_are_refused() {
         for alg in ["none", "HS256", "RS512", "ES256K", ""] {
-            let t = format!("{}.{}.", enc(format!(r#"{{"alg":"{alg}"}}"#).as_bytes()), enc(b"{}"));
+            let t = format!(
+                "{}.{}.",
+                enc(format!(r#"{{"alg":"{alg}"}}"#).as_bytes()),
+                enc(b"{}")
+            );
             let jws = decode(&t).unwrap();
             assert!(matches!(
                 jws.alg(&[Alg::Rs256, Alg::Es256]),
@@ -311,7 +319,9 @@ mod tests {
         let (kp, jwk) = es256();
         let t = sign(&kp, r#"{"alg":"ES256","kid":"other"}"#, "{}");
         assert_eq!(
-            decode(&t).unwrap().verify(Alg::Es256, std::slice::from_ref(&jwk)),
+            decode(&t)
+                .unwrap()
+                .verify(Alg::Es256, std::slice::from_ref(&jwk)),
             Err(JoseError::NoKey)
         );
         assert!(!jwk.fits(Alg::Rs256));
@@ -323,7 +333,11 @@ mod tests {
         for bad in ["", "a.b", "a.b.c.d", "!!.e30.", "e30.e30"] {
             assert!(decode(bad).is_err(), "{bad}");
         }
-        let t = format!("{}.{}.", enc(br#"{"alg":"ES256","crit":["b64"]}"#), enc(b"{}"));
+        let t = format!(
+            "{}.{}.",
+            enc(br#"{"alg":"ES256","crit":["b64"]}"#),
+            enc(b"{}")
+        );
         assert_eq!(decode(&t).unwrap_err(), JoseError::Critical);
     }
 

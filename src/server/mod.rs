@@ -286,7 +286,9 @@ fn federation_from(path: &std::path::Path) -> Result<std::sync::Arc<federation::
             while hup.recv().await.is_some() {
                 match f.reload() {
                     Ok(n) => tracing::info!(policies = n, "federation policies reloaded"),
-                    Err(e) => tracing::error!(error = %e, "federation policies not reloaded; the previous ones stay in force"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "federation policies not reloaded; the previous ones stay in force")
+                    }
                 }
             }
         });

@@ -8,6 +8,7 @@ mod common;
 mod completions;
 mod doubles;
 mod errors;
+mod federation;
 mod gateways;
 mod lifecycle;
 mod oauth2;

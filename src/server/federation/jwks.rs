@@ -74,7 +74,11 @@ impl Keys {
             c.tried = Some(now);
             match self.fetch(issuer, cfg).await {
                 Ok(keys) => {
-                    tracing::info!(issuer, keys = keys.len(), "fetched the issuer's signing keys");
+                    tracing::info!(
+                        issuer,
+                        keys = keys.len(),
+                        "fetched the issuer's signing keys"
+                    );
                     c.keys = keys;
                     c.fetched = Some(Instant::now());
                 }

@@ -133,8 +133,8 @@ impl Federation {
         let bad = |why: &str| Refusal::Grant(why.to_string());
         let jws = jose::decode(subject_token).map_err(|e| Refusal::Grant(e.to_string()))?;
         let alg = jws.alg(&ALGS).map_err(|e| Refusal::Grant(e.to_string()))?;
-        let claims: Map<String, Value> =
-            serde_json::from_slice(&jws.payload).map_err(|_| bad("the claims are not a JSON object"))?;
+        let claims: Map<String, Value> = serde_json::from_slice(&jws.payload)
+            .map_err(|_| bad("the claims are not a JSON object"))?;
         let iss = claims
             .get("iss")
             .and_then(Value::as_str)
@@ -196,7 +196,9 @@ impl Federation {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         let t = now.timestamp();
         if seen.get(&key).is_some_and(|&u| u >= t) {
-            return Err(Refusal::Grant("the token's `jti` was already exchanged".into()));
+            return Err(Refusal::Grant(
+                "the token's `jti` was already exchanged".into(),
+            ));
         }
         if seen.len() >= REPLAY_MAX {
             seen.retain(|_, u| *u >= t);
@@ -220,7 +222,11 @@ impl Federation {
 
 /// `exp` (required), `nbf` and `iat` (if present) against now, each with
 /// `leeway` seconds of clock skew (RFC 7519 §4.1.4, §4.1.5, §4.1.6).
-fn check_times(claims: &Map<String, Value>, now: DateTime<Utc>, leeway: i64) -> Result<(), Refusal> {
+fn check_times(
+    claims: &Map<String, Value>,
+    now: DateTime<Utc>,
+    leeway: i64,
+) -> Result<(), Refusal> {
     let bad = |why: &str| Err(Refusal::Grant(why.into()));
     let t = now.timestamp();
     let num = |k: &str| claims.get(k).map(|v| v.as_f64().map(|f| f as i64));
@@ -241,7 +247,9 @@ fn check_times(claims: &Map<String, Value>, now: DateTime<Utc>, leeway: i64) -> 
     }
     match num("iat") {
         Some(None) => return bad("`iat` is not a number"),
-        Some(Some(i)) if i > t.saturating_add(leeway) => return bad("issued in the future (`iat`)"),
+        Some(Some(i)) if i > t.saturating_add(leeway) => {
+            return bad("issued in the future (`iat`)")
+        }
         _ => {}
     }
     Ok(())

@@ -158,7 +158,9 @@ fn check(s: Spec, default_audience: Option<&str>) -> Result<Policy, String> {
         .filter(|a| !a.is_empty())
         .ok_or_else(|| at("no `audience`, and none at the top of the file".into()))?;
     if s.scopes.is_empty() {
-        return Err(at("`scopes` is empty; a policy grants at least one scope".into()));
+        return Err(at(
+            "`scopes` is empty; a policy grants at least one scope".into()
+        ));
     }
     let probe = crate::model::NewToken {
         scopes: s.scopes.clone(),
@@ -279,7 +281,9 @@ impl Policy {
             rest = after.get(close + 1..).unwrap_or("");
         }
         out.push_str(rest);
-        Ok(Some(out.chars().take(crate::model::limits::NAME_MAX).collect()))
+        Ok(Some(
+            out.chars().take(crate::model::limits::NAME_MAX).collect(),
+        ))
     }
 
     /// Labels copied from claims; a claim the token lacks gives no label.
@@ -290,7 +294,9 @@ impl Policy {
                 let v = claim_text(claims, claim)?;
                 Some((
                     k.clone(),
-                    v.chars().take(crate::model::limits::LABEL_VALUE_MAX).collect(),
+                    v.chars()
+                        .take(crate::model::limits::LABEL_VALUE_MAX)
+                        .collect(),
                 ))
             })
             .collect()
@@ -341,7 +347,9 @@ mod tests {
             );
         }
         assert!(!p.matches(&claims(json!({"repository": "octo/app"}))));
-        assert!(!p.matches(&claims(json!({"repository": ["octo/app"], "ref": "refs/heads/release-1"}))));
+        assert!(!p.matches(&claims(
+            json!({"repository": ["octo/app"], "ref": "refs/heads/release-1"})
+        )));
     }
 
     #[test]
@@ -349,7 +357,10 @@ mod tests {
         let p = &Policies::parse(GITHUB).unwrap().policies[0];
         let c = claims(json!({"repository": "octo/app", "run_id": 42}));
         assert_eq!(p.token_name(&c).unwrap().as_deref(), Some("gh-octo/app-42"));
-        assert_eq!(p.labels(&c).get("repo").map(String::as_str), Some("octo/app"));
+        assert_eq!(
+            p.labels(&c).get("repo").map(String::as_str),
+            Some("octo/app")
+        );
         assert!(p
             .token_name(&claims(json!({"repository": "x"})))
             .unwrap_err()
