@@ -922,3 +922,94 @@ fn the_cli_says_what_is_missing() {
         &["takes no token exchange", "--federation FILE"],
     );
 }
+
+/// `scripts/oidc-test-issuer`, stopped when dropped; `vars` are the export
+/// lines it printed.
+struct ScriptIssuer {
+    child: std::process::Child,
+    vars: Vec<(String, String)>,
+}
+
+impl ScriptIssuer {
+    fn start(args: &[&str]) -> ScriptIssuer {
+        use std::io::BufRead;
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/oidc-test-issuer");
+        let mut child = std::process::Command::new("python3")
+            .arg(script)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 runs scripts/oidc-test-issuer (scripts/setup installs python3)");
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let vars = (0..4)
+            .map(|_| {
+                let line = lines.next().expect("an export line").unwrap();
+                let (k, v) = line
+                    .strip_prefix("export ")
+                    .unwrap()
+                    .split_once('=')
+                    .unwrap();
+                (k.to_string(), v.trim_matches('\'').to_string())
+            })
+            .collect();
+        ScriptIssuer { child, vars }
+    }
+
+    fn var(&self, k: &str) -> &str {
+        &self.vars.iter().find(|(n, _)| n == k).unwrap().1
+    }
+}
+
+impl Drop for ScriptIssuer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_quick_try_in_docs_federation_md_mints_a_token_with_no_stored_secret() {
+    let doc = include_str!("../../docs/federation.md");
+    let start = doc
+        .find("cat > federation.toml <<EOF\n")
+        .expect("the quick try's policy")
+        + 28;
+    let policy = &doc[start..start + doc[start..].find("\nEOF\n").unwrap()];
+
+    let issuer = ScriptIssuer::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("federation.toml");
+    std::fs::write(
+        &path,
+        policy.replace("$TOK_TEST_ISSUER", issuer.var("TOK_TEST_ISSUER")),
+    )
+    .unwrap();
+    let server = Server::start_with(&["--federation", path.to_str().unwrap()]);
+
+    let job = |issuer: &ScriptIssuer| {
+        let mut env = Env::new();
+        for (k, v) in &issuer.vars {
+            env.set(k, v);
+        }
+        env.set("TOK_URL", &server.url);
+        env
+    };
+    let o = job(&issuer).run(&["create", "--federated", "--ttl", "10m", "--scope", "deploy"]);
+    assert_success(&o, &["create", "--federated"]);
+    assert!(stdout(&o).starts_with("tok_"));
+    assert!(stderr(&o).contains("(gh-octo/app-4242)"), "{}", stderr(&o));
+    let t = &server.local().list_json(&["--name", "gh-*"])[0];
+    assert_eq!(t["labels"], json!({"repo": "octo/app"}));
+
+    let dev = ScriptIssuer::start(&["--claim", "ref=refs/heads/dev"]);
+    std::fs::write(
+        &path,
+        policy.replace("$TOK_TEST_ISSUER", dev.var("TOK_TEST_ISSUER")),
+    )
+    .unwrap();
+    server.signal(nix::sys::signal::Signal::SIGHUP);
+    server.wait_for_log("federation policies reloaded");
+    let o = job(&dev).run(&["create", "--federated", "--ttl", "10m", "--scope", "deploy"]);
+    assert_fails(&o, exit::AUTH, &["invalid_grant"]);
+}
