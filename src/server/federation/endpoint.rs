@@ -31,6 +31,9 @@ pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_tok
 /// The largest request body read; a bigger one is refused unread.
 const BODY_MAX: usize = 64 * 1024;
 
+/// The most of `subject (issuer)` an audit entry or `created_by` keeps.
+const ACTOR_MAX: usize = 512;
+
 pub struct Exchange {
     pub federation: Arc<Federation>,
     pub pool: Arc<Pool>,
@@ -196,7 +199,8 @@ async fn token(
         (Some(s), Some(i)) => Some(format!("{s} ({i})")),
         (None, Some(i)) => Some(format!("({i})")),
         _ => None,
-    };
+    }
+    .map(|a| a.chars().take(ACTOR_MAX).collect());
     let policy = trail.policy.as_deref().map(|p| format!("policy {p}"));
     let resp = match result {
         Ok((resp, id)) => {
@@ -247,7 +251,7 @@ async fn exchange(
         trail.issuer.as_deref().unwrap_or("-"),
         trail.policy.as_deref().unwrap_or("-")
     );
-    let by: String = by.chars().take(512).collect();
+    let by: String = by.chars().take(ACTOR_MAX).collect();
     let created = state
         .pool
         .run(move |s| s.create(&new, Some(&by), now))
