@@ -905,6 +905,27 @@ fn the_cli_says_what_is_missing() {
     );
     assert!(stdout(&o).is_empty());
 
+    // A bad policy file stops the server before it listens.
+    let bad_file = job.home().join("bad.toml");
+    std::fs::write(
+        &bad_file,
+        "[[policy]]\nname = 'p'\nissuer = 'http://example.com'\n",
+    )
+    .unwrap();
+    let o = job.run(&[
+        "serve",
+        "--dev",
+        "--listen",
+        "127.0.0.1:0",
+        "--federation",
+        bad_file.to_str().unwrap(),
+    ]);
+    assert_fails(
+        &o,
+        exit::USAGE,
+        &["bad --federation file", "docs/federation.md"],
+    );
+
     // A server without --federation.
     let plain = Server::start();
     let mut env = Env::new();

@@ -8,6 +8,7 @@
 use super::{Ask, Federation, Refusal, Trail, SUBJECT_TOKEN_MAX};
 use crate::secret::Secret;
 use crate::server::audit_writer::AuditSink;
+use crate::server::oauth::oauth_error as error;
 use crate::server::state::Pool;
 use crate::store::audit::{Decision, Entry, Event};
 use crate::store::StoreError;
@@ -57,17 +58,6 @@ async fn info(State(state): State<Arc<Exchange>>) -> Response {
         "id_token_signing_alg_values_supported": ["RS256", "ES256"],
     }))
     .into_response()
-}
-
-fn error(status: StatusCode, code: &str, description: &str) -> Response {
-    let mut r = (
-        status,
-        Json(json!({"error": code, "error_description": description})),
-    )
-        .into_response();
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
 }
 
 /// The answer to a refusal: a fixed message per kind, so that the caller
