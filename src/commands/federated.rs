@@ -243,7 +243,25 @@ fn github(ctx: &Ctx, http: &Http, audience: Option<&str>) -> Result<String> {
     let mut u = reqwest::Url::parse(&url)
         .map_err(|e| UserError::usage(format!("{GITHUB_REQUEST_URL} is not a URL: {e}")))?;
     u.query_pairs_mut().append_pair("audience", &audience);
-    let resp = http.send(http.client().get(u).bearer_auth(bearer))?;
+    // Its own client: --ca-cert and --insecure are about the tok server, not GitHub.
+    let github = reqwest::blocking::Client::builder()
+        .timeout(crate::drivers::http_client::DEFAULT_TIMEOUT)
+        .user_agent(concat!("tok/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .context("could not set up the HTTP client for GitHub")?;
+    let resp = github
+        .get(u)
+        .bearer_auth(bearer)
+        .send()
+        .map_err(|e| {
+            crate::drivers::http_client::transport_error(
+                GITHUB_REQUEST_URL,
+                e,
+                crate::drivers::http_client::DEFAULT_TIMEOUT,
+            )
+        })
+        .context("could not get the job's ID token from GitHub")?;
     if !resp.status().is_success() {
         return Err(DriverError::Http {
             status: resp.status().as_u16(),

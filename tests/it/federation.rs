@@ -883,6 +883,8 @@ fn the_cli_says_what_is_missing() {
     );
     let o = job.run(&["create", "--federated", "gitlab"]);
     assert_fails(&o, exit::USAGE, &["TOK_ID_TOKEN", "id_tokens"]);
+    let o = Env::new().run(&["create", "--federated", "github"]);
+    assert_fails(&o, exit::USAGE, &["not the local driver", "TOK_URL"]);
     let o = job.run(&["create", "--federated", "gh"]);
     assert_fails(&o, exit::USAGE, &["not an ID token source"]);
     let o = job.run(&["create", "--federated", "github", "--name", "x"]);
