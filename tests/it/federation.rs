@@ -680,6 +680,12 @@ max_ttl = "5m"
             "`HS256`",
         ),
         (
+            "typed as a DPoP proof",
+            key.sign_with(json!({"typ": "dpop+jwt"}), &good(json!({}))),
+            &[],
+            "typ",
+        ),
+        (
             "unknown kid",
             key.sign_with(json!({"kid": "nobody"}), &good(json!({}))),
             &[],

@@ -17,7 +17,8 @@
 //!   `nbf`, `iat`, `jti`; §7.2 validation; RFC 7515 through `crate::jose`;
 //! - RFC 8725 (JWT BCP) §3.1 allowed algorithms only (RS256 and ES256 here),
 //!   §3.8 the issuer checked against the key that signed, §3.9 the audience
-//!   always checked, §3.10 nothing fetched from a URL the token names;
+//!   always checked, §3.10 nothing fetched from a URL the token names, §3.11
+//!   a `typ` other than JWT refused;
 //! - OpenID Connect Discovery 1.0 §4 through `jwks.rs`;
 //! - GitHub Actions OIDC ("About security hardening with OpenID Connect":
 //!   issuer `https://token.actions.githubusercontent.com`, claims
@@ -54,7 +55,7 @@ pub const SUBJECT_TOKEN_MAX: usize = 16 * 1024;
 const LIFETIME_MAX_SECS: i64 = 24 * 3600;
 
 /// How many `jti`s the replay cache holds at most.
-const REPLAY_MAX: usize = 100_000;
+pub const REPLAY_MAX: usize = 100_000;
 
 /// Why an exchange was refused. The `String`s are for the audit trail only.
 #[derive(Debug, Clone, PartialEq)]
@@ -133,6 +134,13 @@ impl Federation {
         let bad = |why: &str| Refusal::Grant(why.to_string());
         let jws = jose::decode(subject_token).map_err(|e| Refusal::Grant(e.to_string()))?;
         let alg = jws.alg(&ALGS).map_err(|e| Refusal::Grant(e.to_string()))?;
+        // RFC 8725 §3.11: a JWT typed as something else (a DPoP proof, an
+        // access token) is not an ID token, whoever signed it.
+        if jws.header.typ.as_deref().is_some_and(|t| {
+            !t.eq_ignore_ascii_case("JWT") && !t.eq_ignore_ascii_case("application/jwt")
+        }) {
+            return Err(bad("`typ` is not JWT"));
+        }
         let claims: Map<String, Value> = serde_json::from_slice(&jws.payload)
             .map_err(|_| bad("the claims are not a JSON object"))?;
         let iss = claims
@@ -298,4 +306,69 @@ fn mint(
     crate::model::check_new_token(&new)
         .map_err(|e| Refusal::Grant(format!("the minted token would be invalid: {e}")))?;
     Ok(new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fed() -> Federation {
+        let p = Policies::parse("").unwrap();
+        Federation::new(PathBuf::from("unused.toml"), p).unwrap()
+    }
+
+    #[test]
+    fn a_jti_is_spent_once_until_it_expires_and_the_cache_never_evicts_a_live_one() {
+        let f = fed();
+        let now = Utc::now();
+        let t = now.timestamp();
+        let key = |j: usize| ("https://i".to_string(), j.to_string());
+        f.spend(key(0), t + 60, now).unwrap();
+        assert!(matches!(
+            f.spend(key(0), t + 60, now),
+            Err(Refusal::Grant(_))
+        ));
+        // Same jti from another issuer is another token.
+        f.spend(("https://other".into(), "0".into()), t + 60, now)
+            .unwrap();
+        f.unspend(&key(0));
+        f.spend(key(0), t + 60, now).unwrap();
+        // Fill the cache: half expired, half live.
+        for j in 1..REPLAY_MAX - 2 {
+            let until = if j % 2 == 0 { t - 1 } else { t + 60 };
+            f.spend(key(j), until, now).unwrap();
+        }
+        f.spend(key(REPLAY_MAX), t + 60, now).unwrap();
+        // The expired half made room; once only live ones are left, refuse.
+        for j in REPLAY_MAX + 1.. {
+            match f.spend(key(j), t + 60, now) {
+                Ok(()) => continue,
+                Err(Refusal::Unavailable(_)) => break,
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        assert!(
+            matches!(f.spend(key(1), t + 60, now), Err(Refusal::Grant(_))),
+            "live entries stay"
+        );
+    }
+
+    #[test]
+    fn times_are_checked_with_leeway() {
+        let now = Utc::now();
+        let t = now.timestamp();
+        let c = |v: Value| v.as_object().unwrap().clone();
+        assert!(check_times(&c(serde_json::json!({"exp": t + 10})), now, 5).is_ok());
+        assert!(
+            check_times(&c(serde_json::json!({"exp": t - 3})), now, 5).is_ok(),
+            "within leeway"
+        );
+        assert!(check_times(&c(serde_json::json!({"exp": t - 5})), now, 5).is_err());
+        assert!(check_times(&c(serde_json::json!({"exp": t + 10, "nbf": t + 4})), now, 5).is_ok());
+        assert!(check_times(&c(serde_json::json!({"exp": t + 10, "nbf": t + 6})), now, 5).is_err());
+        assert!(check_times(&c(serde_json::json!({"exp": t + 10, "iat": t + 6})), now, 5).is_err());
+        assert!(check_times(&c(serde_json::json!({"exp": "soon"})), now, 5).is_err());
+        assert!(check_times(&c(serde_json::json!({"exp": t + 25 * 3600})), now, 5).is_err());
+        assert!(check_times(&c(serde_json::json!({"exp": 1e300})), now, 5).is_err());
+    }
 }
