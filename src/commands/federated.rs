@@ -122,6 +122,13 @@ pub fn run(ctx: &Ctx, args: CreateArgs, source: IdTokenSource) -> Result<()> {
         IdTokenSource::Auto => detect()?,
         s => s,
     };
+    if args.audience.is_some() && source != IdTokenSource::Github {
+        return Err(UserError::usage(
+            "--audience is for --federated github: other ID tokens arrive with their audience set",
+        )
+        .hint("set the audience where the token is made (GitLab: the `aud` of the job's id_tokens: block)")
+        .into());
+    }
     let id_token = id_token(ctx, &http, &source, args.audience.as_deref())?;
     let mut form: Vec<(&str, String)> = vec![
         ("grant_type", GRANT_TYPE.into()),

@@ -891,6 +891,12 @@ fn the_cli_says_what_is_missing() {
     assert_fails(&o, exit::USAGE, &["TOK_ID_TOKEN", "id_tokens"]);
     let o = Env::new().run(&["create", "--federated", "github"]);
     assert_fails(&o, exit::USAGE, &["not the local driver", "TOK_URL"]);
+    let o = job.run(&["create", "--federated", "gitlab", "--audience", "x"]);
+    assert_fails(
+        &o,
+        exit::USAGE,
+        &["--audience is for --federated github", "id_tokens"],
+    );
     let o = job.run(&["create", "--federated", "gh"]);
     assert_fails(&o, exit::USAGE, &["not an ID token source"]);
     let o = job.run(&["create", "--federated", "github", "--name", "x"]);
@@ -912,6 +918,25 @@ fn the_cli_says_what_is_missing() {
         &["invalid_grant", "tok audit --decision deny"],
     );
     assert!(stdout(&o).is_empty());
+
+    // --audience overrides the server's: GitHub is asked for it, and this
+    // server's policies do not accept it.
+    let o = s.github_job().run(&[
+        "create",
+        "--federated",
+        "--audience",
+        "https://tok.test/other",
+    ]);
+    assert_fails(&o, exit::AUTH, &["invalid_grant"]);
+    assert_eq!(
+        s.gh.state
+            .lock()
+            .unwrap()
+            .audiences
+            .last()
+            .map(String::as_str),
+        Some("https://tok.test/other")
+    );
 
     // A bad policy file stops the server before it listens.
     let bad_file = job.home().join("bad.toml");
