@@ -122,9 +122,12 @@ impl Jws<'_> {
             .ok_or_else(|| JoseError::AlgNotAllowed(self.header.alg.chars().take(16).collect()))
     }
 
-    /// Verifies the signature with the first of `keys` that fits `alg` and the
-    /// header's `kid` (any fitting key when the header names none).
+    /// Verifies the signature with a key of `keys` that fits `alg` and the
+    /// header's `kid` (any fitting key when the header names none). At most
+    /// `TRIES` keys are tried, so a large key set cannot make one token cost
+    /// hundreds of signature checks.
     pub fn verify(&self, alg: Alg, keys: &[Jwk]) -> Result<(), JoseError> {
+        const TRIES: usize = 4;
         let mut candidates = keys
             .iter()
             .filter(|k| k.fits(alg))
@@ -132,6 +135,7 @@ impl Jws<'_> {
                 Some(kid) => k.kid.as_deref() == Some(kid.as_str()),
                 None => true,
             })
+            .take(TRIES)
             .peekable();
         if candidates.peek().is_none() {
             return Err(JoseError::NoKey);
