@@ -119,7 +119,15 @@ impl Jws<'_> {
     pub fn alg(&self, allowed: &[Alg]) -> Result<Alg, JoseError> {
         Alg::parse(&self.header.alg)
             .filter(|a| allowed.contains(a))
-            .ok_or_else(|| JoseError::AlgNotAllowed(self.header.alg.chars().take(16).collect()))
+            .ok_or_else(|| {
+                // Echoed into logs and the audit trail: short and printable only.
+                let shown = self.header.alg.chars().take(16);
+                JoseError::AlgNotAllowed(
+                    shown
+                        .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+                        .collect(),
+                )
+            })
     }
 
     /// Verifies the signature with a key of `keys` that fits `alg` and the
