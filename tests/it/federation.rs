@@ -804,6 +804,26 @@ max_ttl = "5m"
         .starts_with("policy gh-deploy: "));
     // No refusal minted anything.
     assert_eq!(s.server.local().list_json(&["--name", "gh-*"]).len(), 1);
+
+    // One token sent eight times at once is exchanged once.
+    let once = key.sign(&good(json!({})));
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let racers: Vec<_> = (0..8)
+            .map(|_| scope.spawn(|| s.exchange(&once, &[]).0))
+            .collect();
+        racers.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(
+        statuses.iter().filter(|&&c| c == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|&&c| c == 400).count(),
+        7,
+        "{statuses:?}"
+    );
+    assert_eq!(s.server.local().list_json(&["--name", "gh-*"]).len(), 2);
 }
 
 #[test]
