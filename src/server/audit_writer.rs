@@ -23,7 +23,6 @@ use tokio::sync::mpsc;
 
 pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
 pub const MAX_BATCH: usize = 1_000;
-const CHANNEL: usize = 10_000;
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 /// How long a request waits for room in the audit channel before it is
@@ -76,13 +75,15 @@ impl Slot<'_> {
     }
 }
 
-/// Starts the writer task over the store in `dir`.
+/// Starts the writer task over the store in `dir`; up to `queue` entries may
+/// wait for it.
 pub fn spawn(
     dir: PathBuf,
     retention: Retention,
+    queue: usize,
 ) -> Result<(AuditSink, tokio::task::JoinHandle<()>), crate::store::StoreError> {
     let store = Store::open(&dir)?;
-    let (tx, rx) = mpsc::channel(CHANNEL);
+    let (tx, rx) = mpsc::channel(queue.max(1));
     let handle = tokio::spawn(run(store, rx, retention));
     Ok((AuditSink { tx }, handle))
 }

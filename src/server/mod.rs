@@ -44,6 +44,8 @@ pub struct Config {
     /// The enforcing reverse proxy, when asked for.
     pub proxy: Option<ProxyConfig>,
     pub retention: crate::store::audit::Retention,
+    /// How many audit entries may wait for the writer (`--audit-queue`).
+    pub audit_queue: usize,
     /// How long a client may take to send a request's headers (both listeners).
     pub header_timeout: Duration,
 }
@@ -162,7 +164,11 @@ async fn serve(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
             config.data_dir.display()
         );
     }
-    let (audit, writer) = audit_writer::spawn(config.data_dir.clone(), config.retention)?;
+    let (audit, writer) = audit_writer::spawn(
+        config.data_dir.clone(),
+        config.retention,
+        config.audit_queue,
+    )?;
 
     // One signal stops both listeners; each finishes its requests in flight.
     let signal = shutdown_signal()?;
