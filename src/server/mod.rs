@@ -252,10 +252,7 @@ async fn serve(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
         pool: state.pool(),
         audit,
     });
-    let mut app = router::router(state, oauth);
-    if let Some(x) = exchange {
-        app = app.merge(federation::endpoint::router(x));
-    }
+    let app = router::router(state, oauth, exchange.map(federation::endpoint::router));
     match tls {
         None => listen::serve(tcp, app, config.header_timeout, stopped()).await,
         Some(cfg) => {

@@ -516,6 +516,11 @@ fn a_github_job_mints_a_token_that_works_at_the_proxy_with_exactly_its_scopes() 
     }
     assert_eq!(s.proxy_status(&short, "/deploy/now"), 401);
 
+    // The request log has the exchanges, and never a secret or an ID token.
+    let logs = s.server.logs();
+    assert!(logs.contains("path=/oauth/token status=200"), "{logs}");
+    assert!(!logs.contains("tok_") && !logs.contains("eyJ"), "{logs}");
+
     let ex = s.exchanges(2);
     for e in &ex {
         assert_eq!(e["decision"], "allow");
