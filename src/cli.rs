@@ -163,6 +163,7 @@ pub enum Command {
 ///   TOKEN=$(tok create --ttl 10m --name deploy-$RUN_ID)
 ///   tok create --ttl 1h -o env >> "$GITHUB_ENV"
 ///   tok create --expires-at 2030-01-01T00:00:00Z --label team=payments
+///   tok create --ttl 10m --single-use --rate 10/s   # a CI job's token
 ///   TOKEN=$(tok create --federated --ttl 10m --scope deploy)   # CI job, no admin credential
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
@@ -202,6 +203,18 @@ pub struct CreateArgs {
     /// The token may be used once (same as --uses 1).
     #[arg(long)]
     pub single_use: bool,
+
+    /// Requests per second, minute or hour the proxy lets through: N/s, N/m, N/h (docs/reuse.md).
+    #[arg(long, value_name = "N/UNIT", help_heading = "Limits")]
+    pub rate: Option<crate::limits::RateArg>,
+
+    /// How many requests may arrive at once under --rate [default: N of the rate].
+    #[arg(long, value_name = "N", requires = "rate", value_parser = clap::value_parser!(u64).range(1..=crate::limits::MAX_COUNT as i64 as u64), help_heading = "Limits")]
+    pub burst: Option<u64>,
+
+    /// Requests the proxy lets through per period, counted from creation: N/PERIOD (10000/30d).
+    #[arg(long, value_name = "N/PERIOD", help_heading = "Limits")]
+    pub quota: Option<crate::limits::Quota>,
 
     /// Do not print a newline after the secret.
     #[arg(long)]

@@ -12,6 +12,7 @@ pub mod duration;
 pub mod env;
 pub mod error;
 pub mod jose;
+pub mod limits;
 pub mod man;
 pub mod model;
 pub mod output;

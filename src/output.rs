@@ -423,6 +423,12 @@ pub fn write_details(w: &mut dyn Write, t: &Token, now: DateTime<Utc>) -> io::Re
             None => format!("{} (no limit)", t.uses),
         },
     ));
+    if let Some(r) = &t.rate {
+        rows.push(("rate", r.describe()));
+    }
+    if let Some(q) = &t.quota {
+        rows.push(("quota", q.to_string()));
+    }
     rows.push(("last used", rel(t.last_used_at, "never")));
     if t.revoked_at.is_some() {
         rows.push(("revoked", rel(t.revoked_at, "-")));

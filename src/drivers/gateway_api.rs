@@ -298,6 +298,8 @@ pub fn token(id: String, created_at: DateTime<Utc>, expires_at: Option<DateTime<
         revoked_by: None,
         revoke_reason: None,
         fingerprint: "-".into(),
+        rate: None,
+        quota: None,
     }
 }
 

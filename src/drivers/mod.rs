@@ -63,6 +63,8 @@ impl DriverKind {
             use_limits: false,
             names: false,
             descriptions: false,
+            rate_limits: false,
+            quotas: false,
             ..Capabilities::ALL
         };
         match self {
@@ -75,6 +77,8 @@ impl DriverKind {
             DriverKind::Vault => Capabilities {
                 no_expiry: false,
                 descriptions: false,
+                rate_limits: false,
+                quotas: false,
                 ..Capabilities::ALL
             },
             // OAuth 2 servers know tokens only by their secret and choose the
@@ -94,6 +98,8 @@ impl DriverKind {
                 use_limits: false,
                 names: false,
                 descriptions: false,
+                rate_limits: false,
+                quotas: false,
             },
             // Authorization names; labels in the apikey config's `label` map;
             // renew sets a new `expire_time`.
@@ -172,6 +178,9 @@ impl DriverKind {
                 DriverKind::Apipark | DriverKind::Kong | DriverKind::Apisix | DriverKind::Tyk,
                 Op::UseLimits,
             ) => "the gateway cannot limit how often one key is used; drop --uses/--single-use",
+            (_, Op::RateLimits | Op::Quotas) => {
+                "this driver's tokens cannot carry a rate or a quota; drop --rate/--burst/--quota, or enforce them with tok serve's proxy (local or tok driver)"
+            }
             _ => return None,
         })
     }
@@ -210,6 +219,10 @@ pub struct Capabilities {
     pub use_limits: bool,
     pub names: bool,
     pub descriptions: bool,
+    /// Hold a request rate per token (`--rate`, `--burst`).
+    pub rate_limits: bool,
+    /// Hold a request quota per period per token (`--quota`).
+    pub quotas: bool,
 }
 
 impl Capabilities {
@@ -228,6 +241,8 @@ impl Capabilities {
         use_limits: true,
         names: true,
         descriptions: true,
+        rate_limits: true,
+        quotas: true,
     };
 }
 
@@ -248,6 +263,8 @@ pub enum Op {
     UseLimits,
     Names,
     Descriptions,
+    RateLimits,
+    Quotas,
     Whoami,
     Audit,
 }
@@ -269,6 +286,8 @@ impl Op {
             Op::UseLimits => "limit how often a token is used",
             Op::Names => "give a token a name",
             Op::Descriptions => "give a token a description",
+            Op::RateLimits => "limit a token's request rate",
+            Op::Quotas => "give a token a request quota",
             Op::Whoami => "check an admin credential",
             Op::Audit => "read an audit trail",
         }
@@ -276,7 +295,7 @@ impl Op {
 }
 
 /// Each capability's short name, as `tok drivers` prints it.
-pub const OP_NAMES: [(Op, &str); 14] = [
+pub const OP_NAMES: [(Op, &str); 16] = [
     (Op::Create, "create"),
     (Op::List, "list"),
     (Op::InspectById, "inspect"),
@@ -291,6 +310,8 @@ pub const OP_NAMES: [(Op, &str); 14] = [
     (Op::UseLimits, "use-limits"),
     (Op::Names, "names"),
     (Op::Descriptions, "descriptions"),
+    (Op::RateLimits, "rate-limits"),
+    (Op::Quotas, "quotas"),
 ];
 
 impl Capabilities {
@@ -319,6 +340,8 @@ impl Capabilities {
             Op::UseLimits => self.use_limits,
             Op::Names => self.names,
             Op::Descriptions => self.descriptions,
+            Op::RateLimits => self.rate_limits,
+            Op::Quotas => self.quotas,
             // Not capability flags: the trait's default methods refuse these.
             Op::Whoami | Op::Audit => true,
         }

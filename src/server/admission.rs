@@ -18,6 +18,8 @@
 //! trip to the blocking pool. See docs/proxy.md for why each guarantee holds.
 
 use super::cache::{Bounds, Cache, Change, Freshness, Hit};
+use super::limiter::{Fields, Grant, Limiter};
+use crate::limits::Over;
 use super::state::Pool;
 use crate::model::{State, Token};
 use crate::secret::Secret;
@@ -29,8 +31,10 @@ use std::sync::{Arc, Mutex};
 /// What admission decided.
 #[derive(Debug, Clone)]
 pub enum Verdict {
-    /// Let through; a use-limited token has spent its use.
-    Admitted(Arc<Token>),
+    /// Let through; a use-limited token has spent its use, a quota its share.
+    Admitted(Arc<Token>, Grant),
+    /// Usable, but over its rate or quota (429); nothing was spent.
+    Limited(Arc<Token>, Over, Fields),
     /// Not usable: unknown, expired, revoked or used up.
     Refused(Refusal),
     /// Usable, but without a needed scope; no use was spent.
@@ -41,6 +45,7 @@ pub struct Admitter {
     pool: Arc<Pool>,
     cache: Cache,
     fresh: Box<dyn Freshness>,
+    limiter: Arc<Limiter>,
 }
 
 impl Admitter {
@@ -50,7 +55,13 @@ impl Admitter {
             pool,
             cache: Cache::new(bounds),
             fresh: Box::new(SqliteFollower::open(dir)?),
+            limiter: Arc::new(Limiter::default()),
         })
+    }
+
+    /// The rate and quota counts, for the task that audits refusals.
+    pub fn limiter(&self) -> Arc<Limiter> {
+        Arc::clone(&self.limiter)
     }
 
     /// Decides on `secret` for a request that needs the scopes `needed`, at `now`.
@@ -105,13 +116,32 @@ impl Admitter {
         if !needed.iter().all(|n| token.scopes.contains(n)) {
             return Ok(Verdict::Forbidden(token));
         }
+        let mut grant = Grant::default();
+        if token.rate.is_some() || token.quota.is_some() {
+            // A node meets a quota token's window once: what the store holds
+            // for it (written by this or another node, before a restart say).
+            if let Some(window) = self.limiter.needs_quota_use(&token, now) {
+                let id = token.id.clone();
+                let used = self.pool.run(move |s| s.quota_used(&id, window)).await?;
+                self.limiter.seed_quota(&token.id, window, used);
+            }
+            match self.limiter.check(&token, now) {
+                Ok(g) => grant = g,
+                Err((over, fields)) => return Ok(Verdict::Limited(token, over, fields)),
+            }
+        }
         if token.max_uses.is_none() {
-            return Ok(Verdict::Admitted(token));
+            return Ok(Verdict::Admitted(token, grant));
         }
         let id = token.id.clone();
         Ok(match self.pool.run(move |s| s.spend(&id, now)).await? {
-            Ok(_) => Verdict::Admitted(token),
-            Err(r) => Verdict::Refused(r),
+            Ok(_) => Verdict::Admitted(token, grant),
+            Err(r) => {
+                if let Some(w) = grant.quota_window {
+                    self.limiter.refund(&token.id, w);
+                }
+                Verdict::Refused(r)
+            }
         })
     }
 
@@ -195,7 +225,7 @@ mod tests {
         let s = || Secret::new(c.secret.expose());
         assert!(matches!(
             a.admit(s(), &[], now).await.unwrap(),
-            Verdict::Admitted(_)
+            Verdict::Admitted(..)
         ));
         assert_eq!(a.cache.len().0, 1, "cached");
         other.revoke(&c.token.id, None, None, now).unwrap();
@@ -217,7 +247,7 @@ mod tests {
         let s = || Secret::new(c.secret.expose());
         assert!(matches!(
             a.admit(s(), &[], now).await.unwrap(),
-            Verdict::Admitted(_)
+            Verdict::Admitted(..)
         ));
         let at_expiry = now + TimeDelta::seconds(1);
         assert!(matches!(
@@ -262,7 +292,7 @@ mod tests {
         for _ in 0..2 {
             assert!(matches!(
                 a.admit(s(), &[], now).await.unwrap(),
-                Verdict::Admitted(_)
+                Verdict::Admitted(..)
             ));
         }
         assert!(matches!(

@@ -81,6 +81,8 @@ async fn create(
         labels: req.labels,
         expires_at,
         max_uses: req.max_uses,
+        rate: req.rate,
+        quota: req.quota,
     };
     check_new_token(&new)
         .map_err(|e| ApiError::bad_request(format!("cannot create the token: {e}")))?;

@@ -14,6 +14,7 @@
 //! minute of failures.
 
 use crate::store::audit::{Entry, Retention, Uses};
+use crate::store::quota::QuotaUse;
 use crate::store::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
@@ -29,11 +30,24 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// refused with 503.
 pub const SLOT_WAIT: Duration = Duration::from_secs(5);
 
-enum Record {
-    Entry(Entry),
-    /// An allowed request's entry and a use of its token, which has no use
-    /// limit: counted and timed in the batch.
-    EntryAndUse(Entry),
+struct Record {
+    entry: Entry,
+    /// An allowed request of a token without a use limit: its use is counted
+    /// and timed in the batch.
+    counted_use: bool,
+    /// An allowed request of a token with a quota: one more use in the window
+    /// that starts then (ms), added to `quota_use` in the batch.
+    quota_window: Option<i64>,
+}
+
+impl Record {
+    fn plain(entry: Entry) -> Record {
+        Record {
+            entry,
+            counted_use: false,
+            quota_window: None,
+        }
+    }
 }
 
 /// The sending side; cheap to clone, one per request handler.
@@ -46,7 +60,7 @@ impl AuditSink {
     pub async fn entry(&self, e: Entry) {
         // The receiver lives until every sender is gone, so this cannot fail
         // while a handler still holds a sink.
-        let _ = self.tx.send(Record::Entry(e)).await;
+        let _ = self.tx.send(Record::plain(e)).await;
     }
 
     /// Room for one entry, waited for up to `SLOT_WAIT`; None when the writer
@@ -65,13 +79,23 @@ pub struct Slot<'a>(mpsc::Permit<'a, Record>);
 
 impl Slot<'_> {
     pub fn entry(self, e: Entry) {
-        self.0.send(Record::Entry(e));
+        self.0.send(Record::plain(e));
     }
 
     /// An allowed request of a token without a use limit: its entry, and a use
     /// counted with its time in the same batch.
     pub fn entry_and_use(self, e: Entry) {
-        self.0.send(Record::EntryAndUse(e));
+        self.entry_with(e, true, None);
+    }
+
+    /// An entry; with `counted_use`, a use counted as `entry_and_use` does;
+    /// with `quota_window`, one more use of the token's quota in that window.
+    pub fn entry_with(self, e: Entry, counted_use: bool, quota_window: Option<i64>) {
+        self.0.send(Record {
+            entry: e,
+            counted_use,
+            quota_window,
+        });
     }
 }
 
@@ -119,7 +143,7 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Record>, retention: Retention)
         let mut given = Duration::ZERO;
         loop {
             let (store, b) = (std::sync::Arc::clone(&store), std::sync::Arc::clone(&batch));
-            match blocking(move || lock(&store).write_batch(&b.0, &b.1)).await {
+            match blocking(move || lock(&store).write_batch(&b.0, &b.1, &b.2)).await {
                 Ok(()) => break,
                 // While the server runs a batch is never given up: the channel
                 // fills and requests wait or get 503 instead.
@@ -168,23 +192,30 @@ const MAX_PAUSE: Duration = Duration::from_secs(10);
 /// On shutdown, a batch that still cannot be written after this long is dropped.
 const GIVE_UP_AFTER: Duration = Duration::from_secs(60);
 
-/// Audit entries, and uses per token (count, latest time).
-fn split(batch: Vec<Record>) -> (Vec<Entry>, Box<Uses>) {
+/// Audit entries, uses per token (count, latest time), and quota use per
+/// token and window.
+fn split(batch: Vec<Record>) -> (Vec<Entry>, Box<Uses>, Box<QuotaUse>) {
     let mut entries = Vec::new();
     let mut uses: HashMap<String, (u64, DateTime<Utc>)> = HashMap::new();
+    let mut quota: HashMap<(String, i64), u64> = HashMap::new();
     for r in batch {
-        match r {
-            Record::Entry(e) => entries.push(e),
-            Record::EntryAndUse(e) => {
-                if let Some(id) = &e.token_id {
-                    let u = uses.entry(id.clone()).or_insert((0, e.at));
-                    u.0 += 1;
-                    u.1 = u.1.max(e.at);
-                }
-                entries.push(e);
+        let e = r.entry;
+        if let Some(id) = &e.token_id {
+            if r.counted_use {
+                let u = uses.entry(id.clone()).or_insert((0, e.at));
+                u.0 += 1;
+                u.1 = u.1.max(e.at);
+            }
+            if let Some(w) = r.quota_window {
+                *quota.entry((id.clone(), w)).or_insert(0) += 1;
             }
         }
+        entries.push(e);
     }
     let uses: Box<Uses> = uses.into_iter().map(|(id, (n, at))| (id, n, at)).collect();
-    (entries, uses)
+    let mut quota: Vec<(String, i64, u64)> =
+        quota.into_iter().map(|((id, w), n)| (id, w, n)).collect();
+    // Older windows first, so a batch that spans two ends on the newer.
+    quota.sort_by_key(|q| q.1);
+    (entries, uses, quota.into_boxed_slice())
 }

@@ -248,6 +248,8 @@ mod tests {
             revoked_by: None,
             revoke_reason: None,
             fingerprint: String::new(),
+            rate: None,
+            quota: None,
         })
     }
 

@@ -11,6 +11,7 @@
 pub mod admission;
 pub mod api;
 pub mod audit_writer;
+pub mod limiter;
 pub mod auth;
 pub mod cache;
 pub mod error;
@@ -201,6 +202,7 @@ async fn serve(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
         version = env!("CARGO_PKG_VERSION"),
         "listening"
     );
+    let mut limits = None;
     let proxy_task = match (config.proxy, proxy_tcp) {
         (Some(p), Some(listener)) => {
             let proxy_addr = listener.local_addr()?;
@@ -219,6 +221,11 @@ async fn serve(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
                 &config.data_dir,
                 cache::Bounds::default(),
             )?;
+            // Refusals over a rate or quota reach the audit trail aggregated,
+            // every second and once more after the proxy stopped.
+            let limiter = admission.limiter();
+            tokio::spawn(std::sync::Arc::clone(&limiter).run(audit.clone(), stopped()));
+            limits = Some((limiter, audit.clone()));
             let app = proxy::router(std::sync::Arc::new(proxy::Proxy {
                 admission: std::sync::Arc::new(admission),
                 routes: p.routes,
@@ -263,6 +270,9 @@ async fn serve(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
     if let Some(task) = proxy_task {
         task.await
             .map_err(|e| anyhow::anyhow!("the proxy task failed: {e}"))?;
+    }
+    if let Some((limiter, audit)) = limits {
+        limiter.flush(&audit).await;
     }
     // Every sender is gone with the routers: the writer drains and stops.
     if let Err(e) = writer.await {

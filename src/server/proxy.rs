@@ -15,6 +15,8 @@
 //! forward -> [`record`]. Every outcome, allowed or refused, ends in `record`.
 
 use super::admission::{Admitter, Verdict};
+use super::limiter::{Fields, Grant};
+use crate::limits::Over;
 use super::audit_writer::{AuditSink, Slot};
 use super::routes::Routes;
 use crate::model::Token;
@@ -96,6 +98,8 @@ pub struct Deny {
     challenge: String,
     code: &'static str,
     message: String,
+    /// Over a rate or quota: `Retry-After` and the draft's fields.
+    limit: Option<(u64, Fields)>,
 }
 
 impl Deny {
@@ -105,6 +109,7 @@ impl Deny {
             challenge: "Bearer realm=\"tok\"".into(),
             code: "missing_token",
             message: "this endpoint needs `Authorization: Bearer <token>`".into(),
+            limit: None,
         }
     }
     fn invalid(why: &str) -> Deny {
@@ -115,6 +120,7 @@ impl Deny {
             ),
             code: "invalid_token",
             message: why.to_string(),
+            limit: None,
         }
     }
     fn scope(missing: &[String]) -> Deny {
@@ -126,6 +132,7 @@ impl Deny {
             ),
             code: "insufficient_scope",
             message: format!("the token lacks the scope {needed}"),
+            limit: None,
         }
     }
     fn unavailable() -> Deny {
@@ -134,7 +141,33 @@ impl Deny {
             challenge: String::new(),
             code: "unavailable",
             message: "the token store is not available; try again".into(),
+            limit: None,
         }
+    }
+    fn limited(over: Over, fields: Fields) -> Deny {
+        let (code, message, retry_after) = match over {
+            Over::Rate { retry_after } => (
+                "rate_limited",
+                "the token's rate limit is exceeded".to_string(),
+                retry_after,
+            ),
+            Over::Quota { retry_after } => (
+                "quota_exhausted",
+                "the token's quota for this period is used up".to_string(),
+                retry_after,
+            ),
+        };
+        Deny {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            challenge: String::new(),
+            code,
+            message,
+            limit: Some((retry_after, fields)),
+        }
+    }
+    /// Over a rate or a quota: audited aggregated, not one entry each.
+    pub fn is_limit(&self) -> bool {
+        self.limit.is_some()
     }
     pub fn response(&self) -> Response<Body> {
         let mut r = json_response(self.status, self.code, &self.message);
@@ -143,7 +176,23 @@ impl Deny {
                 r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
             }
         }
+        if let Some((retry_after, fields)) = &self.limit {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            limit_fields(r.headers_mut(), fields);
+        }
         r
+    }
+}
+
+/// The `RateLimit-Policy` and `RateLimit` fields (draft-ietf-httpapi-ratelimit-headers-08).
+pub fn limit_fields(h: &mut HeaderMap, f: &Fields) {
+    if let (Ok(p), Ok(s)) = (
+        HeaderValue::from_str(&f.policy),
+        HeaderValue::from_str(&f.state),
+    ) {
+        h.insert(HeaderName::from_static("ratelimit-policy"), p);
+        h.insert(HeaderName::from_static("ratelimit"), s);
     }
 }
 
@@ -181,18 +230,23 @@ fn bearer(headers: &HeaderMap) -> Result<Option<Secret>, ()> {
 /// The decision for a request's headers against the scopes `needed`, shared
 /// by the proxy and the forward-auth endpoint. Fills the entry's token id,
 /// decision and reason; spends a use of a use-limited token only when it lets
-/// the request through.
+/// the request through. A request over its token's rate or quota is refused
+/// with 429 (`Deny::is_limit`), its entry filled all the same.
 pub async fn authorize(
     admission: &Admitter,
     headers: &HeaderMap,
     needed: &[String],
     entry: &mut Entry,
-) -> Result<Arc<Token>, Deny> {
+) -> Result<(Arc<Token>, Grant), Deny> {
     let verdict = match bearer(headers) {
         Ok(None) => Err(Deny::missing()),
         Err(()) => Err(Deny::invalid("malformed token")),
         Ok(Some(secret)) => match admission.admit(secret, needed, Utc::now()).await {
-            Ok(Verdict::Admitted(t)) => Ok(t),
+            Ok(Verdict::Admitted(t, g)) => Ok((t, g)),
+            Ok(Verdict::Limited(t, over, fields)) => {
+                entry.token_id = Some(t.id.clone());
+                Err(Deny::limited(over, fields))
+            }
             Ok(Verdict::Refused(r)) => Err(Deny::invalid(r.as_str())),
             Ok(Verdict::Forbidden(t)) => {
                 entry.token_id = Some(t.id.clone());
@@ -212,7 +266,7 @@ pub async fn authorize(
         },
     };
     match &verdict {
-        Ok(t) => {
+        Ok((t, _)) => {
             entry.token_id = Some(t.id.clone());
             entry.decision = Some(Decision::Allow);
         }
@@ -227,14 +281,17 @@ pub async fn authorize(
 /// Where every proxied request ends: its audit entry, with the time it took.
 /// (Outcome counters belong here too: `entry.decision` and `entry.reason` say
 /// what happened.) `counted_use`: an allowed request of a token without a use
-/// limit, whose use is counted in the writer's batch.
-pub fn record(slot: Slot<'_>, mut entry: Entry, started: Instant, counted_use: bool) {
+/// limit, whose use is counted in the writer's batch. `quota_window`: an
+/// allowed request of a token with a quota, whose use the batch persists.
+pub fn record(
+    slot: Slot<'_>,
+    mut entry: Entry,
+    started: Instant,
+    counted_use: bool,
+    quota_window: Option<i64>,
+) {
     entry.latency_ms = Some(started.elapsed().as_millis() as u64);
-    if counted_use {
-        slot.entry_and_use(entry);
-    } else {
-        slot.entry(entry);
-    }
+    slot.entry_with(entry, counted_use, quota_window);
 }
 
 /// The path a request is routed and forwarded by: percent-decoded, with `.`,
@@ -316,7 +373,7 @@ async fn handle(
         entry.path = Some(req.uri().path().chars().take(512).collect());
         entry.decision = Some(Decision::Deny);
         entry.reason = Some("path cannot be made canonical".into());
-        record(slot, entry, started, false);
+        record(slot, entry, started, false, None);
         return json_response(
             StatusCode::BAD_REQUEST,
             "invalid_request",
@@ -330,14 +387,20 @@ async fn handle(
     let route = p.routes.find(method.as_str(), &path);
     entry.path = Some(path);
     let needed: &[String] = route.map(|r| r.scopes.as_slice()).unwrap_or_default();
-    let token = match authorize(&p.admission, req.headers(), needed, &mut entry).await {
+    let (token, grant) = match authorize(&p.admission, req.headers(), needed, &mut entry).await {
         Ok(t) => t,
+        Err(d) if d.is_limit() => {
+            drop(slot);
+            p.admission.limiter().refused(entry);
+            return d.response();
+        }
         Err(d) => {
-            record(slot, entry, started, false);
+            record(slot, entry, started, false, None);
             return d.response();
         }
     };
     let counted_use = token.max_uses.is_none();
+    let quota_window = grant.quota_window;
 
     let base = route
         .and_then(|r| r.upstream.as_deref())
@@ -349,7 +412,7 @@ async fn handle(
         let mut entry: Entry = entry;
         entry.upstream_status = Some(status.as_u16());
         entry.reason = Some(message.clone());
-        record(slot, entry, started, counted_use);
+        record(slot, entry, started, counted_use, quota_window);
         json_response(status, code, &message)
     };
     let uri: Uri = match format!("{base}{path_and_query}").parse() {
@@ -392,10 +455,13 @@ async fn handle(
         }
     };
     entry.upstream_status = Some(resp.status().as_u16());
-    record(slot, entry, started, counted_use);
+    record(slot, entry, started, counted_use, quota_window);
 
     let (mut parts, body) = resp.into_parts();
     parts.headers = forwardable(&parts.headers);
+    if let Some(f) = &grant.fields {
+        limit_fields(&mut parts.headers, f);
+    }
     Response::from_parts(parts, Body::new(body))
 }
 

@@ -15,6 +15,7 @@ mod lifecycle;
 mod oauth2;
 mod openapi;
 mod proxy;
+mod reuse;
 mod schema;
 mod serve;
 mod server;

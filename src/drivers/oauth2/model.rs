@@ -153,6 +153,8 @@ pub(super) fn to_token(secret: &Secret, i: &Introspection, now: DateTime<Utc>) -
         revoked_by: None,
         revoke_reason: None,
         fingerprint: secret.fingerprint(),
+        rate: None,
+        quota: None,
     };
     t.state = t.state_at(now);
     t

@@ -216,6 +216,8 @@ impl Vault {
                     revoked_by: None,
                     revoke_reason: None,
                     fingerprint: NO_FINGERPRINT.into(),
+                    rate: None,
+                    quota: None,
                 }
             }
         };

@@ -167,6 +167,8 @@ pub(super) fn to_token(d: &TokenData, now: DateTime<Utc>) -> Token {
         revoked_by: None,
         revoke_reason: None,
         fingerprint: NO_FINGERPRINT.into(),
+        rate: None,
+        quota: None,
     };
     t.state = t.state_at(now);
     t
