@@ -4,22 +4,36 @@
 //!
 //! A token is a credential; its id is `<consumer>/<credential id>` (tok picks
 //! the credential id, `tok-` and 16 random characters, and the key itself).
-//! `desc` is the description, `labels` the labels. APISIX credentials have no
-//! expiry: create refuses --ttl and --expires-at (capabilities), so a key that
-//! never expires is only made when --no-expiry asks for it. There is no lookup
-//! by secret: tok walks the consumers' credentials and compares in constant
-//! time. Revoking deletes.
+//! `desc` is the description, `labels` the labels. There is no lookup by
+//! secret: tok walks the consumers' credentials and compares in constant time.
+//! Revoking deletes.
+//!
+//! Lifetimes are APISIX's own: the Admin API takes `?ttl=N` on PUT
+//! (`apisix/admin/init.lua` validates it, `resource.lua` `_M:put` hands it to
+//! `core/etcd.lua` `set`, which grants an etcd lease; `t/admin/routes4.t`
+//! shows the resource gone once the lease ends). GET does not show the lease,
+//! so tok also writes the expiry into the credential's labels
+//! (`tok-expires-at`, RFC 3339) and reads it back from there. The lease is in
+//! whole seconds, at least 2 (APISIX gives `ttl=0` 2 s too, and a fractional
+//! one gets 503). A key past its expiry is gone from APISIX, so tok reports it
+//! as not found, as for Kong. Renew and rotate's grace PUT the credential again
+//! with a new ttl.
+//!
+//! A consumer with no credential answers 404 `Key not found` on its
+//! credentials list (an empty etcd range: `core/etcd.lua` `get_format`,
+//! `t/admin/credentials.t` TEST 13); tok reads that as an empty list when the
+//! consumer itself exists.
 //!
 //! `whoami` reads the first page of consumers (the smallest page APISIX
 //! takes): any key of the admin or viewer role reads it, a wrong one gets 401
 //! `{"error_msg":"failed to check token"}` (apisix/admin/init.lua).
 
 use super::gateway_api::{self, AdminApi, Answer};
-use super::{DriverError, DriverKind, Gateway, Identity, Op, Result, Settings};
+use super::{DriverError, DriverKind, Gateway, Identity, Result, Settings};
 use crate::error::Kind;
 use crate::model::{check_new_token, Created, Filter, NewToken, RevokeOutcome, Token};
 use crate::secret::{self, Secret};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -29,6 +43,10 @@ const ADMIN: &str = "/apisix/admin";
 /// APISIX's largest page (v3_adapter.lua answers 400 above it).
 const PAGE_SIZE: usize = 500;
 const PLUGIN: &str = "key-auth";
+/// The label that carries a key's expiry (APISIX's GET does not show leases).
+const EXPIRES_LABEL: &str = "tok-expires-at";
+/// The shortest lease APISIX grants.
+const TTL_MIN: i64 = 2;
 
 pub struct Apisix {
     api: AdminApi,
@@ -182,11 +200,30 @@ impl Apisix {
             "{ADMIN}/consumers/{}/credentials",
             gateway_api::encode_segment(consumer)
         );
-        Ok(self
-            .pages(&path, || Self::no_consumer(consumer))?
-            .into_iter()
-            .filter(|n| key_of(n).is_some())
-            .collect())
+        // A consumer without credentials has no etcd range to list: 404.
+        let nodes = match self.pages(&path, || DriverError::NotFound(consumer.into())) {
+            Err(DriverError::NotFound(_)) => {
+                self.consumer_exists(consumer)?;
+                Vec::new()
+            }
+            other => other?,
+        };
+        Ok(nodes.into_iter().filter(|n| key_of(n).is_some()).collect())
+    }
+
+    /// Ok when APISIX has `consumer`, else "no such consumer".
+    fn consumer_exists(&self, consumer: &str) -> Result<()> {
+        let answer = self.api.call(
+            Method::GET,
+            &format!(
+                "{ADMIN}/consumers/{}",
+                gateway_api::encode_segment(consumer)
+            ),
+            &[],
+            None,
+        )?;
+        self.check(answer, &[], || Self::no_consumer(consumer))?;
+        Ok(())
     }
 
     fn all(&self) -> Result<Vec<Node>> {
@@ -228,26 +265,25 @@ impl Apisix {
             .ok_or(DriverError::NotFound(id))
     }
 
+    /// Writes credential `cred` of `consumer` with `key`, leased until
+    /// `expires_at` where there is one.
     fn put(
         &self,
         consumer: &str,
+        cred: &str,
         desc: Option<&str>,
         labels: &BTreeMap<String, String>,
         key: &Secret,
+        expires_at: Option<DateTime<Utc>>,
     ) -> Result<Token> {
         check_labels(labels)?;
-        // The consumer must exist; asking first gives a clear error.
-        let answer = self.api.call(
-            Method::GET,
-            &format!(
-                "{ADMIN}/consumers/{}",
-                gateway_api::encode_segment(consumer)
-            ),
-            &[],
-            None,
-        )?;
-        self.check(answer, &[], || Self::no_consumer(consumer))?;
-        let cred = format!("tok-{}", secret::random_handle(16));
+        let mut labels = labels.clone();
+        let ttl = expires_at.map(|e| {
+            labels.insert(EXPIRES_LABEL.into(), crate::output::rfc3339(e));
+            gateway_api::seconds_until(e, Utc::now())
+                .max(TTL_MIN)
+                .to_string()
+        });
         let mut body = json!({ "plugins": { PLUGIN: { "key": key.expose() } } });
         if let Some(d) = desc {
             body["desc"] = json!(d);
@@ -255,9 +291,10 @@ impl Apisix {
         if !labels.is_empty() {
             body["labels"] = json!(labels);
         }
+        let query: Vec<(&str, &str)> = ttl.iter().map(|t| ("ttl", t.as_str())).collect();
         let answer = self
             .api
-            .call(Method::PUT, &cred_path(consumer, &cred), &[], Some(&body))?;
+            .call(Method::PUT, &cred_path(consumer, cred), &query, Some(&body))?;
         let answer = self.check(answer, &[key], || Self::no_consumer(consumer))?;
         let node: Node = answer.json()?;
         let mut t = to_token(&node).ok_or_else(|| DriverError::Protocol {
@@ -266,6 +303,41 @@ impl Apisix {
         })?;
         t.fingerprint = gateway_api::fingerprint(key.expose());
         Ok(t)
+    }
+
+    /// A new credential of `consumer`, which must exist (asking first gives a
+    /// clear error).
+    fn add(
+        &self,
+        consumer: &str,
+        desc: Option<&str>,
+        labels: &BTreeMap<String, String>,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<Created> {
+        check_labels(labels)?;
+        self.consumer_exists(consumer)?;
+        let cred = format!("tok-{}", secret::random_handle(16));
+        let secret = Secret::generate();
+        let token = self.put(consumer, &cred, desc, labels, &secret, expires_at)?;
+        Ok(Created { token, secret })
+    }
+
+    /// Writes the credential of `node` again, leased until `until`.
+    fn set_expiry(&self, node: &Node, until: DateTime<Utc>) -> Result<Token> {
+        let old = to_token(node).ok_or_else(|| DriverError::NotFound(node.key.clone()))?;
+        let (consumer, cred) = old
+            .id
+            .split_once('/')
+            .ok_or_else(|| DriverError::NotFound(old.id.clone()))?;
+        let key = Secret::new(key_of(node).unwrap_or_default());
+        self.put(
+            consumer,
+            cred,
+            old.description.as_deref(),
+            &old.labels,
+            &key,
+            Some(until),
+        )
     }
 
     fn delete(&self, id: &str) -> Result<()> {
@@ -287,19 +359,13 @@ impl Gateway for Apisix {
 
     fn usage_note(&self) -> Option<String> {
         Some(
-            "clients send this key in the `apikey` header (key-auth's default), without `Bearer `; the key never expires: revoke it when done"
+            "clients send this key in the `apikey` header (key-auth's default), without `Bearer `; a key made with --no-expiry never expires: revoke it when done"
                 .into(),
         )
     }
 
     fn create(&self, new: &NewToken) -> Result<Created> {
         check_new_token(new).map_err(DriverError::Invalid)?;
-        if new.expires_at.is_some() {
-            return Err(DriverError::Unsupported {
-                driver: "apisix",
-                op: Op::Expiry,
-            });
-        }
         let consumer = self.owner.as_deref().ok_or_else(|| DriverError::Gateway {
             message: "an APISIX key belongs to a consumer, and none was named".into(),
             kind: Kind::Usage,
@@ -307,9 +373,12 @@ impl Gateway for Apisix {
                 "pass --owner CONSUMER (or set TOK_OWNER, or `owner` in the profile)".into(),
             ),
         })?;
-        let secret = Secret::generate();
-        let token = self.put(consumer, new.description.as_deref(), &new.labels, &secret)?;
-        Ok(Created { token, secret })
+        self.add(
+            consumer,
+            new.description.as_deref(),
+            &new.labels,
+            new.expires_at,
+        )
     }
 
     fn list(&self, filter: &Filter, sink: &mut dyn FnMut(Token) -> Result<()>) -> Result<()> {
@@ -375,25 +444,39 @@ impl Gateway for Apisix {
         Ok((gateway_api::revoked(token, reason), RevokeOutcome::Revoked))
     }
 
+    fn renew(&self, id: &str, increment: Option<u64>) -> Result<Token> {
+        let node = self.find(id)?;
+        let old = to_token(&node).ok_or_else(|| DriverError::NotFound(id.to_string()))?;
+        let until = gateway_api::renewed_until(&old, increment, Utc::now(), self.api.base())?;
+        self.set_expiry(&node, until)
+    }
+
     fn rotate(&self, id: &str, grace: Option<u64>) -> Result<(Created, Token)> {
-        if grace.is_some() {
-            return Err(DriverError::Unsupported {
-                driver: "apisix",
-                op: Op::Expiry,
-            });
-        }
         let node = self.find(id)?;
         let old = to_token(&node).ok_or_else(|| DriverError::NotFound(id.to_string()))?;
         let (consumer, _) = old
             .id
             .split_once('/')
             .ok_or_else(|| DriverError::NotFound(old.id.clone()))?;
-        let secret = Secret::generate();
-        let token = self.put(consumer, old.description.as_deref(), &old.labels, &secret)?;
-        let created = Created { token, secret };
-        self.delete(&old.id)?;
-        let reason = format!("rotated to {}", created.token.id);
-        Ok((created, gateway_api::revoked(old, Some(&reason))))
+        let now = Utc::now();
+        let created = self.add(
+            consumer,
+            old.description.as_deref(),
+            &old.labels,
+            gateway_api::same_lifetime(&old, now, self.api.base())?,
+        )?;
+        let old = match grace {
+            None => {
+                self.delete(&old.id)?;
+                gateway_api::revoked(old, Some(&format!("rotated to {}", created.token.id)))
+            }
+            Some(g) => {
+                let g = g.min(crate::duration::MAX_SECONDS) as i64;
+                let until = now + chrono::TimeDelta::seconds(g);
+                self.set_expiry(&node, old.expires_at.map_or(until, |e| e.min(until)))?
+            }
+        };
+        Ok((created, old))
     }
 }
 
@@ -424,13 +507,7 @@ fn to_token(n: &Node) -> Option<Token> {
             .and_then(Value::as_i64)
             .and_then(gateway_api::from_unix)
     };
-    let mut t = gateway_api::token(id, time("create_time").unwrap_or_else(Utc::now), None);
-    t.description = n
-        .value
-        .get("desc")
-        .and_then(Value::as_str)
-        .map(String::from);
-    t.labels = n
+    let mut labels: BTreeMap<String, String> = n
         .value
         .get("labels")
         .and_then(Value::as_object)
@@ -445,6 +522,17 @@ fn to_token(n: &Node) -> Option<Token> {
                 .collect()
         })
         .unwrap_or_default();
+    let expires_at = labels
+        .remove(EXPIRES_LABEL)
+        .and_then(|e| DateTime::parse_from_rfc3339(&e).ok())
+        .map(|e| e.with_timezone(&Utc));
+    let mut t = gateway_api::token(id, time("create_time").unwrap_or_else(Utc::now), expires_at);
+    t.labels = labels;
+    t.description = n
+        .value
+        .get("desc")
+        .and_then(Value::as_str)
+        .map(String::from);
     if let Some(k) = key_of(n) {
         t.fingerprint = gateway_api::fingerprint(k);
     }
@@ -452,9 +540,15 @@ fn to_token(n: &Node) -> Option<Token> {
 }
 
 /// APISIX label values are 1 to 256 characters without white space
-/// (`labels_def` in schema_def.lua); checked before any request.
+/// (`labels_def` in schema_def.lua); checked before any request. The expiry
+/// label is tok's own.
 fn check_labels(labels: &BTreeMap<String, String>) -> Result<()> {
     for (k, v) in labels {
+        if k == EXPIRES_LABEL {
+            return Err(DriverError::Invalid(format!(
+                "label `{k}` is where tok keeps an APISIX key's expiry; give the lifetime with --ttl or --expires-at"
+            )));
+        }
         if v.is_empty() || v.chars().count() > 256 || v.chars().any(char::is_whitespace) {
             return Err(DriverError::Invalid(format!(
                 "label `{k}={v}`: APISIX label values are 1 to 256 characters without white space"

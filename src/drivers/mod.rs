@@ -103,10 +103,9 @@ impl DriverKind {
             },
             // Labels are the credential's tags; ttl is the expiry (renew: a new ttl).
             DriverKind::Kong => gateway,
-            // Credentials carry `desc` and `labels` but no expiry at all.
+            // Credentials carry `desc` and `labels`; the expiry is an etcd
+            // lease (`?ttl=`), recorded in a label (renew: a new lease).
             DriverKind::Apisix => Capabilities {
-                expiry: false,
-                renew: false,
                 descriptions: true,
                 ..gateway
             },
@@ -158,9 +157,6 @@ impl DriverKind {
             }
             (DriverKind::Apisix, Op::Scopes) => {
                 "APISIX keys carry no scopes: restrict the consumer (consumer-restriction plugin) or use another consumer (--owner)"
-            }
-            (DriverKind::Apisix, Op::Expiry | Op::Renew) => {
-                "APISIX credentials have no expiry time; pass --no-expiry to create a key that lives until you revoke it (and revoke it when done)"
             }
             (DriverKind::Kong | DriverKind::Apisix, Op::Names) => {
                 "its credentials have no name field; drop --name and tell keys apart by --label"

@@ -1,7 +1,7 @@
 //! Contract double of the Apache APISIX 3.11 Admin API for consumers and
 //! their credentials.
 //!
-//! Follows apache/apisix:
+//! Follows apache/apisix (3.11.0, compared with 3.18.0):
 //! - apisix/admin/init.lua (key from `X-API-KEY`, `?api_key=` or the cookie;
 //!   a wrong or missing one is 401 `{"error_msg":"failed to check token"}`;
 //!   /consumers/<u>/credentials[/<id>] routed to the credentials resource;
@@ -15,7 +15,13 @@
 //!   `page_size` with page_size between 10 and 500, else a plain-text 400;
 //!   single answers `{key, value}`)
 //! - apisix/core/etcd.lua (`{"message":"Key not found"}` with 404; delete
-//!   answers `{"deleted":"1","key":...}`)
+//!   answers `{"deleted":"1","key":...}`; `get_format` answers that 404 for
+//!   an empty range too, so listing the credentials of a consumer that has
+//!   none is a 404, as `t/admin/credentials.t` TEST 13 expects)
+//! - apisix/admin/init.lua and resource.lua `_M:put` (`?ttl=N` on PUT is an
+//!   etcd lease: the resource is gone once it ends, `t/admin/routes4.t`; etcd
+//!   grants at least 2 s, `ttl=0` included; a fractional ttl gets 503; GET
+//!   does not show the lease)
 
 use super::{json, now, Server};
 use axum::body::Bytes;
@@ -34,6 +40,8 @@ pub struct Entry {
     pub value: Value,
     pub created_index: u64,
     pub modified_index: u64,
+    /// When the etcd lease of a PUT with `?ttl=` ends.
+    pub lease_until: Option<std::time::Instant>,
 }
 
 #[derive(Default)]
@@ -45,7 +53,23 @@ pub struct Inner {
 }
 
 impl Inner {
-    fn put(&mut self, key: String, mut value: Value) -> (bool, Entry) {
+    /// Drops what outlived its lease, as etcd does.
+    fn expire(&mut self) {
+        let now = std::time::Instant::now();
+        self.entries
+            .retain(|e| e.lease_until.is_none_or(|until| until > now));
+    }
+
+    fn put(&mut self, key: String, value: Value) -> (bool, Entry) {
+        self.put_leased(key, value, None)
+    }
+
+    fn put_leased(
+        &mut self,
+        key: String,
+        mut value: Value,
+        lease_until: Option<std::time::Instant>,
+    ) -> (bool, Entry) {
         self.revision += 1;
         let rev = self.revision;
         let t = now();
@@ -54,6 +78,7 @@ impl Inner {
             value["update_time"] = j!(t);
             e.value = value;
             e.modified_index = rev;
+            e.lease_until = lease_until;
             return (false, e.clone());
         }
         value["create_time"] = j!(t);
@@ -63,6 +88,7 @@ impl Inner {
             value,
             created_index: rev,
             modified_index: rev,
+            lease_until,
         };
         self.entries.push(e.clone());
         (true, e)
@@ -99,7 +125,8 @@ impl Apisix {
 
     /// The credentials the server holds: (etcd key, value).
     pub fn credentials(&self) -> Vec<(String, Value)> {
-        let s = self.state.lock().unwrap();
+        let mut s = self.state.lock().unwrap();
+        s.expire();
         s.entries
             .iter()
             .filter(|e| e.key.contains("/credentials/"))
@@ -213,6 +240,7 @@ async fn handle(
         .await
         .unwrap_or_default();
     let mut s = state.lock().unwrap();
+    s.expire();
     let presented = q.get("api_key").cloned().or_else(|| {
         headers
             .get("x-api-key")
@@ -249,12 +277,16 @@ async fn handle(
         }
         (Method::GET, ["consumers", u, "credentials"]) => {
             let prefix = format!("/apisix/consumers/{u}/credentials/");
-            let items = s
+            let items: Vec<Entry> = s
                 .entries
                 .iter()
                 .filter(|e| e.key.starts_with(&prefix))
                 .cloned()
                 .collect();
+            if items.is_empty() {
+                // Nothing under the prefix yet: etcd has no range to answer.
+                return key_not_found();
+            }
             list(items, &q)
         }
         (Method::GET, ["consumers", u, "credentials", id]) => {
@@ -277,8 +309,28 @@ async fn handle(
             if let Some(err) = check_credential(&v) {
                 return json(400, j!({ "error_msg": err }));
             }
+            let lease = match q.get("ttl") {
+                None => None,
+                Some(t) => match t.parse::<f64>() {
+                    Err(_) => {
+                        return json(
+                            400,
+                            j!({ "error_msg": "invalid argument ttl: should be a number" }),
+                        )
+                    }
+                    // etcd's grant refuses a fractional lease; APISIX passes that on.
+                    Ok(t) if t.fract() != 0.0 => {
+                        return json(503, j!({ "error_msg": "etcd grant lease failed" }))
+                    }
+                    Ok(t) => Some(
+                        std::time::Instant::now()
+                            + std::time::Duration::from_secs((t as u64).max(2)),
+                    ),
+                },
+            };
             v["id"] = j!(id);
-            let (created, e) = s.put(format!("/apisix/consumers/{u}/credentials/{id}"), v);
+            let (created, e) =
+                s.put_leased(format!("/apisix/consumers/{u}/credentials/{id}"), v, lease);
             json(
                 if created { 201 } else { 200 },
                 j!({ "key": e.key, "value": e.value }),
