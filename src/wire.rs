@@ -186,3 +186,11 @@ mod tests {
         assert!(serde_json::to_string(&body).unwrap().contains(s.expose()));
     }
 }
+
+/// How a caller is recorded in created_by and revoked_by: `tk_abc (ci-admin)`.
+pub fn principal_of(t: &Token) -> String {
+    match &t.name {
+        Some(n) => format!("{} ({n})", t.id),
+        None => t.id.clone(),
+    }
+}
