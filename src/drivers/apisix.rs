@@ -28,10 +28,11 @@
 //! takes): any key of the admin or viewer role reads it, a wrong one gets 401
 //! `{"error_msg":"failed to check token"}` (apisix/admin/init.lua).
 
-use super::gateway_api::{self, AdminApi, Answer};
-use super::{DriverError, DriverKind, Gateway, Identity, Result, Settings};
+use super::http_client::{encode_segment, AdminApi, Dialect};
+use super::keys::{self, KeyGateway, Reach};
+use super::{DriverError, DriverKind, Identity, Result, Settings};
 use crate::error::Kind;
-use crate::model::{check_new_token, Created, Filter, NewToken, RevokeOutcome, Token};
+use crate::model::{Created, NewToken, Token};
 use crate::secret::{self, Secret};
 use chrono::{DateTime, Utc};
 use reqwest::Method;
@@ -48,6 +49,15 @@ const EXPIRES_LABEL: &str = "tok-expires-at";
 /// The shortest lease APISIX grants.
 const TTL_MIN: i64 = 2;
 
+static DIALECT: Dialect = Dialect {
+    kind: DriverKind::Apisix,
+    name: "APISIX",
+    auth_header: "x-api-key",
+    message: &["error_msg", "message"],
+    refusals: &[(400, Kind::Usage)],
+    bare_refusals: true,
+};
+
 pub struct Apisix {
     api: AdminApi,
     owner: Option<String>,
@@ -55,10 +65,10 @@ pub struct Apisix {
 
 /// One entry of a v3 list, or a single v3 answer.
 #[derive(Deserialize)]
-struct Node {
-    key: String,
+pub struct Node {
+    pub key: String,
     #[serde(default)]
-    value: Map<String, Value>,
+    pub value: Map<String, Value>,
 }
 
 #[derive(Deserialize)]
@@ -72,52 +82,10 @@ struct List {
 
 impl Apisix {
     pub fn new(settings: Settings, owner: Option<String>) -> Result<Apisix> {
-        let credential = settings.credential.as_ref().ok_or_else(|| {
-            gateway_api::missing_credential(
-                DriverKind::Apisix,
-                "an APISIX admin key (deployment.admin.admin_key in config.yaml, role admin)",
-            )
-        })?;
         Ok(Apisix {
-            api: AdminApi::new(&settings, Some(("x-api-key", &credential.secret)))?,
-            owner: owner.filter(|o| !o.trim().is_empty()),
+            api: AdminApi::needing(&settings, &DIALECT, "")?,
+            owner,
         })
-    }
-
-    fn check(
-        &self,
-        answer: Answer,
-        secrets: &[&Secret],
-        missing: impl FnOnce() -> DriverError,
-    ) -> Result<Answer> {
-        if answer.ok() {
-            return Ok(answer);
-        }
-        let v = answer.value();
-        let message = v
-            .as_ref()
-            .and_then(|v| v.get("error_msg").or_else(|| v.get("message")))
-            .and_then(Value::as_str)
-            .map(|m| gateway_api::redact(m, secrets));
-        match answer.status {
-            401 | 403 => Err(gateway_api::refused_credential(
-                DriverKind::Apisix,
-                &answer,
-                message.as_deref().unwrap_or("refused"),
-                "an admin key with the admin role (a viewer key cannot write)",
-            )),
-            404 => Err(missing()),
-            400 => Err(DriverError::Gateway {
-                message: format!(
-                    "APISIX refused the request (HTTP 400 from {}): {}",
-                    answer.url,
-                    message.unwrap_or_else(|| answer.snippet(secrets))
-                ),
-                kind: Kind::Usage,
-                hint: None,
-            }),
-            _ => Err(answer.http_error(secrets)),
-        }
     }
 
     fn no_consumer(consumer: &str) -> DriverError {
@@ -137,32 +105,21 @@ impl Apisix {
         let size = PAGE_SIZE.to_string();
         for page in 1.. {
             let page_s = page.to_string();
-            let answer = self.api.call(
-                Method::GET,
-                path,
-                &[("page", page_s.as_str()), ("page_size", size.as_str())],
-                None,
-            )?;
-            let answer = self.check(answer, &[], &missing)?;
+            let query = [("page", page_s.as_str()), ("page_size", size.as_str())];
+            let answer = self
+                .api
+                .expect(Method::GET, path, &query, None, &[], |_| missing())?;
             let list: List = answer.json()?;
+            let protocol = |message: &str| DriverError::Protocol {
+                url: answer.url.clone(),
+                message: message.into(),
+            };
             let nodes: Vec<Node> = match list.list {
-                Value::Array(_) => serde_json::from_value(list.list).map_err(|e| DriverError::Protocol {
-                    url: answer.url.clone(),
-                    message: format!("`list` is not a list of {{key, value}} ({e})"),
-                })?,
+                Value::Array(_) => serde_json::from_value(list.list)
+                    .map_err(|e| protocol(&format!("`list` is not a list of {{key, value}} ({e})")))?,
                 Value::Object(m) if m.is_empty() => Vec::new(),
-                Value::Null => {
-                    return Err(DriverError::Protocol {
-                        url: answer.url.clone(),
-                        message: "the answer has no `list`; is the Admin API on admin_api_version v3 (APISIX 3.x)?".into(),
-                    })
-                }
-                _ => {
-                    return Err(DriverError::Protocol {
-                        url: answer.url.clone(),
-                        message: "`list` is not a list".into(),
-                    })
-                }
+                Value::Null => return Err(protocol("the answer has no `list`; is the Admin API on admin_api_version v3 (APISIX 3.x)?")),
+                _ => return Err(protocol("`list` is not a list")),
             };
             let n = nodes.len();
             out.extend(nodes);
@@ -196,10 +153,7 @@ impl Apisix {
 
     /// The key-auth credentials of one consumer.
     fn credentials(&self, consumer: &str) -> Result<Vec<Node>> {
-        let path = format!(
-            "{ADMIN}/consumers/{}/credentials",
-            gateway_api::encode_segment(consumer)
-        );
+        let path = format!("{ADMIN}/consumers/{}/credentials", encode_segment(consumer));
         // A consumer without credentials has no etcd range to list: 404.
         let nodes = match self.pages(&path, || DriverError::NotFound(consumer.into())) {
             Err(DriverError::NotFound(_)) => {
@@ -213,64 +167,18 @@ impl Apisix {
 
     /// Ok when APISIX has `consumer`, else "no such consumer".
     fn consumer_exists(&self, consumer: &str) -> Result<()> {
-        let answer = self.api.call(
-            Method::GET,
-            &format!(
-                "{ADMIN}/consumers/{}",
-                gateway_api::encode_segment(consumer)
-            ),
-            &[],
-            None,
-        )?;
-        self.check(answer, &[], || Self::no_consumer(consumer))?;
-        Ok(())
-    }
-
-    fn all(&self) -> Result<Vec<Node>> {
-        let mut out = Vec::new();
-        for c in self.consumers()? {
-            out.extend(self.credentials(&c)?);
-        }
-        Ok(out)
-    }
-
-    fn fetch(&self, consumer: &str, cred: &str) -> Result<Node> {
-        let answer = self
-            .api
-            .call(Method::GET, &cred_path(consumer, cred), &[], None)?;
-        let answer = self.check(answer, &[], || {
-            DriverError::NotFound(format!("{consumer}/{cred}"))
+        let path = format!("{ADMIN}/consumers/{}", encode_segment(consumer));
+        self.api.expect(Method::GET, &path, &[], None, &[], |_| {
+            Self::no_consumer(consumer)
         })?;
-        answer.json()
-    }
-
-    fn find(&self, id_or_prefix: &str) -> Result<Node> {
-        if let Some((consumer, cred)) = id_or_prefix.split_once('/') {
-            match self.fetch(consumer, cred) {
-                Ok(n) if key_of(&n).is_some() => return Ok(n),
-                Ok(_) => {
-                    return Err(DriverError::Invalid(format!(
-                        "credential {id_or_prefix} is not a key-auth credential; tok manages key-auth only"
-                    )))
-                }
-                Err(DriverError::NotFound(_)) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        let all = self.all()?;
-        let ids: Vec<String> = all.iter().filter_map(id_of).collect();
-        let id = gateway_api::resolve_prefix(ids.iter().map(String::as_str), id_or_prefix)?;
-        all.into_iter()
-            .find(|n| id_of(n).as_deref() == Some(id.as_str()))
-            .ok_or(DriverError::NotFound(id))
+        Ok(())
     }
 
     /// Writes credential `cred` of `consumer` with `key`, leased until
     /// `expires_at` where there is one.
     fn put(
         &self,
-        consumer: &str,
-        cred: &str,
+        (consumer, cred): (&str, &str),
         desc: Option<&str>,
         labels: &BTreeMap<String, String>,
         key: &Secret,
@@ -280,9 +188,7 @@ impl Apisix {
         let mut labels = labels.clone();
         let ttl = expires_at.map(|e| {
             labels.insert(EXPIRES_LABEL.into(), crate::output::rfc3339(e));
-            gateway_api::seconds_until(e, Utc::now())
-                .max(TTL_MIN)
-                .to_string()
+            keys::seconds_until(e, Utc::now()).max(TTL_MIN).to_string()
         });
         let mut body = json!({ "plugins": { PLUGIN: { "key": key.expose() } } });
         if let Some(d) = desc {
@@ -292,16 +198,17 @@ impl Apisix {
             body["labels"] = json!(labels);
         }
         let query: Vec<(&str, &str)> = ttl.iter().map(|t| ("ttl", t.as_str())).collect();
+        let path = cred_path(consumer, cred);
         let answer = self
             .api
-            .call(Method::PUT, &cred_path(consumer, cred), &query, Some(&body))?;
-        let answer = self.check(answer, &[key], || Self::no_consumer(consumer))?;
-        let node: Node = answer.json()?;
-        let mut t = to_token(&node).ok_or_else(|| DriverError::Protocol {
+            .expect(Method::PUT, &path, &query, Some(&body), &[key], |_| {
+                Self::no_consumer(consumer)
+            })?;
+        let mut t = to_token(&answer.json()?).ok_or_else(|| DriverError::Protocol {
             url: answer.url.clone(),
             message: "the answer does not hold the credential".into(),
         })?;
-        t.fingerprint = gateway_api::fingerprint(key.expose());
+        t.fingerprint = keys::fingerprint(key.expose());
         Ok(t)
     }
 
@@ -318,61 +225,69 @@ impl Apisix {
         self.consumer_exists(consumer)?;
         let cred = format!("tok-{}", secret::random_handle(16));
         let secret = Secret::generate();
-        let token = self.put(consumer, &cred, desc, labels, &secret, expires_at)?;
+        let token = self.put((consumer, &cred), desc, labels, &secret, expires_at)?;
         Ok(Created { token, secret })
-    }
-
-    /// Writes the credential of `node` again, leased until `until`.
-    fn set_expiry(&self, node: &Node, until: DateTime<Utc>) -> Result<Token> {
-        let old = to_token(node).ok_or_else(|| DriverError::NotFound(node.key.clone()))?;
-        let (consumer, cred) = old
-            .id
-            .split_once('/')
-            .ok_or_else(|| DriverError::NotFound(old.id.clone()))?;
-        let key = Secret::new(key_of(node).unwrap_or_default());
-        self.put(
-            consumer,
-            cred,
-            old.description.as_deref(),
-            &old.labels,
-            &key,
-            Some(until),
-        )
-    }
-
-    fn delete(&self, id: &str) -> Result<()> {
-        let (consumer, cred) = id
-            .split_once('/')
-            .ok_or_else(|| DriverError::NotFound(id.to_string()))?;
-        let answer = self
-            .api
-            .call(Method::DELETE, &cred_path(consumer, cred), &[], None)?;
-        self.check(answer, &[], || DriverError::NotFound(id.to_string()))?;
-        Ok(())
     }
 }
 
-impl Gateway for Apisix {
+impl KeyGateway for Apisix {
+    type Raw = Node;
+
     fn kind(&self) -> DriverKind {
         DriverKind::Apisix
     }
 
-    fn usage_note(&self) -> Option<String> {
-        Some(
-            "clients send this key in the `apikey` header (key-auth's default), without `Bearer `; a key made with --no-expiry never expires: revoke it when done"
-                .into(),
-        )
+    fn api(&self) -> &AdminApi {
+        &self.api
+    }
+
+    fn list_raw(&self, _: Reach) -> Result<Vec<Node>> {
+        let mut out = Vec::new();
+        for c in self.consumers()? {
+            out.extend(self.credentials(&c)?);
+        }
+        Ok(out)
+    }
+
+    fn fetch(&self, id: &str) -> Result<Option<Node>> {
+        let Some((consumer, cred)) = id.split_once('/') else {
+            return Ok(None);
+        };
+        let answer = self
+            .api
+            .call(Method::GET, &cred_path(consumer, cred), &[], None)?;
+        if answer.status == 404 {
+            return Ok(None);
+        }
+        let node: Node = self
+            .api
+            .check(answer, &[], |_| DriverError::NotFound(id.into()))?
+            .json()?;
+        if key_of(&node).is_none() {
+            return Err(DriverError::Invalid(format!(
+                "credential {id} is not a key-auth credential; tok manages key-auth only"
+            )));
+        }
+        Ok(Some(node))
+    }
+
+    fn id_of(&self, n: &Node) -> Option<String> {
+        id_of(n)
+    }
+
+    fn key_of<'a>(&self, n: &'a Node) -> Option<&'a str> {
+        key_of(n)
+    }
+
+    fn to_token(&self, n: &Node) -> Result<Token> {
+        to_token(n).ok_or_else(|| DriverError::NotFound(n.key.clone()))
     }
 
     fn create(&self, new: &NewToken) -> Result<Created> {
-        check_new_token(new).map_err(DriverError::Invalid)?;
-        let consumer = self.owner.as_deref().ok_or_else(|| DriverError::Gateway {
-            message: "an APISIX key belongs to a consumer, and none was named".into(),
-            kind: Kind::Usage,
-            hint: Some(
-                "pass --owner CONSUMER (or set TOK_OWNER, or `owner` in the profile)".into(),
-            ),
-        })?;
+        let consumer = self
+            .owner
+            .as_deref()
+            .ok_or_else(|| keys::owner_needed("APISIX"))?;
         self.add(
             consumer,
             new.description.as_deref(),
@@ -381,49 +296,56 @@ impl Gateway for Apisix {
         )
     }
 
-    fn list(&self, filter: &Filter, sink: &mut dyn FnMut(Token) -> Result<()>) -> Result<()> {
-        let tokens = self.all()?.iter().filter_map(to_token).collect();
-        gateway_api::emit(tokens, filter, sink)
+    fn recreate(
+        &self,
+        _: &Node,
+        old: &Token,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<Created> {
+        let (consumer, _) = split(&old.id)?;
+        self.add(
+            consumer,
+            old.description.as_deref(),
+            &old.labels,
+            expires_at,
+        )
     }
 
-    fn get(&self, id_or_prefix: &str) -> Result<Token> {
-        let node = self.find(id_or_prefix)?;
-        to_token(&node).ok_or_else(|| DriverError::NotFound(id_or_prefix.to_string()))
+    fn delete(&self, n: &Node) -> Result<()> {
+        let id = id_of(n).unwrap_or_default();
+        let (consumer, cred) = split(&id)?;
+        self.api.expect(
+            Method::DELETE,
+            &cred_path(consumer, cred),
+            &[],
+            None,
+            &[],
+            |_| DriverError::NotFound(id.clone()),
+        )?;
+        Ok(())
     }
 
-    /// `CONSUMER/CREDENTIAL`: APISIX's username and credential id patterns
-    /// (`^[a-zA-Z0-9_-]+$`, `^[a-zA-Z0-9-_.]+$`), or a prefix.
-    fn looks_like_id(&self, s: &str) -> bool {
-        s.matches('/').count() <= 1 && super::id_shaped(s, 200, "-_./")
-    }
-
-    fn lookup(&self, secret: &Secret) -> Result<Token> {
-        self.all()?
-            .iter()
-            .find(|n| {
-                key_of(n).is_some_and(|k| secret::ct_eq(k.as_bytes(), secret.expose().as_bytes()))
-            })
-            .and_then(to_token)
-            .ok_or_else(|| DriverError::UnknownSecret {
-                fingerprint: gateway_api::fingerprint(secret.expose()),
-            })
+    /// Writes the credential again, leased until `until`.
+    fn set_expiry(&self, n: Node, until: DateTime<Utc>) -> Result<Token> {
+        let old = self.to_token(&n)?;
+        let key = Secret::new(key_of(&n).unwrap_or_default());
+        self.put(
+            split(&old.id)?,
+            old.description.as_deref(),
+            &old.labels,
+            &key,
+            Some(until),
+        )
     }
 
     fn whoami(&self) -> Result<Identity> {
         let path = format!("{ADMIN}/consumers");
-        let answer = self.api.call(
-            Method::GET,
-            &path,
-            &[("page", "1"), ("page_size", "10")],
-            None,
-        )?;
-        let url = answer.url.clone();
-        let answer = self.check(answer, &[], || DriverError::Protocol {
+        let url = format!("{}{path}", self.api.base());
+        let answer = self.api.expect(Method::GET, &path, &[("page", "1"), ("page_size", "10")], None, &[], |_| DriverError::Protocol {
             url: url.clone(),
             message: "GET /apisix/admin/consumers answered 404: is this APISIX's Admin API (port 9180), not its proxy?".into(),
         })?;
-        let list: List = answer.json()?;
-        if list.list.is_null() {
+        if answer.json::<List>()?.list.is_null() {
             return Err(DriverError::Protocol {
                 url,
                 message: "the answer has no `list`; is this APISIX's Admin API on admin_api_version v3 (APISIX 3.x)?".into(),
@@ -437,54 +359,23 @@ impl Gateway for Apisix {
         })
     }
 
-    fn revoke(&self, id: &str, reason: Option<&str>) -> Result<(Token, RevokeOutcome)> {
-        let node = self.find(id)?;
-        let token = to_token(&node).ok_or_else(|| DriverError::NotFound(id.to_string()))?;
-        self.delete(&token.id)?;
-        Ok((gateway_api::revoked(token, reason), RevokeOutcome::Revoked))
+    /// `CONSUMER/CREDENTIAL`: APISIX's username and credential id patterns
+    /// (`^[a-zA-Z0-9_-]+$`, `^[a-zA-Z0-9-_.]+$`), or a prefix.
+    fn looks_like_id(&self, s: &str) -> bool {
+        s.matches('/').count() <= 1 && super::id_shaped(s, 200, "-_./")
     }
+}
 
-    fn renew(&self, id: &str, increment: Option<u64>) -> Result<Token> {
-        let node = self.find(id)?;
-        let old = to_token(&node).ok_or_else(|| DriverError::NotFound(id.to_string()))?;
-        let until = gateway_api::renewed_until(&old, increment, Utc::now(), self.api.base())?;
-        self.set_expiry(&node, until)
-    }
-
-    fn rotate(&self, id: &str, grace: Option<u64>) -> Result<(Created, Token)> {
-        let node = self.find(id)?;
-        let old = to_token(&node).ok_or_else(|| DriverError::NotFound(id.to_string()))?;
-        let (consumer, _) = old
-            .id
-            .split_once('/')
-            .ok_or_else(|| DriverError::NotFound(old.id.clone()))?;
-        let now = Utc::now();
-        let created = self.add(
-            consumer,
-            old.description.as_deref(),
-            &old.labels,
-            gateway_api::same_lifetime(&old, now, self.api.base())?,
-        )?;
-        let old = match grace {
-            None => {
-                self.delete(&old.id)?;
-                gateway_api::revoked(old, Some(&format!("rotated to {}", created.token.id)))
-            }
-            Some(g) => {
-                let g = g.min(crate::duration::MAX_SECONDS) as i64;
-                let until = now + chrono::TimeDelta::seconds(g);
-                self.set_expiry(&node, old.expires_at.map_or(until, |e| e.min(until)))?
-            }
-        };
-        Ok((created, old))
-    }
+fn split(id: &str) -> Result<(&str, &str)> {
+    id.split_once('/')
+        .ok_or_else(|| DriverError::NotFound(id.to_string()))
 }
 
 fn cred_path(consumer: &str, cred: &str) -> String {
     format!(
         "{ADMIN}/consumers/{}/credentials/{}",
-        gateway_api::encode_segment(consumer),
-        gateway_api::encode_segment(cred)
+        encode_segment(consumer),
+        encode_segment(cred)
     )
 }
 
@@ -499,34 +390,21 @@ fn key_of(n: &Node) -> Option<&str> {
     n.value.get("plugins")?.get(PLUGIN)?.get("key")?.as_str()
 }
 
-fn to_token(n: &Node) -> Option<Token> {
+/// A credential node as a token; None when it is not a credential.
+pub fn to_token(n: &Node) -> Option<Token> {
     let id = id_of(n)?;
     let time = |k: &str| {
         n.value
             .get(k)
             .and_then(Value::as_i64)
-            .and_then(gateway_api::from_unix)
+            .and_then(keys::from_unix)
     };
-    let mut labels: BTreeMap<String, String> = n
-        .value
-        .get("labels")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| {
-                    (
-                        k.clone(),
-                        v.as_str().map_or_else(|| v.to_string(), String::from),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut labels = keys::labels(n.value.get("labels"));
     let expires_at = labels
         .remove(EXPIRES_LABEL)
         .and_then(|e| DateTime::parse_from_rfc3339(&e).ok())
         .map(|e| e.with_timezone(&Utc));
-    let mut t = gateway_api::token(id, time("create_time").unwrap_or_else(Utc::now), expires_at);
+    let mut t = keys::token(id, time("create_time").unwrap_or_else(Utc::now), expires_at);
     t.labels = labels;
     t.description = n
         .value
@@ -534,7 +412,7 @@ fn to_token(n: &Node) -> Option<Token> {
         .and_then(Value::as_str)
         .map(String::from);
     if let Some(k) = key_of(n) {
-        t.fingerprint = gateway_api::fingerprint(k);
+        t.fingerprint = keys::fingerprint(k);
     }
     Some(t)
 }

@@ -3,8 +3,8 @@
 
 pub mod apipark;
 pub mod apisix;
-mod gateway_api;
 pub mod http_client;
+pub mod keys;
 pub mod kong;
 pub mod local;
 pub mod oauth2;
@@ -35,6 +35,7 @@ pub struct Opening {
 
 /// The driver of `kind`: the one place that turns a registry entry into code.
 pub fn open(kind: DriverKind, o: Opening) -> Result<Box<dyn Gateway>> {
+    use keys::Keys;
     let owner = o.owner.filter(|v| !v.trim().is_empty());
     let app = o.app.filter(|v| !v.trim().is_empty());
     Ok(match kind {
@@ -42,10 +43,10 @@ pub fn open(kind: DriverKind, o: Opening) -> Result<Box<dyn Gateway>> {
         DriverKind::Tok => Box::new(tok::TokDriver::new(&o.settings)?),
         DriverKind::Vault => Box::new(vault::Vault::new(&o.settings, o.warn)?),
         DriverKind::Oauth2 => Box::new(oauth2::OAuth2::new(&o.settings, o.warn)?),
-        DriverKind::Apipark => Box::new(apipark::Apipark::new(o.settings, app)?),
-        DriverKind::Kong => Box::new(kong::Kong::new(o.settings, owner)?),
-        DriverKind::Apisix => Box::new(apisix::Apisix::new(o.settings, owner)?),
-        DriverKind::Tyk => Box::new(tyk::Tyk::new(o.settings)?),
+        DriverKind::Apipark => Box::new(Keys(apipark::Apipark::new(o.settings, app)?)),
+        DriverKind::Kong => Box::new(Keys(kong::Kong::new(o.settings, owner)?)),
+        DriverKind::Apisix => Box::new(Keys(apisix::Apisix::new(o.settings, owner)?)),
+        DriverKind::Tyk => Box::new(Keys(tyk::Tyk::new(o.settings)?)),
     })
 }
 
@@ -303,7 +304,7 @@ pub trait Gateway {
     /// How clients of the gateway present a new secret, said once after create
     /// and rotate (on stderr), when that is not `Authorization: Bearer`.
     fn usage_note(&self) -> Option<String> {
-        None
+        self.kind().spec().usage.map(String::from)
     }
 
     /// Whether `s`, given where an id or a secret may stand, is one of this
