@@ -27,18 +27,16 @@ use std::collections::BTreeMap;
 
 const BASE: &str = "/openapi/v1";
 const DRIVER_APIKEY: &str = "apikey";
+/// One authorization of the app.
+const ONE: &str = "/app/authorization";
 /// Where clients put the key. APIPark's console uses the same default.
 const TOKEN_HEADER: &str = "Authorization";
 
 /// APIPark answers errors inside its envelope (`open`); only the credential
 /// header and a refused credential go through the shared dialect.
 static DIALECT: Dialect = Dialect {
-    kind: DriverKind::Apipark,
-    name: "APIPark",
-    auth_header: "authorization",
     message: &["msg"],
-    refusals: &[],
-    bare_refusals: false,
+    ..Dialect::new(DriverKind::Apipark, "APIPark", "authorization")
 };
 
 pub struct Apipark {
@@ -56,9 +54,9 @@ struct Envelope {
     data: Option<Map<String, Value>>,
 }
 
-/// An item of `GET /app/authorizations` (no secret in it).
+/// What an authorization says of itself, in the list and in its details.
 #[derive(Deserialize, Clone)]
-pub struct Item {
+pub struct Head {
     pub id: String,
     #[serde(default)]
     pub name: String,
@@ -66,6 +64,13 @@ pub struct Item {
     pub driver: String,
     #[serde(default)]
     pub expire_time: i64,
+}
+
+/// An item of `GET /app/authorizations` (no secret in it).
+#[derive(Deserialize, Clone)]
+pub struct Item {
+    #[serde(flatten)]
+    pub head: Head,
     #[serde(default)]
     pub creator: Option<Label>,
     #[serde(default)]
@@ -73,23 +78,17 @@ pub struct Item {
 }
 
 #[derive(Deserialize, Clone, Default)]
+#[serde(default)]
 pub struct Label {
-    #[serde(default)]
     pub id: String,
-    #[serde(default)]
     pub name: String,
 }
 
 /// `data.authorization` of create, edit and get: this one holds the secret.
 #[derive(Deserialize)]
 pub struct Authorization {
-    pub id: String,
-    #[serde(default)]
-    pub name: String,
-    #[serde(default)]
-    pub driver: String,
-    #[serde(default)]
-    pub expire_time: i64,
+    #[serde(flatten)]
+    pub head: Head,
     #[serde(default)]
     pub position: String,
     #[serde(default)]
@@ -127,20 +126,22 @@ impl Apipark {
         Ok(Apipark { api, app })
     }
 
-    /// Sends a request and opens the envelope; `secrets` are blanked from
-    /// errors, and "not found" is `missing`.
+    /// A request about the app's authorizations (or the one with `id`), its
+    /// envelope opened; `secrets` are blanked from errors, and "not found" is
+    /// `missing`.
     fn call(
         &self,
-        method: Method,
-        path: &str,
-        query: &[(&str, &str)],
+        (method, path): (Method, &str),
+        id: Option<&str>,
         body: Option<&Value>,
         secrets: &[&Secret],
         missing: impl FnOnce() -> DriverError,
     ) -> Result<(Answer, Map<String, Value>)> {
+        let mut query = vec![("app", self.app.as_str())];
+        query.extend(id.map(|i| ("authorization", i)));
         let answer = self
             .api
-            .call(method, &format!("{BASE}{path}"), query, body)?;
+            .call(method, &format!("{BASE}{path}"), &query, body)?;
         match open(&answer, secrets) {
             Ok(data) => Ok((answer, data)),
             Err(DriverError::NotFound(_)) => Err(missing()),
@@ -162,27 +163,19 @@ impl Apipark {
 
     /// Every `apikey` authorization of the app (other drivers are not bearer keys).
     fn items(&self) -> Result<Vec<Item>> {
-        let (answer, data) = self.call(
-            Method::GET,
-            "/app/authorizations",
-            &[("app", &self.app)],
-            None,
-            &[],
-            || self.no_app(),
-        )?;
+        let list = (Method::GET, "/app/authorizations");
+        let (answer, data) = self.call(list, None, None, &[], || self.no_app())?;
         let items: Vec<Item> = field(&answer, data, "authorizations")?;
         Ok(items
             .into_iter()
-            .filter(|i| i.driver == DRIVER_APIKEY)
+            .filter(|i| i.head.driver == DRIVER_APIKEY)
             .collect())
     }
 
     fn detail(&self, id: &str) -> Result<Authorization> {
-        let query = [("app", self.app.as_str()), ("authorization", id)];
-        let (answer, data) =
-            self.call(Method::GET, "/app/authorization", &query, None, &[], || {
-                DriverError::NotFound(id.to_string())
-            })?;
+        let (answer, data) = self.call((Method::GET, ONE), Some(id), None, &[], || {
+            DriverError::NotFound(id.to_string())
+        })?;
         field(&answer, data, "authorization")
     }
 
@@ -211,10 +204,6 @@ impl Apipark {
 impl KeyGateway for Apipark {
     type Raw = Raw;
 
-    fn kind(&self) -> DriverKind {
-        DriverKind::Apipark
-    }
-
     fn api(&self) -> &AdminApi {
         &self.api
     }
@@ -237,12 +226,12 @@ impl KeyGateway for Apipark {
     }
 
     fn complete(&self, (item, _): Raw) -> Result<Raw> {
-        let auth = self.detail(&item.id)?;
+        let auth = self.detail(&item.head.id)?;
         Ok((item, Some(auth)))
     }
 
     fn id_of(&self, raw: &Raw) -> Option<String> {
-        Some(raw.0.id.clone())
+        Some(raw.0.head.id.clone())
     }
 
     fn key_of<'a>(&self, raw: &'a Raw) -> Option<&'a str> {
@@ -257,14 +246,8 @@ impl KeyGateway for Apipark {
         let secret = Secret::generate();
         let name = new.name.clone().unwrap_or_default();
         let body = Self::body(&name, new.expires_at, &secret, &new.labels);
-        let (answer, data) = self.call(
-            Method::POST,
-            "/app/authorization",
-            &[("app", &self.app)],
-            Some(&body),
-            &[&secret],
-            || self.no_app(),
-        )?;
+        let post = (Method::POST, ONE);
+        let (answer, data) = self.call(post, None, Some(&body), &[&secret], || self.no_app())?;
         let auth: Authorization = field(&answer, data, "authorization")?;
         if auth
             .apikey()
@@ -276,10 +259,7 @@ impl KeyGateway for Apipark {
             });
         }
         let item = Item {
-            id: auth.id.clone(),
-            name: auth.name.clone(),
-            driver: auth.driver.clone(),
-            expire_time: auth.expire_time,
+            head: auth.head.clone(),
             creator: None,
             create_time: None,
         };
@@ -299,18 +279,10 @@ impl KeyGateway for Apipark {
     }
 
     fn delete(&self, (item, _): &Raw) -> Result<()> {
-        let query = [
-            ("app", self.app.as_str()),
-            ("authorization", item.id.as_str()),
-        ];
-        self.call(
-            Method::DELETE,
-            "/app/authorization",
-            &query,
-            None,
-            &[],
-            || DriverError::NotFound(item.id.clone()),
-        )?;
+        let id = &item.head.id;
+        self.call((Method::DELETE, ONE), Some(id), None, &[], || {
+            DriverError::NotFound(id.clone())
+        })?;
         Ok(())
     }
 
@@ -320,30 +292,22 @@ impl KeyGateway for Apipark {
         let (item, auth) = match raw {
             (i, Some(a)) => (i, a),
             (i, None) => {
-                let a = self.detail(&i.id)?;
+                let a = self.detail(&i.head.id)?;
                 (i, a)
             }
         };
         let key = Secret::new(auth.apikey().unwrap_or_default());
-        let mut body = Self::body(&auth.name, Some(until), &key, &auth.labels());
+        let mut body = Self::body(&auth.head.name, Some(until), &key, &auth.labels());
         body["position"] = json!(auth.position);
         body["token_name"] = json!(auth.token_name);
         body["hide_credential"] = json!(auth.hide_credential);
         if let Some(obj) = body.as_object_mut() {
             obj.remove("driver");
         }
-        let query = [
-            ("app", self.app.as_str()),
-            ("authorization", item.id.as_str()),
-        ];
-        self.call(
-            Method::PUT,
-            "/app/authorization",
-            &query,
-            Some(&body),
-            &[&key],
-            || DriverError::NotFound(item.id.clone()),
-        )?;
+        let id = &item.head.id;
+        self.call((Method::PUT, ONE), Some(id), Some(&body), &[&key], || {
+            DriverError::NotFound(id.clone())
+        })?;
         let mut t = to_token(&(item, Some(auth)));
         t.expires_at = Some(until);
         t.state = t.state_at(Utc::now());
@@ -372,12 +336,12 @@ pub fn to_token((item, auth): &Raw) -> Token {
         .as_deref()
         .and_then(parse_time)
         .unwrap_or_else(Utc::now);
-    let mut t = keys::token(
-        item.id.clone(),
+    let mut t = Token::bare(
+        item.head.id.clone(),
         created_at,
-        keys::from_unix(item.expire_time),
+        keys::from_unix(item.head.expire_time),
     );
-    t.name = Some(item.name.clone()).filter(|n| !n.is_empty());
+    t.name = Some(item.head.name.clone()).filter(|n| !n.is_empty());
     t.created_by = item.creator.as_ref().and_then(|c| {
         if !c.name.is_empty() && c.name != "unknown" {
             Some(c.name.clone())

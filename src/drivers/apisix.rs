@@ -50,12 +50,10 @@ const EXPIRES_LABEL: &str = "tok-expires-at";
 const TTL_MIN: i64 = 2;
 
 static DIALECT: Dialect = Dialect {
-    kind: DriverKind::Apisix,
-    name: "APISIX",
-    auth_header: "x-api-key",
     message: &["error_msg", "message"],
     refusals: &[(400, Kind::Usage)],
     bare_refusals: true,
+    ..Dialect::new(DriverKind::Apisix, "APISIX", "x-api-key")
 };
 
 pub struct Apisix {
@@ -233,10 +231,6 @@ impl Apisix {
 impl KeyGateway for Apisix {
     type Raw = Node;
 
-    fn kind(&self) -> DriverKind {
-        DriverKind::Apisix
-    }
-
     fn api(&self) -> &AdminApi {
         &self.api
     }
@@ -404,7 +398,7 @@ pub fn to_token(n: &Node) -> Option<Token> {
         .remove(EXPIRES_LABEL)
         .and_then(|e| DateTime::parse_from_rfc3339(&e).ok())
         .map(|e| e.with_timezone(&Utc));
-    let mut t = keys::token(id, time("create_time").unwrap_or_else(Utc::now), expires_at);
+    let mut t = Token::bare(id, time("create_time").unwrap_or_else(Utc::now), expires_at);
     t.labels = labels;
     t.description = n
         .value

@@ -224,6 +224,21 @@ pub struct Dialect {
     pub bare_refusals: bool,
 }
 
+impl Dialect {
+    /// A dialect whose message is in `message` and that refuses nothing
+    /// beyond 401/403.
+    pub const fn new(kind: DriverKind, name: &'static str, auth_header: &'static str) -> Dialect {
+        Dialect {
+            kind,
+            name,
+            auth_header,
+            message: &["message"],
+            refusals: &[],
+            bare_refusals: false,
+        }
+    }
+}
+
 /// A gateway's admin API: base URL, TLS and timeouts from the settings, the
 /// admin credential in one sensitive header, and the gateway's dialect.
 pub struct AdminApi {

@@ -26,7 +26,7 @@ pub enum Reach {
 /// A gateway's primitives. `Raw` is one key as the gateway answers it.
 pub trait KeyGateway {
     type Raw;
-    fn kind(&self) -> DriverKind;
+    /// The admin client, whose dialect also names the driver.
     fn api(&self) -> &AdminApi;
     fn list_raw(&self, reach: Reach) -> Result<Vec<Self::Raw>>;
     /// The key whose id is exactly `id`, where the gateway can ask for one;
@@ -95,7 +95,7 @@ impl<G: KeyGateway> Keys<G> {
 
 impl<G: KeyGateway> Gateway for Keys<G> {
     fn kind(&self) -> DriverKind {
-        self.0.kind()
+        self.0.api().dialect.kind
     }
 
     fn create(&self, new: &NewToken) -> Result<Created> {
@@ -246,28 +246,6 @@ pub fn fingerprint(key: &str) -> String {
     }
 }
 
-/// A token with every field empty but those given; drivers fill in the rest.
-pub fn token(id: String, created_at: DateTime<Utc>, expires_at: Option<DateTime<Utc>>) -> Token {
-    Token {
-        id,
-        name: None,
-        description: None,
-        scopes: Vec::new(),
-        labels: Default::default(),
-        created_at,
-        created_by: None,
-        expires_at,
-        max_uses: None,
-        uses: 0,
-        last_used_at: None,
-        state: crate::model::state_of(false, expires_at, None, 0, Utc::now()),
-        revoked_at: None,
-        revoked_by: None,
-        revoke_reason: None,
-        fingerprint: "-".into(),
-    }
-}
-
 /// A JSON object of labels (string values as they are, others as JSON).
 pub fn labels(v: Option<&Value>) -> BTreeMap<String, String> {
     v.and_then(Value::as_object)
@@ -360,7 +338,7 @@ mod tests {
     #[test]
     fn lifetimes_past_any_date_are_protocol_errors_not_panics() {
         let now = Utc::now();
-        let old = |created_at, expires_at| token("k1".into(), created_at, Some(expires_at));
+        let old = |created_at, expires_at| Token::bare("k1".into(), created_at, Some(expires_at));
         let normal = old(now - TimeDelta::hours(2), now - TimeDelta::hours(1));
         assert_eq!(
             same_lifetime(&normal, now, "http://gw").unwrap(),

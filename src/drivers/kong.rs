@@ -32,12 +32,8 @@ const PAGE_SIZE: &str = "1000";
 const TTL_MAX: i64 = 100_000_000;
 
 static DIALECT: Dialect = Dialect {
-    kind: DriverKind::Kong,
-    name: "Kong",
-    auth_header: "kong-admin-token",
-    message: &["message"],
     refusals: &[(400, Kind::Usage), (409, Kind::Failure)],
-    bare_refusals: false,
+    ..Dialect::new(DriverKind::Kong, "Kong", "kong-admin-token")
 };
 
 pub struct Kong {
@@ -191,10 +187,6 @@ fn consumer_of(c: &Credential, url: &str) -> Result<String> {
 
 impl KeyGateway for Kong {
     type Raw = Raw;
-
-    fn kind(&self) -> DriverKind {
-        DriverKind::Kong
-    }
 
     fn api(&self) -> &AdminApi {
         &self.api
@@ -356,7 +348,7 @@ pub fn to_token(c: &Credential, read_at: DateTime<Utc>, url: &str) -> Result<Tok
         })
         .transpose()?;
     let created_at = keys::from_unix(c.created_at).unwrap_or(read_at);
-    let mut t = keys::token(c.id.clone(), created_at, expires_at);
+    let mut t = Token::bare(c.id.clone(), created_at, expires_at);
     t.labels = labels_of(c.tags.as_deref().unwrap_or_default());
     t.fingerprint = keys::fingerprint(&c.key);
     Ok(t)

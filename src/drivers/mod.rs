@@ -108,6 +108,13 @@ pub fn id_shaped(s: &str, max: usize, extra: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || extra.contains(c))
 }
 
+/// Refuses what is not a tok secret before tok's own stores look it up.
+pub fn check_tok_secret(secret: &Secret) -> Result<()> {
+    secret
+        .validate()
+        .map_err(|e| DriverError::Invalid(format!("that is not a valid tok secret: {e}")))
+}
+
 /// Whether `s` is hexadecimal digits and `-`, at most `max` of them: a UUID
 /// (36) or a hash, or a prefix of one.
 pub fn hex_shaped(s: &str, max: usize) -> bool {

@@ -266,9 +266,7 @@ impl Gateway for TokDriver {
     }
 
     fn lookup(&self, secret: &Secret) -> Result<Token> {
-        secret
-            .validate()
-            .map_err(|e| DriverError::Invalid(format!("that is not a valid tok secret: {e}")))?;
+        super::check_tok_secret(secret)?;
         let body = LookupRequest {
             secret: WireSecret(secret.clone()),
         };

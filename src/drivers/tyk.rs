@@ -32,12 +32,8 @@ const POLICY: &str = "policy:";
 const LISTING_OFF: &str = "enable_hashed_keys_listing";
 
 static DIALECT: Dialect = Dialect {
-    kind: DriverKind::Tyk,
-    name: "Tyk",
-    auth_header: "x-tyk-authorization",
-    message: &["message"],
     refusals: &[(400, Kind::Usage)],
-    bare_refusals: false,
+    ..Dialect::new(DriverKind::Tyk, "Tyk", "x-tyk-authorization")
 };
 
 pub struct Tyk {
@@ -138,10 +134,6 @@ impl Tyk {
 
 impl KeyGateway for Tyk {
     type Raw = Raw;
-
-    fn kind(&self) -> DriverKind {
-        DriverKind::Tyk
-    }
 
     fn api(&self) -> &AdminApi {
         &self.api
@@ -345,7 +337,7 @@ pub fn to_token(hash: &str, s: &Map<String, Value>) -> Token {
         .get("expires")
         .and_then(Value::as_i64)
         .and_then(keys::from_unix);
-    let mut t = keys::token(hash.to_string(), created_at, expires_at);
+    let mut t = Token::bare(hash.to_string(), created_at, expires_at);
     t.name = str_of("alias").filter(|a| !a.is_empty()).map(String::from);
     let mut scopes: Vec<String> = s
         .get("access_rights")
