@@ -373,54 +373,6 @@ fn revoke_with_nothing_named_is_a_usage_error() {
 }
 
 #[test]
-fn rotate_revokes_the_old_token_at_once() {
-    let env = Env::new();
-    let (old, old_secret) = env.create_json(&[
-        "--ttl", "2h", "--name", "svc", "--scope", "x", "--label", "k=v", "--uses", "5",
-    ]);
-    let o = env.run(&["rotate", &old]);
-    assert_success(&o, &["rotate"]);
-    let new_secret = stdout(&o).trim().to_string();
-    assert!(new_secret.starts_with("tok_") && new_secret != old_secret);
-    assert_eq!(stdout(&o).lines().count(), 1);
-    assert!(stderr(&o).contains(&format!("revoked {old}")));
-
-    let o = env.run_stdin(&["inspect", "-", "-o", "json"], &new_secret);
-    let new: Value = serde_json::from_str(&stdout(&o)).unwrap();
-    assert_eq!(new["name"], "svc");
-    assert_eq!(new["scopes"], serde_json::json!(["x"]));
-    assert_eq!(new["labels"]["k"], "v");
-    assert_eq!(new["max_uses"], 5);
-    let c = chrono::DateTime::parse_from_rfc3339(new["created_at"].as_str().unwrap()).unwrap();
-    let e = chrono::DateTime::parse_from_rfc3339(new["expires_at"].as_str().unwrap()).unwrap();
-    assert!(((e - c).num_seconds() - 7200).abs() <= 1, "same lifetime");
-    let old_t = env.inspect_json(&old);
-    assert_eq!(old_t["state"], "revoked");
-    assert!(old_t["revoke_reason"]
-        .as_str()
-        .unwrap()
-        .contains(new["id"].as_str().unwrap()));
-
-    let o = env.run(&["rotate", &old]);
-    assert_fails(&o, exit::USAGE, &["revoked"]);
-}
-
-#[test]
-fn rotate_with_grace_keeps_the_old_token_for_a_while() {
-    let env = Env::new();
-    let (old, _) = env.create_json(&["--ttl", "2h"]);
-    let o = env.run(&["rotate", &old, "--grace", "10m", "-o", "json"]);
-    assert_success(&o, &["rotate --grace"]);
-    let new: Value = serde_json::from_str(&stdout(&o)).unwrap();
-    assert!(new["secret"].as_str().unwrap().starts_with("tok_"));
-    let t = env.inspect_json(&old);
-    assert_eq!(t["state"], "active");
-    let e = chrono::DateTime::parse_from_rfc3339(t["expires_at"].as_str().unwrap()).unwrap();
-    let left = (e.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_seconds();
-    assert!((590..=600).contains(&left), "{left}");
-}
-
-#[test]
 fn the_store_holds_no_secret_and_is_private() {
     let env = Env::new();
     let secrets: Vec<String> = (0..5)

@@ -205,47 +205,6 @@ fn serve_lifecycle_revoke_idempotent_and_bulk() {
 }
 
 #[test]
-fn serve_lifecycle_rotate_with_and_without_grace() {
-    let server = Server::start();
-    let env = server.client();
-    let (old, old_secret) = env.create_json(&[
-        "--ttl", "2h", "--name", "svc", "--scope", "x", "--label", "k=v", "--uses", "5",
-    ]);
-    let o = env.run(&["rotate", &old]);
-    assert_success(&o, &["rotate"]);
-    let new_secret = stdout(&o).trim().to_string();
-    assert!(new_secret.starts_with("tok_") && new_secret != old_secret);
-    assert_eq!(stdout(&o).lines().count(), 1);
-    assert!(stderr(&o).contains(&format!("revoked {old}")));
-    let o = env.run_stdin(&["inspect", "-", "-o", "json"], &new_secret);
-    let new: Value = serde_json::from_str(&stdout(&o)).unwrap();
-    assert_eq!(new["name"], "svc");
-    assert_eq!(new["scopes"], json!(["x"]));
-    assert_eq!(new["labels"]["k"], "v");
-    assert_eq!(new["max_uses"], 5);
-    let old_t = server.local().inspect_json(&old);
-    assert_eq!(old_t["state"], "revoked");
-    assert!(old_t["revoke_reason"]
-        .as_str()
-        .unwrap()
-        .contains(new["id"].as_str().unwrap()));
-
-    // A revoked token cannot be rotated: a usage error, as with the local driver.
-    assert_fails(&env.run(&["rotate", &old]), exit::USAGE, &["revoked"]);
-
-    let (old2, _) = env.create_json(&["--ttl", "2h"]);
-    let o = env.run(&["rotate", &old2, "--grace", "10m", "-o", "json"]);
-    assert_success(&o, &["rotate --grace"]);
-    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
-    assert!(v["secret"].as_str().unwrap().starts_with("tok_"));
-    let t = server.local().inspect_json(&old2);
-    assert_eq!(t["state"], "active");
-    let e = chrono::DateTime::parse_from_rfc3339(t["expires_at"].as_str().unwrap()).unwrap();
-    let left = (e.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_seconds();
-    assert!((500..=600).contains(&left), "{left}");
-}
-
-#[test]
 fn serve_list_pages_with_a_cursor() {
     let server = Server::start();
     let env = server.client();

@@ -1,0 +1,664 @@
+//! One suite, every driver (in the manner of jj's `TestEnvironment`): the same
+//! scenarios run against `local`, `tok` (a real `tok serve`), `vault` (a real
+//! OpenBao), `oauth2` (oidc-provider) and the apipark, kong, apisix and tyk
+//! contract doubles. What a driver cannot do is skipped by the capabilities it
+//! declares (`tok::registry`), and the refusal itself is asserted: exit 6, with
+//! the URL pointing where nothing listens, so that any request would have
+//! failed with exit 1 instead.
+//!
+//! Each scenario is one function over a `Rig`; `suite!` makes one test per
+//! scenario and driver, so a failure names both.
+
+use crate::common::*;
+use crate::doubles::{dead_url, Control, Fault};
+use serde_json::Value;
+use std::sync::Arc;
+use tok::registry::{Capabilities, DriverKind, Op};
+
+/// A driver, ready to use, and what the suite must know of it.
+pub struct Rig {
+    pub driver: &'static str,
+    pub env: Env,
+    pub caps: Capabilities,
+    /// The variables that point tok at the gateway (empty for local).
+    vars: Vec<(String, String)>,
+    /// A scope the gateway accepts.
+    scope: &'static str,
+    /// Whether every create must name a scope (Vault would copy the admin
+    /// token's policies, Tyk would make a key for every API).
+    needs_scope: bool,
+    /// Whether a revoked token is still shown (as revoked) rather than gone.
+    keeps_revoked: bool,
+    /// The variable with a wrong credential, and what the refusal must say.
+    bad_credential: Option<(&'static str, Vec<&'static str>)>,
+    /// What tok says, before any request, when no credential is set.
+    no_credential: Vec<&'static str>,
+    /// Canned failures of the gateway and what tok must say of each.
+    faults: Vec<(Fault, Vec<&'static str>)>,
+    /// What the double saw, where the gateway is a double.
+    control: Option<Arc<Control>>,
+    _keep: Box<dyn std::any::Any>,
+}
+
+impl Rig {
+    fn new(driver: &'static str, vars: Vec<(String, String)>, keep: Box<dyn std::any::Any>) -> Rig {
+        let mut env = Env::new();
+        for (k, v) in &vars {
+            env.set(k, v);
+        }
+        Rig {
+            driver,
+            env,
+            caps: DriverKind::from_name(driver)
+                .expect("a driver")
+                .capabilities(),
+            vars: vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            scope: "orders:read",
+            needs_scope: false,
+            keeps_revoked: false,
+            bad_credential: None,
+            no_credential: Vec::new(),
+            faults: Vec::new(),
+            control: None,
+            _keep: keep,
+        }
+    }
+
+    /// The rig's variables with some replaced, in a fresh home.
+    fn env_with(&self, overrides: &[(&str, &str)]) -> Env {
+        let mut env = Env::new();
+        for (k, v) in &self.vars {
+            env.set(k, v);
+        }
+        for (k, v) in overrides {
+            env.set(k, v);
+        }
+        env
+    }
+
+    fn can(&self, op: Op) -> bool {
+        self.caps.supports(op)
+    }
+
+    /// The lifetime flags a create gets here: `--ttl TTL` where the driver
+    /// keeps an expiry, `--no-expiry` where it only keeps keys forever.
+    fn lifetime(&self, ttl: &'static str) -> Vec<&'static str> {
+        if self.can(Op::Expiry) {
+            vec!["--ttl", ttl]
+        } else if self.can(Op::NoExpiry) {
+            vec!["--no-expiry"]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// `tok create` with what this driver needs, the secret alone on stdout.
+    fn create(&self, ttl: &'static str, extra: &[&str]) -> (String, String) {
+        let mut args = vec!["create"];
+        args.extend(self.lifetime(ttl));
+        if self.needs_scope {
+            args.extend(["--scope", self.scope]);
+        }
+        args.extend_from_slice(extra);
+        let o = self.env.run(&args);
+        assert_success(&o, &args);
+        let out = stdout(&o);
+        assert!(out.ends_with('\n') && out.lines().count() == 1, "{out:?}");
+        let secret = out.trim_end().to_string();
+        assert!(!stderr(&o).contains(&secret), "the secret leaked to stderr");
+        (secret, stderr(&o))
+    }
+
+    /// `tok inspect - -o json` with the secret on stdin.
+    fn by_secret(&self, secret: &str) -> Result<Value, std::process::Output> {
+        let o = self.env.run_stdin(&["inspect", "-", "-o", "json"], secret);
+        assert!(!stdout(&o).contains(secret) && !stderr(&o).contains(secret));
+        match code(&o) {
+            0 => Ok(serde_json::from_str(&stdout(&o)).expect("inspect json")),
+            _ => Err(o),
+        }
+    }
+
+    /// Asserts the token of `secret` is revoked: shown so, or gone (exit 3).
+    fn assert_revoked(&self, secret: &str) {
+        match self.by_secret(secret) {
+            Ok(t) => {
+                assert!(self.keeps_revoked, "{}: still there: {t}", self.driver);
+                assert_eq!(t["state"], "revoked", "{t}");
+            }
+            Err(o) => assert_eq!(code(&o), exit::NOT_FOUND, "{}", stderr(&o)),
+        }
+    }
+
+    fn revoke(&self, id: &str, secret: &str) {
+        let o = if self.can(Op::InspectById) {
+            self.env.run(&["revoke", id, "--yes"])
+        } else {
+            self.env.run_stdin(&["revoke", "-", "--yes"], secret)
+        };
+        assert_success(&o, &["revoke", id]);
+        assert!(
+            stderr(&o).contains(&format!("revoked {id}")),
+            "{}",
+            stderr(&o)
+        );
+    }
+}
+
+/// Seconds from now until an RFC 3339 time.
+fn secs_until(t: &Value) -> i64 {
+    let t = chrono::DateTime::parse_from_rfc3339(t.as_str().expect("a time")).expect("rfc3339");
+    (t.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_seconds()
+}
+
+fn owned<V: AsRef<str>>(vars: &[(&str, V)]) -> Vec<(String, String)> {
+    vars.iter()
+        .map(|(k, v)| (k.to_string(), v.as_ref().to_string()))
+        .collect()
+}
+
+fn rig(driver: &'static str) -> Rig {
+    use crate::doubles::{apipark::Apipark, apisix::Apisix, kong::Kong, tyk::Tyk};
+    let gw = |r: &mut Rig, control: Arc<Control>, faults: Vec<(Fault, Vec<&'static str>)>| {
+        r.control = Some(control);
+        r.faults = faults;
+    };
+    match driver {
+        "local" => Rig {
+            keeps_revoked: true,
+            ..Rig::new("local", Vec::new(), Box::new(()))
+        },
+        "tok" => {
+            let server = crate::server::Server::start();
+            let vars = [
+                ("TOK_URL", server.url.clone()),
+                ("TOK_ADMIN_TOKEN", server.admin.clone()),
+            ];
+            let vars = owned(&vars);
+            Rig {
+                keeps_revoked: true,
+                no_credential: vec!["no admin token", "TOK_ADMIN_TOKEN"],
+                bad_credential: Some((
+                    "TOK_ADMIN_TOKEN",
+                    vec!["not a token this server knows", "TOK_ADMIN_TOKEN"],
+                )),
+                ..Rig::new("tok", vars, Box::new(server))
+            }
+        }
+        "vault" => {
+            let bao = crate::servers::Bao::start();
+            let vars = [
+                ("TOK_DRIVER", "vault"),
+                ("TOK_URL", &bao.addr),
+                ("VAULT_TOKEN", &bao.root),
+            ];
+            let vars = owned(&vars);
+            Rig {
+                scope: "default",
+                needs_scope: true,
+                no_credential: vec!["no Vault token", "VAULT_TOKEN"],
+                bad_credential: Some(("VAULT_TOKEN", vec!["permission denied", "VAULT_TOKEN"])),
+                ..Rig::new("vault", vars, Box::new(bao))
+            }
+        }
+        "oauth2" => {
+            let op = crate::servers::Oidc::start();
+            let vars = [
+                ("TOK_DRIVER", "oauth2"),
+                ("TOK_URL", &op.issuer),
+                ("TOK_CLIENT_ID", &op.client_id),
+                ("TOK_CLIENT_SECRET", &op.client_secret),
+            ];
+            let vars = owned(&vars);
+            Rig {
+                bad_credential: Some((
+                    "TOK_CLIENT_SECRET",
+                    vec!["invalid_client", "TOK_CLIENT_SECRET"],
+                )),
+                ..Rig::new("oauth2", vars, Box::new(op))
+            }
+        }
+        "apipark" => {
+            let d = Apipark::start("sys-key-4c1d8e", &["7a0c51e2-app"]);
+            let vars = [
+                ("TOK_DRIVER", "apipark"),
+                ("TOK_URL", d.url()),
+                ("APIPARK_API_KEY", "sys-key-4c1d8e"),
+                ("TOK_APP", "7a0c51e2-app"),
+            ];
+            let vars = owned(&vars);
+            let control = d.server.control.clone();
+            let mut r = Rig {
+                no_credential: vec!["no admin credential", "APIPARK_API_KEY or TOK_ADMIN_TOKEN"],
+                bad_credential: Some((
+                    "APIPARK_API_KEY",
+                    vec!["invalid token", "HTTP 403", "APIPARK_API_KEY"],
+                )),
+                ..Rig::new("apipark", vars, Box::new(d))
+            };
+            let faults = vec![
+                (
+                    Fault::status(502, r#"{"message":"bad gateway"}"#),
+                    vec!["HTTP 502", "try again later"],
+                ),
+                (Fault::garbage(), vec!["not APIPark's JSON envelope"]),
+            ];
+            gw(&mut r, control, faults);
+            r
+        }
+        "kong" => {
+            let d = Kong::start(Some("rbac-token-1"), &["alice", "bob"]);
+            let vars = [
+                ("TOK_DRIVER", "kong"),
+                ("TOK_URL", d.url()),
+                ("KONG_ADMIN_TOKEN", "rbac-token-1"),
+                ("TOK_OWNER", "alice"),
+            ];
+            let vars = owned(&vars);
+            let control = d.server.control.clone();
+            let mut r = Rig {
+                no_credential: vec!["refused the admin credential"],
+                bad_credential: Some((
+                    "KONG_ADMIN_TOKEN",
+                    vec!["HTTP 401", "Invalid credentials", "KONG_ADMIN_TOKEN"],
+                )),
+                ..Rig::new("kong", vars, Box::new(d))
+            };
+            let faults = vec![
+                (
+                    Fault::status(500, r#"{"message":"An unexpected error occurred"}"#),
+                    vec!["HTTP 500", "An unexpected error occurred"],
+                ),
+                (Fault::garbage(), vec!["not the JSON expected"]),
+            ];
+            gw(&mut r, control, faults);
+            r
+        }
+        "apisix" => {
+            let key = "edd1c9f034335f136f87ad84b625c8f1";
+            let d = Apisix::start(key, &["jack", "kate"]);
+            let vars = [
+                ("TOK_DRIVER", "apisix"),
+                ("TOK_URL", d.url()),
+                ("APISIX_ADMIN_KEY", key),
+                ("TOK_OWNER", "jack"),
+            ];
+            let vars = owned(&vars);
+            let control = d.server.control.clone();
+            let mut r = Rig {
+                no_credential: vec!["no admin credential", "APISIX_ADMIN_KEY or TOK_ADMIN_TOKEN"],
+                bad_credential: Some((
+                    "APISIX_ADMIN_KEY",
+                    vec!["HTTP 401", "failed to check token", "APISIX_ADMIN_KEY"],
+                )),
+                ..Rig::new("apisix", vars, Box::new(d))
+            };
+            let faults = vec![
+                (
+                    Fault::status(
+                        503,
+                        r#"{"error_msg":"has no healthy etcd endpoint available"}"#,
+                    ),
+                    vec!["HTTP 503", "no healthy etcd endpoint"],
+                ),
+                (Fault::garbage(), vec!["not the JSON expected"]),
+            ];
+            gw(&mut r, control, faults);
+            r
+        }
+        "tyk" => {
+            let secret = "352d20ee67be67f6340b4c0605b044b7";
+            let d = Tyk::start(secret, true, true);
+            let vars = [
+                ("TOK_DRIVER", "tyk"),
+                ("TOK_URL", d.url()),
+                ("TYK_SECRET", secret),
+            ];
+            let vars = owned(&vars);
+            let control = d.server.control.clone();
+            let mut r = Rig {
+                scope: "orders-api",
+                needs_scope: true,
+                no_credential: vec!["no admin credential", "TYK_SECRET or TOK_ADMIN_TOKEN"],
+                bad_credential: Some((
+                    "TYK_SECRET",
+                    vec!["HTTP 403", "invalid or missing key", "TYK_SECRET"],
+                )),
+                ..Rig::new("tyk", vars, Box::new(d))
+            };
+            let faults = vec![
+                (
+                    Fault::status(
+                        500,
+                        r#"{"status":"error","message":"Failed to create key, ensure security settings are correct."}"#,
+                    ),
+                    vec!["HTTP 500", "ensure security settings"],
+                ),
+                (Fault::garbage(), vec!["not the JSON expected"]),
+            ];
+            gw(&mut r, control, faults);
+            r
+        }
+        other => panic!("no rig for {other}"),
+    }
+}
+
+/// Create with every field the driver holds, then find the token by secret,
+/// id and prefix, list it with filters, and revoke it.
+fn lifecycle(r: &Rig) {
+    let mut extra = Vec::new();
+    if r.can(Op::Labels) {
+        extra.extend(["--label", "team=payments"]);
+    }
+    if r.can(Op::Scopes) && !r.needs_scope {
+        extra.extend(["--scope", r.scope]);
+    }
+    if r.can(Op::Names) {
+        extra.extend(["--name", "deploy-1"]);
+    }
+    if r.can(Op::Descriptions) {
+        extra.extend(["--description", "ci-runner"]);
+    }
+    if r.can(Op::UseLimits) {
+        extra.extend(["--uses", "3"]);
+    }
+    let (secret, err) = r.create("15m", &extra);
+    let t = r.by_secret(&secret).expect("found by its secret");
+    let id = t["id"].as_str().expect("an id").to_string();
+    assert!(err.contains(&id), "the summary names {id}: {err}");
+    assert_eq!(t["state"], "active", "{t}");
+    if r.can(Op::Expiry) {
+        let left = secs_until(&t["expires_at"]);
+        assert!((880..=905).contains(&left), "15 minutes: {left}");
+    }
+    if r.can(Op::Labels) {
+        assert_eq!(t["labels"]["team"], "payments", "{t}");
+    }
+    if r.can(Op::Scopes) {
+        assert!(t["scopes"].to_string().contains(r.scope), "{t}");
+    }
+    if r.can(Op::Names) {
+        assert_eq!(t["name"], "deploy-1", "{t}");
+    }
+    if r.can(Op::Descriptions) {
+        assert_eq!(t["description"], "ci-runner", "{t}");
+    }
+    if r.can(Op::UseLimits) {
+        assert_eq!(t["max_uses"], 3, "{t}");
+    }
+    if r.can(Op::InspectById) {
+        assert_eq!(r.env.inspect_json(&id)["id"], id.as_str());
+        let prefix = &id[..id.len() - 3];
+        assert_eq!(
+            r.env.inspect_json(prefix)["id"],
+            id.as_str(),
+            "a prefix will do"
+        );
+    }
+    if r.can(Op::List) {
+        let o = r.env.run(&["list", "--state", "all", "-o", "json"]);
+        assert_success(&o, &["list"]);
+        assert!(!stdout(&o).contains(&secret), "no secret in a list");
+        let all: Vec<Value> = serde_json::from_str(&stdout(&o)).unwrap();
+        assert!(all.iter().any(|x| x["id"] == id.as_str()), "{all:?}");
+        if r.can(Op::Labels) {
+            let ids = |label: &str| -> Vec<Value> {
+                r.env
+                    .list_json(&["--label", label])
+                    .iter()
+                    .map(|x| x["id"].clone())
+                    .collect()
+            };
+            assert!(ids("team=payments").contains(&Value::from(id.as_str())));
+            assert!(ids("team=nobody").is_empty());
+        }
+    }
+    r.revoke(&id, &secret);
+    r.assert_revoked(&secret);
+}
+
+/// Everything the driver cannot do is refused before any request.
+fn refusals(r: &Rig) {
+    let mut env = r.env_with(&[]);
+    if !r.vars.is_empty() {
+        env.set("TOK_URL", &dead_url());
+    } else {
+        env = Env::new();
+    }
+    let create = |flags: &[&'static str]| {
+        let mut args = vec!["create"];
+        // A lifetime the driver takes, so that only `flags` can be refused.
+        if !flags.iter().any(|f| f.contains("expir") || *f == "--ttl") {
+            args.extend(r.lifetime("15m"));
+        }
+        args.extend_from_slice(flags);
+        args
+    };
+    let cases: Vec<(Op, Vec<&str>)> = vec![
+        (Op::List, vec!["list"]),
+        (Op::InspectById, vec!["inspect", "abc123"]),
+        (Op::Rotate, vec!["rotate", "abc123"]),
+        (Op::Renew, vec!["renew", "abc123", "--increment", "1h"]),
+        (Op::Scopes, create(&["--scope", "x"])),
+        (Op::Labels, create(&["--label", "a=b"])),
+        (Op::Expiry, create(&["--ttl", "5m"])),
+        (Op::NoExpiry, create(&["--no-expiry"])),
+        (Op::UseLimits, create(&["--uses", "2"])),
+        (Op::Names, create(&["--name", "x"])),
+        (Op::Descriptions, create(&["--description", "x"])),
+    ];
+    let mut refused = 0;
+    for (op, args) in cases.into_iter().filter(|(op, _)| !r.can(*op)) {
+        let o = env.run(&args);
+        assert_fails(
+            &o,
+            exit::UNSUPPORTED,
+            &[&format!("cannot {}", op.describe())],
+        );
+        refused += 1;
+    }
+    if let Some(c) = &r.control {
+        assert!(c.requests().is_empty(), "nothing reached the gateway");
+    }
+    let all_caps = r.caps == Capabilities::ALL;
+    assert!(refused > 0 || all_caps || r.driver == "local" || r.driver == "tok");
+}
+
+/// Rotate: a new token like the old one; the old one goes at once, or after
+/// a grace period.
+fn rotate(r: &Rig) {
+    if !r.can(Op::Rotate) {
+        return;
+    }
+    let mut extra = Vec::new();
+    for (op, flags) in [
+        (Op::Names, ["--name", "svc"]),
+        (Op::Labels, ["--label", "k=v"]),
+        (Op::UseLimits, ["--uses", "5"]),
+    ] {
+        if r.can(op) {
+            extra.extend(flags);
+        }
+    }
+    if r.can(Op::Scopes) && !r.needs_scope {
+        extra.extend(["--scope", "x"]);
+    }
+    let (old_secret, _) = r.create("2h", &extra);
+    let old = r.by_secret(&old_secret).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let o = r.env.run(&["rotate", &old]);
+    assert_success(&o, &["rotate", &old]);
+    let new_secret = stdout(&o).trim().to_string();
+    assert_ne!(new_secret, old_secret);
+    assert_eq!(stdout(&o).lines().count(), 1);
+    if old_secret.starts_with("tok_") {
+        assert!(new_secret.starts_with("tok_"), "tok makes the new one too");
+    }
+    assert!(
+        stderr(&o).contains(&format!("revoked {old}")),
+        "{}",
+        stderr(&o)
+    );
+    let new = r.by_secret(&new_secret).expect("the new token");
+    assert_eq!(new["state"], "active");
+    let same = |field: &str, op: Op, want: Value| {
+        if r.can(op) && !(op == Op::Scopes && r.needs_scope) {
+            assert_eq!(new[field], want, "{field} carries over: {new}");
+        }
+    };
+    same("name", Op::Names, "svc".into());
+    same("scopes", Op::Scopes, serde_json::json!(["x"]));
+    same("max_uses", Op::UseLimits, 5.into());
+    if r.can(Op::Labels) {
+        assert_eq!(new["labels"]["k"], "v", "{new}");
+    }
+    if r.can(Op::Expiry) {
+        let at = |f: &str| chrono::DateTime::parse_from_rfc3339(new[f].as_str().unwrap()).unwrap();
+        let life = (at("expires_at") - at("created_at")).num_seconds();
+        assert!((life - 7200).abs() <= 5, "the same lifetime: {life}");
+    }
+    r.assert_revoked(&old_secret);
+    if r.keeps_revoked {
+        let old_t = r.env.inspect_json(&old);
+        assert!(old_t["revoke_reason"]
+            .as_str()
+            .unwrap()
+            .contains(new["id"].as_str().unwrap()));
+        // A revoked token cannot be rotated: a usage error.
+        assert_fails(&r.env.run(&["rotate", &old]), exit::USAGE, &["revoked"]);
+    }
+
+    if r.can(Op::Expiry) {
+        let (old, _) = r.create("2h", &[]);
+        let id = r.by_secret(&old).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let o = r.env.run(&["rotate", &id, "--grace", "10m", "-o", "json"]);
+        assert_success(&o, &["rotate", "--grace"]);
+        let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+        assert!(v["secret"].as_str().is_some_and(|s| s != old), "{v}");
+        let kept = r
+            .by_secret(&old)
+            .expect("the old token lives on for a while");
+        assert_eq!(kept["state"], "active", "{kept}");
+        let left = secs_until(&kept["expires_at"]);
+        assert!((590..=600).contains(&left), "within the grace: {left}");
+    }
+}
+
+/// Renew gives a live token a new lifetime.
+fn renew(r: &Rig) {
+    if !r.can(Op::Renew) {
+        return;
+    }
+    let (secret, _) = r.create("15m", &[]);
+    let id = r.by_secret(&secret).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let o = r.env.run(&["renew", &id, "--increment", "2h"]);
+    assert_success(&o, &["renew", &id]);
+    assert!(
+        stderr(&o).contains(&format!("renewed {id}")),
+        "{}",
+        stderr(&o)
+    );
+    let left = secs_until(&r.by_secret(&secret).unwrap()["expires_at"]);
+    assert!((7100..=7205).contains(&left), "two hours now: {left}");
+}
+
+/// How a failing gateway reads: a wrong credential (exit 4), an unknown
+/// token (exit 3), 5xx and bodies that are not JSON, nothing listening, and
+/// no answer in time (exit 1).
+fn errors(r: &Rig) {
+    let unknown = tok::secret::Secret::generate();
+    let o = r.env.run_stdin(&["inspect", "-"], unknown.expose());
+    assert_fails(&o, exit::NOT_FOUND, &[]);
+    if r.can(Op::InspectById) {
+        for cmd in [&["inspect", "abc123"][..], &["revoke", "abc123", "--yes"]] {
+            assert_fails(&r.env.run(cmd), exit::NOT_FOUND, &["abc123"]);
+        }
+    }
+    if r.vars.is_empty() {
+        return;
+    }
+    if let Some((var, says)) = &r.bad_credential {
+        let mut none = Env::new();
+        for (k, v) in r.vars.iter().filter(|(k, _)| k != var) {
+            none.set(k, v);
+        }
+        let sent = r.control.as_ref().map(|c| c.requests().len());
+        let o = none.run_stdin(&["inspect", "-"], unknown.expose());
+        assert_fails(&o, exit::AUTH, &r.no_credential);
+        if DriverKind::from_name(r.driver).is_some_and(|k| k.needs_credential()) {
+            let now = r.control.as_ref().map(|c| c.requests().len());
+            assert_eq!(now, sent, "nothing sent without a credential");
+        }
+
+        let o = r
+            .env_with(&[(var, "wrong-credential-0123456789")])
+            .run_stdin(&["inspect", "-"], unknown.expose());
+        assert_fails(&o, exit::AUTH, says);
+        assert!(
+            !stderr(&o).contains("wrong-credential"),
+            "the credential is not echoed"
+        );
+    }
+    let mut create = vec!["create"];
+    create.extend(r.lifetime("15m"));
+    create.extend(["--scope", r.scope].iter().filter(|_| r.can(Op::Scopes)));
+    let list = [&["list"][..]];
+    let every = |run: &dyn Fn(&[&str]) -> std::process::Output, says: &[&str]| {
+        let o = run(&["inspect", "-"]);
+        assert_fails(&o, exit::FAILURE, says);
+        let o = run(&create);
+        assert_fails(&o, exit::FAILURE, says);
+        assert!(
+            stdout(&o).is_empty(),
+            "no secret printed for a failed create"
+        );
+        for args in list.iter().filter(|_| r.can(Op::List)) {
+            assert_fails(&run(args), exit::FAILURE, says);
+        }
+    };
+    if let Some(c) = &r.control {
+        for (fault, says) in &r.faults {
+            c.fail_with(fault.clone());
+            every(&|args| r.env.run_stdin(args, unknown.expose()), says);
+        }
+        c.heal();
+    }
+    let down = r.env_with(&[("TOK_URL", &dead_url())]);
+    let says = ["connection refused", "is the server running"];
+    every(&|args| down.run_stdin(args, unknown.expose()), &says);
+
+    // A server that takes the connection and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let slow = r.env_with(&[("TOK_URL", &url), ("TOK_TIMEOUT", "1s")]);
+    let o = slow.run_stdin(&["inspect", "-"], unknown.expose());
+    assert_fails(&o, exit::FAILURE, &["no answer within 1s", "--timeout"]);
+}
+
+macro_rules! suite {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            #[test] fn local() { super::$scenario(&super::rig("local")) }
+            #[test] fn tok() { super::$scenario(&super::rig("tok")) }
+            #[test] fn vault() { super::$scenario(&super::rig("vault")) }
+            #[test] fn oauth2() { super::$scenario(&super::rig("oauth2")) }
+            #[test] fn apipark() { super::$scenario(&super::rig("apipark")) }
+            #[test] fn kong() { super::$scenario(&super::rig("kong")) }
+            #[test] fn apisix() { super::$scenario(&super::rig("apisix")) }
+            #[test] fn tyk() { super::$scenario(&super::rig("tyk")) }
+        }
+    )*};
+}
+
+suite!(lifecycle, refusals, rotate, renew, errors);
