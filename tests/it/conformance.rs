@@ -552,6 +552,79 @@ fn rotate(r: &Rig) {
     }
 }
 
+/// Bulk revoke by a filter, dry run first, and a partial failure.
+fn bulk_revoke(r: &Rig) {
+    if !r.can(Op::List) {
+        return;
+    }
+    let (flag, value, mine, other) = if r.can(Op::Names) {
+        ("--name", "deploy-*", ["deploy-1", "deploy-2"], "web")
+    } else {
+        (
+            "--label",
+            "group=deploy",
+            ["group=deploy", "group=deploy"],
+            "group=web",
+        )
+    };
+    let make = |v: &str| {
+        let (secret, _) = r.create("15m", &[flag, v]);
+        let id = r.by_secret(&secret).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        (id, secret)
+    };
+    let (a, b, c) = (make(mine[0]), make(mine[1]), make(other));
+    let o = r
+        .env
+        .run(&["revoke", flag, value, "--dry-run", "-o", "json"]);
+    assert_success(&o, &["revoke --dry-run"]);
+    let would: Vec<Value> = serde_json::from_str(&stdout(&o)).unwrap();
+    let mut would: Vec<&str> = would.iter().map(|t| t["id"].as_str().unwrap()).collect();
+    if !r.keeps_revoked {
+        // Gateways keep creation times to the second: ties go by id.
+        would.sort_unstable();
+    }
+    let mut want = [a.0.as_str(), b.0.as_str()];
+    if !r.keeps_revoked {
+        want.sort_unstable();
+    }
+    assert_eq!(would, want);
+    assert!(
+        stderr(&o).contains("would revoke 2 tokens"),
+        "{}",
+        stderr(&o)
+    );
+    for (_, secret) in [&a, &b, &c] {
+        let t = r.by_secret(secret).expect("dry run revoked nothing");
+        assert_eq!(t["state"], "active");
+    }
+    let o = r.env.run(&["revoke", flag, value, "--yes", "-o", "json"]);
+    assert_success(&o, &["revoke", flag]);
+    let report: Vec<Value> = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(report.len(), 2);
+    assert!(
+        report.iter().all(|x| x["outcome"] == "revoked"),
+        "{report:?}"
+    );
+    r.assert_revoked(&a.1);
+    r.assert_revoked(&b.1);
+    assert_eq!(r.by_secret(&c.1).unwrap()["state"], "active");
+
+    // One good id and one missing: partial failure.
+    let missing = if r.keeps_revoked {
+        "tk_doesnotexist"
+    } else {
+        "abc123"
+    };
+    let o = r
+        .env
+        .run_stdin(&["revoke", "-", "--yes"], &format!("{}\n{missing}\n", c.0));
+    assert_fails(&o, exit::PARTIAL, &[missing, "1 of 2 failed"]);
+    r.assert_revoked(&c.1);
+}
+
 /// Renew gives a live token a new lifetime.
 fn renew(r: &Rig) {
     if !r.can(Op::Renew) {
@@ -661,4 +734,4 @@ macro_rules! suite {
     )*};
 }
 
-suite!(lifecycle, refusals, rotate, renew, errors);
+suite!(lifecycle, refusals, rotate, renew, bulk_revoke, errors);
