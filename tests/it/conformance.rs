@@ -10,7 +10,7 @@
 //! scenario and driver, so a failure names both.
 
 use crate::common::*;
-use crate::doubles::{dead_url, Control, Fault};
+use crate::doubles::{dead_url, Control, Double, Fault};
 use serde_json::Value;
 use std::sync::Arc;
 use tok::registry::{Capabilities, DriverKind, Op};
@@ -160,12 +160,39 @@ fn owned<V: AsRef<str>>(vars: &[(&str, V)]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A rig for a gateway double at `url`, with its credential and owner.
+fn double<S: Send + 'static>(driver: &'static str, vars: &[(&str, &str)], d: Double<S>) -> Rig {
+    let mut all = owned(&[("TOK_DRIVER", driver), ("TOK_URL", d.url())]);
+    all.extend(owned(vars));
+    Rig {
+        control: Some(d.server.control.clone()),
+        ..Rig::new(driver, all, Box::new(d))
+    }
+}
+
+impl Rig {
+    /// How the gateway refuses a wrong credential in `var`, and how tok
+    /// refuses to go without one.
+    fn refusing(
+        mut self,
+        var: &'static str,
+        wrong: [&'static str; 2],
+        none: [&'static str; 2],
+    ) -> Rig {
+        self.bad_credential = Some((var, vec![wrong[0], wrong[1], var]));
+        self.no_credential = none.to_vec();
+        self
+    }
+
+    /// A canned failure and what tok must say of it.
+    fn failing(mut self, fault: Fault, says: [&'static str; 2]) -> Rig {
+        self.faults.push((fault, says.to_vec()));
+        self
+    }
+}
+
 fn rig(driver: &'static str) -> Rig {
     use crate::doubles::{apipark::Apipark, apisix::Apisix, kong::Kong, tyk::Tyk};
-    let gw = |r: &mut Rig, control: Arc<Control>, faults: Vec<(Fault, Vec<&'static str>)>| {
-        r.control = Some(control);
-        r.faults = faults;
-    };
     match driver {
         "local" => Rig {
             keeps_revoked: true,
@@ -224,123 +251,76 @@ fn rig(driver: &'static str) -> Rig {
         "apipark" => {
             let d = Apipark::start("sys-key-4c1d8e", &["7a0c51e2-app"]);
             let vars = [
-                ("TOK_DRIVER", "apipark"),
-                ("TOK_URL", d.url()),
                 ("APIPARK_API_KEY", "sys-key-4c1d8e"),
                 ("TOK_APP", "7a0c51e2-app"),
             ];
-            let vars = owned(&vars);
-            let control = d.server.control.clone();
-            let mut r = Rig {
-                no_credential: vec!["no admin credential", "APIPARK_API_KEY or TOK_ADMIN_TOKEN"],
-                bad_credential: Some((
+            double(driver, &vars, d)
+                .refusing(
                     "APIPARK_API_KEY",
-                    vec!["invalid token", "HTTP 403", "APIPARK_API_KEY"],
-                )),
-                ..Rig::new("apipark", vars, Box::new(d))
-            };
-            let faults = vec![
-                (
+                    ["invalid token", "HTTP 403"],
+                    ["no admin credential", "APIPARK_API_KEY or TOK_ADMIN_TOKEN"],
+                )
+                .failing(
                     Fault::status(502, r#"{"message":"bad gateway"}"#),
-                    vec!["HTTP 502", "try again later"],
-                ),
-                (Fault::garbage(), vec!["not APIPark's JSON envelope"]),
-            ];
-            gw(&mut r, control, faults);
-            r
+                    ["HTTP 502", "try again later"],
+                )
+                .failing(
+                    Fault::garbage(),
+                    ["not APIPark's JSON envelope", "HTTP 200"],
+                )
         }
         "kong" => {
             let d = Kong::start(Some("rbac-token-1"), &["alice", "bob"]);
-            let vars = [
-                ("TOK_DRIVER", "kong"),
-                ("TOK_URL", d.url()),
-                ("KONG_ADMIN_TOKEN", "rbac-token-1"),
-                ("TOK_OWNER", "alice"),
-            ];
-            let vars = owned(&vars);
-            let control = d.server.control.clone();
-            let mut r = Rig {
-                no_credential: vec!["refused the admin credential"],
-                bad_credential: Some((
+            let vars = [("KONG_ADMIN_TOKEN", "rbac-token-1"), ("TOK_OWNER", "alice")];
+            let error = r#"{"message":"An unexpected error occurred"}"#;
+            double(driver, &vars, d)
+                .refusing(
                     "KONG_ADMIN_TOKEN",
-                    vec!["HTTP 401", "Invalid credentials", "KONG_ADMIN_TOKEN"],
-                )),
-                ..Rig::new("kong", vars, Box::new(d))
-            };
-            let faults = vec![
-                (
-                    Fault::status(500, r#"{"message":"An unexpected error occurred"}"#),
-                    vec!["HTTP 500", "An unexpected error occurred"],
-                ),
-                (Fault::garbage(), vec!["not the JSON expected"]),
-            ];
-            gw(&mut r, control, faults);
-            r
+                    ["HTTP 401", "Invalid credentials"],
+                    ["refused the admin credential", "HTTP 401"],
+                )
+                .failing(
+                    Fault::status(500, error),
+                    ["HTTP 500", "An unexpected error occurred"],
+                )
+                .failing(Fault::garbage(), ["not the JSON expected", "HTTP 200"])
         }
         "apisix" => {
             let key = "edd1c9f034335f136f87ad84b625c8f1";
             let d = Apisix::start(key, &["jack", "kate"]);
-            let vars = [
-                ("TOK_DRIVER", "apisix"),
-                ("TOK_URL", d.url()),
-                ("APISIX_ADMIN_KEY", key),
-                ("TOK_OWNER", "jack"),
-            ];
-            let vars = owned(&vars);
-            let control = d.server.control.clone();
-            let mut r = Rig {
-                no_credential: vec!["no admin credential", "APISIX_ADMIN_KEY or TOK_ADMIN_TOKEN"],
-                bad_credential: Some((
+            let vars = [("APISIX_ADMIN_KEY", key), ("TOK_OWNER", "jack")];
+            let error = r#"{"error_msg":"has no healthy etcd endpoint available"}"#;
+            double(driver, &vars, d)
+                .refusing(
                     "APISIX_ADMIN_KEY",
-                    vec!["HTTP 401", "failed to check token", "APISIX_ADMIN_KEY"],
-                )),
-                ..Rig::new("apisix", vars, Box::new(d))
-            };
-            let faults = vec![
-                (
-                    Fault::status(
-                        503,
-                        r#"{"error_msg":"has no healthy etcd endpoint available"}"#,
-                    ),
-                    vec!["HTTP 503", "no healthy etcd endpoint"],
-                ),
-                (Fault::garbage(), vec!["not the JSON expected"]),
-            ];
-            gw(&mut r, control, faults);
-            r
+                    ["HTTP 401", "failed to check token"],
+                    ["no admin credential", "APISIX_ADMIN_KEY or TOK_ADMIN_TOKEN"],
+                )
+                .failing(
+                    Fault::status(503, error),
+                    ["HTTP 503", "no healthy etcd endpoint"],
+                )
+                .failing(Fault::garbage(), ["not the JSON expected", "HTTP 200"])
         }
         "tyk" => {
             let secret = "352d20ee67be67f6340b4c0605b044b7";
             let d = Tyk::start(secret, true, true);
-            let vars = [
-                ("TOK_DRIVER", "tyk"),
-                ("TOK_URL", d.url()),
-                ("TYK_SECRET", secret),
-            ];
-            let vars = owned(&vars);
-            let control = d.server.control.clone();
-            let mut r = Rig {
+            let error = r#"{"status":"error","message":"Failed to create key, ensure security settings are correct."}"#;
+            Rig {
                 scope: "orders-api",
                 needs_scope: true,
-                no_credential: vec!["no admin credential", "TYK_SECRET or TOK_ADMIN_TOKEN"],
-                bad_credential: Some((
-                    "TYK_SECRET",
-                    vec!["HTTP 403", "invalid or missing key", "TYK_SECRET"],
-                )),
-                ..Rig::new("tyk", vars, Box::new(d))
-            };
-            let faults = vec![
-                (
-                    Fault::status(
-                        500,
-                        r#"{"status":"error","message":"Failed to create key, ensure security settings are correct."}"#,
-                    ),
-                    vec!["HTTP 500", "ensure security settings"],
-                ),
-                (Fault::garbage(), vec!["not the JSON expected"]),
-            ];
-            gw(&mut r, control, faults);
-            r
+                ..double(driver, &[("TYK_SECRET", secret)], d)
+            }
+            .refusing(
+                "TYK_SECRET",
+                ["HTTP 403", "invalid or missing key"],
+                ["no admin credential", "TYK_SECRET or TOK_ADMIN_TOKEN"],
+            )
+            .failing(
+                Fault::status(500, error),
+                ["HTTP 500", "ensure security settings"],
+            )
+            .failing(Fault::garbage(), ["not the JSON expected", "HTTP 200"])
         }
         other => panic!("no rig for {other}"),
     }

@@ -15,16 +15,14 @@
 //!   `{"code":-1,"success":"fail","msg":...}`, success `{"code":0,"success":"success","data":{...}}`
 //!   (`data` omitted when empty); auto.TimeLabel renders "2006-01-02 15:04:05".
 
-use super::{json, Server};
-use axum::body::Bytes;
-use axum::extract::{Query, Request, State};
-use axum::http::{HeaderMap, Method};
+use super::{json, Call, Double, Shared};
+use axum::extract::State;
+use axum::http::Method;
 use axum::response::Response;
 use axum::routing::any;
 use axum::Router;
 use serde_json::{json as j, Value};
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeSet;
 
 #[derive(Clone, Debug)]
 pub struct Auth {
@@ -49,34 +47,22 @@ pub struct Inner {
     seq: u64,
 }
 
-pub struct Apipark {
-    pub server: Server,
-    pub state: Arc<Mutex<Inner>>,
-}
+pub type Apipark = Double<Inner>;
 
 impl Apipark {
     pub fn start(api_key: &str, apps: &[&str]) -> Apipark {
-        let state = Arc::new(Mutex::new(Inner {
+        let inner = Inner {
             api_key: api_key.into(),
             apps: apps.iter().map(|a| a.to_string()).collect(),
             ..Inner::default()
-        }));
-        let router = Router::new()
-            .route("/openapi/v1/{*rest}", any(handle))
-            .with_state(state.clone());
-        Apipark {
-            server: Server::start(router),
-            state,
-        }
-    }
-
-    pub fn url(&self) -> &str {
-        &self.server.url
+        };
+        let router = Router::new().route("/openapi/v1/{*rest}", any(handle));
+        Double::serve(inner, router)
     }
 
     /// The authorizations of `app` as the server holds them.
     pub fn auths(&self, app: &str) -> Vec<Auth> {
-        let s = self.state.lock().unwrap();
+        let s = self.lock();
         s.auths.iter().filter(|a| a.app == app).cloned().collect()
     }
 
@@ -89,7 +75,7 @@ impl Apipark {
         apikey: &str,
         expire_time: i64,
     ) -> String {
-        let mut s = self.state.lock().unwrap();
+        let mut s = self.lock();
         s.seq += 1;
         let id = super::uuid4();
         let seq = s.seq;
@@ -133,17 +119,15 @@ fn detail(a: &Auth) -> Value {
     })
 }
 
-async fn handle(
-    State(state): State<Arc<Mutex<Inner>>>,
-    Query(q): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-    req: Request,
-) -> Response {
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
-    let body: Bytes = axum::body::to_bytes(req.into_body(), 1 << 20)
-        .await
-        .unwrap_or_default();
+async fn handle(State(state): Shared<Inner>, call: Call) -> Response {
+    let Call {
+        method,
+        path,
+        body,
+        query: q,
+        headers,
+        ..
+    } = call;
     let mut s = state.lock().unwrap();
 
     // check.go: header (Bearer stripped) or ?apikey=, else 403 code -8.

@@ -23,16 +23,14 @@
 //!   grants at least 2 s, `ttl=0` included; a fractional ttl gets 503; GET
 //!   does not show the lease)
 
-use super::{json, now, Server};
-use axum::body::Bytes;
-use axum::extract::{Query, Request, State};
-use axum::http::{header, HeaderMap, Method};
+use super::{json, now, Call, Double, Shared};
+use axum::extract::State;
+use axum::http::{header, Method};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
 use serde_json::{json as j, Map, Value};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 
 #[derive(Clone, Debug)]
 pub struct Entry {
@@ -95,10 +93,7 @@ impl Inner {
     }
 }
 
-pub struct Apisix {
-    pub server: Server,
-    pub state: Arc<Mutex<Inner>>,
-}
+pub type Apisix = Double<Inner>;
 
 impl Apisix {
     pub fn start(admin_key: &str, consumers: &[&str]) -> Apisix {
@@ -109,23 +104,13 @@ impl Apisix {
         for u in consumers {
             inner.put(format!("/apisix/consumers/{u}"), j!({ "username": u }));
         }
-        let state = Arc::new(Mutex::new(inner));
-        let router = Router::new()
-            .route("/apisix/admin/{*rest}", any(handle))
-            .with_state(state.clone());
-        Apisix {
-            server: Server::start(router),
-            state,
-        }
-    }
-
-    pub fn url(&self) -> &str {
-        &self.server.url
+        let router = Router::new().route("/apisix/admin/{*rest}", any(handle));
+        Double::serve(inner, router)
     }
 
     /// The credentials the server holds: (etcd key, value).
     pub fn credentials(&self) -> Vec<(String, Value)> {
-        let mut s = self.state.lock().unwrap();
+        let mut s = self.lock();
         s.expire();
         s.entries
             .iter()
@@ -136,7 +121,7 @@ impl Apisix {
 
     /// Adds `n` key-auth credentials to a consumer, as other tools would.
     pub fn seed(&self, consumer: &str, n: usize) {
-        let mut s = self.state.lock().unwrap();
+        let mut s = self.lock();
         for i in 0..n {
             let id = format!("seed-{i}");
             s.put(
@@ -228,17 +213,15 @@ fn check_credential(v: &Value) -> Option<String> {
     None
 }
 
-async fn handle(
-    State(state): State<Arc<Mutex<Inner>>>,
-    Query(q): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-    req: Request,
-) -> Response {
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
-    let body: Bytes = axum::body::to_bytes(req.into_body(), 1 << 20)
-        .await
-        .unwrap_or_default();
+async fn handle(State(state): Shared<Inner>, call: Call) -> Response {
+    let Call {
+        method,
+        path,
+        body,
+        query: q,
+        headers,
+        ..
+    } = call;
     let mut s = state.lock().unwrap();
     s.expire();
     let presented = q.get("api_key").cloned().or_else(|| {
