@@ -532,6 +532,61 @@ fn rotate(r: &Rig) {
     }
 }
 
+/// Every list format carries the same tokens, and never a secret.
+fn formats(r: &Rig) {
+    if !r.can(Op::List) {
+        return;
+    }
+    let mut extra = vec![];
+    if r.can(Op::Names) {
+        extra.extend(["--name", "deploy-1"]);
+    }
+    let (s1, _) = r.create("15m", &extra);
+    let (s2, _) = r.create("2h", &[]);
+    let json = r.env.list_json(&[]);
+    let ids: Vec<&str> = json.iter().map(|t| t["id"].as_str().unwrap()).collect();
+    assert!(ids.len() >= 2, "{json:?}");
+    let plain = r.env.ok(&["list"]);
+    let [tsv, jsonl, table] = ["tsv", "jsonl", "table"].map(|f| r.env.ok(&["list", "-o", f]));
+    for out in [&plain, &tsv, &jsonl, &table] {
+        // The boxed table wraps a long id over lines (the output issue, #15).
+        let whole = !std::ptr::eq(out, &table) || ids.iter().all(|i| i.len() <= 24);
+        for id in ids.iter().filter(|_| whole) {
+            assert!(out.contains(id), "{out}");
+        }
+        assert!(
+            !out.contains(&s1) && !out.contains(&s2),
+            "a secret leaked into list output"
+        );
+    }
+    assert!(plain.starts_with("ID "), "{plain}");
+    if r.can(Op::Names) {
+        assert!(plain.contains("deploy-1"), "{plain}");
+    }
+    if r.can(Op::Expiry) {
+        assert!(
+            plain.contains('T') && plain.contains('Z'),
+            "RFC 3339 times off a TTY: {plain}"
+        );
+        assert!(
+            table.contains("in 1h") || table.contains("in 2h"),
+            "relative times: {table}"
+        );
+    }
+    assert!(tsv.starts_with("id\t"), "{tsv}");
+    assert_eq!(tsv.lines().count(), ids.len() + 1);
+    assert_eq!(jsonl.lines().count(), ids.len());
+    if s1.starts_with("tok_") {
+        for line in jsonl.lines() {
+            let v: Value = serde_json::from_str(line).unwrap();
+            assert!(
+                v["fingerprint"].as_str().unwrap().starts_with("tok_"),
+                "{v}"
+            );
+        }
+    }
+}
+
 /// Bulk revoke by a filter, dry run first, and a partial failure.
 fn bulk_revoke(r: &Rig) {
     if !r.can(Op::List) {
@@ -714,4 +769,12 @@ macro_rules! suite {
     )*};
 }
 
-suite!(lifecycle, refusals, rotate, renew, bulk_revoke, errors);
+suite!(
+    lifecycle,
+    formats,
+    refusals,
+    rotate,
+    renew,
+    bulk_revoke,
+    errors
+);
