@@ -173,14 +173,9 @@ fn double<S: Send + 'static>(driver: &'static str, vars: &[(&str, &str)], d: Dou
 impl Rig {
     /// How the gateway refuses a wrong credential in `var`, and how tok
     /// refuses to go without one.
-    fn refusing(
-        mut self,
-        var: &'static str,
-        wrong: [&'static str; 2],
-        none: [&'static str; 2],
-    ) -> Rig {
-        self.bad_credential = Some((var, vec![wrong[0], wrong[1], var]));
-        self.no_credential = none.to_vec();
+    fn refusing(mut self, var: &'static str, wrong: &[&'static str], none: &[&'static str]) -> Rig {
+        self.bad_credential = Some((var, [wrong, &[var]].concat()));
+        self.no_credential = [none, &[var]].concat();
         self
     }
 
@@ -207,13 +202,13 @@ fn rig(driver: &'static str) -> Rig {
             let vars = owned(&vars);
             Rig {
                 keeps_revoked: true,
-                no_credential: vec!["no admin token", "TOK_ADMIN_TOKEN"],
-                bad_credential: Some((
-                    "TOK_ADMIN_TOKEN",
-                    vec!["not a token this server knows", "TOK_ADMIN_TOKEN"],
-                )),
                 ..Rig::new("tok", vars, Box::new(server))
             }
+            .refusing(
+                "TOK_ADMIN_TOKEN",
+                &["not a token this server knows"],
+                &["no admin token"],
+            )
         }
         "vault" => {
             let bao = crate::servers::Bao::start();
@@ -226,10 +221,9 @@ fn rig(driver: &'static str) -> Rig {
             Rig {
                 scope: "default",
                 needs_scope: true,
-                no_credential: vec!["no Vault token", "VAULT_TOKEN"],
-                bad_credential: Some(("VAULT_TOKEN", vec!["permission denied", "VAULT_TOKEN"])),
                 ..Rig::new("vault", vars, Box::new(bao))
             }
+            .refusing("VAULT_TOKEN", &["permission denied"], &["no Vault token"])
         }
         "oauth2" => {
             let op = crate::servers::Oidc::start();
@@ -240,13 +234,11 @@ fn rig(driver: &'static str) -> Rig {
                 ("TOK_CLIENT_SECRET", &op.client_secret),
             ];
             let vars = owned(&vars);
-            Rig {
-                bad_credential: Some((
-                    "TOK_CLIENT_SECRET",
-                    vec!["invalid_client", "TOK_CLIENT_SECRET"],
-                )),
-                ..Rig::new("oauth2", vars, Box::new(op))
-            }
+            Rig::new("oauth2", vars, Box::new(op)).refusing(
+                "TOK_CLIENT_SECRET",
+                &["invalid_client"],
+                &["no client secret"],
+            )
         }
         "apipark" => {
             let d = Apipark::start("sys-key-4c1d8e", &["7a0c51e2-app"]);
@@ -257,8 +249,8 @@ fn rig(driver: &'static str) -> Rig {
             double(driver, &vars, d)
                 .refusing(
                     "APIPARK_API_KEY",
-                    ["invalid token", "HTTP 403"],
-                    ["no admin credential", "APIPARK_API_KEY or TOK_ADMIN_TOKEN"],
+                    &["invalid token", "HTTP 403"],
+                    &["no admin credential", "APIPARK_API_KEY or TOK_ADMIN_TOKEN"],
                 )
                 .failing(
                     Fault::status(502, r#"{"message":"bad gateway"}"#),
@@ -276,8 +268,8 @@ fn rig(driver: &'static str) -> Rig {
             double(driver, &vars, d)
                 .refusing(
                     "KONG_ADMIN_TOKEN",
-                    ["HTTP 401", "Invalid credentials"],
-                    ["refused the admin credential", "HTTP 401"],
+                    &["HTTP 401", "Invalid credentials"],
+                    &["refused the admin credential", "HTTP 401"],
                 )
                 .failing(
                     Fault::status(500, error),
@@ -293,8 +285,8 @@ fn rig(driver: &'static str) -> Rig {
             double(driver, &vars, d)
                 .refusing(
                     "APISIX_ADMIN_KEY",
-                    ["HTTP 401", "failed to check token"],
-                    ["no admin credential", "APISIX_ADMIN_KEY or TOK_ADMIN_TOKEN"],
+                    &["HTTP 401", "failed to check token"],
+                    &["no admin credential", "APISIX_ADMIN_KEY or TOK_ADMIN_TOKEN"],
                 )
                 .failing(
                     Fault::status(503, error),
@@ -313,8 +305,8 @@ fn rig(driver: &'static str) -> Rig {
             }
             .refusing(
                 "TYK_SECRET",
-                ["HTTP 403", "invalid or missing key"],
-                ["no admin credential", "TYK_SECRET or TOK_ADMIN_TOKEN"],
+                &["HTTP 403", "invalid or missing key"],
+                &["no admin credential", "TYK_SECRET or TOK_ADMIN_TOKEN"],
             )
             .failing(
                 Fault::status(500, error),

@@ -120,18 +120,12 @@ fn detail(a: &Auth) -> Value {
 }
 
 async fn handle(State(state): Shared<Inner>, call: Call) -> Response {
-    let Call {
-        method,
-        path,
-        body,
-        query: q,
-        headers,
-        ..
-    } = call;
+    let (q, body) = (&call.query, &call.body);
     let mut s = state.lock().unwrap();
 
     // check.go: header (Bearer stripped) or ?apikey=, else 403 code -8.
-    let presented = headers
+    let presented = call
+        .headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .map(String::from)
@@ -147,7 +141,7 @@ async fn handle(State(state): Shared<Inner>, call: Call) -> Response {
     let app = q.get("app").cloned().unwrap_or_default();
     let aid = q.get("authorization").cloned().unwrap_or_default();
     let app_exists = s.apps.contains(&app);
-    match (method, path.as_str()) {
+    match (call.method.clone(), call.path.as_str()) {
         (Method::GET, "/openapi/v1/app/authorizations") => {
             if !app_exists {
                 return fail("record not found");
@@ -180,7 +174,7 @@ async fn handle(State(state): Shared<Inner>, call: Call) -> Response {
             }
         }
         (Method::POST, "/openapi/v1/app/authorization") => {
-            let input: Value = match serde_json::from_slice(&body) {
+            let input: Value = match serde_json::from_slice(body) {
                 Ok(v) => v,
                 Err(e) => return fail(&format!("invald request:{e}")),
             };
@@ -223,7 +217,7 @@ async fn handle(State(state): Shared<Inner>, call: Call) -> Response {
             ok(Some(j!({ "authorization": d })))
         }
         (Method::PUT, "/openapi/v1/app/authorization") => {
-            let input: Value = match serde_json::from_slice(&body) {
+            let input: Value = match serde_json::from_slice(body) {
                 Ok(v) => v,
                 Err(e) => return fail(&format!("invald request:{e}")),
             };
