@@ -443,24 +443,22 @@ fn murmur3_x64_128(data: &[u8]) -> (u64, u64) {
         k = k.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
         k ^ (k >> 33)
     }
+    let mix1 = |k: u64| k.wrapping_mul(C1).rotate_left(31).wrapping_mul(C2);
+    let mix2 = |k: u64| k.wrapping_mul(C2).rotate_left(33).wrapping_mul(C1);
+    let round = |h: u64, r: u32, other: u64, add: u64| {
+        h.rotate_left(r)
+            .wrapping_add(other)
+            .wrapping_mul(5)
+            .wrapping_add(add)
+    };
     let (mut h1, mut h2) = (0u64, 0u64);
     let chunks = data.chunks_exact(16);
     let tail = chunks.remainder();
     for c in chunks {
         let k1 = u64::from_le_bytes(c[0..8].try_into().expect("8 bytes"));
         let k2 = u64::from_le_bytes(c[8..16].try_into().expect("8 bytes"));
-        h1 ^= k1.wrapping_mul(C1).rotate_left(31).wrapping_mul(C2);
-        h1 = h1
-            .rotate_left(27)
-            .wrapping_add(h2)
-            .wrapping_mul(5)
-            .wrapping_add(0x52dc_e729);
-        h2 ^= k2.wrapping_mul(C2).rotate_left(33).wrapping_mul(C1);
-        h2 = h2
-            .rotate_left(31)
-            .wrapping_add(h1)
-            .wrapping_mul(5)
-            .wrapping_add(0x3849_5ab5);
+        h1 = round(h1 ^ mix1(k1), 27, h2, 0x52dc_e729);
+        h2 = round(h2 ^ mix2(k2), 31, h1, 0x3849_5ab5);
     }
     let (mut k1, mut k2) = (0u64, 0u64);
     for (i, b) in tail.iter().enumerate() {
@@ -471,10 +469,10 @@ fn murmur3_x64_128(data: &[u8]) -> (u64, u64) {
         }
     }
     if tail.len() > 8 {
-        h2 ^= k2.wrapping_mul(C2).rotate_left(33).wrapping_mul(C1);
+        h2 ^= mix2(k2);
     }
     if !tail.is_empty() {
-        h1 ^= k1.wrapping_mul(C1).rotate_left(31).wrapping_mul(C2);
+        h1 ^= mix1(k1);
     }
     let len = data.len() as u64;
     h1 ^= len;
