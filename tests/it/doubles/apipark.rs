@@ -119,6 +119,16 @@ fn detail(a: &Auth) -> Value {
     })
 }
 
+/// What create and edit refuse: an apikey authorization without a key, and
+/// an app that does not exist.
+fn refuse_input(input: &Value, needs_key: bool, app_exists: bool) -> Option<Response> {
+    let key = input["config"]["apikey"].as_str().unwrap_or_default();
+    if needs_key && key.is_empty() {
+        return Some(fail("apikey is empty"));
+    }
+    (!app_exists).then(|| fail("record not found"))
+}
+
 async fn handle(State(state): Shared<Inner>, call: Call) -> Response {
     let (q, body) = (&call.query, &call.body);
     let mut s = state.lock().unwrap();
@@ -182,16 +192,8 @@ async fn handle(State(state): Shared<Inner>, call: Call) -> Response {
             if !["apikey", "basic", "jwt", "aksk", "oauth2"].contains(&driver.as_str()) {
                 return fail(&format!("unknown driver {driver}"));
             }
-            if driver == "apikey"
-                && input["config"]["apikey"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .is_empty()
-            {
-                return fail("apikey is empty");
-            }
-            if !app_exists {
-                return fail("record not found");
+            if let Some(r) = refuse_input(&input, driver == "apikey", app_exists) {
+                return r;
             }
             s.seq += 1;
             let id = input["uuid"]
@@ -225,15 +227,8 @@ async fn handle(State(state): Shared<Inner>, call: Call) -> Response {
                 return fail("record not found");
             }
             // Edit builds the driver config from the input: no config, no key.
-            if input["config"]["apikey"]
-                .as_str()
-                .unwrap_or_default()
-                .is_empty()
-            {
-                return fail("apikey is empty");
-            }
-            if !app_exists {
-                return fail("record not found");
+            if let Some(r) = refuse_input(&input, true, app_exists) {
+                return r;
             }
             s.seq += 1;
             let seq = s.seq;

@@ -214,18 +214,11 @@ fn check_credential(v: &Value) -> Option<String> {
 }
 
 async fn handle(State(state): Shared<Inner>, call: Call) -> Response {
-    let Call {
-        method,
-        path,
-        body,
-        query: q,
-        headers,
-        ..
-    } = call;
+    let (method, path, body, q) = (call.method, call.path, call.body, call.query);
     let mut s = state.lock().unwrap();
     s.expire();
     let presented = q.get("api_key").cloned().or_else(|| {
-        headers
+        call.headers
             .get("x-api-key")
             .and_then(|v| v.to_str().ok())
             .map(String::from)

@@ -136,13 +136,17 @@ impl Kong {
     }
 }
 
+/// A read-only endpoint: the credential, then GET alone.
+fn get_only(s: &Inner, call: &Call) -> Option<Response> {
+    auth(s, &call.headers).or_else(|| {
+        (call.method != Method::GET).then(|| json(405, j!({ "message": "Method not allowed" })))
+    })
+}
+
 async fn root(State(state): Shared<Inner>, call: Call) -> Response {
     let s = state.lock().unwrap();
-    if let Some(r) = auth(&s, &call.headers) {
+    if let Some(r) = get_only(&s, &call) {
         return r;
-    }
-    if call.method != Method::GET {
-        return json(405, j!({ "message": "Method not allowed" }));
     }
     let enterprise = s.admin_token.is_some();
     let mut configuration = j!({
@@ -362,11 +366,8 @@ async fn nested_entity(
 
 async fn collection(State(state): Shared<Inner>, call: Call) -> Response {
     let s = state.lock().unwrap();
-    if let Some(r) = auth(&s, &call.headers) {
+    if let Some(r) = get_only(&s, &call) {
         return r;
-    }
-    if call.method != Method::GET {
-        return json(405, j!({ "message": "Method not allowed" }));
     }
     page(s.live(), &call.query, "/key-auths")
 }

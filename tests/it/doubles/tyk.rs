@@ -145,21 +145,21 @@ fn defaults(org: &str) -> Map<String, Value> {
     v.as_object().cloned().unwrap()
 }
 
+/// Every /tyk/ route is guarded by checkIsAPIOwner.
+fn refused() -> Response {
+    error(
+        403,
+        "Attempted administrative access with invalid or missing key!",
+    )
+}
+
 async fn collection(State(state): Shared<Inner>, call: Call) -> Response {
-    let Call {
-        method,
-        body,
-        headers,
-        ..
-    } = call;
+    let body = &call.body;
     let mut s = state.lock().unwrap();
-    if !authorized(&s, &headers) {
-        return error(
-            403,
-            "Attempted administrative access with invalid or missing key!",
-        );
+    if !authorized(&s, &call.headers) {
+        return refused();
     }
-    match method {
+    match call.method {
         Method::GET => {
             if s.hash_keys && !s.listing {
                 return error(
@@ -171,7 +171,7 @@ async fn collection(State(state): Shared<Inner>, call: Call) -> Response {
             json(200, j!({ "keys": keys }))
         }
         Method::POST => {
-            let input: Map<String, Value> = match serde_json::from_slice(&body) {
+            let input: Map<String, Value> = match serde_json::from_slice(body) {
                 Ok(v) => v,
                 Err(_) => return error(400, "Request malformed"),
             };
@@ -221,15 +221,11 @@ async fn entity(State(state): Shared<Inner>, Path(key): Path<String>, call: Call
         method,
         body,
         query: q,
-        headers,
         ..
     } = call;
     let mut s = state.lock().unwrap();
-    if !authorized(&s, &headers) {
-        return error(
-            403,
-            "Attempted administrative access with invalid or missing key!",
-        );
+    if !authorized(&s, &call.headers) {
+        return refused();
     }
     let hashed = q.get("hashed").is_some_and(|h| !h.is_empty());
     if hashed && !s.hash_keys && method == Method::GET {
