@@ -31,6 +31,9 @@ pub struct Rig {
     keeps_revoked: bool,
     /// The variable with a wrong credential, and what the refusal must say.
     bad_credential: Option<(&'static str, Vec<&'static str>)>,
+    /// An id and an id prefix that match nothing, and what tok says of a
+    /// secret that matches nothing.
+    unknown: (&'static str, &'static str, Vec<&'static str>),
     /// What tok says, before any request, when no credential is set.
     no_credential: Vec<&'static str>,
     /// Canned failures of the gateway and what tok must say of each.
@@ -61,6 +64,7 @@ impl Rig {
             keeps_revoked: false,
             bad_credential: None,
             no_credential: Vec::new(),
+            unknown: ("abc123", "abc12", Vec::new()),
             faults: Vec::new(),
             control: None,
             _keep: keep,
@@ -242,57 +246,70 @@ fn rig(driver: &'static str) -> Rig {
         }
         "apipark" => {
             let d = Apipark::start("sys-key-4c1d8e", &["7a0c51e2-app"]);
+            let unknown = ("no-such-id", "no-such", vec!["no token has that secret"]);
             let vars = [
                 ("APIPARK_API_KEY", "sys-key-4c1d8e"),
                 ("TOK_APP", "7a0c51e2-app"),
             ];
-            double(driver, &vars, d)
-                .refusing(
-                    "APIPARK_API_KEY",
-                    &["invalid token", "HTTP 403"],
-                    &["no admin credential", "APIPARK_API_KEY or TOK_ADMIN_TOKEN"],
-                )
-                .failing(
-                    Fault::status(502, r#"{"message":"bad gateway"}"#),
-                    ["HTTP 502", "try again later"],
-                )
-                .failing(
-                    Fault::garbage(),
-                    ["not APIPark's JSON envelope", "HTTP 200"],
-                )
+            Rig {
+                unknown,
+                ..double(driver, &vars, d)
+            }
+            .refusing(
+                "APIPARK_API_KEY",
+                &["invalid token", "HTTP 403"],
+                &["no admin credential", "APIPARK_API_KEY or TOK_ADMIN_TOKEN"],
+            )
+            .failing(
+                Fault::status(502, r#"{"message":"bad gateway"}"#),
+                ["HTTP 502", "try again later"],
+            )
+            .failing(
+                Fault::garbage(),
+                ["not APIPark's JSON envelope", "HTTP 200"],
+            )
         }
         "kong" => {
             let d = Kong::start(Some("rbac-token-1"), &["alice", "bob"]);
+            let uuid = "4e3ad2e4-0bc4-4638-8e34-c84a417ba39b";
+            let unknown = (uuid, "4e3a", vec!["no token has that secret"]);
             let vars = [("KONG_ADMIN_TOKEN", "rbac-token-1"), ("TOK_OWNER", "alice")];
             let error = r#"{"message":"An unexpected error occurred"}"#;
-            double(driver, &vars, d)
-                .refusing(
-                    "KONG_ADMIN_TOKEN",
-                    &["HTTP 401", "Invalid credentials"],
-                    &["refused the admin credential", "HTTP 401"],
-                )
-                .failing(
-                    Fault::status(500, error),
-                    ["HTTP 500", "An unexpected error occurred"],
-                )
-                .failing(Fault::garbage(), ["not the JSON expected", "HTTP 200"])
+            Rig {
+                unknown,
+                ..double(driver, &vars, d)
+            }
+            .refusing(
+                "KONG_ADMIN_TOKEN",
+                &["HTTP 401", "Invalid credentials"],
+                &["refused the admin credential", "HTTP 401"],
+            )
+            .failing(
+                Fault::status(500, error),
+                ["HTTP 500", "An unexpected error occurred"],
+            )
+            .failing(Fault::garbage(), ["not the JSON expected", "HTTP 200"])
         }
         "apisix" => {
             let key = "edd1c9f034335f136f87ad84b625c8f1";
             let d = Apisix::start(key, &["jack", "kate"]);
+            let unknown = ("jack/nope", "jack/no", vec!["no token has that secret"]);
             let vars = [("APISIX_ADMIN_KEY", key), ("TOK_OWNER", "jack")];
             let error = r#"{"error_msg":"has no healthy etcd endpoint available"}"#;
-            double(driver, &vars, d)
-                .refusing(
-                    "APISIX_ADMIN_KEY",
-                    &["HTTP 401", "failed to check token"],
-                    &["no admin credential", "APISIX_ADMIN_KEY or TOK_ADMIN_TOKEN"],
-                )
-                .failing(
-                    Fault::status(503, error),
-                    ["HTTP 503", "no healthy etcd endpoint"],
-                )
-                .failing(Fault::garbage(), ["not the JSON expected", "HTTP 200"])
+            Rig {
+                unknown,
+                ..double(driver, &vars, d)
+            }
+            .refusing(
+                "APISIX_ADMIN_KEY",
+                &["HTTP 401", "failed to check token"],
+                &["no admin credential", "APISIX_ADMIN_KEY or TOK_ADMIN_TOKEN"],
+            )
+            .failing(
+                Fault::status(503, error),
+                ["HTTP 503", "no healthy etcd endpoint"],
+            )
+            .failing(Fault::garbage(), ["not the JSON expected", "HTTP 200"])
         }
         "tyk" => {
             let secret = "352d20ee67be67f6340b4c0605b044b7";
@@ -679,10 +696,14 @@ fn renew(r: &Rig) {
 fn errors(r: &Rig) {
     let unknown = tok::secret::Secret::generate();
     let o = r.env.run_stdin(&["inspect", "-"], unknown.expose());
-    assert_fails(&o, exit::NOT_FOUND, &[]);
+    assert_fails(&o, exit::NOT_FOUND, &r.unknown.2);
     if r.can(Op::InspectById) {
-        for cmd in [&["inspect", "abc123"][..], &["revoke", "abc123", "--yes"]] {
-            assert_fails(&r.env.run(cmd), exit::NOT_FOUND, &["abc123"]);
+        let (id, prefix, _) = r.unknown;
+        let o = r.env.run(&["inspect", id]);
+        assert_fails(&o, exit::NOT_FOUND, &[&format!("no token matches `{id}`")]);
+        for wanted in [id, prefix] {
+            let o = r.env.run(&["revoke", wanted, "--yes"]);
+            assert_fails(&o, exit::NOT_FOUND, &[wanted]);
         }
     }
     if r.vars.is_empty() {

@@ -172,17 +172,6 @@ fn kong_admin_token_is_sent_and_a_bad_one_exits_4() {
 }
 
 #[test]
-fn kong_not_found_exits_3() {
-    let (_gw, env) = setup();
-    let o = env.run(&["inspect", "4e3ad2e4-0bc4-4638-8e34-c84a417ba39b"]);
-    assert_fails(&o, exit::NOT_FOUND, &["no token matches"]);
-    let o = env.run(&["revoke", "4e3a", "--yes"]);
-    assert_fails(&o, exit::NOT_FOUND, &["4e3a"]);
-    let o = env.run_stdin(&["inspect", "-"], &crate::gateways::tok_secret());
-    assert_fails(&o, exit::NOT_FOUND, &["no token has that secret"]);
-}
-
-#[test]
 fn kong_renew_sets_a_new_ttl() {
     let (gw, env) = setup();
     create(&env, &["--ttl", "15m"]);

@@ -99,11 +99,6 @@ fn owner_flags_are_refused_where_they_mean_nothing() {
     );
 }
 
-/// A well-formed tok secret that no gateway holds.
-pub fn tok_secret() -> String {
-    tok::secret::Secret::generate().expose().to_string()
-}
-
 #[test]
 fn a_profile_keeps_the_app_and_the_owner() {
     let gw = crate::doubles::apipark::Apipark::start("k", &["app-1"]);
