@@ -91,6 +91,9 @@ impl StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// A token's use count and last-used time after one use was spent.
+pub type Spent = (u64, Option<DateTime<Utc>>);
+
 /// Why a presented secret was refused, for enforcement and admin auth.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -487,7 +490,7 @@ impl Store {
         &self,
         id: &str,
         now: DateTime<Utc>,
-    ) -> Result<std::result::Result<(u64, Option<DateTime<Utc>>), Refusal>> {
+    ) -> Result<std::result::Result<Spent, Refusal>> {
         let now_ms = now.timestamp_millis();
         let spent: Option<(i64, Option<i64>)> = self
             .conn
