@@ -19,8 +19,8 @@
 
 use super::cache::{Bounds, Cache, Change, Freshness, Hit};
 use super::limiter::{Fields, Grant, Limiter};
-use crate::limits::Over;
 use super::state::Pool;
+use crate::limits::Over;
 use crate::model::{State, Token};
 use crate::secret::Secret;
 use crate::store::{Refusal, Store, StoreError};

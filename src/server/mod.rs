@@ -11,12 +11,12 @@
 pub mod admission;
 pub mod api;
 pub mod audit_writer;
-pub mod limiter;
 pub mod auth;
 pub mod cache;
 pub mod error;
 pub mod extract;
 pub mod federation;
+pub mod limiter;
 pub mod listen;
 pub mod oauth;
 pub mod proxy;

@@ -15,10 +15,10 @@
 //! forward -> [`record`]. Every outcome, allowed or refused, ends in `record`.
 
 use super::admission::{Admitter, Verdict};
-use super::limiter::{Fields, Grant};
-use crate::limits::Over;
 use super::audit_writer::{AuditSink, Slot};
+use super::limiter::{Fields, Grant};
 use super::routes::Routes;
+use crate::limits::Over;
 use crate::model::Token;
 use crate::secret::Secret;
 use crate::store::audit::{Decision, Entry, Event};

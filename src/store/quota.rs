@@ -80,7 +80,12 @@ mod tests {
         let s = Store::open(dir.path()).unwrap();
         let new = NewToken {
             quota: Some("10/1h".parse().unwrap()),
-            rate: Some("5/s".parse::<crate::limits::RateArg>().unwrap().with_burst(Some(2))),
+            rate: Some(
+                "5/s"
+                    .parse::<crate::limits::RateArg>()
+                    .unwrap()
+                    .with_burst(Some(2)),
+            ),
             ..NewToken::default()
         };
         let c = s.create(&new, None, Utc::now()).unwrap();

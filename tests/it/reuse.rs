@@ -38,7 +38,12 @@ fn a_rate_of_five_per_second_lets_five_of_fifty_concurrent_requests_through() {
     assert_eq!(t["rate"]["burst"], 5);
     // Connections are opened first, so the fifty arrive together.
     let clients: Vec<reqwest::blocking::Client> = (0..50)
-        .map(|_| reqwest::blocking::Client::builder().no_proxy().build().unwrap())
+        .map(|_| {
+            reqwest::blocking::Client::builder()
+                .no_proxy()
+                .build()
+                .unwrap()
+        })
         .collect();
     let barrier = std::sync::Barrier::new(50);
     let started = Instant::now();
@@ -49,7 +54,11 @@ fn a_rate_of_five_per_second_lets_five_of_fifty_concurrent_requests_through() {
                 let (barrier, secret, url) = (&barrier, &secret, &gate.proxy);
                 s.spawn(move || {
                     barrier.wait();
-                    let r = c.get(format!("{url}/x")).bearer_auth(secret).send().unwrap();
+                    let r = c
+                        .get(format!("{url}/x"))
+                        .bearer_auth(secret)
+                        .send()
+                        .unwrap();
                     (r.status(), r.headers().clone())
                 })
             })
@@ -104,7 +113,10 @@ fn a_rate_of_five_per_second_lets_five_of_fifty_concurrent_requests_through() {
                     .is_some_and(|r| r.contains("refused with 429"))
         })
         .count();
-    assert!(aggregated < refused.len(), "{aggregated} entries for {want} refusals");
+    assert!(
+        aggregated < refused.len(),
+        "{aggregated} entries for {want} refusals"
+    );
     let allowed = entries
         .iter()
         .filter(|e| e["token_id"] == id.as_str() && e["decision"] == "allow")
@@ -159,7 +171,11 @@ fn a_quota_survives_a_restart() {
         .starts_with("\"quota\";r=0;t="));
     let r = get();
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
-    let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=3600).contains(&retry), "{retry}");
     let body: Value = r.json().unwrap();
     assert_eq!(body["error"]["code"], "quota_exhausted");
@@ -190,17 +206,29 @@ fn a_driver_that_cannot_hold_a_limit_refuses_it_before_any_request() {
     let mut env = Env::new();
     // Nothing listens here: any request would fail with exit 1, not 6.
     env.set("TOK_DRIVER", "kong")
-        .set("TOK_URL", &format!("http://127.0.0.1:{}", crate::servers::free_port()))
+        .set(
+            "TOK_URL",
+            &format!("http://127.0.0.1:{}", crate::servers::free_port()),
+        )
         .set("TOK_OWNER", "ci");
     for (args, needle) in [
-        (vec!["create", "--no-expiry", "--rate", "5/s"], "limit a token's request rate"),
-        (vec!["create", "--no-expiry", "--quota", "5/1d"], "request quota"),
+        (
+            vec!["create", "--no-expiry", "--rate", "5/s"],
+            "limit a token's request rate",
+        ),
+        (
+            vec!["create", "--no-expiry", "--quota", "5/1d"],
+            "request quota",
+        ),
     ] {
         assert_fails(&env.run(&args), exit::UNSUPPORTED, &[needle]);
     }
     let drivers = env.ok(&["drivers"]);
     let local = drivers.lines().find(|l| l.starts_with("local\t")).unwrap();
-    assert!(local.contains("rate-limits") && local.contains("quotas"), "{local}");
+    assert!(
+        local.contains("rate-limits") && local.contains("quotas"),
+        "{local}"
+    );
     let kong = drivers.lines().find(|l| l.starts_with("kong\t")).unwrap();
     assert!(!kong.contains("rate-limits"), "{kong}");
 }
