@@ -163,7 +163,7 @@ pub enum Command {
 ///   TOKEN=$(tok create --ttl 10m --name deploy-$RUN_ID)
 ///   tok create --ttl 1h -o env >> "$GITHUB_ENV"
 ///   tok create --expires-at 2030-01-01T00:00:00Z --label team=payments
-///   tok create --ttl 10m --single-use --rate 10/s   # a CI job's token
+///   tok create --ttl 10m --single-use --rate 10/s --allow-ip 10.8.0.0/16   # a CI job's token
 ///   TOKEN=$(tok create --federated --ttl 10m --scope deploy)   # CI job, no admin credential
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
@@ -215,6 +215,10 @@ pub struct CreateArgs {
     /// Requests the proxy lets through per period, counted from creation: N/PERIOD (10000/30d).
     #[arg(long, value_name = "N/PERIOD", help_heading = "Limits")]
     pub quota: Option<crate::limits::Quota>,
+
+    /// Admit the token only from this client address range, IPv4 or IPv6 (repeatable; CIDR or one address).
+    #[arg(long = "allow-ip", value_name = "CIDR", value_parser = crate::limits::parse_cidr, help_heading = "Limits")]
+    pub allow_ip: Vec<ipnet::IpNet>,
 
     /// Do not print a newline after the secret.
     #[arg(long)]
@@ -679,6 +683,16 @@ pub struct ServeArgs {
         help_heading = "Proxy"
     )]
     pub upstream_timeout: Ttl,
+
+    /// A proxy in front of this one whose X-Forwarded-For names the client (repeatable; CIDR), read right to left as nginx's realip does (docs/reuse.md).
+    #[arg(
+        long,
+        value_name = "CIDR",
+        value_parser = crate::limits::parse_cidr,
+        requires = "proxy_listen",
+        help_heading = "Proxy"
+    )]
+    pub trusted_proxy: Vec<ipnet::IpNet>,
 
     /// Delete audit entries older than this.
     #[arg(

@@ -164,6 +164,46 @@ impl FromStr for Quota {
     }
 }
 
+/// The most address ranges one token may carry.
+pub const RANGES_PER_TOKEN: usize = 64;
+
+/// `--allow-ip` and `--trusted-proxy`: a CIDR range, or one address (a /32 or
+/// /128), IPv4 or IPv6. The host bits are cleared (`10.1.2.3/8` is `10.0.0.0/8`).
+pub fn parse_cidr(s: &str) -> Result<ipnet::IpNet, String> {
+    if let Ok(ip) = s.parse::<std::net::IpAddr>() {
+        return Ok(ipnet::IpNet::from(ip));
+    }
+    s.parse::<ipnet::IpNet>().map(|n| n.trunc()).map_err(|_| {
+        format!("`{s}` is not an address range: write 10.0.0.0/8, 2001:db8::/32 or one address")
+    })
+}
+
+/// Whether `ip` is in one of `ranges`; an IPv4-mapped IPv6 address counts as IPv4.
+pub fn in_ranges(ranges: &[ipnet::IpNet], ip: std::net::IpAddr) -> bool {
+    let ip = match ip {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map(std::net::IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    };
+    ranges.iter().any(|r| r.contains(&ip))
+}
+
+/// Serde for a list of ranges as strings (`["10.0.0.0/8"]`).
+pub mod cidrs {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[ipnet::IpNet], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(|n| n.to_string()))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ipnet::IpNet>, D::Error> {
+        Option::<Vec<String>>::deserialize(d)?
+            .unwrap_or_default()
+            .iter()
+            .map(|s| super::parse_cidr(s).map_err(serde::de::Error::custom))
+            .collect()
+    }
+}
+
 /// What a request spent, or why it may not pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Over {
@@ -217,6 +257,23 @@ mod tests {
         for bad in ["", "10", "0/1d", "10/x", "10/0s", "10/20000w"] {
             assert!(bad.parse::<Quota>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn ranges_parse_and_match_both_families() {
+        let v4 = parse_cidr("10.1.2.3/8").unwrap();
+        assert_eq!(v4.to_string(), "10.0.0.0/8");
+        assert_eq!(parse_cidr("192.0.2.7").unwrap().to_string(), "192.0.2.7/32");
+        let v6 = parse_cidr("2001:db8::/32").unwrap();
+        for bad in ["", "10.0.0.0/33", "host", "::/129"] {
+            assert!(parse_cidr(bad).is_err(), "{bad}");
+        }
+        let r = [v4, v6];
+        assert!(in_ranges(&r, "10.9.9.9".parse().unwrap()));
+        assert!(in_ranges(&r, "::ffff:10.9.9.9".parse().unwrap()));
+        assert!(in_ranges(&r, "2001:db8::1".parse().unwrap()));
+        assert!(!in_ranges(&r, "11.0.0.1".parse().unwrap()));
+        assert!(!in_ranges(&r, "2001:db9::1".parse().unwrap()));
     }
 
     #[test]

@@ -87,6 +87,9 @@ pub struct Token {
     /// Admitted requests per period, enforced by `tok serve`'s proxy.
     #[serde(default)]
     pub quota: Option<Quota>,
+    /// Client address ranges the proxy admits the token from; empty: any.
+    #[serde(default, with = "crate::limits::cidrs")]
+    pub allow_ip: Vec<ipnet::IpNet>,
 }
 
 impl Token {
@@ -112,6 +115,7 @@ impl Token {
             fingerprint: "-".into(),
             rate: None,
             quota: None,
+            allow_ip: Vec::new(),
         }
     }
 
@@ -169,6 +173,8 @@ pub struct NewToken {
     pub rate: Option<Rate>,
     #[serde(default)]
     pub quota: Option<Quota>,
+    #[serde(default, with = "crate::limits::cidrs")]
+    pub allow_ip: Vec<ipnet::IpNet>,
 }
 
 /// The only place a secret travels with its token: the create and rotate result.
@@ -332,6 +338,12 @@ pub fn check_new_token(t: &NewToken) -> Result<(), String> {
     }
     if let Some(q) = &t.quota {
         q.check()?;
+    }
+    if t.allow_ip.len() > crate::limits::RANGES_PER_TOKEN {
+        return Err(format!(
+            "more than {} address ranges",
+            crate::limits::RANGES_PER_TOKEN
+        ));
     }
     Ok(())
 }

@@ -99,6 +99,7 @@ const GATEWAY: Capabilities = Capabilities {
     descriptions: false,
     rate_limits: false,
     quotas: false,
+    ip_ranges: false,
     ..Capabilities::ALL
 };
 
@@ -149,6 +150,7 @@ pub const VAULT: Spec = Spec {
         descriptions: false,
         rate_limits: false,
         quotas: false,
+        ip_ranges: false,
         ..Capabilities::ALL
     },
     credential_env: &[env::VAULT_TOKEN, env::ADMIN_TOKEN],
@@ -178,6 +180,7 @@ pub const OAUTH2: Spec = Spec {
         descriptions: false,
         rate_limits: false,
         quotas: false,
+        ip_ranges: false,
     },
     // The oauth2 credential is the client secret of --client-id.
     credential_env: &[env::CLIENT_SECRET, env::ADMIN_TOKEN],
@@ -330,8 +333,8 @@ impl DriverKind {
             .find(|(o, _)| *o == op)
             .map(|(_, h)| *h)
             .or(match op {
-                Op::RateLimits | Op::Quotas => Some(
-                    "its tokens cannot carry a rate or a quota; drop --rate/--burst/--quota, or put the service behind tok serve's proxy and use the local or tok driver (docs/reuse.md)",
+                Op::RateLimits | Op::Quotas | Op::IpRanges => Some(
+                    "its tokens cannot carry a rate, a quota or address ranges; drop --rate/--burst/--quota/--allow-ip, or put the service behind tok serve's proxy and use the local or tok driver (docs/reuse.md)",
                 ),
                 _ => None,
             })
@@ -371,6 +374,8 @@ pub struct Capabilities {
     pub rate_limits: bool,
     /// Hold a request quota per period per token (`--quota`).
     pub quotas: bool,
+    /// Bind a token to client address ranges (`--allow-ip`).
+    pub ip_ranges: bool,
 }
 
 impl Capabilities {
@@ -391,6 +396,7 @@ impl Capabilities {
         descriptions: true,
         rate_limits: true,
         quotas: true,
+        ip_ranges: true,
     };
 }
 
@@ -413,6 +419,7 @@ pub enum Op {
     Descriptions,
     RateLimits,
     Quotas,
+    IpRanges,
     Whoami,
     Audit,
 }
@@ -436,6 +443,7 @@ impl Op {
             Op::Descriptions => "give a token a description",
             Op::RateLimits => "limit a token's request rate",
             Op::Quotas => "give a token a request quota",
+            Op::IpRanges => "bind a token to client address ranges",
             Op::Whoami => "check an admin credential",
             Op::Audit => "read an audit trail",
         }
@@ -443,7 +451,7 @@ impl Op {
 }
 
 /// Each capability's short name, as `tok drivers` prints it.
-pub const OP_NAMES: [(Op, &str); 16] = [
+pub const OP_NAMES: [(Op, &str); 17] = [
     (Op::Create, "create"),
     (Op::List, "list"),
     (Op::InspectById, "inspect"),
@@ -460,6 +468,7 @@ pub const OP_NAMES: [(Op, &str); 16] = [
     (Op::Descriptions, "descriptions"),
     (Op::RateLimits, "rate-limits"),
     (Op::Quotas, "quotas"),
+    (Op::IpRanges, "ip-ranges"),
 ];
 
 impl Capabilities {
@@ -490,6 +499,7 @@ impl Capabilities {
             Op::Descriptions => self.descriptions,
             Op::RateLimits => self.rate_limits,
             Op::Quotas => self.quotas,
+            Op::IpRanges => self.ip_ranges,
             // Not capability flags: the trait's default methods refuse these.
             Op::Whoami | Op::Audit => true,
         }

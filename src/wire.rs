@@ -55,6 +55,12 @@ pub struct CreateRequest {
     pub rate: Option<crate::limits::Rate>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quota: Option<crate::limits::Quota>,
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        with = "crate::limits::cidrs"
+    )]
+    pub allow_ip: Vec<ipnet::IpNet>,
 }
 
 /// Tells a field given as `null` (`Some(None)`) from a missing one (`None`).

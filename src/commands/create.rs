@@ -47,6 +47,7 @@ pub fn run(ctx: &Ctx, mut args: CreateArgs) -> Result<()> {
         max_uses: if args.single_use { Some(1) } else { args.uses },
         rate: args.rate.map(|r| r.with_burst(args.burst)),
         quota: args.quota,
+        allow_ip: args.allow_ip,
     };
     check_new_token(&new).map_err(|e| UserError::usage(format!("cannot create the token: {e}")))?;
 
@@ -71,6 +72,9 @@ pub fn run(ctx: &Ctx, mut args: CreateArgs) -> Result<()> {
     }
     if new.quota.is_some() {
         gw.require(Op::Quotas)?;
+    }
+    if !new.allow_ip.is_empty() {
+        gw.require(Op::IpRanges)?;
     }
     let caps = gw.capabilities();
     if args.no_expiry {
@@ -125,6 +129,10 @@ pub fn summary(ctx: &Ctx, verb: &str, t: &crate::model::Token) {
     }
     if let Some(q) = &t.quota {
         line.push_str(&format!(", quota {q}"));
+    }
+    if !t.allow_ip.is_empty() {
+        let ranges: Vec<String> = t.allow_ip.iter().map(|n| n.to_string()).collect();
+        line.push_str(&format!(", from {}", ranges.join(" ")));
     }
     ctx.out.info(line);
 }

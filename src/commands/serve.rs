@@ -65,6 +65,7 @@ fn proxy_config(args: &ServeArgs) -> Result<Option<ProxyConfig>> {
         upstream,
         routes,
         upstream_timeout: std::time::Duration::from_secs(args.upstream_timeout.as_secs()),
+        trusted: args.trusted_proxy.clone(),
     }))
 }
 

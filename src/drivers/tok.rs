@@ -192,6 +192,7 @@ impl Gateway for TokDriver {
             max_uses: new.max_uses,
             rate: new.rate,
             quota: new.quota,
+            allow_ip: new.allow_ip.clone(),
         };
         let req = self
             .request(reqwest::Method::POST, &["v1", "tokens"])

@@ -25,6 +25,7 @@ use crate::model::{State, Token};
 use crate::secret::Secret;
 use crate::store::{Refusal, Store, StoreError};
 use chrono::{DateTime, Utc};
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -33,6 +34,8 @@ use std::sync::{Arc, Mutex};
 pub enum Verdict {
     /// Let through; a use-limited token has spent its use, a quota its share.
     Admitted(Arc<Token>, Grant),
+    /// Valid, but presented from outside its `--allow-ip` ranges; nothing was spent.
+    Elsewhere(Arc<Token>),
     /// Usable, but over its rate or quota (429); nothing was spent.
     Limited(Arc<Token>, Over, Fields),
     /// Not usable: unknown, expired, revoked or used up.
@@ -64,11 +67,13 @@ impl Admitter {
         Arc::clone(&self.limiter)
     }
 
-    /// Decides on `secret` for a request that needs the scopes `needed`, at `now`.
+    /// Decides on `secret` for a request from `client` that needs the scopes
+    /// `needed`, at `now`.
     pub async fn admit(
         &self,
         secret: Secret,
         needed: &[String],
+        client: IpAddr,
         now: DateTime<Utc>,
     ) -> Result<Verdict, StoreError> {
         if secret.validate().is_err() {
@@ -112,6 +117,9 @@ impl Admitter {
             State::Expired => return Ok(Verdict::Refused(Refusal::Expired)),
             State::Revoked => return Ok(Verdict::Refused(Refusal::Revoked)),
             State::Exhausted => return Ok(Verdict::Refused(Refusal::Exhausted)),
+        }
+        if !token.allow_ip.is_empty() && !crate::limits::in_ranges(&token.allow_ip, client) {
+            return Ok(Verdict::Elsewhere(token));
         }
         if !needed.iter().all(|n| token.scopes.contains(n)) {
             return Ok(Verdict::Forbidden(token));
@@ -209,6 +217,8 @@ mod tests {
     use crate::model::NewToken;
     use chrono::TimeDelta;
 
+    const LOCAL: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
     fn setup() -> (tempfile::TempDir, Admitter, Store) {
         let dir = tempfile::tempdir().unwrap();
         let pool = Arc::new(Pool::open(dir.path()).unwrap());
@@ -224,13 +234,13 @@ mod tests {
         let c = other.create(&NewToken::default(), None, now).unwrap();
         let s = || Secret::new(c.secret.expose());
         assert!(matches!(
-            a.admit(s(), &[], now).await.unwrap(),
+            a.admit(s(), &[], LOCAL, now).await.unwrap(),
             Verdict::Admitted(..)
         ));
         assert_eq!(a.cache.len().0, 1, "cached");
         other.revoke(&c.token.id, None, None, now).unwrap();
         assert!(matches!(
-            a.admit(s(), &[], now).await.unwrap(),
+            a.admit(s(), &[], LOCAL, now).await.unwrap(),
             Verdict::Refused(Refusal::Revoked)
         ));
     }
@@ -246,12 +256,12 @@ mod tests {
         let c = other.create(&new, None, now).unwrap();
         let s = || Secret::new(c.secret.expose());
         assert!(matches!(
-            a.admit(s(), &[], now).await.unwrap(),
+            a.admit(s(), &[], LOCAL, now).await.unwrap(),
             Verdict::Admitted(..)
         ));
         let at_expiry = now + TimeDelta::seconds(1);
         assert!(matches!(
-            a.admit(s(), &[], at_expiry).await.unwrap(),
+            a.admit(s(), &[], LOCAL, at_expiry).await.unwrap(),
             Verdict::Refused(Refusal::Expired)
         ));
     }
@@ -263,12 +273,12 @@ mod tests {
         let wrong = Secret::generate();
         let w = || Secret::new(wrong.expose());
         assert!(matches!(
-            a.admit(w(), &[], now).await.unwrap(),
+            a.admit(w(), &[], LOCAL, now).await.unwrap(),
             Verdict::Refused(Refusal::Unknown)
         ));
         assert_eq!(a.cache.len(), (0, 1));
         other.create(&NewToken::default(), None, now).unwrap();
-        a.admit(w(), &[], now).await.unwrap();
+        a.admit(w(), &[], LOCAL, now).await.unwrap();
         // The create was applied (dropping the entry), then the read kept it again.
         assert_eq!(a.cache.len(), (0, 1));
     }
@@ -286,17 +296,17 @@ mod tests {
         let s = || Secret::new(c.secret.expose());
         let y = ["y".to_string()];
         assert!(matches!(
-            a.admit(s(), &y, now).await.unwrap(),
+            a.admit(s(), &y, LOCAL, now).await.unwrap(),
             Verdict::Forbidden(_)
         ));
         for _ in 0..2 {
             assert!(matches!(
-                a.admit(s(), &[], now).await.unwrap(),
+                a.admit(s(), &[], LOCAL, now).await.unwrap(),
                 Verdict::Admitted(..)
             ));
         }
         assert!(matches!(
-            a.admit(s(), &[], now).await.unwrap(),
+            a.admit(s(), &[], LOCAL, now).await.unwrap(),
             Verdict::Refused(Refusal::Exhausted)
         ));
         assert_eq!(other.get(&c.token.id, now).unwrap().unwrap().uses, 2);

@@ -250,6 +250,7 @@ mod tests {
             fingerprint: String::new(),
             rate: None,
             quota: None,
+            allow_ip: Vec::new(),
         })
     }
 

@@ -240,28 +240,12 @@ fn reset_secs(tat: u128, now: u128) -> u64 {
 mod tests {
     use super::*;
     use crate::limits::{Quota, Rate};
-    use std::collections::BTreeMap;
 
     fn token(rate: Option<Rate>, quota: Option<Quota>) -> Token {
         Token {
-            id: "tk_a".into(),
-            name: None,
-            description: None,
-            scopes: vec![],
-            labels: BTreeMap::new(),
-            created_at: Utc::now(),
-            created_by: None,
-            expires_at: None,
-            max_uses: None,
-            uses: 0,
-            last_used_at: None,
-            state: crate::model::State::Active,
-            revoked_at: None,
-            revoked_by: None,
-            revoke_reason: None,
-            fingerprint: "-".into(),
             rate,
             quota,
+            ..Token::bare("tk_a".into(), Utc::now(), None)
         }
     }
 

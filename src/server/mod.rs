@@ -63,6 +63,8 @@ pub struct ProxyConfig {
     pub upstream: String,
     pub routes: routes::Routes,
     pub upstream_timeout: Duration,
+    /// `--trusted-proxy`: hops whose `X-Forwarded-For` the proxy believes.
+    pub trusted: Vec<ipnet::IpNet>,
 }
 
 /// Logs for people and machines on stderr: one line per event with key=value
@@ -234,6 +236,7 @@ async fn serve(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
                 client: proxy::upstream_client(p.upstream_timeout),
                 upstream_timeout: p.upstream_timeout,
                 audit: audit.clone(),
+                trusted: p.trusted,
             }));
             // The proxy speaks TLS with the admin API's certificate when given one.
             let stop = stopped();

@@ -29,7 +29,7 @@ use chrono::Utc;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -57,6 +57,8 @@ pub struct Proxy {
     /// How long the upstream may take to answer with its status and headers.
     pub upstream_timeout: Duration,
     pub audit: AuditSink,
+    /// `--trusted-proxy`: hops whose `X-Forwarded-For` names the client.
+    pub trusted: Vec<ipnet::IpNet>,
 }
 
 pub type UpstreamClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
@@ -236,13 +238,23 @@ pub async fn authorize(
     admission: &Admitter,
     headers: &HeaderMap,
     needed: &[String],
+    client: IpAddr,
     entry: &mut Entry,
 ) -> Result<(Arc<Token>, Grant), Deny> {
+    // Why, for the audit trail, when the answer must not say it.
+    let mut why = None;
     let verdict = match bearer(headers) {
         Ok(None) => Err(Deny::missing()),
         Err(()) => Err(Deny::invalid("malformed token")),
-        Ok(Some(secret)) => match admission.admit(secret, needed, Utc::now()).await {
+        Ok(Some(secret)) => match admission.admit(secret, needed, client, Utc::now()).await {
             Ok(Verdict::Admitted(t, g)) => Ok((t, g)),
+            Ok(Verdict::Elsewhere(t)) => {
+                entry.token_id = Some(t.id.clone());
+                why = Some(format!(
+                    "client address {client} is outside the token's allowed ranges"
+                ));
+                Err(Deny::invalid("invalid token"))
+            }
             Ok(Verdict::Limited(t, over, fields)) => {
                 entry.token_id = Some(t.id.clone());
                 Err(Deny::limited(over, fields))
@@ -272,7 +284,7 @@ pub async fn authorize(
         }
         Err(d) => {
             entry.decision = Some(Decision::Deny);
-            entry.reason = Some(d.message.clone());
+            entry.reason = Some(why.unwrap_or_else(|| d.message.clone()));
         }
     }
     verdict
@@ -292,6 +304,38 @@ pub fn record(
 ) {
     entry.latency_ms = Some(started.elapsed().as_millis() as u64);
     slot.entry_with(entry, counted_use, quota_window);
+}
+
+/// The client's address: the socket's peer, unless that peer is a trusted
+/// proxy, in which case `X-Forwarded-For` is read right to left, skipping
+/// trusted hops, and the first address that is not one is the client, as
+/// nginx's realip module does with `real_ip_recursive on`
+/// (https://nginx.org/en/docs/http/ngx_http_realip_module.html). A value that
+/// is not an address ends the walk at the last trusted hop; when every hop is
+/// trusted the leftmost is the client. An untrusted peer's header is ignored,
+/// so a client cannot choose its own address.
+pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet]) -> IpAddr {
+    if trusted.is_empty() || !crate::limits::in_ranges(trusted, peer) {
+        return peer;
+    }
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        let Ok(ip) = hop.parse::<IpAddr>() else {
+            break;
+        };
+        client = ip;
+        if !crate::limits::in_ranges(trusted, ip) {
+            break;
+        }
+    }
+    client
 }
 
 /// The path a request is routed and forwarded by: percent-decoded, with `.`,
@@ -368,7 +412,8 @@ async fn handle(
     let method = req.method().clone();
     let mut entry = Entry::new(Event::Request, Utc::now());
     entry.method = Some(method.to_string());
-    entry.client = Some(client.ip().to_string());
+    let client_ip = client_address(client.ip(), req.headers(), &p.trusted);
+    entry.client = Some(client_ip.to_string());
     let Some(path) = canonical_path(req.uri().path()) else {
         entry.path = Some(req.uri().path().chars().take(512).collect());
         entry.decision = Some(Decision::Deny);
@@ -387,18 +432,19 @@ async fn handle(
     let route = p.routes.find(method.as_str(), &path);
     entry.path = Some(path);
     let needed: &[String] = route.map(|r| r.scopes.as_slice()).unwrap_or_default();
-    let (token, grant) = match authorize(&p.admission, req.headers(), needed, &mut entry).await {
-        Ok(t) => t,
-        Err(d) if d.is_limit() => {
-            drop(slot);
-            p.admission.limiter().refused(entry);
-            return d.response();
-        }
-        Err(d) => {
-            record(slot, entry, started, false, None);
-            return d.response();
-        }
-    };
+    let (token, grant) =
+        match authorize(&p.admission, req.headers(), needed, client_ip, &mut entry).await {
+            Ok(t) => t,
+            Err(d) if d.is_limit() => {
+                drop(slot);
+                p.admission.limiter().refused(entry);
+                return d.response();
+            }
+            Err(d) => {
+                record(slot, entry, started, false, None);
+                return d.response();
+            }
+        };
     let counted_use = token.max_uses.is_none();
     let quota_window = grant.quota_window;
 
@@ -574,6 +620,38 @@ mod tests {
         assert_eq!(canonical_path("/a%5Cb"), None);
         assert_eq!(canonical_path("/a%00"), None);
         assert_eq!(encode_path("/a b/c?d"), "/a%20b/c%3Fd");
+    }
+
+    #[test]
+    fn the_client_address_is_read_right_to_left_through_trusted_hops() {
+        let trusted = [crate::limits::parse_cidr("10.0.0.0/8").unwrap()];
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("6.6.6.6, 203.0.113.9, 10.0.0.2"),
+        );
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        // The rightmost untrusted address; the forged one left of it is ignored.
+        assert_eq!(
+            client_address(ip("10.0.0.1"), &h, &trusted),
+            ip("203.0.113.9")
+        );
+        // From an untrusted peer the header counts for nothing.
+        assert_eq!(
+            client_address(ip("192.0.2.1"), &h, &trusted),
+            ip("192.0.2.1")
+        );
+        assert_eq!(client_address(ip("10.0.0.1"), &h, &[]), ip("10.0.0.1"));
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("junk, 10.0.0.3"),
+        );
+        assert_eq!(client_address(ip("10.0.0.1"), &h, &trusted), ip("10.0.0.3"));
+        h.insert("x-forwarded-for", HeaderValue::from_static("2001:db8::7"));
+        assert_eq!(
+            client_address(ip("10.0.0.1"), &h, &trusted),
+            ip("2001:db8::7")
+        );
     }
 
     #[test]

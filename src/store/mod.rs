@@ -586,6 +586,7 @@ impl Store {
                 max_uses: old.max_uses,
                 rate: old.rate,
                 quota: old.quota,
+                allow_ip: old.allow_ip.clone(),
             };
             let (new_id, secret) = insert_row(tx, &new, by, Some(&old.id), now)?;
             let reason = format!("rotated to {new_id}");
@@ -649,7 +650,7 @@ fn insert_row(
             new.expires_at.map(|t| t.timestamp_millis()),
             new.max_uses.map(clamp_i64),
             rotated_from,
-            quota::limits_json(new.rate, new.quota),
+            quota::limits_json(new),
         ],
     )?;
     Ok((id, secret))
@@ -718,6 +719,7 @@ fn token_from_row_at(r: &Row<'_>, base: usize, now: DateTime<Utc>) -> rusqlite::
         fingerprint: r.get(base + 14)?,
         rate: None,
         quota: None,
+        allow_ip: Vec::new(),
     };
     if let Some(json) = r.get::<_, Option<String>>(base + 15)? {
         let l: quota::Limits = serde_json::from_str(&json).map_err(|e| {
@@ -727,7 +729,7 @@ fn token_from_row_at(r: &Row<'_>, base: usize, now: DateTime<Utc>) -> rusqlite::
                 e.into(),
             )
         })?;
-        (t.rate, t.quota) = (l.rate, l.quota);
+        (t.rate, t.quota, t.allow_ip) = (l.rate, l.quota, l.allow_ip);
     }
     t.state = t.state_at(now);
     Ok(t)

@@ -20,13 +20,25 @@ pub(super) struct Limits {
     pub rate: Option<Rate>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quota: Option<Quota>,
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        with = "crate::limits::cidrs"
+    )]
+    pub allow_ip: Vec<ipnet::IpNet>,
 }
 
-pub(super) fn limits_json(rate: Option<Rate>, quota: Option<Quota>) -> Option<String> {
-    if rate.is_none() && quota.is_none() {
+/// The `limits` column of a new token; NULL when it has no limit.
+pub(super) fn limits_json(new: &crate::model::NewToken) -> Option<String> {
+    if new.rate.is_none() && new.quota.is_none() && new.allow_ip.is_empty() {
         return None;
     }
-    Some(serde_json::to_string(&Limits { rate, quota }).expect("numbers serialize"))
+    let l = Limits {
+        rate: new.rate,
+        quota: new.quota,
+        allow_ip: new.allow_ip.clone(),
+    };
+    Some(serde_json::to_string(&l).expect("numbers and strings serialize"))
 }
 
 /// Quota use to add: per token id, the window's start (ms) and how many.

@@ -4,7 +4,8 @@
 //! `Retry-After` and the httpapi draft's fields, audits them aggregated and
 //! lets requests through again once the bucket refills; a quota that survives
 //! a restart; and drivers that cannot hold a limit refusing it before any
-//! request.
+//! request; tokens bound to address ranges, IPv4 and IPv6, directly and
+//! behind a trusted proxy.
 
 use crate::common::*;
 use crate::proxy::Gate;
@@ -196,6 +197,10 @@ fn limits_show_in_inspect_and_bad_ones_are_refused_with_a_reason() {
         (vec!["create", "--rate", "0/s"], "1 to"),
         (vec!["create", "--quota", "10"], "is not a quota"),
         (vec!["create", "--burst", "3"], "--rate"),
+        (
+            vec!["create", "--allow-ip", "10.0.0.0/33"],
+            "not an address range",
+        ),
     ] {
         assert_fails(&env.run(&args), exit::USAGE, &[needle]);
     }
@@ -231,4 +236,139 @@ fn a_driver_that_cannot_hold_a_limit_refuses_it_before_any_request() {
     );
     let kong = drivers.lines().find(|l| l.starts_with("kong\t")).unwrap();
     assert!(!kong.contains("rate-limits"), "{kong}");
+}
+
+/// A GET through the gate with an `X-Forwarded-For` header.
+fn get_from(gate: &Gate, secret: &str, forwarded_for: &str) -> reqwest::blocking::Response {
+    gate.http
+        .get(format!("{}/x", gate.proxy))
+        .bearer_auth(secret)
+        .header("x-forwarded-for", forwarded_for)
+        .send()
+        .unwrap()
+}
+
+#[test]
+fn a_token_bound_to_address_ranges_is_refused_elsewhere_and_a_forged_forward_is_ignored() {
+    let gate = Gate::start(None);
+    let (home, near) = gate.token(&["--ttl", "1h", "--allow-ip", "127.0.0.0/8"]);
+    let (away, far) = gate.token(&["--ttl", "1h", "--allow-ip", "203.0.113.0/24"]);
+    assert_eq!(
+        gate.server.client().inspect_json(&away)["allow_ip"],
+        serde_json::json!(["203.0.113.0/24"])
+    );
+    assert_eq!(gate.get("/x", Some(&near)).status(), StatusCode::OK);
+    let r = gate.get("/x", Some(&far));
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let challenge = r.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(challenge.contains("invalid_token"), "{challenge}");
+    let body = r.text().unwrap();
+    assert!(
+        !body.contains("range") && !body.contains("127.0.0.1"),
+        "{body}"
+    );
+    // No --trusted-proxy: the client's own X-Forwarded-For counts for nothing.
+    assert_eq!(
+        get_from(&gate, &far, "203.0.113.5").status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(gate.upstream.hits(), 1);
+    let entries = gate.audit_until(|e| {
+        e.iter()
+            .filter(|e| e["token_id"] == away.as_str() && e["decision"] == "deny")
+            .count()
+            >= 2
+    });
+    let reasons: Vec<&str> = entries
+        .iter()
+        .filter(|e| e["token_id"] == away.as_str())
+        .filter_map(|e| e["reason"].as_str())
+        .collect();
+    assert_eq!(
+        reasons,
+        vec!["client address 127.0.0.1 is outside the token's allowed ranges"; 2],
+        "the audit says why"
+    );
+    assert!(entries
+        .iter()
+        .any(|e| e["token_id"] == home.as_str() && e["decision"] == "allow"));
+}
+
+#[test]
+fn behind_a_trusted_proxy_the_forwarded_address_counts_for_ipv4_and_ipv6() {
+    let gate = Gate::start_with(None, &["--trusted-proxy", "127.0.0.1"]);
+    let (_, v6) = gate.token(&["--ttl", "1h", "--allow-ip", "2001:db8::/32"]);
+    let (_, v4) = gate.token(&["--ttl", "1h", "--allow-ip", "198.51.100.0/24"]);
+    assert_eq!(get_from(&gate, &v6, "2001:db8::5").status(), StatusCode::OK);
+    assert_eq!(
+        get_from(&gate, &v6, "2001:db9::5").status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        get_from(&gate, &v4, "198.51.100.7").status(),
+        StatusCode::OK
+    );
+    // A forged address left of the one the trusted hop added is not believed.
+    assert_eq!(
+        get_from(&gate, &v4, "198.51.100.7, 192.0.2.1").status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // Without the header the trusted hop itself is the client.
+    assert_eq!(gate.get("/x", Some(&v4)).status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(gate.upstream.hits(), 2);
+}
+
+#[test]
+fn the_readme_ci_token_works_once_from_its_range() {
+    // The README's CI example: single-use, bound to the runner's range, ten
+    // minutes, ten requests a second. The test's "runner" is 127.0.0.0/8.
+    let gate = Gate::start(None);
+    let env = gate.server.client();
+    let o = env.run(&[
+        "create",
+        "--ttl",
+        "10m",
+        "--single-use",
+        "--allow-ip",
+        "127.0.0.0/8",
+        "--rate",
+        "10/s",
+    ]);
+    assert_success(&o, &["create"]);
+    let token = stdout(&o).trim().to_string();
+    let summary = stderr(&o);
+    assert!(
+        summary.contains("1 use")
+            && summary.contains("rate 10/s")
+            && summary.contains("from 127.0.0.0/8"),
+        "{summary}"
+    );
+    let r = gate.get("/deploy", Some(&token));
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["ratelimit-policy"], "\"rate\";q=10;w=1");
+    assert_eq!(
+        gate.get("/deploy", Some(&token)).status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(gate.upstream.hits(), 1);
+    // The same kind of token for another range is refused from here.
+    let o = env.run(&[
+        "create",
+        "--ttl",
+        "10m",
+        "--single-use",
+        "--allow-ip",
+        "10.8.0.0/16",
+        "--rate",
+        "10/s",
+    ]);
+    let elsewhere = stdout(&o).trim().to_string();
+    assert_eq!(
+        gate.get("/deploy", Some(&elsewhere)).status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(gate.upstream.hits(), 1);
 }

@@ -304,6 +304,7 @@ fn mint(
         max_uses,
         rate: None,
         quota: None,
+        allow_ip: Vec::new(),
     };
     crate::model::check_new_token(&new)
         .map_err(|e| Refusal::Grant(format!("the minted token would be invalid: {e}")))?;
