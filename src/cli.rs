@@ -19,7 +19,8 @@ Exit status:
   3  not found: no token, profile or file by that name
   4  authentication failed: a missing, wrong or expired credential
   5  partial failure: some items of a bulk operation failed
-  6  unsupported: the driver cannot do this";
+  6  unsupported: the driver cannot do this
+  7  cancelled: the answer at a prompt was no";
 
 /// Create, list, inspect, revoke and rotate bearer tokens
 ///
@@ -389,6 +390,28 @@ pub enum ProfileCommand {
     ///   tok profile remove staging
     #[command(verbatim_doc_comment)]
     Remove(ProfileNameArg),
+    Use(ProfileUseArgs),
+}
+
+/// Make a profile the default, or (with --none) have no default
+///
+/// The default profile is used when neither --profile nor TOK_PROFILE names
+/// one. With no default, tok uses the local store (or --url / TOK_URL).
+///
+/// Examples:
+///   tok profile use prod
+///   tok profile use --none
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+#[group(required = true, multiple = false)]
+pub struct ProfileUseArgs {
+    /// The profile to use by default.
+    #[arg(add = ArgValueCompleter::new(completion::profile_name))]
+    pub name: Option<String>,
+
+    /// Clear the default profile.
+    #[arg(long)]
+    pub none: bool,
 }
 
 /// Add or replace a profile.

@@ -14,6 +14,7 @@ pub mod exit {
     pub const AUTH: i32 = 4;
     pub const PARTIAL: i32 = 5;
     pub const UNSUPPORTED: i32 = 6;
+    pub const CANCELLED: i32 = 7;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +25,8 @@ pub enum Kind {
     Auth,
     Partial,
     Unsupported,
+    /// The user answered no at a prompt.
+    Cancelled,
 }
 
 impl Kind {
@@ -35,6 +38,7 @@ impl Kind {
             Kind::Auth => exit::AUTH,
             Kind::Partial => exit::PARTIAL,
             Kind::Unsupported => exit::UNSUPPORTED,
+            Kind::Cancelled => exit::CANCELLED,
         }
     }
 }

@@ -51,6 +51,37 @@ impl Out {
     pub fn interactive(&self) -> bool {
         self.stdin_tty && self.stderr_tty
     }
+
+    /// Asks a yes/no question on stderr and reads a whole line from stdin.
+    pub fn confirm(&self, question: &str) -> io::Result<bool> {
+        confirm(&mut io::stdin().lock(), &mut io::stderr(), question)
+    }
+}
+
+/// Asks `question` and reads whole lines: `y`/`yes` is yes, `n`/`no`, an empty
+/// line or the end of input is no (any case); anything else asks again.
+/// Reading the line in the terminal's own line mode (no raw single key, as
+/// dialoguer's Confirm does) leaves nothing typed for the shell: `yes⏎` is
+/// consumed whole.
+pub fn confirm(
+    input: &mut dyn io::BufRead,
+    tty: &mut dyn Write,
+    question: &str,
+) -> io::Result<bool> {
+    loop {
+        write!(tty, "{question} [y/N] ")?;
+        tty.flush()?;
+        let mut line = String::new();
+        if input.read_line(&mut line)? == 0 {
+            writeln!(tty)?;
+            return Ok(false);
+        }
+        match line.trim().to_ascii_lowercase().as_str() {
+            "y" | "yes" => return Ok(true),
+            "" | "n" | "no" => return Ok(false),
+            _ => writeln!(tty, "please answer yes or no")?,
+        }
+    }
 }
 
 /// `--color` > `NO_COLOR` (non-empty) > `CLICOLOR_FORCE` > TTY detection.
@@ -434,4 +465,26 @@ pub fn write_details(w: &mut dyn Write, t: &Token, now: DateTime<Utc>) -> io::Re
         writeln!(w, "{k:<width$}  {v}")?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confirm_reads_whole_lines() {
+        let ask = |typed: &str| {
+            let mut screen = Vec::new();
+            let answer = confirm(&mut typed.as_bytes(), &mut screen, "Go?").unwrap();
+            (answer, String::from_utf8(screen).unwrap())
+        };
+        for yes in ["y\n", "yes\n", "YES\n", " Yes \r\n", "maybe\ny\n"] {
+            assert!(ask(yes).0, "{yes:?}");
+        }
+        for no in ["\n", "n\n", "No\n", "", "nope\n\n"] {
+            assert!(!ask(no).0, "{no:?}");
+        }
+        let (_, screen) = ask("maybe\nn\n");
+        assert_eq!(screen, "Go? [y/N] please answer yes or no\nGo? [y/N] ");
+    }
 }

@@ -1,7 +1,7 @@
 //! `tok profile add|list|show|remove`.
 
 use super::Ctx;
-use crate::cli::{OutputFormat, ProfileAddArgs, ProfileCommand, ProfileNameArg};
+use crate::cli::{OutputFormat, ProfileAddArgs, ProfileCommand, ProfileNameArg, ProfileUseArgs};
 use crate::config::{Config, Profile};
 use crate::drivers::http_client::display_url;
 use crate::error::{Kind, UserError};
@@ -17,6 +17,7 @@ pub fn run(ctx: &Ctx, cmd: ProfileCommand) -> Result<()> {
         ProfileCommand::List => list(ctx),
         ProfileCommand::Show(a) => show(ctx, a),
         ProfileCommand::Remove(a) => remove(ctx, a),
+        ProfileCommand::Use(a) => use_default(ctx, a),
     }
 }
 
@@ -208,5 +209,24 @@ fn remove(ctx: &Ctx, a: ProfileNameArg) -> Result<()> {
     }
     config.save()?;
     ctx.out.info(format!("removed profile `{}`", a.name));
+    Ok(())
+}
+
+fn use_default(ctx: &Ctx, a: ProfileUseArgs) -> Result<()> {
+    let mut config = Config::load()?;
+    let before = config.default_profile.clone();
+    match &a.name {
+        Some(name) => {
+            config.profile(name)?;
+            config.default_profile = Some(name.clone());
+        }
+        None => config.default_profile = None,
+    }
+    config.save()?;
+    ctx.out.info(match (&a.name, before) {
+        (Some(name), _) => format!("`{name}` is now the default profile"),
+        (None, Some(old)) => format!("no default profile (was `{old}`)"),
+        (None, None) => "no default profile (there was none)".to_string(),
+    });
     Ok(())
 }

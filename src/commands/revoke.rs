@@ -168,25 +168,37 @@ pub fn run(ctx: &Ctx, args: RevokeArgs) -> Result<()> {
             .hint("pass --yes to revoke without a prompt (or --dry-run to see what would go)")
             .into());
         }
-        let names: Vec<String> = tokens
-            .iter()
-            .take(5)
-            .map(|t| match &t.name {
-                Some(n) => format!("{} ({n})", t.id),
-                None => t.id.clone(),
-            })
-            .collect();
-        let more = if tokens.len() > 5 {
-            format!(" and {} more", tokens.len() - 5)
-        } else {
-            String::new()
+        let label = |t: &Token| match &t.name {
+            Some(n) => format!("{} ({})", t.id, crate::text::terminal_safe(n)),
+            None => t.id.clone(),
         };
-        let ok = dialoguer::Confirm::new()
-            .with_prompt(format!("Revoke {}{more}?", names.join(", ")))
-            .default(false)
-            .interact()?;
-        if !ok {
-            return Err(UserError::usage("revoke cancelled; nothing was revoked").into());
+        let question = if tokens.len() == 1 {
+            format!("Revoke {}?", label(&tokens[0]))
+        } else {
+            let shown = tokens.len().min(PROMPT_SHOWN);
+            for t in &tokens[..shown] {
+                ctx.out.info(format!("  {}", label(t)));
+            }
+            if tokens.len() > shown {
+                ctx.out
+                    .info(format!("  ... and {} more", tokens.len() - shown));
+            }
+            format!(
+                "Revoke {} tokens ({} shown above)?",
+                tokens.len(),
+                if shown == tokens.len() {
+                    "all".to_string()
+                } else {
+                    shown.to_string()
+                }
+            )
+        };
+        if !ctx.out.confirm(&question)? {
+            return Err(UserError::new(
+                crate::error::Kind::Cancelled,
+                "revoke cancelled; nothing was revoked",
+            )
+            .into());
         }
     }
 
@@ -252,6 +264,15 @@ pub fn run(ctx: &Ctx, args: RevokeArgs) -> Result<()> {
     if let Some(b) = bar {
         b.finish_and_clear();
     }
+    if bulk {
+        let count = |o: &str| reports.iter().filter(|r| r.outcome == o).count();
+        ctx.out.info(format!(
+            "revoked {}, already revoked {}, failed {}",
+            count("revoked"),
+            count("already_revoked"),
+            failures.len()
+        ));
+    }
     if matches!(
         ctx.global.output,
         Some(OutputFormat::Json | OutputFormat::Jsonl)
@@ -303,6 +324,9 @@ fn finish(mut failures: Vec<(String, anyhow::Error)>, total: usize) -> Result<()
             .context("some tokens could not be revoked")),
     }
 }
+
+/// How many tokens a bulk revoke prompt names before asking.
+const PROMPT_SHOWN: usize = 5;
 
 fn plural(n: usize) -> &'static str {
     if n == 1 {
