@@ -108,15 +108,20 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
-    /// A table for people (comfy-table), with relative times.
+    /// A table for people, fitted to the terminal, with relative times.
     Table,
+    /// A table with every column, not fitted.
+    Wide,
+    /// Aligned rows with exact (RFC 3339) times: the default off a terminal.
+    Plain,
     /// JSON: an object, or an array for lists (schema: docs/json-output.md).
     Json,
     /// One JSON object per line, streamed.
     Jsonl,
     /// Tab-separated values with a header row.
     Tsv,
-    /// A `TOK_TOKEN=...` line, for `>> $GITHUB_ENV` (create and rotate only).
+    /// `NAME=value` lines: `TOK_TOKEN=...` for `>> $GITHUB_ENV` (create,
+    /// rotate), `TOK_ID=...` and more for inspect.
     Env,
 }
 
@@ -208,6 +213,20 @@ pub struct CreateArgs {
     pub no_newline: bool,
 }
 
+/// `--json FIELDS` and `--jq EXPR`, as gh has them, on every command that
+/// lists or shows records.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "JSON")]
+pub struct JsonArgs {
+    /// Print JSON with only these fields (comma-separated; give none to list them).
+    #[arg(long = "json", value_name = "FIELDS", value_delimiter = ',', num_args = 0..=1)]
+    pub fields: Option<Vec<String>>,
+
+    /// Filter the JSON through this jq program (e.g. '.[].id').
+    #[arg(long, value_name = "EXPR")]
+    pub jq: Option<String>,
+}
+
 /// The filters shared by `list` and bulk `revoke`.
 #[derive(Debug, Clone, Default, Args)]
 pub struct FilterArgs {
@@ -262,8 +281,11 @@ pub struct ListArgs {
     pub filter: FilterArgs,
 
     /// Show at most this many tokens.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub limit: Option<u64>,
+
+    #[command(flatten)]
+    pub json: JsonArgs,
 }
 
 /// Show every field of a token, by id, id prefix, or secret on stdin
@@ -281,6 +303,9 @@ pub struct InspectArgs {
     /// Token id, unique id prefix, or `-` to read a secret from stdin.
     #[arg(value_name = "ID|-", add = ArgValueCompleter::new(completion::any_token_id))]
     pub id: String,
+
+    #[command(flatten)]
+    pub json: JsonArgs,
 }
 
 /// Revoke tokens by id, by secret on stdin, or by filter
@@ -319,6 +344,9 @@ pub struct RevokeArgs {
     /// Why the tokens are revoked (kept with them).
     #[arg(long)]
     pub reason: Option<String>,
+
+    #[command(flatten)]
+    pub json: JsonArgs,
 }
 
 /// Replace a token with a new one of the same name, scopes, labels and lifetime
@@ -376,7 +404,7 @@ pub enum ProfileCommand {
     ///   tok profile list
     ///   tok profile list -o json
     #[command(verbatim_doc_comment)]
-    List,
+    List(ProfileListArgs),
     /// Show a profile's settings (a profile holds no secret)
     ///
     /// Examples:
@@ -450,6 +478,12 @@ pub struct ProfileAddArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ProfileListArgs {
+    #[command(flatten)]
+    pub json: JsonArgs,
+}
+
+#[derive(Debug, Args)]
 pub struct ProfileNameArg {
     #[arg(add = ArgValueCompleter::new(completion::profile_name))]
     pub name: String,
@@ -480,12 +514,15 @@ pub struct AuditArgs {
     pub decision: Option<crate::store::audit::Decision>,
 
     /// At most the newest N entries.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub limit: Option<u64>,
 
     /// Keep running and print new entries as they are recorded.
     #[arg(short, long)]
     pub follow: bool,
+
+    #[command(flatten)]
+    pub json: JsonArgs,
 }
 
 /// `--since`: a duration back from now, or a point in time.
@@ -493,6 +530,22 @@ pub struct AuditArgs {
 pub enum Since {
     Ago(Ttl),
     At(DateTime<Utc>),
+}
+
+impl Command {
+    /// The --json / --jq options of this command, when it has them.
+    pub fn json_args(&self) -> Option<&JsonArgs> {
+        match self {
+            Command::List(a) => Some(&a.json),
+            Command::Inspect(a) => Some(&a.json),
+            Command::Revoke(a) => Some(&a.json),
+            Command::Audit(a) => Some(&a.json),
+            Command::Drivers(a) => Some(&a.json),
+            Command::Profile(ProfileCommand::List(a)) => Some(&a.json),
+            Command::Auth(AuthCommand::Status(a)) => Some(&a.json),
+            _ => None,
+        }
+    }
 }
 
 impl Since {
@@ -520,7 +573,10 @@ pub fn parse_since(s: &str) -> Result<Since, String> {
 ///   tok drivers -o json
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
-pub struct DriversArgs {}
+pub struct DriversArgs {
+    #[command(flatten)]
+    pub json: JsonArgs,
+}
 
 /// Store the gateway's admin credential in the OS keyring, once
 ///
@@ -578,7 +634,10 @@ pub enum AuthCommand {
 ///   tok auth status --profile prod -o json
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
-pub struct AuthStatusArgs {}
+pub struct AuthStatusArgs {
+    #[command(flatten)]
+    pub json: JsonArgs,
+}
 /// Run tok's HTTP admin API, and optionally the enforcing proxy, over a token store
 ///
 /// Serves the store in --data-dir (by default the local driver's store) at

@@ -76,6 +76,45 @@ impl UserError {
     }
 }
 
+/// `s` for an error message: whole when short, else its first `max`
+/// characters and how long it was, so that a 120 kB argument is never echoed.
+pub fn shorten(s: &str, max: usize) -> String {
+    let n = s.chars().count();
+    if n <= max {
+        return s.to_string();
+    }
+    let head: String = s.chars().take(max).collect();
+    format!("{head}… ({n} characters)")
+}
+
+/// Longest word an error message shows whole; longer ones (a 120 kB argument
+/// echoed back) are cut by `shorten_words`.
+const LONGEST_WORD: usize = 200;
+
+/// `text` with each whitespace-separated word longer than `LONGEST_WORD`
+/// characters shortened: errors name what was wrong without echoing it whole.
+pub fn shorten_words(text: &str) -> String {
+    if text.len() <= LONGEST_WORD {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len().min(4096));
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        out.push_str(&shorten(word, LONGEST_WORD));
+        word.clear();
+    };
+    for c in text.chars() {
+        if c.is_whitespace() {
+            flush(&mut word, &mut out);
+            out.push(c);
+        } else {
+            word.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}
+
 /// A bulk operation in which some items failed; each was already reported.
 #[derive(Debug)]
 pub struct Partial {
@@ -120,6 +159,12 @@ pub fn classify(err: &anyhow::Error) -> (Kind, Option<String>) {
             if io.kind() == std::io::ErrorKind::BrokenPipe {
                 return (Kind::Failure, None);
             }
+            if io.get_ref().is_some_and(|e| e.is::<crate::jq::JqError>()) {
+                return (
+                    Kind::Usage,
+                    Some("check the --jq program against `-o json` output".into()),
+                );
+            }
         }
     }
     (Kind::Failure, None)
@@ -144,18 +189,36 @@ pub fn report(err: &anyhow::Error) -> i32 {
     }
     let (kind, hint) = classify(err);
     let mut out = std::io::stderr().lock();
-    let _ = writeln!(out, "error: {err}");
+    let _ = writeln!(out, "error: {}", shorten_words(&err.to_string()));
     let mut last = err.to_string();
     for cause in err.chain().skip(1) {
         let text = cause.to_string();
         // anyhow chains often repeat the inner message; show each once.
         if text != last && !last.ends_with(&text) {
-            let _ = writeln!(out, "  caused by: {text}");
+            let _ = writeln!(out, "  caused by: {}", shorten_words(&text));
         }
         last = text;
     }
     if let Some(h) = hint {
-        let _ = writeln!(out, "\nhint: {h}");
+        let _ = writeln!(out, "\nhint: {}", shorten_words(&h));
     }
     kind.code()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_words_are_shortened_and_short_text_is_kept() {
+        assert_eq!(shorten_words("a short message"), "a short message");
+        let huge = "x".repeat(120_000);
+        let msg = shorten_words(&format!("`{huge}` is not a duration; use 15m"));
+        assert!(msg.len() < 300, "{}", msg.len());
+        assert!(
+            msg.ends_with("(120002 characters) is not a duration; use 15m"),
+            "{msg}"
+        );
+        assert_eq!(shorten("abcdef", 3), "abc… (6 characters)");
+    }
 }

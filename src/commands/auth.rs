@@ -9,13 +9,14 @@
 //! `TOK_ADMIN_TOKEN` meant for one gateway never reaches another.
 
 use super::Ctx;
-use crate::cli::{AuthCommand, AuthStatusArgs, GlobalArgs, OutputFormat};
+use crate::cli::{AuthCommand, AuthStatusArgs, GlobalArgs};
 use crate::config::Profile;
 use crate::credentials::{expiry, Account, Source};
 use crate::drivers::http_client::display_url;
 use crate::drivers::DriverKind;
 use crate::error::{Kind, UserError};
-use crate::output::{self, rfc3339};
+use crate::output::{col, rfc3339, Cell, Column, Mode, Printer, Record, Show};
+use crate::text;
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -54,11 +55,7 @@ pub struct Status {
 }
 
 fn status(ctx: &Ctx, _args: AuthStatusArgs) -> Result<()> {
-    if ctx.global.output == Some(OutputFormat::Env) {
-        return Err(UserError::usage("`-o env` is only for create and rotate")
-            .hint("use -o json, jsonl, tsv or table")
-            .into());
-    }
+    ctx.out.list_mode()?;
     let rows: Vec<Status> = targets(ctx).iter().map(|t| check(ctx, t)).collect();
     if rows.is_empty() {
         ctx.out.info(
@@ -66,12 +63,13 @@ fn status(ctx: &Ctx, _args: AuthStatusArgs) -> Result<()> {
         );
         return Ok(());
     }
-    print(ctx, &rows)?;
     let failed = rows.iter().filter(|r| !r.ok).count();
+    let total = rows.len();
+    print(ctx, rows)?;
     if failed > 0 {
         return Err(UserError::new(
             Kind::Auth,
-            format!("{failed} of {} cannot authenticate", rows.len()),
+            format!("{failed} of {total} cannot authenticate"),
         )
         .hint("run `tok login --profile NAME` (or `tok login --url URL`) for each, or set TOK_ADMIN_TOKEN")
         .into());
@@ -261,50 +259,62 @@ fn env_not_sent(ctx: &Ctx, kind: DriverKind) -> Option<String> {
     ))
 }
 
-fn print(ctx: &Ctx, rows: &[Status]) -> Result<()> {
-    let mut w = std::io::stdout().lock();
-    match ctx.global.output {
-        Some(OutputFormat::Json) => output::write_json_pretty(&mut w, rows)?,
-        Some(OutputFormat::Jsonl) => {
-            for r in rows {
-                output::write_json(&mut w, r)?;
-                writeln!(w)?;
-            }
-        }
-        Some(OutputFormat::Tsv) => {
-            writeln!(
-                w,
-                "profile\tdefault\turl\tdriver\tcredential\tok\tprincipal\texpires_at\terror\tnote"
-            )?;
-            for r in rows {
-                let f = |s: Option<&str>| s.unwrap_or("").replace(['\t', '\n'], " ");
-                writeln!(
-                    w,
-                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
-                    f(r.profile.as_deref()),
-                    r.default,
-                    f(r.url.as_deref()),
-                    r.driver,
-                    r.credential,
-                    r.ok,
-                    f(r.principal.as_deref()),
-                    r.expires_at.map(rfc3339).unwrap_or_default(),
-                    f(r.error.as_deref()),
-                    f(r.note.as_deref()),
-                )?;
-            }
-        }
-        _ => {
-            let now = Utc::now();
-            for (i, r) in rows.iter().enumerate() {
-                if i > 0 {
-                    writeln!(w)?;
-                }
-                write_block(&mut w, r, now)?;
-            }
+impl Record for Status {
+    const COLUMNS: &'static [Column] = &[
+        col("profile", "PROFILE", Show::Always, 0),
+        col("default", "DEFAULT", Show::Always, 1),
+        col("url", "GATEWAY", Show::Always, 2),
+        col("driver", "DRIVER", Show::Always, 3),
+        col("credential", "CREDENTIAL", Show::Always, 4),
+        col("ok", "OK", Show::Always, 5),
+        col("principal", "PRINCIPAL", Show::Fit, 6),
+        col("expires_at", "EXPIRES", Show::Fit, 7),
+        col("error", "ERROR", Show::Fit, 8),
+        col("note", "NOTE", Show::Wide, 9),
+        col("credential_detail", "FROM", Show::Wide, 10),
+        col("scopes", "SCOPES", Show::Wide, 11),
+    ];
+    const NONE: &'static str = "nothing to check";
+
+    fn cell(&self, i: usize, _human: bool) -> Cell {
+        match Self::COLUMNS[i].key {
+            "profile" => Cell::opt(self.profile.as_deref()),
+            "default" => Cell::Text(self.default.to_string()),
+            "url" => Cell::opt(self.url.as_deref()),
+            "driver" => Cell::Text(self.driver.into()),
+            "credential" => Cell::Text(self.credential.into()),
+            "ok" => Cell::Text(self.ok.to_string()),
+            "principal" => Cell::opt(self.principal.as_deref()),
+            "expires_at" => Cell::Time(self.expires_at, "-"),
+            "error" => Cell::opt(self.error.as_deref()),
+            "note" => Cell::opt(self.note.as_deref()),
+            "credential_detail" => Cell::opt(self.credential_detail.as_deref()),
+            _ => Cell::Text(self.scopes.join(",")),
         }
     }
-    w.flush()?;
+}
+
+/// A block per gateway for people (as `inspect` shows a token); the columns
+/// above for -o json, jsonl, tsv, table and wide.
+fn print(ctx: &Ctx, rows: Vec<Status>) -> Result<()> {
+    let mode = ctx.out.list_mode()?;
+    let mut w = std::io::stdout().lock();
+    if mode == Mode::Plain || (mode == Mode::Table { wide: false } && ctx.out.format.is_none()) {
+        let now = Utc::now();
+        for (i, r) in rows.iter().enumerate() {
+            if i > 0 {
+                writeln!(w)?;
+            }
+            write_block(&mut w, r, now)?;
+        }
+        w.flush()?;
+        return Ok(());
+    }
+    let mut p = Printer::with_mode(&ctx.out, Box::new(w), mode)?;
+    for r in rows {
+        p.push(r)?;
+    }
+    p.finish()?;
     Ok(())
 }
 
@@ -314,7 +324,7 @@ fn write_block(w: &mut dyn Write, r: &Status, now: DateTime<Utc>) -> std::io::Re
         Some(p) => p.clone(),
         None => "(no profile)".into(),
     };
-    writeln!(w, "{title}")?;
+    writeln!(w, "{}", text::terminal_safe(&title))?;
     let credential = match (r.credential, &r.credential_detail) {
         ("env", Some(v)) => format!("environment ({v})"),
         ("keyring", _) => "OS keyring".into(),
@@ -342,7 +352,8 @@ fn write_block(w: &mut dyn Write, r: &Status, now: DateTime<Utc>) -> std::io::Re
     ];
     let note = r.note.as_ref().map(|n| ("note", n.clone()));
     for (k, v) in rows.into_iter().chain(note) {
-        writeln!(w, "  {:<11} {v}", format!("{k}:"))?;
+        // Errors and principals come from the gateway: made safe to show.
+        writeln!(w, "  {:<11} {}", format!("{k}:"), text::terminal_safe(&v))?;
     }
     Ok(())
 }

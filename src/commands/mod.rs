@@ -30,6 +30,7 @@ use crate::error::{self, UserError};
 use crate::model::Created;
 use crate::output::{self, Out};
 use anyhow::{Context, Result};
+use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches};
 use std::io::Write;
 use std::path::PathBuf;
@@ -50,22 +51,89 @@ pub struct Ctx {
 /// Parses argv, runs the command, and returns the process exit code.
 pub fn main() -> i32 {
     crate::completion::handle_env();
-    let matches = Cli::command().get_matches();
+    let matches = match Cli::command().try_get_matches() {
+        Ok(m) => m,
+        Err(e) => return usage_error(e),
+    };
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
-        Err(e) => e.exit(),
+        Err(e) => return usage_error(e),
     };
-    let out = Out::new(
+    let mut out = Out::new(
         cli.global.output,
         cli.global.color,
         cli.global.quiet,
         cli.global.verbose,
     );
-    let result = Ctx::new(cli.global, matches, out).and_then(|ctx| run(&ctx, cli.command));
+    out.format_from_env = source_of(&matches, "output") == Some(ValueSource::EnvVariable);
+    if let Some(j) = cli.command.json_args() {
+        out.fields = j.fields.clone();
+        out.jq = j.jq.clone();
+    }
+    let result = check_json_flags(&out)
+        .and_then(|()| Ctx::new(cli.global, matches, out))
+        .and_then(|ctx| run(&ctx, cli.command));
     match result {
         Ok(()) => error::exit::SUCCESS,
         Err(e) => error::report(&e),
     }
+}
+
+/// Prints clap's error (help and version go to stdout and exit 0), never
+/// echoing a huge argument whole, and with a tip for gh's `--json`/`--jq`
+/// habits on a command that has neither.
+fn usage_error(e: clap::Error) -> i32 {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !e.use_stderr() {
+        let _ = e.print();
+        return error::exit::SUCCESS;
+    }
+    let text = e.render().to_string();
+    let _ = write!(std::io::stderr(), "{}", error::shorten_words(&text));
+    let json_flag = e.kind() == ErrorKind::UnknownArgument
+        && matches!(e.get(ContextKind::InvalidArg), Some(ContextValue::String(a))
+            if a.starts_with("--json") || a.starts_with("--jq"));
+    if json_flag {
+        let _ = writeln!(
+            std::io::stderr(),
+            "\ntip: this command has no --json or --jq; use -o json (list, inspect, audit, drivers, profile list and auth status have --json FIELDS and --jq EXPR)"
+        );
+    }
+    e.exit_code()
+}
+
+/// Where the value of global option `id` came from: the command line beats
+/// the environment, wherever on the line it was typed.
+pub fn source_of(matches: &ArgMatches, id: &str) -> Option<ValueSource> {
+    let mut best = None;
+    let mut m = Some(matches);
+    while let Some(cur) = m {
+        if let Ok(Some(src)) = cur.try_get_raw(id).map(|v| v.and(cur.value_source(id))) {
+            if best.is_none_or(|b| src > b) {
+                best = Some(src);
+            }
+        }
+        m = cur.subcommand().map(|(_, sub)| sub);
+    }
+    best
+}
+
+/// `--json` and `--jq` print JSON: with `-o` typed as anything else, the
+/// user meant two things at once.
+fn check_json_flags(out: &Out) -> Result<()> {
+    let json = out.fields.is_some() || out.jq.is_some();
+    let other = !matches!(
+        out.format,
+        None | Some(OutputFormat::Json | OutputFormat::Jsonl)
+    );
+    if json && other && !out.format_from_env {
+        return Err(
+            UserError::usage("--json and --jq print JSON, not another -o format")
+                .hint("drop -o, or use -o json or -o jsonl with them")
+                .into(),
+        );
+    }
+    Ok(())
 }
 
 fn run(ctx: &Ctx, command: Command) -> Result<()> {
@@ -394,7 +462,10 @@ pub fn emit_secret(ctx: &Ctx, created: &Created, no_newline: bool) -> Result<()>
     }
     let mut stdout = std::io::stdout().lock();
     match ctx.global.output {
-        None | Some(OutputFormat::Table) | Some(OutputFormat::Tsv) => {
+        None
+        | Some(
+            OutputFormat::Table | OutputFormat::Wide | OutputFormat::Plain | OutputFormat::Tsv,
+        ) => {
             stdout.write_all(secret.as_bytes())?;
             if !no_newline {
                 stdout.write_all(b"\n")?;

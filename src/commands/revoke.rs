@@ -1,11 +1,11 @@
 //! `tok revoke`: by id, by id or secret on stdin, or by filter (bulk).
 
 use super::{inspect::not_an_id, list::to_filter, read_stdin, Ctx};
-use crate::cli::{OutputFormat, RevokeArgs};
+use crate::cli::RevokeArgs;
 use crate::drivers::{DriverError, Gateway, Op};
 use crate::error::{Partial, UserError};
 use crate::model::{limits, RevokeOutcome, StateFilter, Token};
-use crate::output::{self, ListWriter};
+use crate::output::{col, Cell, Column, Mode, Printer, Record, Show};
 use crate::secret::{self, Secret};
 use anyhow::Result;
 use serde::Serialize;
@@ -40,6 +40,7 @@ impl Target {
     }
 }
 
+/// What became of one token: `-o json`, `jsonl` and `tsv` print one each.
 #[derive(Serialize)]
 struct Report {
     id: String,
@@ -50,7 +51,33 @@ struct Report {
     error: Option<String>,
 }
 
+impl Record for Report {
+    const COLUMNS: &'static [Column] = &[
+        col("id", "ID", Show::Always, 0),
+        col("name", "NAME", Show::Always, 1),
+        col("outcome", "OUTCOME", Show::Always, 2),
+        col("error", "ERROR", Show::Always, 3),
+    ];
+    const NONE: &'static str = "nothing was revoked";
+
+    fn cell(&self, i: usize, _human: bool) -> Cell {
+        match i {
+            0 => Cell::Text(self.id.clone()),
+            1 => Cell::opt(self.name.as_deref()),
+            2 => Cell::Text(self.outcome.into()),
+            _ => Cell::opt(self.error.as_deref()),
+        }
+    }
+}
+
 pub fn run(ctx: &Ctx, args: RevokeArgs) -> Result<()> {
+    // What --json and --jq will print: reports, or tokens for --dry-run.
+    if args.dry_run {
+        crate::output::check_json::<Token>(&ctx.out)?;
+    } else {
+        crate::output::check_json::<Report>(&ctx.out)?;
+    }
+    ctx.out.list_mode()?;
     if let Some(r) = &args.reason {
         if r.chars().count() > limits::REASON_MAX {
             return Err(UserError::usage(format!(
@@ -137,7 +164,7 @@ pub fn run(ctx: &Ctx, args: RevokeArgs) -> Result<()> {
 
     if args.dry_run {
         let stdout = std::io::stdout().lock();
-        let mut w = ListWriter::new(&ctx.out, Box::new(std::io::BufWriter::new(stdout)))?;
+        let mut w = Printer::new(&ctx.out, Box::new(std::io::BufWriter::new(stdout)))?;
         for t in &tokens {
             w.push(t.clone())?;
         }
@@ -273,19 +300,15 @@ pub fn run(ctx: &Ctx, args: RevokeArgs) -> Result<()> {
             failures.len()
         ));
     }
-    if matches!(
-        ctx.global.output,
-        Some(OutputFormat::Json | OutputFormat::Jsonl)
-    ) {
-        let mut stdout = std::io::stdout().lock();
-        if ctx.global.output == Some(OutputFormat::Json) {
-            output::write_json_pretty(&mut stdout, &reports)?;
-        } else {
-            for r in &reports {
-                output::write_json(&mut stdout, r)?;
-                writeln!(stdout)?;
-            }
+    // People read the lines on stderr; scripts asked for a format get reports.
+    let mode = ctx.out.list_mode()?;
+    if matches!(mode, Mode::Json | Mode::Jsonl | Mode::Tsv) {
+        let stdout = std::io::stdout().lock();
+        let mut w = Printer::with_mode(&ctx.out, Box::new(std::io::BufWriter::new(stdout)), mode)?;
+        for r in reports {
+            w.push(r)?;
         }
+        w.finish()?;
     }
     finish(failures, total)
 }

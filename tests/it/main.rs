@@ -12,6 +12,7 @@ mod gateways;
 mod lifecycle;
 mod oauth2;
 mod openapi;
+mod output;
 mod people;
 mod proxy;
 mod schema;
