@@ -622,6 +622,25 @@ pub struct LogoutArgs {}
 #[derive(Debug, Subcommand)]
 pub enum AuthCommand {
     Status(AuthStatusArgs),
+    Token(AuthTokenArgs),
+}
+
+/// Print the credential this run would send to its gateway, for scripts
+///
+/// The credential is found as every command finds it: TOK_ADMIN_TOKEN (or the
+/// driver's own variable) > the OS keyring > the --insecure-storage file. It
+/// goes to stdout alone, with one newline, only when stdout is not a terminal
+/// (a pipe, a file, `$(...)`), or with --yes; where it came from goes to stderr.
+///
+/// Examples:
+///   curl -H "Authorization: Bearer $(tok auth token --profile prod)" https://tok.example.com/v1/tokens
+///   tok auth token --profile prod | docker login --password-stdin ...
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct AuthTokenArgs {
+    /// Print it on a terminal too.
+    #[arg(short, long)]
+    pub yes: bool,
 }
 
 /// Show each profile's gateway, driver, credential source and expiry, and whether it works

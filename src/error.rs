@@ -182,12 +182,38 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
-/// Prints the error, its causes and its hint on stderr; returns the exit code.
-pub fn report(err: &anyhow::Error) -> i32 {
+/// What a run talked to, and where each part came from, for errors.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// `Resolved::describe`: the driver, URL or store, and their sources.
+    pub target: String,
+    /// Where the credential came from and the URL it was sent to.
+    pub credential: Option<(crate::credentials::Source, String)>,
+}
+
+/// Whether a gateway's answer (or silence) is behind the error: then the
+/// report says which gateway, and where its URL and credential came from.
+fn from_gateway(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.downcast_ref::<DriverError>()
+            .is_some_and(|d| matches!(d.kind(), Kind::Auth | Kind::Failure))
+    })
+}
+
+/// A TLS handshake answered in plain HTTP (rustls: "received corrupt message
+/// of type InvalidContentType"): an https:// URL to an http:// server.
+fn plain_http_answer(err: &anyhow::Error) -> bool {
+    err.chain()
+        .any(|c| c.to_string().contains("InvalidContentType"))
+}
+
+/// Prints the error, its causes and its hint on stderr, with what the run
+/// talked to when a gateway is involved; returns the exit code.
+pub fn report(err: &anyhow::Error, sources: Option<&Sources>) -> i32 {
     if is_broken_pipe(err) {
         return exit::SUCCESS;
     }
-    let (kind, hint) = classify(err);
+    let (kind, mut hint) = classify(err);
     let mut out = std::io::stderr().lock();
     let _ = writeln!(out, "error: {}", shorten_words(&err.to_string()));
     let mut last = err.to_string();
@@ -198,6 +224,36 @@ pub fn report(err: &anyhow::Error) -> i32 {
             let _ = writeln!(out, "  caused by: {}", shorten_words(&text));
         }
         last = text;
+    }
+    if let Some(src) = sources.filter(|_| from_gateway(err)) {
+        use crate::credentials::Source as Cred;
+        let _ = writeln!(out, "  talking to: {}", src.target);
+        match (&src.credential, kind) {
+            (Some((Cred::Env(var), url)), Kind::Auth) => {
+                let url = crate::drivers::http_client::display_url(url);
+                let _ = writeln!(out, "  the credential from {var} was rejected by {url}");
+                hint = Some(format!(
+                    "{var} is set, and {url} does not accept it: check its value, or unset {var} to use the credential `tok login` stored"
+                ));
+            }
+            (Some((source, url)), Kind::Auth) => {
+                let url = crate::drivers::http_client::display_url(url);
+                let _ = writeln!(
+                    out,
+                    "  the credential from the {source} was rejected by {url}"
+                );
+                hint = Some(format!(
+                    "store a working one with `tok login` for {url}, or set TOK_ADMIN_TOKEN"
+                ));
+            }
+            _ => {}
+        }
+        if plain_http_answer(err) {
+            hint = Some(
+                "the server answered in plain HTTP, not TLS: use its http:// URL (or give it a certificate with `tok serve --tls-cert`)"
+                    .into(),
+            );
+        }
     }
     if let Some(h) = hint {
         let _ = writeln!(out, "\nhint: {}", shorten_words(&h));

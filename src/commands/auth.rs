@@ -9,7 +9,7 @@
 //! `TOK_ADMIN_TOKEN` meant for one gateway never reaches another.
 
 use super::Ctx;
-use crate::cli::{AuthCommand, AuthStatusArgs, GlobalArgs};
+use crate::cli::{AuthCommand, AuthStatusArgs, AuthTokenArgs, GlobalArgs};
 use crate::config::Profile;
 use crate::credentials::{expiry, Account, Source};
 use crate::drivers::http_client::display_url;
@@ -25,7 +25,50 @@ use std::io::Write;
 pub fn run(ctx: &Ctx, cmd: AuthCommand) -> Result<()> {
     match cmd {
         AuthCommand::Status(a) => status(ctx, a),
+        AuthCommand::Token(a) => token(ctx, a),
     }
+}
+
+/// `tok auth token`: the credential alone on stdout, as `gh auth token`.
+fn token(ctx: &Ctx, args: AuthTokenArgs) -> Result<()> {
+    let kind = ctx.driver_kind();
+    if kind == DriverKind::Local {
+        return Err(UserError::usage(format!(
+            "the local driver (from {}) uses no credential",
+            ctx.resolved.driver.source
+        ))
+        .hint("pick a gateway with --profile NAME or --url URL")
+        .into());
+    }
+    if ctx.out.stdout_tty && !args.yes {
+        return Err(
+            UserError::usage("refusing to print a credential on a terminal")
+                .hint("pipe it or capture it (`$(tok auth token)`), or pass --yes to show it here")
+                .into(),
+        );
+    }
+    let url = ctx.require_url(kind)?;
+    let credential =
+        crate::credentials::resolve(kind, ctx.profile_name.as_deref(), Some(&url))?.ok_or_else(
+            || {
+                UserError::new(Kind::Auth, format!("no credential for {}", display_url(&url))).hint(
+                "store one with `tok login`, or set TOK_ADMIN_TOKEN (or the driver's own variable)",
+            )
+            },
+        )?;
+    let secret = credential.secret.expose();
+    if std::env::var(crate::env::GITHUB_ACTIONS).as_deref() == Ok("true") {
+        eprintln!("::add-mask::{secret}");
+    }
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{secret}")?;
+    stdout.flush()?;
+    ctx.out.info(format!(
+        "the credential from the {} for {}",
+        credential.source,
+        display_url(&url)
+    ));
+    Ok(())
 }
 
 /// One line of `tok auth status -o json`.
@@ -89,13 +132,15 @@ struct Target {
 /// with this run's options, the others as configured) and the --url gateway
 /// when no profile is in use.
 fn targets(ctx: &Ctx) -> Vec<Target> {
-    let view = |name: Option<String>, profile: Profile, global: GlobalArgs| Ctx {
-        global,
-        matches: ctx.matches.clone(),
-        config: ctx.config.clone(),
-        profile_name: name,
-        profile,
-        out: ctx.out.clone(),
+    let view = |name: Option<String>, profile: Profile, global: GlobalArgs| {
+        Ctx::view(
+            global,
+            ctx.matches.clone(),
+            ctx.config.clone(),
+            name,
+            profile,
+            ctx.out.clone(),
+        )
     };
     let current = || Target {
         ctx: view(

@@ -18,7 +18,7 @@ pub mod rotate;
 pub mod serve;
 
 use crate::cli::{Cli, Command, GlobalArgs, OutputFormat};
-use crate::config::{self, Config, Profile};
+use crate::config::{self, Config, Given, Profile, Resolved, Source, Sourced};
 use crate::credentials;
 use crate::drivers::http_client::HttpSettings;
 use crate::drivers::{
@@ -46,6 +46,11 @@ pub struct Ctx {
     pub profile_name: Option<String>,
     pub profile: Profile,
     pub out: Out,
+    /// Which gateway, resolved once, with the source of each part.
+    pub resolved: Resolved,
+    /// Where the credential in use came from and where it goes, once a
+    /// network driver is opened; errors name it.
+    pub credential_note: std::cell::RefCell<Option<(credentials::Source, String)>>,
 }
 
 /// Parses argv, runs the command, and returns the process exit code.
@@ -70,12 +75,13 @@ pub fn main() -> i32 {
         out.fields = j.fields.clone();
         out.jq = j.jq.clone();
     }
-    let result = check_json_flags(&out)
-        .and_then(|()| Ctx::new(cli.global, matches, out))
-        .and_then(|ctx| run(&ctx, cli.command));
-    match result {
+    let ctx = match check_json_flags(&out).and_then(|()| Ctx::new(cli.global, matches, out)) {
+        Ok(ctx) => ctx,
+        Err(e) => return error::report(&e, None),
+    };
+    match run(&ctx, cli.command) {
         Ok(()) => error::exit::SUCCESS,
-        Err(e) => error::report(&e),
+        Err(e) => error::report(&e, Some(&ctx.sources())),
     }
 }
 
@@ -165,44 +171,90 @@ impl Ctx {
             .clone()
             .or_else(|| config.default_profile.clone());
         let profile = match &profile_name {
-            Some(name) => config.profile(name)?.clone(),
+            Some(name) => config
+                .profile(name)
+                .map_err(|e| {
+                    // Name where the profile's name came from.
+                    let from = match source_of(&matches, "profile") {
+                        Some(ValueSource::CommandLine) => "--profile".to_string(),
+                        Some(ValueSource::EnvVariable) => crate::env::PROFILE.to_string(),
+                        _ => format!(
+                            "default_profile in {}",
+                            Config::path()
+                                .map(|p| p.display().to_string())
+                                .unwrap_or_default()
+                        ),
+                    };
+                    e.context(format!(
+                        "profile `{name}` (from {from}) is not in the config"
+                    ))
+                })?
+                .clone(),
             None => Profile::default(),
         };
-        Ok(Ctx {
+        Ok(Ctx::view(
             global,
             matches,
             config,
             profile_name,
             profile,
             out,
-        })
+        ))
+    }
+
+    /// A context for `profile` with these options: `tok auth status` checks
+    /// each profile through one.
+    pub fn view(
+        global: GlobalArgs,
+        matches: ArgMatches,
+        config: Config,
+        profile_name: Option<String>,
+        profile: Profile,
+        out: Out,
+    ) -> Ctx {
+        let resolved = resolve(&global, &matches, &config, &profile);
+        Ctx {
+            global,
+            matches,
+            config,
+            profile_name,
+            profile,
+            out,
+            resolved,
+            credential_note: Default::default(),
+        }
+    }
+
+    /// What this run talks to, and whence, for an error report.
+    pub fn sources(&self) -> error::Sources {
+        error::Sources {
+            target: self.resolved.describe(),
+            credential: self.credential_note.borrow().clone(),
+        }
     }
 
     pub fn url(&self) -> Option<&str> {
-        self.global.url.as_deref().or(self.profile.url.as_deref())
+        self.resolved.url.as_ref().map(|u| u.value.as_str())
     }
 
-    /// flag/env > profile > (a URL means tok) > local.
+    /// flag > environment > profile; with no driver named, a URL means tok
+    /// and a data directory the local driver (see `Resolved::new`).
     pub fn driver_kind(&self) -> DriverKind {
-        self.global
-            .driver
-            .or(self.profile.driver)
-            .unwrap_or(if self.url().is_some() {
-                DriverKind::Tok
-            } else {
-                DriverKind::Local
-            })
+        self.resolved.driver.value
     }
 
     pub fn data_dir(&self) -> Result<PathBuf> {
-        match self
-            .global
-            .data_dir
-            .clone()
-            .or(self.profile.data_dir.clone())
-        {
-            Some(d) => Ok(d),
+        match &self.resolved.data_dir {
+            Some(d) => Ok(d.value.clone()),
             None => config::default_data_dir(),
+        }
+    }
+
+    /// Refuses settings that contradict each other, before a driver opens.
+    fn check_conflict(&self) -> Result<()> {
+        match &self.resolved.conflict {
+            Some((msg, hint)) => Err(UserError::usage(msg.clone()).hint(hint.clone()).into()),
+            None => Ok(()),
         }
     }
 
@@ -222,6 +274,7 @@ impl Ctx {
 
     /// The driver this run talks to.
     pub fn gateway(&self) -> Result<Box<dyn Gateway>> {
+        self.check_conflict()?;
         let kind = self.driver_kind();
         self.check_owner_flags(kind)?;
         if kind == DriverKind::Local {
@@ -324,6 +377,7 @@ impl Ctx {
             credentials::resolve_login(kind, profile, &http.base_url)?
         };
         if let Some(c) = &credential {
+            *self.credential_note.borrow_mut() = Some((c.source.clone(), http.base_url.clone()));
             // From what login or auth status learnt: no request just for this.
             credentials::expiry::warn_if_expiring(
                 &self.out,
@@ -362,9 +416,14 @@ impl Ctx {
             .map(str::to_string)
             .or(vault_addr)
             .ok_or_else(|| {
-                UserError::usage(format!("the {} driver needs a URL", kind.as_str())).hint(
-                "pass --url, set TOK_URL, or add a profile with `tok profile add NAME --url URL`",
-            )
+                UserError::usage(format!(
+                    "the {} driver (from {}) needs a URL",
+                    kind.as_str(),
+                    self.resolved.driver.source
+                ))
+                .hint(
+                    "pass --url, set TOK_URL, or add a profile with `tok profile add NAME --url URL`",
+                )
             })?;
         Ok(crate::drivers::http_client::normalize_url(&url)?)
     }
@@ -411,6 +470,41 @@ impl Ctx {
         }
         p
     }
+}
+
+/// The gateway settings of `global` and `profile`, each with its source.
+fn resolve(
+    global: &GlobalArgs,
+    matches: &ArgMatches,
+    config: &Config,
+    profile: &Profile,
+) -> Resolved {
+    let source = |id: &str, flag: &'static str, var: &'static str| match source_of(matches, id) {
+        Some(ValueSource::EnvVariable) => Source::Env(var),
+        _ => Source::Flag(flag),
+    };
+    use crate::env;
+    Resolved::new(
+        Given {
+            profile: global
+                .profile
+                .clone()
+                .map(|p| Sourced::new(p, source("profile", "--profile", env::PROFILE))),
+            driver: global
+                .driver
+                .map(|d| Sourced::new(d, source("driver", "--driver", env::DRIVER))),
+            url: global
+                .url
+                .clone()
+                .map(|u| Sourced::new(u, source("url", "--url", env::URL))),
+            data_dir: global
+                .data_dir
+                .clone()
+                .map(|d| Sourced::new(d, source("data_dir", "--data-dir", env::DATA_DIR))),
+        },
+        config,
+        profile,
+    )
 }
 
 /// Refuses, before any request, an output format that cannot carry a secret:

@@ -160,3 +160,16 @@ fn a_terminal_gets_a_table_with_relative_times() {
         "NO_COLOR is set, so no colour: {screen}"
     );
 }
+
+#[test]
+fn auth_token_is_not_shown_on_a_terminal_without_yes() {
+    let server = crate::server::Server::start();
+    let env = server.client();
+    let (code, screen) = on_tty(&env, &["auth", "token"], None, "");
+    assert_eq!(code, exit::USAGE, "{screen}");
+    assert!(!screen.contains(&server.admin), "{screen}");
+    assert!(screen.contains("--yes"), "{screen}");
+    let (code, screen) = on_tty(&env, &["auth", "token", "--yes"], None, "");
+    assert_eq!(code, 0, "{screen}");
+    assert!(screen.contains(&server.admin), "{screen}");
+}
