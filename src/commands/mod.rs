@@ -31,7 +31,7 @@ use crate::model::Created;
 use crate::output::{self, Out};
 use anyhow::{Context, Result};
 use clap::parser::ValueSource;
-use clap::{ArgMatches, CommandFactory, FromArgMatches};
+use clap::{ArgMatches, FromArgMatches};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -56,7 +56,12 @@ pub struct Ctx {
 /// Parses argv, runs the command, and returns the process exit code.
 pub fn main() -> i32 {
     crate::completion::handle_env();
-    let matches = match Cli::command().try_get_matches() {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.len() == 3 && args[1] == "help" && args[2] == "exit-codes" {
+        println!("{}", crate::cli::EXIT_CODES_HELP);
+        return error::exit::SUCCESS;
+    }
+    let matches = match crate::cli::command_for(&args).try_get_matches_from(&args) {
         Ok(m) => m,
         Err(e) => return usage_error(e),
     };

@@ -9,6 +9,7 @@ mod completions;
 mod doubles;
 mod errors;
 mod gateways;
+mod help;
 mod lifecycle;
 mod oauth2;
 mod openapi;
