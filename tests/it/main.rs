@@ -16,6 +16,7 @@ mod openapi;
 mod output;
 mod people;
 mod proxy;
+mod readme;
 mod schema;
 mod serve;
 mod server;
