@@ -903,14 +903,7 @@ pub fn command_for(args: &[std::ffi::OsString]) -> clap::Command {
     for g in globals {
         cmd = cmd.mut_arg(g, |a| a.hide(true));
     }
-    let names: Vec<String> = cmd
-        .get_subcommands()
-        .map(|s| s.get_name().to_string())
-        .collect();
-    for n in names {
-        cmd = cmd.mut_subcommand(n, with_global_pointer);
-    }
-    cmd
+    each_subcommand(cmd, with_global_pointer)
 }
 
 /// Whether `args` ask for a subcommand's help: `tok SUB ... --help`, `-h`,
@@ -930,15 +923,8 @@ fn with_global_pointer(cmd: clap::Command) -> clap::Command {
         Some(after) => format!("{after}\n\n{GLOBAL_POINTER}"),
         None => GLOBAL_POINTER.to_string(),
     };
-    let mut cmd = cmd.after_help(GLOBAL_POINTER).after_long_help(long);
-    let names: Vec<String> = cmd
-        .get_subcommands()
-        .map(|s| s.get_name().to_string())
-        .collect();
-    for n in names {
-        cmd = cmd.mut_subcommand(n, with_global_pointer);
-    }
-    cmd
+    let cmd = cmd.after_help(GLOBAL_POINTER).after_long_help(long);
+    each_subcommand(cmd, with_global_pointer)
 }
 
 /// Moves a command's `Examples:` from its description to after its options,
@@ -952,12 +938,17 @@ fn examples_last(mut cmd: clap::Command) -> clap::Command {
                 .after_long_help(examples.trim().to_string());
         }
     }
+    each_subcommand(cmd, examples_last)
+}
+
+/// `cmd` with `f` applied to each of its direct subcommands.
+fn each_subcommand(mut cmd: clap::Command, f: fn(clap::Command) -> clap::Command) -> clap::Command {
     let names: Vec<String> = cmd
         .get_subcommands()
         .map(|s| s.get_name().to_string())
         .collect();
     for n in names {
-        cmd = cmd.mut_subcommand(n, examples_last);
+        cmd = cmd.mut_subcommand(n, f);
     }
     cmd
 }

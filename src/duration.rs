@@ -149,12 +149,14 @@ pub fn rough(secs: u64) -> String {
 const UNITS: [(&str, u64); 4] = [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)];
 
 fn rough_ms(ms: u64) -> String {
-    // To the nearest second first: a token made with --ttl 15m has 14m59.9s
-    // left when it is shown, and that is 15m to a person.
-    let secs = ms.saturating_add(500) / 1000;
-    for (unit, size) in UNITS {
-        if secs >= size {
-            return format!("{}{unit}", (secs + size / 2) / size);
+    // A unit is reached when the span, rounded to the next smaller unit, is at
+    // least one of it: a token made with --ttl 1d has 23h59m59s left when it
+    // is shown, and that is 1d to a person (and --ttl 15m is 15m).
+    for (i, (unit, size)) in UNITS.iter().enumerate() {
+        let smaller = UNITS.get(i + 1).map_or(1, |(_, s)| *s);
+        let size_ms = size * 1000;
+        if ms.saturating_add(smaller * 500) >= size_ms {
+            return format!("{}{unit}", (ms + size_ms / 2) / size_ms);
         }
     }
     "0s".into()
@@ -254,6 +256,19 @@ mod tests {
             "in 15m"
         );
         assert_eq!(relative(now + TimeDelta::days(1) - ms(80), now), "in 1d");
+        assert_eq!(relative(now + TimeDelta::days(1) - ms(5_000), now), "in 1d");
+        assert_eq!(
+            relative(now + TimeDelta::minutes(15) - ms(20_000), now),
+            "in 15m"
+        );
+        assert_eq!(
+            relative(now + TimeDelta::minutes(100) - ms(20_000), now),
+            "in 2h"
+        );
+        assert_eq!(
+            relative(now + TimeDelta::minutes(59) + ms(40_000), now),
+            "in 1h"
+        );
         assert_eq!(relative(now + TimeDelta::hours(23), now), "in 23h");
         assert_eq!(relative(now - TimeDelta::days(3), now), "3d ago");
         assert_eq!(relative(now + ms(200), now), "now");

@@ -228,15 +228,23 @@ pub fn report(err: &anyhow::Error, sources: Option<&Sources>) -> i32 {
     if let Some(src) = sources.filter(|_| from_gateway(err)) {
         use crate::credentials::Source as Cred;
         let _ = writeln!(out, "  talking to: {}", src.target);
-        match (&src.credential, kind) {
-            (Some((Cred::Env(var), url)), Kind::Auth) => {
+        // Rejected (401): the credential itself is wrong; forbidden (403):
+        // it works but may not do this, and the driver's hint says why.
+        let rejected = err.chain().any(|c| {
+            matches!(
+                c.downcast_ref::<DriverError>(),
+                Some(DriverError::Unauthorized(_))
+            )
+        });
+        match &src.credential {
+            Some((Cred::Env(var), url)) if rejected => {
                 let url = crate::drivers::http_client::display_url(url);
                 let _ = writeln!(out, "  the credential from {var} was rejected by {url}");
                 hint = Some(format!(
                     "{var} is set, and {url} does not accept it: check its value, or unset {var} to use the credential `tok login` stored"
                 ));
             }
-            (Some((source, url)), Kind::Auth) => {
+            Some((source, url)) if rejected => {
                 let url = crate::drivers::http_client::display_url(url);
                 let _ = writeln!(
                     out,
@@ -245,6 +253,9 @@ pub fn report(err: &anyhow::Error, sources: Option<&Sources>) -> i32 {
                 hint = Some(format!(
                     "store a working one with `tok login` for {url}, or set TOK_ADMIN_TOKEN"
                 ));
+            }
+            Some((source, _)) if kind == Kind::Auth => {
+                let _ = writeln!(out, "  credential: from the {source}");
             }
             _ => {}
         }

@@ -12,23 +12,23 @@ use serde::Serialize;
 #[derive(Serialize)]
 struct Row {
     driver: &'static str,
-    about: &'static str,
     capabilities: Capabilities,
+    about: &'static str,
 }
 
 impl Record for Row {
     const COLUMNS: &'static [Column] = &[
         col("driver", "DRIVER", Show::Always, 0),
-        col("about", "ABOUT", Show::Fit, 2),
         col("capabilities", "CAN", Show::Always, 1),
+        col("about", "ABOUT", Show::Fit, 2),
     ];
     const NONE: &'static str = "no drivers";
 
     fn cell(&self, i: usize, _human: bool) -> Cell {
         match i {
             0 => Cell::Text(self.driver.into()),
-            1 => Cell::Text(self.about.into()),
-            _ => Cell::Text(self.capabilities.names().join(",")),
+            1 => Cell::Text(self.capabilities.names().join(",")),
+            _ => Cell::Text(self.about.into()),
         }
     }
 }

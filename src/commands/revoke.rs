@@ -294,7 +294,7 @@ pub fn run(ctx: &Ctx, args: RevokeArgs) -> Result<()> {
     if bulk {
         let count = |o: &str| reports.iter().filter(|r| r.outcome == o).count();
         ctx.out.info(format!(
-            "revoked {}, already revoked {}, failed {}",
+            "done: {} revoked, {} already revoked, {} failed",
             count("revoked"),
             count("already_revoked"),
             failures.len()

@@ -137,7 +137,7 @@ fn bulk_revoke_on_a_terminal_says_how_many_and_sums_up() {
     );
     assert!(screen.contains("... and 2 more"), "{screen}");
     assert!(
-        screen.contains("revoked 7, already revoked 0, failed 0"),
+        screen.contains("done: 7 revoked, 0 already revoked, 0 failed"),
         "{screen}"
     );
     for id in &ids {
