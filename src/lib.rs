@@ -11,6 +11,7 @@ pub mod drivers;
 pub mod duration;
 pub mod env;
 pub mod error;
+pub mod help;
 pub mod jq;
 pub mod man;
 pub mod model;

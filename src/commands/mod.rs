@@ -61,7 +61,7 @@ pub fn main() -> i32 {
         println!("{}", crate::cli::EXIT_CODES_HELP);
         return error::exit::SUCCESS;
     }
-    let matches = match crate::cli::command_for(&args).try_get_matches_from(&args) {
+    let matches = match crate::help::command_for(&args).try_get_matches_from(&args) {
         Ok(m) => m,
         Err(e) => return usage_error(e),
     };
