@@ -12,6 +12,7 @@ pub mod duration;
 pub mod env;
 pub mod error;
 pub mod help;
+pub mod jose;
 pub mod jq;
 pub mod man;
 pub mod model;

@@ -6,6 +6,7 @@ pub mod complete;
 pub mod completions;
 pub mod create;
 pub mod drivers;
+pub mod federated;
 pub mod generate;
 pub mod inspect;
 pub mod list;

@@ -159,6 +159,9 @@ impl Cursor {
     }
 }
 
+/// A token's use count and last-used time after a spent use.
+pub type Spent = (u64, Option<DateTime<Utc>>);
+
 pub struct Store {
     conn: Connection,
     path: PathBuf,
@@ -487,7 +490,7 @@ impl Store {
         &self,
         id: &str,
         now: DateTime<Utc>,
-    ) -> Result<std::result::Result<(u64, Option<DateTime<Utc>>), Refusal>> {
+    ) -> Result<std::result::Result<Spent, Refusal>> {
         let now_ms = now.timestamp_millis();
         let spent: Option<(i64, Option<i64>)> = self
             .conn

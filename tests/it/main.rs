@@ -9,6 +9,7 @@ mod common;
 mod completions;
 mod doubles;
 mod errors;
+mod federation;
 mod gateways;
 mod help;
 mod lifecycle;
