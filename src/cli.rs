@@ -393,7 +393,7 @@ pub struct RotateArgs {
     pub no_newline: bool,
 }
 
-/// Extend a live token's lifetime, on gateways that can (vault, apipark, kong, tyk)
+/// Extend a live token's lifetime, on gateways that can (vault, apipark, kong, apisix, tyk)
 ///
 /// The token keeps its secret; the gateway sets its new expiry, at most its
 /// maximum lifetime (a capped renewal is reported on stderr). Prints the

@@ -4,8 +4,8 @@
 //! where it came from so that an error can say "from TOK_URL" or "from
 //! profile `prod`" (ripgrep's lowargs → hiargs shape).
 
-use crate::drivers::DriverKind;
 use crate::error::UserError;
+use crate::registry::DriverKind;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -23,7 +23,8 @@ pub mod router;
 pub mod routes;
 pub mod state;
 pub mod tls;
-pub mod wire;
+/// The admin API's wire types live beside the server, shared with the `tok` driver.
+pub use crate::wire;
 
 use crate::duration::Ttl;
 use crate::error::{Kind, UserError};

@@ -7,6 +7,7 @@ mod auth;
 mod auth_server;
 mod common;
 mod completions;
+mod conformance;
 mod doubles;
 mod errors;
 mod federation;
