@@ -162,9 +162,6 @@ impl Cursor {
     }
 }
 
-/// A token's use count and last-used time after a spent use.
-pub type Spent = (u64, Option<DateTime<Utc>>);
-
 pub struct Store {
     conn: Connection,
     path: PathBuf,
