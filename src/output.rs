@@ -263,6 +263,9 @@ mod tests {
             revoked_by: None,
             revoke_reason: Some("\u{1b}[31mred".into()),
             fingerprint: "tok_abcdef…".into(),
+            rate: None,
+            quota: None,
+            allow_ip: Vec::new(),
         }
     }
 
