@@ -132,11 +132,10 @@ const TSV_HEADER: &[&str] = &[
     "revoke_reason",
 ];
 
+/// One TSV field: tab, newline, backslash and every other unsafe character
+/// escaped (`crate::text::terminal_safe`).
 fn tsv_field(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('\t', "\\t")
-        .replace('\n', "\\n")
-        .replace('\r', "\\r")
+    crate::text::terminal_safe(s).into_owned()
 }
 
 fn tsv_row(t: &Token) -> String {
@@ -191,6 +190,7 @@ fn plain_cells(t: &Token) -> [String; 9] {
         t.created_by.clone().unwrap_or_else(|| "-".into()),
         t.fingerprint.clone(),
     ]
+    .map(|c| crate::text::terminal_safe(&c).into_owned())
 }
 
 fn table_cells(t: &Token, now: DateTime<Utc>) -> [String; 9] {
@@ -431,7 +431,7 @@ pub fn write_details(w: &mut dyn Write, t: &Token, now: DateTime<Utc>) -> io::Re
     }
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (k, v) in rows {
-        writeln!(w, "{k:<width$}  {v}")?;
+        writeln!(w, "{k:<width$}  {}", crate::text::terminal_safe(&v))?;
     }
     Ok(())
 }

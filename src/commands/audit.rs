@@ -7,6 +7,7 @@ use crate::error::UserError;
 use crate::output::{self, rfc3339};
 use crate::secret;
 use crate::store::audit::{AuditFilter, Entry};
+use crate::text;
 use anyhow::Result;
 use chrono::Utc;
 use std::io::{BufWriter, Write};
@@ -100,8 +101,10 @@ const COLUMNS: [&str; 12] = [
     "reason",
 ];
 
+/// The TSV cells; every text field made safe by `text::terminal_safe`, which
+/// also escapes tab and newline.
 fn cells(e: &Entry) -> [String; 12] {
-    let o = |s: &Option<String>| s.clone().unwrap_or_default();
+    let o = |s: &Option<String>| s.as_deref().map(safe).unwrap_or_default();
     [
         e.seq.to_string(),
         rfc3339(e.at),
@@ -120,19 +123,26 @@ fn cells(e: &Entry) -> [String; 12] {
     ]
 }
 
-/// One line for people: what happened to which token, then the details.
+/// A field a client or a gateway chose (a path, a reason, a name), as one
+/// line with no control, bidi or invisible character left raw.
+fn safe(s: &str) -> String {
+    text::terminal_safe(s).into_owned()
+}
+
+/// One line for people: what happened to which token, then the details. Every
+/// text field goes through `safe`: a client of the proxy chooses the path.
 fn plain(e: &Entry) -> String {
     let mut line = format!(
         "{}  {:<10}  {:<15}",
         rfc3339(e.at),
         e.event.as_str(),
-        e.token_id.as_deref().unwrap_or("-")
+        safe(e.token_id.as_deref().unwrap_or("-"))
     );
     if let Some(d) = e.decision {
         line.push_str(&format!("  {:<5}", d.as_str()));
     }
     if let (Some(m), Some(p)) = (&e.method, &e.path) {
-        line.push_str(&format!("  {m} {p}"));
+        line.push_str(&format!("  {} {}", safe(m), safe(p)));
     }
     if let Some(s) = e.upstream_status {
         line.push_str(&format!(" -> {s}"));
@@ -141,13 +151,13 @@ fn plain(e: &Entry) -> String {
         line.push_str(&format!(" {l}ms"));
     }
     if let Some(c) = &e.client {
-        line.push_str(&format!(" from {c}"));
+        line.push_str(&format!(" from {}", safe(c)));
     }
     if let Some(a) = &e.actor {
-        line.push_str(&format!("  by {a}"));
+        line.push_str(&format!("  by {}", safe(a)));
     }
     if let Some(r) = &e.reason {
-        line.push_str(&format!("  ({r})"));
+        line.push_str(&format!("  ({})", safe(r)));
     }
     line
 }
@@ -183,11 +193,7 @@ impl<W: Write> AuditWriter<W> {
                 if self.count == 0 {
                     writeln!(self.w, "{}", COLUMNS.join("\t"))?;
                 }
-                let row: Vec<String> = cells(e)
-                    .iter()
-                    .map(|c| c.replace('\t', "\\t").replace('\n', "\\n"))
-                    .collect();
-                writeln!(self.w, "{}", row.join("\t"))?;
+                writeln!(self.w, "{}", cells(e).join("\t"))?;
             }
             _ => writeln!(self.w, "{}", plain(e))?,
         }

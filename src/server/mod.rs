@@ -14,6 +14,7 @@ pub mod error;
 pub mod extract;
 pub mod listen;
 pub mod oauth;
+pub mod path;
 pub mod proxy;
 pub mod router;
 pub mod routes;

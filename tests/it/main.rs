@@ -9,6 +9,7 @@ mod completions;
 mod doubles;
 mod errors;
 mod gateways;
+mod hostile;
 mod lifecycle;
 mod oauth2;
 mod openapi;

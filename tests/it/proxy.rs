@@ -11,19 +11,19 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use std::io::Write;
 
-struct Gate {
-    server: Server,
-    upstream: Upstream,
-    proxy: String,
-    http: Client,
+pub(crate) struct Gate {
+    pub server: Server,
+    pub upstream: Upstream,
+    pub proxy: String,
+    pub http: Client,
 }
 
 impl Gate {
-    fn start(routes: Option<&str>) -> Gate {
+    pub(crate) fn start(routes: Option<&str>) -> Gate {
         Self::start_with(routes, &[])
     }
 
-    fn start_with(routes: Option<&str>, extra: &[&str]) -> Gate {
+    pub(crate) fn start_with(routes: Option<&str>, extra: &[&str]) -> Gate {
         let upstream = Upstream::start();
         let routes_file = routes.map(|r| {
             let mut f = tempfile::NamedTempFile::new().unwrap();
@@ -50,11 +50,11 @@ impl Gate {
     }
 
     /// A token from the admin API; returns (id, secret).
-    fn token(&self, args: &[&str]) -> (String, String) {
+    pub(crate) fn token(&self, args: &[&str]) -> (String, String) {
         self.server.client().create_json(args)
     }
 
-    fn get(&self, path: &str, secret: Option<&str>) -> reqwest::blocking::Response {
+    pub(crate) fn get(&self, path: &str, secret: Option<&str>) -> reqwest::blocking::Response {
         let mut r = self.http.get(format!("{}{path}", self.proxy));
         if let Some(s) = secret {
             r = r.bearer_auth(s);
@@ -64,7 +64,7 @@ impl Gate {
 
     /// The audit trail once `ready` holds for it: the writer batches, so the
     /// test waits for what it expects (up to a guard against hanging).
-    fn audit_until(&self, ready: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    pub(crate) fn audit_until(&self, ready: impl Fn(&[Value]) -> bool) -> Vec<Value> {
         let env = self.server.local();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         loop {
@@ -81,7 +81,7 @@ impl Gate {
 /// A GET sent byte for byte as written (HTTP clients resolve `..` and `%2e`
 /// before sending, which would hide what the proxy must handle). Returns the
 /// status and body.
-fn raw_get(base: &str, path: &str, secret: &str) -> (u16, String) {
+pub(crate) fn raw_get(base: &str, path: &str, secret: &str) -> (u16, String) {
     use std::io::Read;
     let host = base.trim_start_matches("http://");
     let mut conn = std::net::TcpStream::connect(host).unwrap();
