@@ -645,7 +645,7 @@ pub struct ServeArgs {
     )]
     pub upstream_timeout: Ttl,
 
-    /// Delete audit entries older than this.
+    /// Delete request entries (the proxy's decisions, introspections) older than this.
     #[arg(
         long,
         value_name = "DURATION",
@@ -654,9 +654,24 @@ pub struct ServeArgs {
     )]
     pub audit_max_age: Ttl,
 
-    /// Keep at most this many audit entries (the oldest go first).
+    /// Keep at most this many request entries (the oldest go first).
+    ///
+    /// Admin actions are counted apart and never evicted by requests.
     #[arg(long, value_name = "N", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..), help_heading = "Audit trail")]
     pub audit_max_rows: u64,
+
+    /// Delete admin actions (create, revoke, rotate) older than this.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "730d",
+        help_heading = "Audit trail"
+    )]
+    pub audit_admin_max_age: Ttl,
+
+    /// Keep at most this many admin actions (the oldest go first).
+    #[arg(long, value_name = "N", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..), help_heading = "Audit trail")]
+    pub audit_admin_max_rows: u64,
 }
 
 #[derive(Debug, Subcommand)]

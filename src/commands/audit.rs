@@ -86,7 +86,7 @@ pub fn run(ctx: &Ctx, args: AuditArgs) -> Result<()> {
     }
 }
 
-const COLUMNS: [&str; 12] = [
+const COLUMNS: [&str; 13] = [
     "seq",
     "at",
     "event",
@@ -99,11 +99,12 @@ const COLUMNS: [&str; 12] = [
     "client",
     "actor",
     "reason",
+    "count",
 ];
 
 /// The TSV cells; every text field made safe by `text::terminal_safe`, which
 /// also escapes tab and newline.
-fn cells(e: &Entry) -> [String; 12] {
+fn cells(e: &Entry) -> [String; 13] {
     let o = |s: &Option<String>| s.as_deref().map(safe).unwrap_or_default();
     [
         e.seq.to_string(),
@@ -120,6 +121,7 @@ fn cells(e: &Entry) -> [String; 12] {
         o(&e.client),
         o(&e.actor),
         o(&e.reason),
+        e.count.to_string(),
     ]
 }
 
@@ -158,6 +160,9 @@ fn plain(e: &Entry) -> String {
     }
     if let Some(r) = &e.reason {
         line.push_str(&format!("  ({})", safe(r)));
+    }
+    if e.count > 1 {
+        line.push_str(&format!("  x{}", e.count));
     }
     line
 }

@@ -845,6 +845,7 @@ mod tests {
         let r = Retention {
             max_age_secs: 86_400,
             max_rows: 3,
+            ..Retention::default()
         };
         assert_eq!(s.prune_audit(r, now).unwrap(), 3);
         let mut left = Vec::new();
@@ -854,6 +855,48 @@ mod tests {
         })
         .unwrap();
         assert_eq!(left, [4, 5, 6]);
+    }
+
+    #[test]
+    fn request_floods_never_evict_admin_actions() {
+        let (_d, s) = store();
+        let now = Utc::now();
+        let admin: Vec<Entry> = [Event::Create, Event::Revoke, Event::Rotate]
+            .into_iter()
+            .map(|ev| Entry::new(ev, now - TimeDelta::days(100)))
+            .collect();
+        s.record(&admin).unwrap();
+        let flood: Vec<Entry> = (0..50)
+            .flat_map(|_| [Event::Request, Event::Introspect])
+            .map(|ev| Entry::new(ev, now))
+            .collect();
+        s.record(&flood).unwrap();
+        let r = Retention {
+            max_age_secs: 90 * 86_400,
+            max_rows: 10,
+            ..Retention::default()
+        };
+        assert_eq!(s.prune_audit(r, now).unwrap(), 90);
+        let mut left = Vec::new();
+        s.audit::<StoreError>(&Default::default(), &mut |e| {
+            left.push(e.event);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(left.len(), 13);
+        assert_eq!(left[..3], [Event::Create, Event::Revoke, Event::Rotate]);
+        // Admin actions go by their own limits only.
+        let r = Retention {
+            admin_max_age_secs: 30 * 86_400,
+            ..r
+        };
+        assert_eq!(s.prune_audit(r, now).unwrap(), 3);
+        let r = Retention {
+            admin_max_rows: 1,
+            ..Retention::default()
+        };
+        s.record(&admin).unwrap();
+        assert_eq!(s.prune_audit(r, now).unwrap(), 2);
     }
 
     #[test]

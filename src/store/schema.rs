@@ -41,4 +41,8 @@ pub const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX audit_at ON audit (at);
     CREATE INDEX audit_token ON audit (token_id, seq);",
+    // 3: repeated identical denials kept as one entry with a count; request
+    // and admin entries pruned apart (by event), each with its own caps
+    "ALTER TABLE audit ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
+    CREATE INDEX audit_event ON audit (event, seq);",
 ];

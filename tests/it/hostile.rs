@@ -190,3 +190,42 @@ fn what_a_gateway_returns_is_made_safe_before_printing() {
     let json = env.inspect_json(&id);
     assert_eq!(json["name"], hostile);
 }
+
+#[test]
+fn anonymous_traffic_never_erases_admin_history() {
+    let mut gate = Gate::start_with(None, &["--audit-max-rows", "5"]);
+    let (a, _) = gate.token(&["--ttl", "1h", "--name", "a"]);
+    let (b, _) = gate.token(&["--ttl", "1h", "--name", "b"]);
+    for i in 0..30 {
+        assert_eq!(anonymous_get(&gate.proxy, &format!("/n{i}")), 401);
+    }
+    for _ in 0..50 {
+        assert_eq!(anonymous_get(&gate.proxy, "/same"), 401);
+    }
+    let counted = |e: &[Value], path: Option<&str>| -> u64 {
+        e.iter()
+            .filter(|e| e["event"] == "request" && path.is_none_or(|p| e["path"] == p))
+            .map(|e| e["count"].as_u64().unwrap())
+            .sum()
+    };
+    let entries = gate.audit_until(|e| counted(e, None) == 80);
+    assert_eq!(counted(&entries, None), 80, "every denial is counted");
+    assert_eq!(counted(&entries, Some("/same")), 50);
+    // The repeated denial is kept as fewer rows than requests.
+    let same_rows = entries.iter().filter(|e| e["path"] == "/same").count();
+    assert!(same_rows < 50, "{same_rows} rows for 50 identical denials");
+
+    // Retention runs on its own timer: at start, with no traffic at all.
+    gate.server.restart();
+    let requests = |e: &[Value]| e.iter().filter(|e| e["event"] == "request").count();
+    let entries = gate.audit_until(|e| requests(e) <= 5);
+    assert_eq!(requests(&entries), 5, "the request cap applies");
+    let created: Vec<&str> = entries
+        .iter()
+        .filter(|e| e["event"] == "create")
+        .filter_map(|e| e["token_id"].as_str())
+        .collect();
+    // `tok serve init`'s admin token, then a and b.
+    assert_eq!(created.len(), 3, "admin actions stay: {created:?}");
+    assert_eq!(created[1..], [a.as_str(), b.as_str()]);
+}
