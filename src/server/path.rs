@@ -57,6 +57,13 @@ pub fn encode_path(path: &str) -> String {
         .join("/")
 }
 
+/// A path as the audit trail keeps it: at most 512 characters, a segment that
+/// looks like a tok secret masked (as in the admin API's log), never a query.
+pub fn audit_path(path: &str) -> String {
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    super::router::redact_path(path).chars().take(512).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

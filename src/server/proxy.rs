@@ -11,7 +11,7 @@
 //! audit writer, off the request path.
 
 use super::audit_writer::AuditSink;
-use super::path::{canonical_path, encode_path};
+use super::path::{audit_path, canonical_path, encode_path};
 use super::routes::Routes;
 use super::state::Pool;
 use crate::secret::Secret;
@@ -167,7 +167,7 @@ async fn handle(
     entry.method = Some(method.to_string());
     entry.client = Some(client.ip().to_string());
     let Some(path) = canonical_path(req.uri().path()) else {
-        entry.path = Some(req.uri().path().chars().take(512).collect());
+        entry.path = Some(audit_path(req.uri().path()));
         entry.decision = Some(Decision::Deny);
         entry.reason = Some("path cannot be made canonical".into());
         p.audit.entry(entry).await;
@@ -177,7 +177,7 @@ async fn handle(
             "the path has an encoded `/`, `\\` or NUL, or `..` above the root",
         );
     };
-    entry.path = Some(path.clone());
+    entry.path = Some(audit_path(&path));
     let path_and_query = match req.uri().query() {
         Some(q) => format!("{}?{q}", encode_path(&path)),
         None => encode_path(&path),
@@ -300,6 +300,9 @@ async fn handle(
                     format!("the upstream {base} could not be reached"),
                 )
             };
+            // reqwest's message names the URL with its query, which may hold a
+            // credential (`?access_token=`).
+            let e = e.without_url();
             tracing::warn!(upstream = %base, error = %e, "upstream failed");
             entry.upstream_status = Some(status.as_u16());
             entry.reason = Some(message.clone());

@@ -229,3 +229,48 @@ fn anonymous_traffic_never_erases_admin_history() {
     assert_eq!(created.len(), 3, "admin actions stay: {created:?}");
     assert_eq!(created[1..], [a.as_str(), b.as_str()]);
 }
+
+#[test]
+fn secrets_in_urls_reach_neither_the_log_nor_the_audit_trail() {
+    // Routes to a port nobody listens on: the upstream fails, which is when
+    // the log used to name the full URL.
+    let closed = crate::servers::free_port();
+    let gate = Gate::start_with(
+        Some(&format!(
+            "[[route]]\npath = \"/down/**\"\nupstream = \"http://127.0.0.1:{closed}\"\n"
+        )),
+        &["-vv"],
+    );
+    let (_, secret) = gate.token(&["--ttl", "1h"]);
+    let (_, other) = gate.token(&["--ttl", "1h"]);
+    let upper = other.to_uppercase();
+    for path in [
+        format!("/down/x?access_token={other}"),
+        format!("/down/{other}/y?k=v"),
+        format!("/down/a%2F{other}"),
+        format!("/up/{upper}?q={other}"),
+        format!("/up/%74ok_{}", &other[4..]),
+    ] {
+        let r = gate.get(&path, Some(&secret));
+        assert!(
+            r.status().as_u16() >= 400 || path.starts_with("/up"),
+            "{path}"
+        );
+    }
+    let entries = gate.audit_until(|e| e.iter().filter(|e| e["event"] == "request").count() >= 5);
+    let trail = serde_json::to_string(&entries).unwrap();
+    let logs = gate.server.logs();
+    assert!(logs.contains("upstream failed"), "{logs}");
+    for (what, text) in [("audit trail", &trail), ("server log", &logs)] {
+        for needle in [&other[4..], &upper[4..], "access_token", "k=v"] {
+            assert!(
+                !text.contains(needle),
+                "the {what} holds {needle:?}:\n{text}"
+            );
+        }
+    }
+    // Nor the store's files, the WAL included.
+    let bytes = all_bytes_under(&gate.server.data_dir);
+    assert!(!contains_bytes(&bytes, other[4..].as_bytes()));
+    assert!(!contains_bytes(&bytes, b"access_token"));
+}
