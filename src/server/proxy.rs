@@ -11,7 +11,7 @@
 //! audit writer, off the request path.
 
 use super::audit_writer::AuditSink;
-use super::path::{audit_path, canonical_path, encode_path};
+use super::path::{audit_path, canonical_path, encode_path, Refused};
 use super::routes::Routes;
 use super::state::Pool;
 use crate::secret::Secret;
@@ -19,9 +19,12 @@ use crate::store::audit::{Decision, Entry, Event};
 use crate::store::{Admission, Spend, StoreError};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State as AxState};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
+use axum::http::{
+    header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode,
+};
 use chrono::Utc;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -156,6 +159,62 @@ impl Proxy {
     }
 }
 
+/// A request refused before any token is looked at: status, code, message.
+type Refusal = (StatusCode, &'static str, &'static str);
+
+fn refused_path(why: Refused) -> Refusal {
+    (StatusCode::BAD_REQUEST, "invalid_request", why.message())
+}
+
+/// What the proxy refuses whatever the token: a method that is not forwarded
+/// (CONNECT tunnels past the routes, TRACE echoes headers back), and requests
+/// whose meaning depends on which of two headers a server reads (two
+/// `Authorization` headers, no `Host` or two; RFC 9110 7.2, RFC 9112 3.2).
+fn check_request(method: &Method, headers: &HeaderMap) -> Result<(), Refusal> {
+    if method == Method::CONNECT || method == Method::TRACE {
+        return Err((
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "the proxy does not forward CONNECT or TRACE",
+        ));
+    }
+    if headers.get_all(header::AUTHORIZATION).iter().count() > 1 {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the request has more than one Authorization header; send one",
+        ));
+    }
+    if headers.get_all(header::HOST).iter().count() != 1 {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the request needs exactly one Host header",
+        ));
+    }
+    Ok(())
+}
+
+/// Headers a client may send that the upstream must not believe: what the
+/// proxy says about the request (`X-Tok-*`, forwarding headers) is the
+/// proxy's alone, and the rewrite headers some frameworks honour
+/// (`X-Original-URL`, `X-Rewrite-URL`, `X-Forwarded-Prefix`) would route the
+/// upstream by a path the proxy never checked.
+fn client_may_not_send(name: &str) -> bool {
+    name.starts_with("x-tok-")
+        || matches!(
+            name,
+            "forwarded"
+                | "x-real-ip"
+                | "x-forwarded-for"
+                | "x-forwarded-proto"
+                | "x-forwarded-host"
+                | "x-forwarded-prefix"
+                | "x-original-url"
+                | "x-rewrite-url"
+        )
+}
+
 async fn handle(
     AxState(p): AxState<Arc<Proxy>>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
@@ -166,16 +225,17 @@ async fn handle(
     let mut entry = Entry::new(Event::Request, Utc::now());
     entry.method = Some(method.to_string());
     entry.client = Some(client.ip().to_string());
-    let Some(path) = canonical_path(req.uri().path()) else {
-        entry.path = Some(audit_path(req.uri().path()));
-        entry.decision = Some(Decision::Deny);
-        entry.reason = Some("path cannot be made canonical".into());
-        p.audit.entry(entry).await;
-        return json_response(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "the path has an encoded `/`, `\\` or NUL, or `..` above the root",
-        );
+    let checked = check_request(&method, req.headers())
+        .and_then(|()| canonical_path(req.uri().path()).map_err(refused_path));
+    let path = match checked {
+        Ok(path) => path,
+        Err((status, code, why)) => {
+            entry.path = Some(audit_path(req.uri().path()));
+            entry.decision = Some(Decision::Deny);
+            entry.reason = Some(why.into());
+            p.audit.entry(entry).await;
+            return json_response(status, code, why);
+        }
     };
     entry.path = Some(audit_path(&path));
     let path_and_query = match req.uri().query() {
@@ -239,18 +299,9 @@ async fn handle(
     let mut headers = forwardable(&parts.headers);
     headers.remove(header::AUTHORIZATION);
     headers.remove(header::HOST);
-    // What the proxy says about the request is the proxy's alone: a client's
-    // own X-Tok-* or forwarding headers never reach the upstream.
     let strip: Vec<HeaderName> = headers
         .keys()
-        .filter(|k| {
-            let k = k.as_str();
-            k.starts_with("x-tok-")
-                || matches!(
-                    k,
-                    "forwarded" | "x-real-ip" | "x-forwarded-proto" | "x-forwarded-host"
-                )
-        })
+        .filter(|k| client_may_not_send(k.as_str()))
         .cloned()
         .collect();
     for k in strip {
@@ -262,32 +313,35 @@ async fn handle(
     if let Ok(v) = HeaderValue::from_str(&token.scopes.join(" ")) {
         headers.insert(SCOPES_HEADER, v);
     }
-    let forwarded_for = match parts
-        .headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-    {
-        Some(prev) => format!("{prev}, {}", client.ip()),
-        None => client.ip().to_string(),
-    };
-    if let Ok(v) = HeaderValue::from_str(&forwarded_for) {
+    // The client's own X-Forwarded-For is replaced, not appended to: the
+    // upstream gets the one address the proxy saw.
+    if let Ok(v) = HeaderValue::from_str(&client.ip().to_string()) {
         headers.insert("x-forwarded-for", v);
     }
     if let Some(host) = parts.headers.get(header::HOST) {
         headers.insert("x-forwarded-host", host.clone());
     }
     headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    let body_failed = Arc::new(AtomicBool::new(false));
     let upstream = p
         .client
         .request(parts.method, &url)
         .headers(headers)
-        .body(reqwest::Body::wrap_stream(body.into_data_stream()))
+        .body(reqwest::Body::wrap_stream(client_body(body, &body_failed)))
         .send()
         .await;
     let resp = match upstream {
         Ok(r) => r,
         Err(e) => {
-            let (status, code, message) = if e.is_timeout() {
+            let (status, code, message) = if body_failed.load(Ordering::Relaxed) {
+                // The client's body broke off or was malformed (bad chunked
+                // framing): the client's fault, not the upstream's.
+                (
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "the request body is malformed or was cut off".to_string(),
+                )
+            } else if e.is_timeout() {
                 (
                     StatusCode::GATEWAY_TIMEOUT,
                     "upstream_timeout",
@@ -304,7 +358,9 @@ async fn handle(
             // credential (`?access_token=`).
             let e = e.without_url();
             tracing::warn!(upstream = %base, error = %e, "upstream failed");
-            entry.upstream_status = Some(status.as_u16());
+            if status != StatusCode::BAD_REQUEST {
+                entry.upstream_status = Some(status.as_u16());
+            }
             entry.reason = Some(message.clone());
             entry.latency_ms = Some(started.elapsed().as_millis() as u64);
             p.audit.entry(entry).await;
@@ -320,6 +376,18 @@ async fn handle(
     *out.headers_mut() = forwardable(resp.headers());
     *out.body_mut() = Body::from_stream(resp.bytes_stream());
     out
+}
+
+/// The client's body as a stream for the upstream, noting in `failed` when
+/// reading it fails, so that the failure is answered as the client's.
+fn client_body(
+    body: Body,
+    failed: &Arc<AtomicBool>,
+) -> impl futures_util::Stream<Item = Result<axum::body::Bytes, axum::Error>> {
+    use futures_util::TryStreamExt;
+    let failed = Arc::clone(failed);
+    body.into_data_stream()
+        .inspect_err(move |_| failed.store(true, Ordering::Relaxed))
 }
 
 /// The headers of `h` that may cross this hop.
