@@ -211,7 +211,7 @@ pub struct CreateArgs {
 #[derive(Debug, Clone, Default, Args)]
 pub struct FilterArgs {
     /// Tokens whose name matches this glob (`deploy-*`).
-    #[arg(long, value_name = "GLOB")]
+    #[arg(long, value_name = "GLOB", value_parser = parse_name_glob)]
     pub name: Option<String>,
 
     /// Tokens with this label (repeatable; all must match).
@@ -261,7 +261,7 @@ pub struct ListArgs {
     pub filter: FilterArgs,
 
     /// Show at most this many tokens.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub limit: Option<u64>,
 }
 
@@ -457,7 +457,7 @@ pub struct AuditArgs {
     pub decision: Option<crate::store::audit::Decision>,
 
     /// At most the newest N entries.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub limit: Option<u64>,
 
     /// Keep running and print new entries as they are recorded.
@@ -781,6 +781,18 @@ pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
         .map_err(|e| {
             format!("`{s}` is not an RFC 3339 time ({e}); write e.g. 2030-01-01T00:00:00Z")
         })
+}
+
+/// A name glob, at most as long as a name (as the admin API caps it).
+pub fn parse_name_glob(s: &str) -> Result<String, String> {
+    let max = crate::model::limits::NAME_MAX;
+    let n = s.chars().count();
+    if n > max {
+        return Err(format!(
+            "the pattern is {n} characters long; a name has at most {max}"
+        ));
+    }
+    Ok(s.to_string())
 }
 
 /// `key=value`.

@@ -155,3 +155,45 @@ pub fn report(err: &anyhow::Error) -> i32 {
     }
     kind.code()
 }
+
+/// The longest single argument tok takes. A longer one is refused before
+/// parsing, without echoing it (a name, a description and a label all fit).
+pub const ARG_MAX: usize = 4096;
+
+/// The command line, refused when an argument is longer than `ARG_MAX`.
+pub fn bounded_args(
+    args: impl Iterator<Item = std::ffi::OsString>,
+) -> Result<Vec<std::ffi::OsString>, UserError> {
+    let args: Vec<std::ffi::OsString> = args.collect();
+    for (i, a) in args.iter().enumerate().skip(1) {
+        if a.len() > ARG_MAX {
+            return Err(UserError::usage(format!(
+                "argument {i} is {} bytes long; tok takes at most {ARG_MAX} in one argument",
+                a.len()
+            ))
+            .hint("pass long text through a file or stdin"));
+        }
+    }
+    Ok(args)
+}
+
+/// Exits for a clap error as clap would (same stream, same exit code), with
+/// any value it quotes clipped (`text::clip_quoted`).
+pub fn clap_exit(e: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    let quotes_much = !matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) && e
+        .render()
+        .to_string()
+        .lines()
+        .any(|l| l.chars().count() > 2 * crate::text::SHOWN_MAX);
+    if !quotes_much {
+        e.exit()
+    }
+    eprint!("{}", crate::text::clip_quoted(&e.render().to_string()));
+    std::process::exit(e.exit_code())
+}

@@ -50,7 +50,13 @@ pub struct Ctx {
 /// Parses argv, runs the command, and returns the process exit code.
 pub fn main() -> i32 {
     crate::completion::handle_env();
-    let matches = Cli::command().get_matches();
+    let matches = match crate::error::bounded_args(std::env::args_os())
+        .map(|args| Cli::command().try_get_matches_from(args))
+    {
+        Ok(Ok(m)) => m,
+        Ok(Err(e)) => crate::error::clap_exit(e),
+        Err(e) => return error::report(&e.into()),
+    };
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
@@ -433,11 +439,11 @@ pub fn read_stdin(ctx: &Ctx, prompt: Option<&str>) -> Result<String> {
                 .into(),
         );
     }
-    let mut buf = String::new();
+    let mut buf = Vec::new();
     std::io::stdin()
-        .read_to_string(&mut buf)
+        .read_to_end(&mut buf)
         .context("could not read stdin")?;
-    Ok(buf)
+    Ok(crate::text::utf8_text(buf, "stdin")?)
 }
 
 /// Maps a driver error to anyhow with context, keeping its kind for the exit code.

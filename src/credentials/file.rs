@@ -106,8 +106,8 @@ impl FileStore {
     }
 
     fn load(&self, check_private: bool) -> Result<Contents> {
-        let text = match std::fs::read_to_string(&self.path) {
-            Ok(t) => t,
+        let text = match std::fs::read(&self.path) {
+            Ok(t) => crate::text::utf8_text(t, &self.path.display().to_string())?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Contents::default()),
             Err(e) => {
                 return Err(e).with_context(|| format!("could not read {}", self.path.display()))

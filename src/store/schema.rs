@@ -42,7 +42,9 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX audit_at ON audit (at);
     CREATE INDEX audit_token ON audit (token_id, seq);",
     // 3: repeated identical denials kept as one entry with a count; request
-    // and admin entries pruned apart (by event), each with its own caps
+    // and admin entries pruned apart (by event), each with its own caps; a
+    // token's successor found by index (one successor per token)
     "ALTER TABLE audit ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
-    CREATE INDEX audit_event ON audit (event, seq);",
+    CREATE INDEX audit_event ON audit (event, seq);
+    CREATE INDEX tokens_rotated_from ON tokens (rotated_from) WHERE rotated_from IS NOT NULL;",
 ];

@@ -7,6 +7,7 @@ mod auth_server;
 mod common;
 mod completions;
 mod doubles;
+mod edges;
 mod errors;
 mod gateways;
 mod hostile;
