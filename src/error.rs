@@ -133,6 +133,15 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
+/// `text` with its line breaks kept (multi-line messages, such as a TOML
+/// parser's, stay readable) and every line made safe for a terminal.
+fn safe_lines(text: &str) -> String {
+    text.split('\n')
+        .map(|l| crate::text::terminal_safe(l.strip_suffix('\r').unwrap_or(l)))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Prints the error, its causes and its hint on stderr; returns the exit code.
 pub fn report(err: &anyhow::Error) -> i32 {
     if is_broken_pipe(err) {
@@ -140,13 +149,15 @@ pub fn report(err: &anyhow::Error) -> i32 {
     }
     let (kind, hint) = classify(err);
     let mut out = std::io::stderr().lock();
-    let _ = writeln!(out, "error: {err}");
+    // Causes can quote a gateway's answer or a stored name: shown through
+    // `text::terminal_safe`, so none of their characters acts on the terminal.
+    let _ = writeln!(out, "error: {}", safe_lines(&err.to_string()));
     let mut last = err.to_string();
     for cause in err.chain().skip(1) {
         let text = cause.to_string();
         // anyhow chains often repeat the inner message; show each once.
         if text != last && !last.ends_with(&text) {
-            let _ = writeln!(out, "  caused by: {text}");
+            let _ = writeln!(out, "  caused by: {}", safe_lines(&text));
         }
         last = text;
     }
