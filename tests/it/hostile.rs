@@ -7,11 +7,16 @@ use serde_json::Value;
 use std::io::{Read, Write};
 
 /// Sends `request` (a whole HTTP/1.1 request, byte for byte) to `base`; returns
-/// the status and the body. Clients would normalise what these tests send.
-pub fn raw(base: &str, request: &[u8]) -> (u16, String) {
+/// the status (0 when the connection closed without one) and the body. Clients
+/// would normalise what these tests send. `hang_up` closes the sending side
+/// after the request, so that a body cut short ends instead of waiting for more.
+pub fn send(base: &str, request: &[u8], hang_up: bool) -> (u16, String) {
     let host = base.trim_start_matches("http://");
     let mut conn = std::net::TcpStream::connect(host).unwrap();
     conn.write_all(request).unwrap();
+    if hang_up {
+        conn.shutdown(std::net::Shutdown::Write).unwrap();
+    }
     let mut answer = Vec::new();
     let _ = conn.read_to_end(&mut answer);
     let answer = String::from_utf8_lossy(&answer).into_owned();
@@ -25,6 +30,10 @@ pub fn raw(base: &str, request: &[u8]) -> (u16, String) {
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     (status, body)
+}
+
+pub fn raw(base: &str, request: &[u8]) -> (u16, String) {
+    send(base, request, false)
 }
 
 /// A GET of `path` with no token, as sent by a client that does not normalise.
@@ -368,55 +377,70 @@ fn ambiguous_requests_are_refused_before_any_token_is_checked() {
     let gate = Gate::start(None);
     let (_, secret) = gate.token(&["--ttl", "1h"]);
     let host = gate.proxy.trim_start_matches("http://").to_string();
-    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+    let auth = format!("Authorization: Bearer {secret}\r\n");
+    let chunked = "Transfer-Encoding: chunked\r\n";
+    // (what, request line, header lines, body, expected status)
+    let cases: [(&str, String, String, &str, u16); 8] = [
         (
             "two Authorization headers",
-            format!("GET /x HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {secret}\r\nAuthorization: Bearer tok_other\r\nConnection: close\r\n\r\n").into_bytes(),
+            "GET /x".into(),
+            format!("Host: {host}\r\n{auth}Authorization: Bearer tok_other\r\n"),
+            "",
             400,
         ),
         (
             "two Authorization headers, the valid one last",
-            format!("GET /x HTTP/1.1\r\nHost: {host}\r\nAuthorization: Basic eDp5\r\nAuthorization: Bearer {secret}\r\nConnection: close\r\n\r\n").into_bytes(),
+            "GET /x".into(),
+            format!("Host: {host}\r\nAuthorization: Basic eDp5\r\n{auth}"),
+            "",
             400,
         ),
-        (
-            "no Host",
-            format!("GET /x HTTP/1.1\r\nAuthorization: Bearer {secret}\r\nConnection: close\r\n\r\n").into_bytes(),
-            400,
-        ),
+        ("no Host", "GET /x".into(), auth.clone(), "", 400),
         (
             "two Host headers",
-            format!("GET /x HTTP/1.1\r\nHost: {host}\r\nHost: evil.example\r\nAuthorization: Bearer {secret}\r\nConnection: close\r\n\r\n").into_bytes(),
+            "GET /x".into(),
+            format!("Host: {host}\r\nHost: evil.example\r\n{auth}"),
+            "",
             400,
         ),
         (
             "TRACE",
-            format!("TRACE /x HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {secret}\r\nConnection: close\r\n\r\n").into_bytes(),
+            "TRACE /x".into(),
+            format!("Host: {host}\r\n{auth}"),
+            "",
             405,
         ),
         (
             "CONNECT",
-            format!("CONNECT {host} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {secret}\r\nConnection: close\r\n\r\n").into_bytes(),
+            format!("CONNECT {host}"),
+            format!("Host: {host}\r\n{auth}"),
+            "",
             405,
         ),
         (
             "a malformed chunked body",
-            format!("POST /upload HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {secret}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n4\r\nabcd\r\nzz\r\nnot hex\r\n0\r\n\r\n").into_bytes(),
+            "POST /upload".into(),
+            format!("Host: {host}\r\n{auth}{chunked}"),
+            "4\r\nabcd\r\nzz\r\nnot hex\r\n0\r\n\r\n",
             400,
         ),
         (
             "a chunked body cut off",
-            format!("POST /upload HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {secret}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n10\r\nabcd").into_bytes(),
+            "POST /upload".into(),
+            format!("Host: {host}\r\n{auth}{chunked}"),
+            "10\r\nabcd",
             400,
         ),
     ];
-    for (what, req, expected) in cases {
+    for (what, line, headers, body, expected) in cases {
+        let req =
+            format!("{line} HTTP/1.1\r\n{headers}Connection: close\r\n\r\n{body}").into_bytes();
         let before = gate.upstream.hits();
         let (status, body) = if what.contains("cut off") {
             // The client hangs up mid-body: it may get its 400, or the
             // connection may close first (hyper does not keep half-closed
             // connections); never a 502 that blames the upstream.
-            let (status, body) = raw_half_closed(&gate.proxy, &req);
+            let (status, body) = send(&gate.proxy, &req, true);
             (if status == 0 { expected } else { status }, body)
         } else {
             raw(&gate.proxy, &req)
@@ -451,22 +475,4 @@ fn ambiguous_requests_are_refused_before_any_token_is_checked() {
     }
     // Nothing blamed the upstream.
     assert!(entries.iter().all(|e| e["upstream_status"] != 502));
-}
-
-/// Like `raw`, but closes the sending side after the request, so that a body
-/// cut short ends instead of waiting for more.
-fn raw_half_closed(base: &str, request: &[u8]) -> (u16, String) {
-    let host = base.trim_start_matches("http://");
-    let mut conn = std::net::TcpStream::connect(host).unwrap();
-    conn.write_all(request).unwrap();
-    conn.shutdown(std::net::Shutdown::Write).unwrap();
-    let mut answer = Vec::new();
-    let _ = conn.read_to_end(&mut answer);
-    let answer = String::from_utf8_lossy(&answer).into_owned();
-    let status = answer
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, answer)
 }
