@@ -672,6 +672,10 @@ pub struct ServeArgs {
     /// Keep at most this many admin actions (the oldest go first).
     #[arg(long, value_name = "N", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..), help_heading = "Audit trail")]
     pub audit_admin_max_rows: u64,
+
+    /// How many audit entries may wait for the writer; when that many wait, a proxy request waits up to 5s for room, then gets 503.
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000), help_heading = "Audit trail")]
+    pub audit_queue: u32,
 }
 
 #[derive(Debug, Subcommand)]

@@ -29,6 +29,7 @@ pub fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
         tls,
         proxy,
         retention,
+        audit_queue: args.audit_queue as usize,
         header_timeout: std::time::Duration::from_secs(args.header_timeout.as_secs()),
     };
     if args.dev {

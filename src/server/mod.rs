@@ -4,12 +4,15 @@
 //! Layout: `router.rs` assembles the routes and layers,
 //! `api.rs` holds the `/v1` admin handlers, `auth.rs` the bearer extractor
 //! (`Auth<Admin>`, `Auth<Read>`), `state.rs` the shared state (store pool),
-//! `extract.rs` strict bodies and queries, `error.rs` the one error shape,
+//! `extract.rs` strict bodies and queries, `admission.rs` and `cache.rs` the
+//! proxy's token decisions and their cache, `error.rs` the one error shape,
 //! `wire.rs` the JSON types the `tok` driver shares, `tls.rs` HTTPS.
 
+pub mod admission;
 pub mod api;
 pub mod audit_writer;
 pub mod auth;
+pub mod cache;
 pub mod error;
 pub mod extract;
 pub mod listen;
@@ -43,6 +46,8 @@ pub struct Config {
     /// The enforcing reverse proxy, when asked for.
     pub proxy: Option<ProxyConfig>,
     pub retention: crate::store::audit::Retention,
+    /// How many audit entries may wait for the writer (`--audit-queue`).
+    pub audit_queue: usize,
     /// How long a client may take to send a request's headers (both listeners).
     pub header_timeout: Duration,
 }
@@ -162,7 +167,11 @@ async fn serve(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
             config.data_dir.display()
         );
     }
-    let (audit, writer) = audit_writer::spawn(config.data_dir.clone(), config.retention)?;
+    let (audit, writer) = audit_writer::spawn(
+        config.data_dir.clone(),
+        config.retention,
+        config.audit_queue,
+    )?;
 
     // One signal stops both listeners; each finishes its requests in flight.
     let signal = shutdown_signal()?;
@@ -201,12 +210,17 @@ async fn serve(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
                 routes = p.routes.routes.len(),
                 "proxy listening"
             );
+            let admission = admission::Admitter::sqlite(
+                state.pool(),
+                &config.data_dir,
+                cache::Bounds::default(),
+            )?;
             let app = proxy::router(std::sync::Arc::new(proxy::Proxy {
-                pool: state.pool(),
+                admission: std::sync::Arc::new(admission),
                 routes: p.routes,
                 upstream: p.upstream,
-                client: proxy::upstream_client(p.upstream_timeout)
-                    .context("could not set up the upstream client")?,
+                client: proxy::upstream_client(p.upstream_timeout),
+                upstream_timeout: p.upstream_timeout,
                 audit: audit.clone(),
             }));
             // The proxy speaks TLS with the admin API's certificate when given one.
