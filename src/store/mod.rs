@@ -96,6 +96,9 @@ impl StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// A token's use count and last-used time after one use was spent.
+pub type Spent = (u64, Option<DateTime<Utc>>);
+
 /// Why a presented secret was refused, for enforcement and admin auth.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -163,9 +166,6 @@ impl Cursor {
         })
     }
 }
-
-/// A use spent (the use count and last-used time after), or why not.
-pub type Spent = std::result::Result<(u64, Option<DateTime<Utc>>), Refusal>;
 
 pub struct Store {
     conn: Connection,
@@ -556,7 +556,11 @@ impl Store {
     /// hold exactly under concurrency, across processes: Ok with its use count
     /// and last-used time after, or why it could not (another request took the
     /// last use, or a revoke or the expiry landed first).
-    pub fn spend(&self, id: &str, now: DateTime<Utc>) -> Result<Spent> {
+    pub fn spend(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<std::result::Result<Spent, Refusal>> {
         let now_ms = now.timestamp_millis();
         let spent: Option<(i64, Option<i64>)> = self
             .conn
