@@ -45,7 +45,9 @@ fuzz_target!(|data: &[u8]| {
     let e = answer.http_error(&[&sent]).to_string();
     assert!(!e.contains(SENT), "{e:?}");
     let _ = answer.value();
-    let _ = answer.json::<serde_json::Value>().map_err(|e| e.to_string());
+    let _ = answer
+        .json::<serde_json::Value>()
+        .map_err(|e| e.to_string());
     assert!(!has_unsafe(&snippet(body)));
     if let Ok(list) = serde_json::from_slice::<ListResponse>(body) {
         list.tokens.iter().for_each(shown_safely);
