@@ -667,7 +667,7 @@ pub struct ServeArgs {
     )]
     pub upstream_timeout: Ttl,
 
-    /// Delete request entries (the proxy's decisions, introspections) older than this.
+    /// Delete request entries (proxy, introspection and exchange decisions) older than this.
     #[arg(
         long,
         value_name = "DURATION",

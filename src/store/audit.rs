@@ -144,7 +144,8 @@ pub struct AuditFilter {
 }
 
 /// How long and how much of the trail to keep. Request entries (the proxy's
-/// decisions and introspections, which anyone who reaches the proxy can cause)
+/// decisions, introspections and token exchanges, which anyone who reaches a
+/// listener can cause)
 /// and admin actions (create, revoke, rotate) have caps of their own, so that
 /// no amount of traffic evicts an admin action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
