@@ -115,10 +115,13 @@ impl Entry {
         }
     }
 
-    /// Whether `other` is the same denial as this one (all but time, latency
-    /// and count), so that the two may be kept as one entry.
+    /// Whether `other` is the same denial of a proxy request as this one (all
+    /// but time, latency and count), so that the two may be kept as one entry.
     pub fn same_denial(&self, other: &Entry) -> bool {
-        self.decision == Some(Decision::Deny)
+        // Proxy requests only: that is where anyone can flood; every other
+        // decision (an introspection, a token exchange) keeps its own row.
+        self.event == Event::Request
+            && self.decision == Some(Decision::Deny)
             && other.decision == Some(Decision::Deny)
             && self.event == other.event
             && self.token_id == other.token_id
