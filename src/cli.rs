@@ -251,7 +251,7 @@ pub struct JsonArgs {
 #[derive(Debug, Clone, Default, Args)]
 pub struct FilterArgs {
     /// Tokens whose name matches this glob (`deploy-*`).
-    #[arg(long, value_name = "GLOB")]
+    #[arg(long, value_name = "GLOB", value_parser = parse_name_glob)]
     pub name: Option<String>,
 
     /// Tokens with this label (repeatable; all must match).
@@ -771,7 +771,7 @@ pub struct ServeArgs {
     )]
     pub upstream_timeout: Ttl,
 
-    /// Delete audit entries older than this.
+    /// Delete request entries (proxy, introspection and exchange decisions) older than this.
     #[arg(
         long,
         value_name = "DURATION",
@@ -785,9 +785,24 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE", help_heading = "Federation")]
     pub federation: Option<PathBuf>,
 
-    /// Keep at most this many audit entries (the oldest go first).
+    /// Keep at most this many request entries (the oldest go first).
+    ///
+    /// Admin actions are counted apart and never evicted by requests.
     #[arg(long, value_name = "N", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..), help_heading = "Audit trail")]
     pub audit_max_rows: u64,
+
+    /// Delete admin actions (create, revoke, rotate) older than this.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "730d",
+        help_heading = "Audit trail"
+    )]
+    pub audit_admin_max_age: Ttl,
+
+    /// Keep at most this many admin actions (the oldest go first).
+    #[arg(long, value_name = "N", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..), help_heading = "Audit trail")]
+    pub audit_admin_max_rows: u64,
 
     /// How many audit entries may wait for the writer; when that many wait, a proxy request waits up to 5s for room, then gets 503.
     #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000), help_heading = "Audit trail")]
@@ -901,6 +916,18 @@ pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
         .map_err(|e| {
             format!("`{s}` is not an RFC 3339 time ({e}); write e.g. 2030-01-01T00:00:00Z")
         })
+}
+
+/// A name glob, at most as long as a name (as the admin API caps it).
+pub fn parse_name_glob(s: &str) -> Result<String, String> {
+    let max = crate::model::limits::NAME_MAX;
+    let n = s.chars().count();
+    if n > max {
+        return Err(format!(
+            "the pattern is {n} characters long; a name has at most {max}"
+        ));
+    }
+    Ok(s.to_string())
 }
 
 /// `key=value`.

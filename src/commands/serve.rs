@@ -19,6 +19,8 @@ pub fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
     let retention = Retention {
         max_age_secs: args.audit_max_age.as_secs(),
         max_rows: args.audit_max_rows,
+        admin_max_age_secs: args.audit_admin_max_age.as_secs(),
+        admin_max_rows: args.audit_admin_max_rows,
     };
     let tls = args.tls_cert.zip(args.tls_key);
     let base = Config {

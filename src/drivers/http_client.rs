@@ -113,14 +113,17 @@ pub fn read_json<T: DeserializeOwned>(resp: Response) -> Result<T, DriverError> 
     })
 }
 
-/// The first 200 characters of a body, for error messages.
+/// The first 200 characters of a body, for error messages, made safe for a
+/// terminal (`text::terminal_safe`).
 pub fn snippet(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(bytes);
     let mut s: String = text.chars().take(200).collect();
     if text.chars().count() > 200 {
         s.push('…');
     }
-    s.replace(['\n', '\r'], " ")
+    // A gateway chose these bytes: no control or invisible character of
+    // theirs reaches a terminal through an error message.
+    crate::text::terminal_safe(&s.replace(['\n', '\r'], " ")).into_owned()
 }
 
 /// `url::normalize` as a driver error (a usage error either way).

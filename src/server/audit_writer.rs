@@ -2,8 +2,10 @@
 //!
 //! Requests hand their entry to a bounded channel and go on; one task writes
 //! what has gathered in a single transaction every `FLUSH_EVERY` or every
-//! `MAX_BATCH` entries, whichever comes first, and applies the retention
-//! policy now and then. When the channel is full, requests wait for room
+//! `MAX_BATCH` entries, whichever comes first; identical denials in a batch are
+//! kept as one entry with a count. The retention policy runs on its own timer
+//! (at start, then every `PRUNE_EVERY`), whether or not traffic arrives. When
+//! the channel is full, requests wait for room
 //! (back-pressure) rather than lose an entry: the proxy takes a [`Slot`]
 //! before it decides, and answers 503, saying why in the log, when none frees
 //! up within `SLOT_WAIT`; so every request it answers otherwise has its entry.
@@ -90,14 +92,23 @@ pub fn spawn(
 
 async fn run(store: Store, mut rx: mpsc::Receiver<Record>, retention: Retention) {
     let store: Shared = std::sync::Arc::new(std::sync::Mutex::new(store));
-    let mut last_prune = tokio::time::Instant::now();
+    // Retention runs on its own timer, traffic or not: at start, then every
+    // PRUNE_EVERY.
+    let mut prune_timer = tokio::time::interval(PRUNE_EVERY);
+    prune_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut open = true;
     while open {
         let mut batch: Vec<Record> = Vec::new();
         // Wait for the first record, then gather for at most FLUSH_EVERY.
-        match rx.recv().await {
-            Some(r) => batch.push(r),
-            None => break,
+        tokio::select! {
+            r = rx.recv() => match r {
+                Some(r) => batch.push(r),
+                None => break,
+            },
+            _ = prune_timer.tick() => {
+                prune(&store, retention).await;
+                continue;
+            }
         }
         let deadline = tokio::time::Instant::now() + FLUSH_EVERY;
         while batch.len() < MAX_BATCH {
@@ -109,10 +120,6 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Record>, retention: Retention)
                 }
                 Err(_) => break,
             }
-        }
-        let prune = last_prune.elapsed() >= PRUNE_EVERY;
-        if prune {
-            last_prune = tokio::time::Instant::now();
         }
         let batch = std::sync::Arc::new(split(batch));
         let mut pause = Duration::from_millis(100);
@@ -137,14 +144,15 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Record>, retention: Retention)
                 }
             }
         }
-        if prune {
-            let store = std::sync::Arc::clone(&store);
-            if let Err(e) =
-                blocking(move || lock(&store).prune_audit(retention, Utc::now()).map(drop)).await
-            {
-                tracing::warn!(error = %e, "could not apply the audit retention; will try again");
-            }
-        }
+    }
+}
+
+async fn prune(store: &Shared, retention: Retention) {
+    let store = std::sync::Arc::clone(store);
+    match blocking(move || lock(&store).prune_audit(retention, Utc::now())).await {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!(deleted = n, "audit retention applied"),
+        Err(e) => tracing::warn!(error = %e, "could not apply the audit retention; will try again"),
     }
 }
 
@@ -168,13 +176,26 @@ const MAX_PAUSE: Duration = Duration::from_secs(10);
 /// On shutdown, a batch that still cannot be written after this long is dropped.
 const GIVE_UP_AFTER: Duration = Duration::from_secs(60);
 
-/// Audit entries, and uses per token (count, latest time).
+/// Audit entries, and uses per token (count, latest time). Identical denials
+/// in one batch become one entry with their count, so a flood of the same
+/// refused request costs a row per batch, not a row per request.
 fn split(batch: Vec<Record>) -> (Vec<Entry>, Box<Uses>) {
-    let mut entries = Vec::new();
+    let mut entries: Vec<Entry> = Vec::new();
     let mut uses: HashMap<String, (u64, DateTime<Utc>)> = HashMap::new();
     for r in batch {
         match r {
-            Record::Entry(e) => entries.push(e),
+            Record::Entry(e) => match entries
+                .iter_mut()
+                .rev()
+                .take(AGGREGATE_WINDOW)
+                .find(|x| x.same_denial(&e))
+            {
+                Some(first) => {
+                    first.count = first.count.saturating_add(e.count);
+                    first.latency_ms = first.latency_ms.max(e.latency_ms);
+                }
+                None => entries.push(e),
+            },
             Record::EntryAndUse(e) => {
                 if let Some(id) = &e.token_id {
                     let u = uses.entry(id.clone()).or_insert((0, e.at));
@@ -187,4 +208,44 @@ fn split(batch: Vec<Record>) -> (Vec<Entry>, Box<Uses>) {
     }
     let uses: Box<Uses> = uses.into_iter().map(|(id, (n, at))| (id, n, at)).collect();
     (entries, uses)
+}
+
+/// How many recent entries of a batch a denial is compared with: enough for a
+/// flood mixed with other traffic, and bounded so a batch costs linear time.
+const AGGREGATE_WINDOW: usize = 16;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::audit::{Decision, Event};
+
+    fn denial(path: &str) -> Record {
+        let mut e = Entry::new(Event::Request, Utc::now());
+        e.path = Some(path.into());
+        e.client = Some("127.0.0.1".into());
+        e.decision = Some(Decision::Deny);
+        e.reason = Some("missing token".into());
+        Record::Entry(e)
+    }
+
+    #[test]
+    fn identical_denials_are_counted_not_repeated() {
+        let mut batch: Vec<Record> = (0..500).map(|_| denial("/a")).collect();
+        batch.push(denial("/b"));
+        batch.extend((0..10).map(|_| denial("/a")));
+        let mut allowed = Entry::new(Event::Request, Utc::now());
+        allowed.decision = Some(Decision::Allow);
+        batch.push(Record::Entry(allowed.clone()));
+        batch.push(Record::Entry(allowed));
+        let (entries, _) = split(batch);
+        let counts: Vec<(Option<&str>, u64)> = entries
+            .iter()
+            .map(|e| (e.path.as_deref(), e.count))
+            .collect();
+        // Allowed requests are never merged: each is its own decision.
+        assert_eq!(
+            counts,
+            [(Some("/a"), 510), (Some("/b"), 1), (None, 1), (None, 1)]
+        );
+    }
 }

@@ -71,6 +71,9 @@ impl From<StoreError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, code::TOKEN_REVOKED, e.to_string())
             }
             StoreError::Ambiguous { .. } => ApiError::bad_request(e.to_string()),
+            StoreError::AlreadyRotated { .. } => {
+                ApiError::new(StatusCode::CONFLICT, code::TOKEN_ROTATED, e.to_string())
+            }
             other => ApiError::internal(other),
         }
     }

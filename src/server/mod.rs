@@ -17,7 +17,9 @@ pub mod error;
 pub mod extract;
 pub mod federation;
 pub mod listen;
+pub mod log;
 pub mod oauth;
+pub mod path;
 pub mod proxy;
 pub mod router;
 pub mod routes;
@@ -65,7 +67,8 @@ pub struct ProxyConfig {
 }
 
 /// Logs for people and machines on stderr: one line per event with key=value
-/// fields. `-q` keeps warnings and errors, `-v` adds debug, `-vv` trace.
+/// fields. `-q` keeps warnings and errors, `-v` adds debug, `-vv` trace. No
+/// line carries a query string or a secret (`log::Redacting`).
 pub fn init_logging(quiet: bool, verbose: u8) {
     use tracing::Level;
     let level = match (quiet, verbose) {
@@ -77,7 +80,7 @@ pub fn init_logging(quiet: bool, verbose: u8) {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
         && std::env::var_os(crate::env::NO_COLOR).is_none_or(|v| v.is_empty());
     let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(log::Redacting)
         .with_max_level(level)
         .with_ansi(ansi)
         .try_init();

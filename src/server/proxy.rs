@@ -16,18 +16,22 @@
 
 use super::admission::{Admitter, Verdict};
 use super::audit_writer::{AuditSink, Slot};
+use super::path::{audit_path, canonical_path, encode_path, Refused};
 use super::routes::Routes;
 use crate::model::Token;
 use crate::secret::Secret;
 use crate::store::audit::{Decision, Entry, Event};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State as AxState};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
+use axum::http::{
+    header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri,
+};
 use chrono::Utc;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -237,59 +241,60 @@ pub fn record(slot: Slot<'_>, mut entry: Entry, started: Instant, counted_use: b
     }
 }
 
-/// The path a request is routed and forwarded by: percent-decoded, with `.`,
-/// `..` and empty segments resolved, so that `/public/../admin` and
-/// `/%61dmin` meet the rules for `/admin`. None when it cannot be made safe
-/// (an encoded `/` or `\`, a NUL, or `..` above the root).
-pub fn canonical_path(raw: &str) -> Option<String> {
-    let mut segs: Vec<String> = Vec::new();
-    for seg in raw.split('/').skip(1) {
-        let decoded = percent_encoding::percent_decode_str(seg)
-            .decode_utf8()
-            .ok()?;
-        if decoded.contains(['/', '\\', '\0']) {
-            return None;
-        }
-        match &*decoded {
-            "" | "." => {}
-            ".." => {
-                segs.pop()?;
-            }
-            s => segs.push(s.to_string()),
-        }
-    }
-    let trailing = raw.len() > 1 && raw.ends_with('/') && !segs.is_empty();
-    let mut path = format!("/{}", segs.join("/"));
-    if trailing {
-        path.push('/');
-    }
-    Some(path)
+/// A request refused before any token is looked at: status, code, message.
+type Refusal = (StatusCode, &'static str, &'static str);
+
+fn refused_path(why: Refused) -> Refusal {
+    (StatusCode::BAD_REQUEST, "invalid_request", why.message())
 }
 
-/// The canonical path, encoded again for the upstream's request line.
-fn encode_path(path: &str) -> String {
-    /// What a path segment may hold unencoded (RFC 3986 pchar, minus `/`).
-    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
-        .add(b' ')
-        .add(b'"')
-        .add(b'#')
-        .add(b'<')
-        .add(b'>')
-        .add(b'?')
-        .add(b'`')
-        .add(b'{')
-        .add(b'}')
-        .add(b'%')
-        .add(b'/')
-        .add(b'\\')
-        .add(b'^')
-        .add(b'|')
-        .add(b'[')
-        .add(b']');
-    path.split('/')
-        .map(|s| percent_encoding::utf8_percent_encode(s, SEGMENT).to_string())
-        .collect::<Vec<_>>()
-        .join("/")
+/// What the proxy refuses whatever the token: a method that is not forwarded
+/// (CONNECT tunnels past the routes, TRACE echoes headers back), and requests
+/// whose meaning depends on which of two headers a server reads (two
+/// `Authorization` headers, no `Host` or two; RFC 9110 7.2, RFC 9112 3.2).
+fn check_request(method: &Method, headers: &HeaderMap) -> Result<(), Refusal> {
+    if method == Method::CONNECT || method == Method::TRACE {
+        return Err((
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "the proxy does not forward CONNECT or TRACE",
+        ));
+    }
+    if headers.get_all(header::AUTHORIZATION).iter().count() > 1 {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the request has more than one Authorization header; send one",
+        ));
+    }
+    if headers.get_all(header::HOST).iter().count() != 1 {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the request needs exactly one Host header",
+        ));
+    }
+    Ok(())
+}
+
+/// Headers a client may send that the upstream must not believe: what the
+/// proxy says about the request (`X-Tok-*`, forwarding headers) is the
+/// proxy's alone, and the rewrite headers some frameworks honour
+/// (`X-Original-URL`, `X-Rewrite-URL`, `X-Forwarded-Prefix`) would route the
+/// upstream by a path the proxy never checked.
+fn client_may_not_send(name: &str) -> bool {
+    name.starts_with("x-tok-")
+        || matches!(
+            name,
+            "forwarded"
+                | "x-real-ip"
+                | "x-forwarded-for"
+                | "x-forwarded-proto"
+                | "x-forwarded-host"
+                | "x-forwarded-prefix"
+                | "x-original-url"
+                | "x-rewrite-url"
+        )
 }
 
 async fn handle(
@@ -312,23 +317,24 @@ async fn handle(
     let mut entry = Entry::new(Event::Request, Utc::now());
     entry.method = Some(method.to_string());
     entry.client = Some(client.ip().to_string());
-    let Some(path) = canonical_path(req.uri().path()) else {
-        entry.path = Some(req.uri().path().chars().take(512).collect());
-        entry.decision = Some(Decision::Deny);
-        entry.reason = Some("path cannot be made canonical".into());
-        record(slot, entry, started, false);
-        return json_response(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "the path has an encoded `/`, `\\` or NUL, or `..` above the root",
-        );
+    let checked = check_request(&method, req.headers())
+        .and_then(|()| canonical_path(req.uri().path()).map_err(refused_path));
+    let path = match checked {
+        Ok(path) => path,
+        Err((status, code, why)) => {
+            entry.path = Some(audit_path(req.uri().path()));
+            entry.decision = Some(Decision::Deny);
+            entry.reason = Some(why.into());
+            record(slot, entry, started, false);
+            return json_response(status, code, why);
+        }
     };
     let path_and_query = match req.uri().query() {
         Some(q) => format!("{}?{q}", encode_path(&path)),
         None => encode_path(&path),
     };
     let route = p.routes.find(method.as_str(), &path);
-    entry.path = Some(path);
+    entry.path = Some(audit_path(&path));
     let needed: &[String] = route.map(|r| r.scopes.as_slice()).unwrap_or_default();
     let token = match authorize(&p.admission, req.headers(), needed, &mut entry).await {
         Ok(t) => t,
@@ -358,13 +364,18 @@ async fn handle(
             return fail(
                 StatusCode::BAD_GATEWAY,
                 "upstream_unavailable",
-                format!("the upstream URL {base}{path_and_query} is not valid: {e}"),
+                // Without the query, which may hold a credential.
+                format!(
+                    "the upstream URL {base}{} is not valid: {e}",
+                    encode_path(&path)
+                ),
                 entry,
                 slot,
-            )
+            );
         }
     };
-    let mut upstream_req = Request::new(body);
+    let body_failed = Arc::new(AtomicBool::new(false));
+    let mut upstream_req = Request::new(Body::from_stream(client_body(body, &body_failed)));
     *upstream_req.method_mut() = parts.method;
     *upstream_req.uri_mut() = uri;
     *upstream_req.headers_mut() = headers;
@@ -373,6 +384,14 @@ async fn handle(
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
             tracing::debug!(error = ?e, "upstream error");
+            if body_failed.load(Ordering::Relaxed) {
+                // The client's body broke off or was malformed (bad chunked
+                // framing): the client's fault, not the upstream's.
+                let message = "the request body is malformed or was cut off";
+                entry.reason = Some(message.into());
+                record(slot, entry, started, counted_use);
+                return json_response(StatusCode::BAD_REQUEST, "invalid_request", message);
+            }
             return fail(
                 StatusCode::BAD_GATEWAY,
                 "upstream_unavailable",
@@ -406,18 +425,9 @@ fn upstream_headers(client_headers: &HeaderMap, token: &Token, client: SocketAdd
     let mut headers = forwardable(client_headers);
     headers.remove(header::AUTHORIZATION);
     headers.remove(header::HOST);
-    // What the proxy says about the request is the proxy's alone: a client's
-    // own X-Tok-* or forwarding headers never reach the upstream.
     let strip: Vec<HeaderName> = headers
         .keys()
-        .filter(|k| {
-            let k = k.as_str();
-            k.starts_with("x-tok-")
-                || matches!(
-                    k,
-                    "forwarded" | "x-real-ip" | "x-forwarded-proto" | "x-forwarded-host"
-                )
-        })
+        .filter(|k| client_may_not_send(k.as_str()))
         .cloned()
         .collect();
     for k in strip {
@@ -429,14 +439,9 @@ fn upstream_headers(client_headers: &HeaderMap, token: &Token, client: SocketAdd
     if let Ok(v) = HeaderValue::from_str(&token.scopes.join(" ")) {
         headers.insert(SCOPES_HEADER, v);
     }
-    let forwarded_for = match client_headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-    {
-        Some(prev) => format!("{prev}, {}", client.ip()),
-        None => client.ip().to_string(),
-    };
-    if let Ok(v) = HeaderValue::from_str(&forwarded_for) {
+    // The client's own X-Forwarded-For is replaced, not appended to: the
+    // upstream gets the one address the proxy saw.
+    if let Ok(v) = HeaderValue::from_str(&client.ip().to_string()) {
         headers.insert("x-forwarded-for", v);
     }
     if let Some(host) = client_headers.get(header::HOST) {
@@ -444,6 +449,18 @@ fn upstream_headers(client_headers: &HeaderMap, token: &Token, client: SocketAdd
     }
     headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
     headers
+}
+
+/// The client's body as a stream for the upstream, noting in `failed` when
+/// reading it fails, so that the failure is answered as the client's.
+fn client_body(
+    body: Body,
+    failed: &Arc<AtomicBool>,
+) -> impl futures_util::Stream<Item = Result<axum::body::Bytes, axum::Error>> {
+    use futures_util::TryStreamExt;
+    let failed = Arc::clone(failed);
+    body.into_data_stream()
+        .inspect_err(move |_| failed.store(true, Ordering::Relaxed))
 }
 
 /// The headers of `h` that may cross this hop.
@@ -483,31 +500,6 @@ mod tests {
             HeaderValue::from_static("bearer tok_x"),
         );
         assert_eq!(bearer(&h).unwrap().unwrap().expose(), "tok_x");
-    }
-
-    #[test]
-    fn paths_are_made_canonical_before_routing() {
-        assert_eq!(canonical_path("/admin/x").as_deref(), Some("/admin/x"));
-        assert_eq!(
-            canonical_path("/public/../admin/x").as_deref(),
-            Some("/admin/x")
-        );
-        assert_eq!(
-            canonical_path("/public/%2e%2e/admin/x").as_deref(),
-            Some("/admin/x")
-        );
-        assert_eq!(canonical_path("/%61dmin/x").as_deref(), Some("/admin/x"));
-        assert_eq!(
-            canonical_path("//admin//x/./").as_deref(),
-            Some("/admin/x/")
-        );
-        assert_eq!(canonical_path("/").as_deref(), Some("/"));
-        assert_eq!(canonical_path("/a%20b").as_deref(), Some("/a b"));
-        assert_eq!(canonical_path("/../etc"), None);
-        assert_eq!(canonical_path("/a%2Fb"), None);
-        assert_eq!(canonical_path("/a%5Cb"), None);
-        assert_eq!(canonical_path("/a%00"), None);
-        assert_eq!(encode_path("/a b/c?d"), "/a%20b/c%3Fd");
     }
 
     #[test]

@@ -38,7 +38,10 @@ struct Spec {
 pub struct Route {
     /// Upper-case method names; None matches any method.
     pub methods: Option<Vec<String>>,
+    /// The pattern as written in the file.
     pub path: String,
+    /// The pattern as matched: ASCII lower case, no trailing slash.
+    pub pattern: String,
     pub scopes: Vec<String>,
     /// Base URL without a trailing slash.
     pub upstream: Option<String>,
@@ -100,6 +103,7 @@ impl Routes {
             };
             routes.push(Route {
                 methods,
+                pattern: super::path::match_key(&s.path),
                 path: s.path,
                 scopes: s.scopes,
                 upstream,
@@ -108,22 +112,26 @@ impl Routes {
         Ok(Routes { routes })
     }
 
-    /// The first route that matches, if any.
+    /// The first route that matches the canonical `path`, if any. Matching
+    /// ignores ASCII case and a trailing slash (`path::match_key`).
     pub fn find(&self, method: &str, path: &str) -> Option<&Route> {
+        let key = super::path::match_key(path);
         self.routes.iter().find(|r| {
             r.methods
                 .as_ref()
                 .is_none_or(|ms| ms.iter().any(|m| m.eq_ignore_ascii_case(method)))
-                && path_match(&r.path, path)
+                && path_match(&r.pattern, &key)
         })
     }
 }
 
-/// `*` matches within one segment (no `/`); `**` matches across segments.
+/// `*` matches within one segment (no `/`); `**` matches across segments, and
+/// a trailing `/**` matches no segment too (`/admin/**` covers `/admin`).
 pub fn path_match(pattern: &str, path: &str) -> bool {
     fn go(p: &[u8], s: &[u8]) -> bool {
         match p.first() {
             None => s.is_empty(),
+            Some(b'/') if &p[1..] == b"**" && s.is_empty() => true,
             Some(b'*') if p.get(1) == Some(&b'*') => {
                 let rest = &p[2..];
                 (0..=s.len()).any(|i| go(rest, &s[i..]))
@@ -160,6 +168,8 @@ mod tests {
         assert!(!path_match("/orders", "/orders/1"));
         assert!(path_match("/**", "/"));
         assert!(path_match("/a*b", "/axxb"));
+        assert!(path_match("/admin/**", "/admin"));
+        assert!(!path_match("/admin/**", "/administrator"));
     }
 
     #[test]
