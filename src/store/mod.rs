@@ -111,6 +111,9 @@ impl Refusal {
     }
 }
 
+/// A use spent: the token's use count and last-used time after it.
+pub type Spent = (u64, Option<DateTime<Utc>>);
+
 /// Which admitted requests spend a use of their token at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Spend {
@@ -487,7 +490,7 @@ impl Store {
         &self,
         id: &str,
         now: DateTime<Utc>,
-    ) -> Result<std::result::Result<(u64, Option<DateTime<Utc>>), Refusal>> {
+    ) -> Result<std::result::Result<Spent, Refusal>> {
         let now_ms = now.timestamp_millis();
         let spent: Option<(i64, Option<i64>)> = self
             .conn
