@@ -9,6 +9,7 @@ mod common;
 mod completions;
 mod doubles;
 mod errors;
+mod forward_auth;
 mod gateways;
 mod lifecycle;
 mod oauth2;
