@@ -203,7 +203,8 @@ async fn handle(
 
 /// How long a proxy may keep this 200: never for a token with a use limit
 /// (each pass must spend a use here); otherwise `ttl`, but not past the
-/// token's expiry.
+/// token's expiry. `s-maxage` because the asking proxy is a shared cache and
+/// the request carried `Authorization` (RFC 9111, 3.5).
 fn cache_control(ttl: Duration, token: &crate::model::Token, now: chrono::DateTime<Utc>) -> String {
     if token.max_uses.is_some() || ttl.is_zero() {
         return "no-store".into();
@@ -214,7 +215,7 @@ fn cache_control(ttl: Duration, token: &crate::model::Token, now: chrono::DateTi
         .unwrap_or(u64::MAX);
     match ttl.as_secs().min(left) {
         0 => "no-store".into(),
-        s => format!("private, max-age={s}"),
+        s => format!("max-age={s}, s-maxage={s}"),
     }
 }
 
@@ -298,9 +299,9 @@ mod tests {
         let mut t = (*crate::server::cache::tests::token("tk_a")).clone();
         let ttl = Duration::from_secs(30);
         assert_eq!(cache_control(Duration::ZERO, &t, now), "no-store");
-        assert_eq!(cache_control(ttl, &t, now), "private, max-age=30");
+        assert_eq!(cache_control(ttl, &t, now), "max-age=30, s-maxage=30");
         t.expires_at = Some(now + chrono::TimeDelta::seconds(10));
-        assert_eq!(cache_control(ttl, &t, now), "private, max-age=10");
+        assert_eq!(cache_control(ttl, &t, now), "max-age=10, s-maxage=10");
         t.max_uses = Some(3);
         assert_eq!(cache_control(ttl, &t, now), "no-store");
     }

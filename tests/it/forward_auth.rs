@@ -399,7 +399,7 @@ fn traefik_and_envoy_requests_are_understood_as_their_docs_describe_them() {
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.headers()["x-tok-token-id"], id.as_str());
     assert_eq!(r.headers()["x-tok-scopes"], "read");
-    assert_eq!(r.headers()["cache-control"], "private, max-age=30");
+    assert_eq!(r.headers()["cache-control"], "max-age=30, s-maxage=30");
     let r = traefik(&reader, "DELETE", "/admin/users/7");
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     assert!(r.headers()["www-authenticate"]
