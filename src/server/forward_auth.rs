@@ -30,11 +30,12 @@
 use super::admission::Admitter;
 use super::audit_writer::AuditSink;
 use super::proxy::{
-    authorize, canonical_path, json_response, record, SCOPES_HEADER, TOKEN_ID_HEADER,
+    audit_slot, authorize, canonical_path, json_response, record, uncanonical, SCOPES_HEADER,
+    TOKEN_ID_HEADER,
 };
 use super::routes::Routes;
 use crate::secret::{ct_eq, Secret};
-use crate::store::audit::{Decision, Entry, Event};
+use crate::store::audit::{Entry, Event};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State as AxState};
 use axum::http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
@@ -147,13 +148,9 @@ async fn handle(
             "this endpoint answers only the proxies tok serve was told to trust",
         );
     }
-    let Some(slot) = fa.audit.slot().await else {
-        tracing::error!(caller = %peer.ip(), "the audit trail is behind; refused a forward-auth call with 503");
-        return json_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "audit_unavailable",
-            "the audit trail cannot keep up; try again",
-        );
+    let slot = match audit_slot(&fa.audit, peer).await {
+        Ok(slot) => slot,
+        Err(refused) => return refused,
     };
     let orig = original(&req);
     let mut entry = Entry::new(Event::Request, Utc::now());
@@ -162,16 +159,8 @@ async fn handle(
     entry.actor = Some(format!("forward-auth via {}", peer.ip()));
     let raw_path = orig.uri.split(['?', '#']).next().unwrap_or("/");
     let Some(path) = canonical_path(raw_path) else {
-        entry.path = Some(raw_path.chars().take(512).collect());
-        entry.decision = Some(Decision::Deny);
-        entry.reason = Some("path cannot be made canonical".into());
-        record(slot, entry, started, false);
         // 403, not 400: nginx's auth_request passes on only 2xx, 401 and 403.
-        return json_response(
-            StatusCode::FORBIDDEN,
-            "invalid_request",
-            "the path has an encoded `/`, `\\` or NUL, or `..` above the root",
-        );
+        return uncanonical(slot, entry, raw_path, started, StatusCode::FORBIDDEN);
     };
     let route = fa.routes.find(&orig.method, &path);
     entry.path = Some(path);

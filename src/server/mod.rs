@@ -251,15 +251,13 @@ async fn serve(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
                 upstream_timeout: p.upstream_timeout,
                 audit: audit.clone(),
             }));
-            // The proxy speaks TLS with the admin API's certificate when given one.
-            let stop = stopped();
-            Some(match &tls {
-                None => tokio::spawn(listen::serve(listener, app, config.header_timeout, stop)),
-                Some(cfg) => {
-                    let listener = tls::TlsListener::new(listener, cfg.clone())?;
-                    tokio::spawn(listen::serve(listener, app, config.header_timeout, stop))
-                }
-            })
+            Some(spawn_listener(
+                listener,
+                app,
+                tls.as_ref(),
+                config.header_timeout,
+                stopped(),
+            )?)
         }
         _ => None,
     };
@@ -285,14 +283,13 @@ async fn serve(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
                 cache_ttl: f.cache_ttl,
                 audit: audit.clone(),
             }));
-            let stop = stopped();
-            Some(match &tls {
-                None => tokio::spawn(listen::serve(listener, app, config.header_timeout, stop)),
-                Some(cfg) => {
-                    let listener = tls::TlsListener::new(listener, cfg.clone())?;
-                    tokio::spawn(listen::serve(listener, app, config.header_timeout, stop))
-                }
-            })
+            Some(spawn_listener(
+                listener,
+                app,
+                tls.as_ref(),
+                config.header_timeout,
+                stopped(),
+            )?)
         }
         _ => None,
     };
@@ -324,6 +321,24 @@ async fn serve(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Serves `app` on `listener` in a task of its own; with TLS (the admin API's
+/// certificate) when the server has one.
+fn spawn_listener(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    tls: Option<&tokio_rustls::rustls::ServerConfig>,
+    header_timeout: Duration,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<tokio::task::JoinHandle<()>> {
+    Ok(match tls {
+        None => tokio::spawn(listen::serve(listener, app, header_timeout, stop)),
+        Some(cfg) => {
+            let listener = tls::TlsListener::new(listener, cfg.clone())?;
+            tokio::spawn(listen::serve(listener, app, header_timeout, stop))
+        }
+    })
 }
 
 fn bind_error(flag: &str, addr: SocketAddr, e: std::io::Error) -> anyhow::Error {

@@ -193,7 +193,10 @@ pub async fn authorize(
         Err(()) => Err(Deny::invalid("malformed token")),
         Ok(Some(secret)) => match admission.admit(secret, needed, Utc::now()).await {
             Ok(Verdict::Admitted(t)) => Ok(t),
-            Ok(Verdict::Refused(r)) => Err(Deny::invalid(r.as_str())),
+            Ok(Verdict::Refused(r, id)) => {
+                entry.token_id = id;
+                Err(Deny::invalid(r.as_str()))
+            }
             Ok(Verdict::Forbidden(t)) => {
                 entry.token_id = Some(t.id.clone());
                 let missing: Vec<String> = needed
@@ -222,6 +225,38 @@ pub async fn authorize(
         }
     }
     verdict
+}
+
+/// Room for a request's audit entry, or the 503 to answer when the writer is
+/// too far behind (said in the log too).
+pub async fn audit_slot(audit: &AuditSink, client: SocketAddr) -> Result<Slot<'_>, Response<Body>> {
+    audit.slot().await.ok_or_else(|| {
+        tracing::error!(client = %client.ip(), "the audit trail is behind; refused a request with 503");
+        json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "audit_unavailable",
+            "the audit trail cannot keep up; try again",
+        )
+    })
+}
+
+/// Records and answers a request whose path `raw` cannot be made canonical.
+pub fn uncanonical(
+    slot: Slot<'_>,
+    mut entry: Entry,
+    raw: &str,
+    started: Instant,
+    status: StatusCode,
+) -> Response<Body> {
+    entry.path = Some(raw.chars().take(512).collect());
+    entry.decision = Some(Decision::Deny);
+    entry.reason = Some("path cannot be made canonical".into());
+    record(slot, entry, started, false);
+    json_response(
+        status,
+        "invalid_request",
+        "the path has an encoded `/`, `\\` or NUL, or `..` above the root",
+    )
 }
 
 /// Where every proxied request ends: its audit entry, with the time it took.
@@ -300,28 +335,17 @@ async fn handle(
     let started = Instant::now();
     // Room for this request's audit entry comes first: a request that could
     // not be recorded is not served.
-    let Some(slot) = p.audit.slot().await else {
-        tracing::error!(client = %client.ip(), method = %req.method(), "the audit trail is behind; refused a proxy request with 503");
-        return json_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "audit_unavailable",
-            "the audit trail cannot keep up; try again",
-        );
+    let slot = match audit_slot(&p.audit, client).await {
+        Ok(slot) => slot,
+        Err(refused) => return refused,
     };
     let method = req.method().clone();
     let mut entry = Entry::new(Event::Request, Utc::now());
     entry.method = Some(method.to_string());
     entry.client = Some(client.ip().to_string());
     let Some(path) = canonical_path(req.uri().path()) else {
-        entry.path = Some(req.uri().path().chars().take(512).collect());
-        entry.decision = Some(Decision::Deny);
-        entry.reason = Some("path cannot be made canonical".into());
-        record(slot, entry, started, false);
-        return json_response(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "the path has an encoded `/`, `\\` or NUL, or `..` above the root",
-        );
+        let raw = req.uri().path();
+        return uncanonical(slot, entry, raw, started, StatusCode::BAD_REQUEST);
     };
     let path_and_query = match req.uri().query() {
         Some(q) => format!("{}?{q}", encode_path(&path)),

@@ -4,6 +4,7 @@
 //! upstream. Traefik and Envoy are not packaged: their requests are replayed
 //! against the endpoint with the headers their docs say they send.
 
+use crate::admission::{audit_entries, concurrently};
 use crate::server::Server;
 use crate::servers::free_port;
 use crate::upstream::Upstream;
@@ -15,19 +16,26 @@ use std::process::{Child, Command, Stdio};
 
 const ROUTES: &str = "[[route]]\npath = \"/admin/**\"\nscopes = [\"admin\"]\n";
 
-/// The first fenced block of `lang` in docs/forward-auth.md.
-fn doc_block(lang: &str) -> String {
+/// The fenced blocks of `lang` in docs/forward-auth.md, in order.
+fn doc_blocks(lang: &str) -> Vec<String> {
     let doc = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/forward-auth.md"),
     )
     .unwrap();
-    let start = doc
-        .find(&format!("```{lang}\n"))
-        .unwrap_or_else(|| panic!("docs/forward-auth.md has a {lang} block"))
-        + lang.len()
-        + 4;
-    let len = doc[start..].find("```").unwrap();
-    doc[start..start + len].to_string()
+    let open = format!("```{lang}\n");
+    let mut blocks = Vec::new();
+    let mut rest = doc.as_str();
+    while let Some(at) = rest.find(&open) {
+        rest = &rest[at + open.len()..];
+        let end = rest.find("```").unwrap();
+        blocks.push(rest[..end].to_string());
+        rest = &rest[end..];
+    }
+    assert!(
+        !blocks.is_empty(),
+        "docs/forward-auth.md has a {lang} block"
+    );
+    blocks
 }
 
 /// tok serve with forward auth, an upstream, and one front proxy before them.
@@ -54,6 +62,8 @@ impl Drop for Front {
 #[derive(Clone, Copy, Debug)]
 enum Kind {
     Nginx,
+    /// With the doc's `proxy_cache` lines on the auth subrequest.
+    NginxCaching,
     Caddy,
 }
 
@@ -83,14 +93,21 @@ impl Front {
                 .replace("127.0.0.1:8080", &listen)
         };
         let mut child = match kind {
-            Kind::Nginx => {
+            Kind::Nginx | Kind::NginxCaching => {
+                let nginx = doc_blocks("nginx");
+                let mut site = fill(nginx[0].clone());
+                let mut cache = String::new();
+                if let Kind::NginxCaching = kind {
+                    let anchor = "location = /_tok_auth {\n";
+                    site = site.replace(anchor, &format!("{anchor}{}", nginx[1]));
+                    cache = format!("  proxy_cache_path {d}/cache keys_zone=tok_auth:1m;\n");
+                }
                 let conf = format!(
                     "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
                      error_log {d}/error.log;\nevents {{ worker_connections 256; }}\n\
                      http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  \
                      proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  \
-                     uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n{}\n}}\n",
-                    fill(doc_block("nginx"))
+                     uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n{cache}{site}\n}}\n"
                 );
                 std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
                 Command::new("nginx")
@@ -104,7 +121,7 @@ impl Front {
             Kind::Caddy => {
                 let conf = format!(
                     "{{\n\tadmin off\n\tauto_https off\n}}\n\n{}",
-                    fill(doc_block("caddyfile"))
+                    fill(doc_blocks("caddyfile")[0].clone())
                 );
                 std::fs::write(dir.path().join("Caddyfile"), conf).unwrap();
                 Command::new("caddy")
@@ -129,18 +146,20 @@ impl Front {
 }
 
 impl Guarded {
-    fn start(kind: Kind) -> Guarded {
+    fn start(kind: Kind, extra: &[&str]) -> Guarded {
         let upstream = Upstream::start();
         let mut routes = tempfile::NamedTempFile::new().unwrap();
         routes.write_all(ROUTES.as_bytes()).unwrap();
-        let server = Server::start_with(&[
+        let mut args = vec![
             "--auth-listen",
             "127.0.0.1:0",
             "--auth-allow",
             "127.0.0.1/32",
             "--routes",
             routes.path().to_str().unwrap(),
-        ]);
+        ];
+        args.extend_from_slice(extra);
+        let server = Server::start_with(&args);
         let auth = server.auth_url();
         let front = Front::start(
             kind,
@@ -181,7 +200,7 @@ fn challenge(r: &reqwest::blocking::Response) -> String {
 
 /// Every scenario of the issue, through one front proxy.
 fn guards_a_service(kind: Kind) {
-    let g = Guarded::start(kind);
+    let g = Guarded::start(kind, &[]);
     let client = g.server.client();
 
     // No token: 401 with the challenge reaching the client; nothing upstream.
@@ -246,12 +265,8 @@ fn guards_a_service(kind: Kind) {
 
     // A --uses 3 token under 50 concurrent requests: exactly 3 pass.
     let (limited_id, limited) = client.create_json(&["--ttl", "1h", "--uses", "3"]);
-    let statuses: Vec<StatusCode> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..50)
-            .map(|_| s.spawn(|| g.get("/limited", Some(&limited), &[]).status()))
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let statuses: Vec<StatusCode> =
+        concurrently(50, || g.get("/limited", Some(&limited), &[]).status());
     let ok = statuses.iter().filter(|s| **s == StatusCode::OK).count();
     assert_eq!(ok, 3, "{kind:?}: {statuses:?}");
     assert!(statuses
@@ -263,12 +278,8 @@ fn guards_a_service(kind: Kind) {
     // Every decision is in the audit trail, marked as forward auth.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let count = || {
-        let out = g
-            .server
-            .local()
-            .ok(&["audit", "--limit", "100000", "-o", "jsonl"]);
-        out.lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        audit_entries(&g.server.local())
+            .iter()
             .filter(|e| e["event"] == "request" && e["actor"] == "forward-auth via 127.0.0.1")
             .count()
     };
@@ -489,4 +500,47 @@ fn bad_forward_auth_settings_are_refused_before_anything_starts() {
     env.set("TOK_AUTH_SECRET", " ");
     let o = env.run(&["serve", "--data-dir", "s", "--auth-listen", "127.0.0.1:0"]);
     assert_fails(&o, exit::USAGE, &["TOK_AUTH_SECRET is set but empty"]);
+}
+
+#[test]
+fn nginx_caches_an_allowed_answer_for_auth_cache_ttl_but_never_a_use_limited_one() {
+    let g = Guarded::start(Kind::NginxCaching, &["--auth-cache-ttl", "1h"]);
+    let client = g.server.client();
+    let asked = |id: &str| {
+        audit_entries(&g.server.local())
+            .iter()
+            .filter(|e| e["token_id"] == id && e["event"] == "request")
+            .count()
+    };
+    let (id, secret) = client.create_json(&["--ttl", "1h"]);
+    for _ in 0..3 {
+        assert_eq!(g.get("/same", Some(&secret), &[]).status(), StatusCode::OK);
+    }
+    assert_eq!(g.upstream.hits(), 3);
+    // The documented trade-off: a revoke waits for the cached answer to age out.
+    client.ok(&["revoke", &id, "--yes"]);
+    assert_eq!(g.get("/same", Some(&secret), &[]).status(), StatusCode::OK);
+    // Another path is another key: asked, and refused.
+    assert_eq!(
+        g.get("/other", Some(&secret), &[]).status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    let (limited_id, limited) = client.create_json(&["--ttl", "1h", "--uses", "2"]);
+    let statuses: Vec<StatusCode> = (0..3)
+        .map(|_| g.get("/same", Some(&limited), &[]).status())
+        .collect();
+    assert_eq!(
+        statuses,
+        [StatusCode::OK, StatusCode::OK, StatusCode::UNAUTHORIZED]
+    );
+    assert_eq!(g.server.local().inspect_json(&limited_id)["uses"], 2);
+
+    // tok was asked once for the cached token's path (and once for the other
+    // path), three times for the use-limited one.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while (asked(&id), asked(&limited_id)) != (2, 3) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!((asked(&id), asked(&limited_id)), (2, 3));
 }
