@@ -15,6 +15,7 @@ pub mod auth;
 pub mod cache;
 pub mod error;
 pub mod extract;
+pub mod federation;
 pub mod forward_auth;
 pub mod listen;
 pub mod oauth;
@@ -23,7 +24,8 @@ pub mod router;
 pub mod routes;
 pub mod state;
 pub mod tls;
-pub mod wire;
+/// The admin API's wire types live beside the server, shared with the `tok` driver.
+pub use crate::wire;
 
 use crate::duration::Ttl;
 use crate::error::{Kind, UserError};
@@ -51,6 +53,8 @@ pub struct Config {
     pub audit_queue: usize,
     /// How long a client may take to send a request's headers (both listeners).
     pub header_timeout: Duration,
+    /// `--federation FILE`: trust policies for token exchange, read again on SIGHUP.
+    pub federation: Option<PathBuf>,
 }
 
 /// `--proxy-listen`, `--upstream`, `--routes`, `--upstream-timeout`.
@@ -150,6 +154,10 @@ pub fn run(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
 
 async fn serve(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
     let state = state::AppState::open(&config.data_dir)?;
+    let federation = match &config.federation {
+        Some(path) => Some(federation_from(path)?),
+        None => None,
+    };
     let tls = match &config.tls {
         Some((cert, key)) => Some(tls::config(cert, key)?),
         None => None,
@@ -295,11 +303,18 @@ async fn serve(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
     };
     on_listening(&url);
 
+    let exchange = federation.map(|f| {
+        std::sync::Arc::new(federation::endpoint::Exchange {
+            federation: f,
+            pool: state.pool(),
+            audit: audit.clone(),
+        })
+    });
     let oauth = std::sync::Arc::new(oauth::OAuth {
         pool: state.pool(),
         audit,
     });
-    let app = router::router(state, oauth);
+    let app = router::router(state, oauth, exchange.map(federation::endpoint::router));
     match tls {
         None => listen::serve(tcp, app, config.header_timeout, stopped()).await,
         Some(cfg) => {
@@ -339,6 +354,41 @@ fn spawn_listener(
             tokio::spawn(listen::serve(listener, app, header_timeout, stop))
         }
     })
+}
+
+/// Loads the trust policies and reloads them on SIGHUP, keeping the old ones
+/// when the file has become bad.
+fn federation_from(path: &std::path::Path) -> Result<std::sync::Arc<federation::Federation>> {
+    let policies = federation::policy::Policies::load(path).map_err(|e| {
+        UserError::usage(format!("bad --federation file: {e}"))
+            .hint("see docs/federation.md for the format")
+    })?;
+    tracing::info!(
+        file = %path.display(),
+        policies = policies.policies.len(),
+        "federation policies loaded"
+    );
+    let fed = std::sync::Arc::new(
+        federation::Federation::new(path.to_path_buf(), policies)
+            .context("could not set up the client for issuers' keys")?,
+    );
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hup = signal(SignalKind::hangup()).context("could not handle SIGHUP")?;
+        let f = std::sync::Arc::clone(&fed);
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                match f.reload() {
+                    Ok(n) => tracing::info!(policies = n, "federation policies reloaded"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "federation policies not reloaded; the previous ones stay in force")
+                    }
+                }
+            }
+        });
+    }
+    Ok(fed)
 }
 
 fn bind_error(flag: &str, addr: SocketAddr, e: std::io::Error) -> anyhow::Error {
