@@ -696,6 +696,10 @@ pub struct AuthStatusArgs {
 /// route needs (--routes), streams them to the upstream, and records every
 /// decision in the audit trail (`tok audit`). See docs/proxy.md.
 ///
+/// With --auth-listen it answers the same decisions for a proxy you already run
+/// (nginx, Caddy, Traefik, Envoy), which then guards the service itself. See
+/// docs/forward-auth.md.
+///
 /// With --federation, CI jobs trade their OIDC ID token for a short-lived token
 /// at POST /oauth/token, as the trust policies allow; SIGHUP rereads the file.
 /// See docs/federation.md.
@@ -707,9 +711,14 @@ pub struct AuthStatusArgs {
 ///       --tls-cert /etc/tok/cert.pem --tls-key /etc/tok/key.pem
 ///   tok serve --data-dir ./srv --proxy-listen 127.0.0.1:8080 \
 ///       --upstream http://127.0.0.1:3000 --routes routes.toml
+///   tok serve --data-dir ./srv --auth-listen 127.0.0.1:8271   # for nginx auth_request
 ///   tok serve --data-dir /var/lib/tok --federation /etc/tok/federation.toml
 #[derive(Debug, Args)]
-#[command(verbatim_doc_comment, args_conflicts_with_subcommands = true)]
+#[command(
+    verbatim_doc_comment,
+    args_conflicts_with_subcommands = true,
+    group = clap::ArgGroup::new("listeners").args(["proxy_listen", "auth_listen"]).multiple(true)
+)]
 pub struct ServeArgs {
     #[command(subcommand)]
     pub command: Option<ServeCommand>,
@@ -753,11 +762,11 @@ pub struct ServeArgs {
     )]
     pub upstream: Option<String>,
 
-    /// Route rules (TOML): the scopes each method and path needs, and their upstreams (docs/routes.example.toml).
+    /// Route rules (TOML): the scopes each method and path needs, and their upstreams (docs/routes.example.toml); for the proxy and forward auth.
     #[arg(
         long,
         value_name = "FILE",
-        requires = "proxy_listen",
+        requires = "listeners",
         help_heading = "Proxy"
     )]
     pub routes: Option<PathBuf>,
@@ -770,6 +779,29 @@ pub struct ServeArgs {
         help_heading = "Proxy"
     )]
     pub upstream_timeout: Ttl,
+
+    /// Also answer forward-auth checks on this address: nginx auth_request, Caddy forward_auth, Traefik ForwardAuth, Envoy ext_authz (docs/forward-auth.md). When TOK_AUTH_SECRET is set, callers must send it in X-Tok-Auth-Secret.
+    #[arg(long, value_name = "ADDR", help_heading = "Forward auth")]
+    pub auth_listen: Option<SocketAddr>,
+
+    /// Only callers in this address range may ask (repeatable) [default: 127.0.0.0/8 and ::1].
+    #[arg(
+        long = "auth-allow",
+        value_name = "CIDR",
+        requires = "auth_listen",
+        value_parser = parse_cidr,
+        help_heading = "Forward auth"
+    )]
+    pub auth_allow: Vec<ipnet::IpNet>,
+
+    /// Let the proxy cache an allowed answer this long (Cache-Control), trading revocation delay for speed; never for use-limited tokens [default: never].
+    #[arg(
+        long,
+        value_name = "DURATION",
+        requires = "auth_listen",
+        help_heading = "Forward auth"
+    )]
+    pub auth_cache_ttl: Option<Ttl>,
 
     /// Delete request entries (proxy, introspection and exchange decisions) older than this.
     #[arg(
@@ -931,6 +963,18 @@ pub fn parse_name_glob(s: &str) -> Result<String, String> {
 }
 
 /// `key=value`.
+/// A client range: `10.0.0.0/8`, `::1/128`, or one address.
+pub fn parse_cidr(s: &str) -> Result<ipnet::IpNet, String> {
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map(|n| n.trunc())
+        .map_err(|_| {
+            format!(
+                "`{s}` is not an address range; give one like 10.0.0.0/8, fd00::/8 or 192.0.2.7"
+            )
+        })
+}
+
 pub fn parse_label(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
@@ -955,5 +999,25 @@ mod tests {
         assert!(parse_label("nokey").is_err());
         assert!(parse_time("2030-01-01T00:00:00Z").is_ok());
         assert!(parse_time("2030-01-01").is_err());
+    }
+
+    #[test]
+    fn cidr_parser() {
+        let net = |s: &str| parse_cidr(s).map(|n| n.to_string());
+        assert_eq!(net("10.0.0.0/8").unwrap(), "10.0.0.0/8");
+        assert_eq!(
+            net("10.1.2.3/8").unwrap(),
+            "10.0.0.0/8",
+            "host bits dropped"
+        );
+        assert_eq!(net("192.0.2.7").unwrap(), "192.0.2.7/32");
+        assert_eq!(net("::1").unwrap(), "::1/128");
+        assert_eq!(net("fd00::/8").unwrap(), "fd00::/8");
+        for bad in ["", "10.0.0.0/33", "localhost", "10.0.0/8"] {
+            assert!(
+                net(bad).unwrap_err().contains("not an address range"),
+                "{bad}"
+            );
+        }
     }
 }

@@ -4,7 +4,7 @@ use super::Ctx;
 use crate::cli::{ServeArgs, ServeCommand, ServeInitArgs};
 use crate::error::UserError;
 use crate::server::routes::Routes;
-use crate::server::{self, Config, ProxyConfig};
+use crate::server::{self, Config, ForwardAuthConfig, ProxyConfig};
 use crate::store::audit::Retention;
 use crate::store::Store;
 use anyhow::{Context, Result};
@@ -15,7 +15,9 @@ pub fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
     if let Some(ServeCommand::Init(a)) = args.command {
         return init(ctx, a);
     }
-    let proxy = proxy_config(&args)?;
+    let routes = routes(&args)?;
+    let proxy = proxy_config(&args, &routes)?;
+    let forward_auth = forward_auth_config(&args, &routes)?;
     let retention = Retention {
         max_age_secs: args.audit_max_age.as_secs(),
         max_rows: args.audit_max_rows,
@@ -28,6 +30,7 @@ pub fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
         data_dir: PathBuf::new(),
         tls,
         proxy,
+        forward_auth,
         retention,
         audit_queue: args.audit_queue as usize,
         header_timeout: std::time::Duration::from_secs(args.header_timeout.as_secs()),
@@ -46,8 +49,19 @@ pub fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
     )
 }
 
+/// The route rules, read and checked before anything starts.
+fn routes(args: &ServeArgs) -> Result<Routes> {
+    Ok(match &args.routes {
+        Some(path) => Routes::load(path).map_err(|e| {
+            UserError::usage(format!("bad --routes file: {e}"))
+                .hint("see docs/routes.example.toml for the format")
+        })?,
+        None => Routes::default(),
+    })
+}
+
 /// The proxy settings, checked before anything starts.
-fn proxy_config(args: &ServeArgs) -> Result<Option<ProxyConfig>> {
+fn proxy_config(args: &ServeArgs, routes: &Routes) -> Result<Option<ProxyConfig>> {
     let (Some(listen), Some(upstream)) = (args.proxy_listen, &args.upstream) else {
         return Ok(None);
     };
@@ -55,18 +69,43 @@ fn proxy_config(args: &ServeArgs) -> Result<Option<ProxyConfig>> {
         UserError::usage(format!("--upstream: {e}"))
             .hint("give the service's base URL, e.g. --upstream http://127.0.0.1:3000")
     })?;
-    let routes = match &args.routes {
-        Some(path) => Routes::load(path).map_err(|e| {
-            UserError::usage(format!("bad --routes file: {e}"))
-                .hint("see docs/routes.example.toml for the format")
-        })?,
-        None => Routes::default(),
-    };
     Ok(Some(ProxyConfig {
         listen,
         upstream,
-        routes,
+        routes: routes.clone(),
         upstream_timeout: std::time::Duration::from_secs(args.upstream_timeout.as_secs()),
+    }))
+}
+
+/// The forward-auth settings; the shared secret comes from TOK_AUTH_SECRET.
+fn forward_auth_config(args: &ServeArgs, routes: &Routes) -> Result<Option<ForwardAuthConfig>> {
+    let Some(listen) = args.auth_listen else {
+        return Ok(None);
+    };
+    let secret = match std::env::var(crate::env::AUTH_SECRET) {
+        Ok(s) if s.trim().is_empty() => {
+            return Err(
+                UserError::usage(format!("{} is set but empty", crate::env::AUTH_SECRET))
+                    .hint(format!(
+                        "unset {} or give it a long random value",
+                        crate::env::AUTH_SECRET
+                    ))
+                    .into(),
+            )
+        }
+        Ok(s) => Some(crate::secret::Secret::new(s.trim())),
+        Err(_) => None,
+    };
+    Ok(Some(ForwardAuthConfig {
+        listen,
+        allow: if args.auth_allow.is_empty() {
+            crate::server::forward_auth::loopback()
+        } else {
+            args.auth_allow.clone()
+        },
+        secret,
+        cache_ttl: std::time::Duration::from_secs(args.auth_cache_ttl.map_or(0, |t| t.as_secs())),
+        routes: routes.clone(),
     }))
 }
 

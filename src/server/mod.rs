@@ -16,6 +16,7 @@ pub mod cache;
 pub mod error;
 pub mod extract;
 pub mod federation;
+pub mod forward_auth;
 pub mod listen;
 pub mod log;
 pub mod oauth;
@@ -47,6 +48,8 @@ pub struct Config {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// The enforcing reverse proxy, when asked for.
     pub proxy: Option<ProxyConfig>,
+    /// The forward-auth endpoint, when asked for.
+    pub forward_auth: Option<ForwardAuthConfig>,
     pub retention: crate::store::audit::Retention,
     /// How many audit entries may wait for the writer (`--audit-queue`).
     pub audit_queue: usize,
@@ -64,6 +67,17 @@ pub struct ProxyConfig {
     pub upstream: String,
     pub routes: routes::Routes,
     pub upstream_timeout: Duration,
+}
+
+/// `--auth-listen`, `--auth-allow`, `--auth-cache-ttl`, `TOK_AUTH_SECRET`.
+#[derive(Debug, Clone)]
+pub struct ForwardAuthConfig {
+    pub listen: SocketAddr,
+    pub allow: Vec<ipnet::IpNet>,
+    pub secret: Option<crate::secret::Secret>,
+    /// Zero: a proxy may not cache an answer.
+    pub cache_ttl: Duration,
+    pub routes: routes::Routes,
 }
 
 /// Logs for people and machines on stderr: one line per event with key=value
@@ -164,6 +178,14 @@ async fn serve(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
         ),
         None => None,
     };
+    let auth_tcp = match &config.forward_auth {
+        Some(f) => Some(
+            tokio::net::TcpListener::bind(f.listen)
+                .await
+                .map_err(|e| bind_error("--auth-listen", f.listen, e))?,
+        ),
+        None => None,
+    };
 
     let admin = state
         .with_store(|store| active_admin(store).map_err(error::ApiError::internal))
@@ -205,6 +227,20 @@ async fn serve(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
         version = env!("CARGO_PKG_VERSION"),
         "listening"
     );
+    // The proxy and the forward-auth endpoint share one admission cache.
+    let mut shared_admission = None;
+    let mut admission = || -> Result<std::sync::Arc<admission::Admitter>> {
+        if shared_admission.is_none() {
+            shared_admission = Some(std::sync::Arc::new(admission::Admitter::sqlite(
+                state.pool(),
+                &config.data_dir,
+                cache::Bounds::default(),
+            )?));
+        }
+        Ok(std::sync::Arc::clone(
+            shared_admission.as_ref().expect("set above"),
+        ))
+    };
     let proxy_task = match (config.proxy, proxy_tcp) {
         (Some(p), Some(listener)) => {
             let proxy_addr = listener.local_addr()?;
@@ -218,28 +254,53 @@ async fn serve(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
                 routes = p.routes.routes.len(),
                 "proxy listening"
             );
-            let admission = admission::Admitter::sqlite(
-                state.pool(),
-                &config.data_dir,
-                cache::Bounds::default(),
-            )?;
             let app = proxy::router(std::sync::Arc::new(proxy::Proxy {
-                admission: std::sync::Arc::new(admission),
+                admission: admission()?,
                 routes: p.routes,
                 upstream: p.upstream,
                 client: proxy::upstream_client(p.upstream_timeout),
                 upstream_timeout: p.upstream_timeout,
                 audit: audit.clone(),
             }));
-            // The proxy speaks TLS with the admin API's certificate when given one.
-            let stop = stopped();
-            Some(match &tls {
-                None => tokio::spawn(listen::serve(listener, app, config.header_timeout, stop)),
-                Some(cfg) => {
-                    let listener = tls::TlsListener::new(listener, cfg.clone())?;
-                    tokio::spawn(listen::serve(listener, app, config.header_timeout, stop))
-                }
-            })
+            Some(spawn_listener(
+                listener,
+                app,
+                tls.as_ref(),
+                config.header_timeout,
+                stopped(),
+            )?)
+        }
+        _ => None,
+    };
+    let auth_task = match (config.forward_auth, auth_tcp) {
+        (Some(f), Some(listener)) => {
+            let auth_addr = listener.local_addr()?;
+            let auth_url = url_for(auth_addr, tls.is_some());
+            if f.secret.is_none() && f.allow.iter().any(|n| !n.addr().is_loopback()) {
+                tracing::warn!(url = %auth_url, "forward auth trusts callers by address alone; set TOK_AUTH_SECRET too");
+            }
+            tracing::info!(
+                url = %auth_url,
+                allow = %f.allow.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","),
+                shared_secret = f.secret.is_some(),
+                cache_ttl_secs = f.cache_ttl.as_secs(),
+                "forward auth listening"
+            );
+            let app = forward_auth::router(std::sync::Arc::new(forward_auth::ForwardAuth {
+                admission: admission()?,
+                routes: f.routes,
+                allow: f.allow,
+                secret: f.secret,
+                cache_ttl: f.cache_ttl,
+                audit: audit.clone(),
+            }));
+            Some(spawn_listener(
+                listener,
+                app,
+                tls.as_ref(),
+                config.header_timeout,
+                stopped(),
+            )?)
         }
         _ => None,
     };
@@ -268,12 +329,34 @@ async fn serve(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
         task.await
             .map_err(|e| anyhow::anyhow!("the proxy task failed: {e}"))?;
     }
+    if let Some(task) = auth_task {
+        task.await
+            .map_err(|e| anyhow::anyhow!("the forward-auth task failed: {e}"))?;
+    }
     // Every sender is gone with the routers: the writer drains and stops.
     if let Err(e) = writer.await {
         tracing::error!(error = %e, "the audit writer did not finish");
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Serves `app` on `listener` in a task of its own; with TLS (the admin API's
+/// certificate) when the server has one.
+fn spawn_listener(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    tls: Option<&tokio_rustls::rustls::ServerConfig>,
+    header_timeout: Duration,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<tokio::task::JoinHandle<()>> {
+    Ok(match tls {
+        None => tokio::spawn(listen::serve(listener, app, header_timeout, stop)),
+        Some(cfg) => {
+            let listener = tls::TlsListener::new(listener, cfg.clone())?;
+            tokio::spawn(listen::serve(listener, app, header_timeout, stop))
+        }
+    })
 }
 
 /// Loads the trust policies and reloads them on SIGHUP, keeping the old ones

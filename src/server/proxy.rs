@@ -197,7 +197,10 @@ pub async fn authorize(
         Err(()) => Err(Deny::invalid("malformed token")),
         Ok(Some(secret)) => match admission.admit(secret, needed, Utc::now()).await {
             Ok(Verdict::Admitted(t)) => Ok(t),
-            Ok(Verdict::Refused(r)) => Err(Deny::invalid(r.as_str())),
+            Ok(Verdict::Refused(r, id)) => {
+                entry.token_id = id;
+                Err(Deny::invalid(r.as_str()))
+            }
             Ok(Verdict::Forbidden(t)) => {
                 entry.token_id = Some(t.id.clone());
                 let missing: Vec<String> = needed
@@ -226,6 +229,35 @@ pub async fn authorize(
         }
     }
     verdict
+}
+
+/// Room for a request's audit entry, or the 503 to answer when the writer is
+/// too far behind (said in the log too).
+pub async fn audit_slot(audit: &AuditSink, client: SocketAddr) -> Result<Slot<'_>, Response<Body>> {
+    audit.slot().await.ok_or_else(|| {
+        tracing::error!(client = %client.ip(), "the audit trail is behind; refused a request with 503");
+        json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "audit_unavailable",
+            "the audit trail cannot keep up; try again",
+        )
+    })
+}
+
+/// Records and answers a request whose path `raw` cannot be made canonical.
+pub fn uncanonical(
+    slot: Slot<'_>,
+    mut entry: Entry,
+    raw: &str,
+    started: Instant,
+    status: StatusCode,
+    why: Refused,
+) -> Response<Body> {
+    entry.path = Some(audit_path(raw));
+    entry.decision = Some(Decision::Deny);
+    entry.reason = Some(why.message().into());
+    record(slot, entry, started, false);
+    json_response(status, "invalid_request", why.message())
 }
 
 /// Where every proxied request ends: its audit entry, with the time it took.
@@ -305,13 +337,9 @@ async fn handle(
     let started = Instant::now();
     // Room for this request's audit entry comes first: a request that could
     // not be recorded is not served.
-    let Some(slot) = p.audit.slot().await else {
-        tracing::error!(client = %client.ip(), method = %req.method(), "the audit trail is behind; refused a proxy request with 503");
-        return json_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "audit_unavailable",
-            "the audit trail cannot keep up; try again",
-        );
+    let slot = match audit_slot(&p.audit, client).await {
+        Ok(slot) => slot,
+        Err(refused) => return refused,
     };
     let method = req.method().clone();
     let mut entry = Entry::new(Event::Request, Utc::now());

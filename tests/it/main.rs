@@ -12,6 +12,7 @@ mod doubles;
 mod edges;
 mod errors;
 mod federation;
+mod forward_auth;
 mod gateways;
 mod help;
 mod hostile;
