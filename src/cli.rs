@@ -575,6 +575,11 @@ pub struct AuthStatusArgs {}
 /// route needs (--routes), streams them to the upstream, and records every
 /// decision in the audit trail (`tok audit`). See docs/proxy.md.
 ///
+/// Every setting can live in one TOML file (--config, docs/serve.example.toml);
+/// flags override it. SIGHUP reloads the routes, the audit retention and the
+/// TLS certificate. Operators get /metrics (Prometheus), /v1/health/live and
+/// /v1/health/ready, JSON logs and systemd readiness: see docs/operating.md.
+///
 /// Examples:
 ///   tok serve --dev                                  # try tok in a second terminal
 ///   tok serve init --data-dir /var/lib/tok > admin.token
@@ -582,15 +587,21 @@ pub struct AuthStatusArgs {}
 ///       --tls-cert /etc/tok/cert.pem --tls-key /etc/tok/key.pem
 ///   tok serve --data-dir ./srv --proxy-listen 127.0.0.1:8080 \
 ///       --upstream http://127.0.0.1:3000 --routes routes.toml
+///   tok serve --config /etc/tok/serve.toml --log-format json
+///   tok serve check-config /etc/tok/serve.toml
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment, args_conflicts_with_subcommands = true)]
 pub struct ServeArgs {
     #[command(subcommand)]
     pub command: Option<ServeCommand>,
 
-    /// Address to listen on (port 0 picks a free port; the log says which).
-    #[arg(long, value_name = "ADDR", env = env::LISTEN, default_value = "127.0.0.1:8270")]
-    pub listen: SocketAddr,
+    /// Read the serve settings from this TOML file; flags override it (docs/serve.example.toml).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Address to listen on (port 0 picks a free port; the log says which) [default: 127.0.0.1:8270].
+    #[arg(long, value_name = "ADDR", env = env::LISTEN)]
+    pub listen: Option<SocketAddr>,
 
     /// Serve a temporary store with a new admin token, and print the
     /// `export TOK_URL=...` and `export TOK_ADMIN_TOKEN=...` lines on stdout.
@@ -605,63 +616,68 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
-    /// Close a connection whose request headers have not all arrived after this long.
-    #[arg(long, value_name = "DURATION", default_value = "10s")]
-    pub header_timeout: Ttl,
+    /// Close a connection whose request headers have not all arrived after this long [default: 10s].
+    #[arg(long, value_name = "DURATION")]
+    pub header_timeout: Option<Ttl>,
 
-    /// Also run the enforcing reverse proxy on this address (needs --upstream).
-    #[arg(
-        long,
-        value_name = "ADDR",
-        requires = "upstream",
-        help_heading = "Proxy"
-    )]
+    /// How log lines are written on stderr [default: text].
+    #[arg(long, value_name = "FORMAT", help_heading = "Operating")]
+    pub log_format: Option<crate::server::LogFormat>,
+
+    /// Also serve /metrics and the health routes, without a token, on this address.
+    #[arg(long, value_name = "ADDR", help_heading = "Operating")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Record no metrics (/metrics still answers, with every count at 0).
+    #[arg(long, help_heading = "Operating")]
+    pub no_metrics: bool,
+
+    /// Also run the enforcing reverse proxy on this address (needs an upstream).
+    #[arg(long, value_name = "ADDR", help_heading = "Proxy")]
     pub proxy_listen: Option<SocketAddr>,
 
     /// Where the proxy sends the requests it lets through.
-    #[arg(
-        long,
-        value_name = "URL",
-        requires = "proxy_listen",
-        help_heading = "Proxy"
-    )]
+    #[arg(long, value_name = "URL", help_heading = "Proxy")]
     pub upstream: Option<String>,
 
     /// Route rules (TOML): the scopes each method and path needs, and their upstreams (docs/routes.example.toml).
-    #[arg(
-        long,
-        value_name = "FILE",
-        requires = "proxy_listen",
-        help_heading = "Proxy"
-    )]
+    #[arg(long, value_name = "FILE", help_heading = "Proxy")]
     pub routes: Option<PathBuf>,
 
-    /// Give up on the upstream after this long without an answer (504).
-    #[arg(
-        long,
-        value_name = "DURATION",
-        default_value = "30s",
-        help_heading = "Proxy"
-    )]
-    pub upstream_timeout: Ttl,
+    /// Give up on the upstream after this long without an answer (504) [default: 30s].
+    #[arg(long, value_name = "DURATION", help_heading = "Proxy")]
+    pub upstream_timeout: Option<Ttl>,
 
-    /// Delete audit entries older than this.
-    #[arg(
-        long,
-        value_name = "DURATION",
-        default_value = "90d",
-        help_heading = "Audit trail"
-    )]
-    pub audit_max_age: Ttl,
+    /// Delete audit entries older than this [default: 90d].
+    #[arg(long, value_name = "DURATION", help_heading = "Audit trail")]
+    pub audit_max_age: Option<Ttl>,
 
-    /// Keep at most this many audit entries (the oldest go first).
-    #[arg(long, value_name = "N", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..), help_heading = "Audit trail")]
-    pub audit_max_rows: u64,
+    /// Keep at most this many audit entries (the oldest go first) [default: 1000000].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), help_heading = "Audit trail")]
+    pub audit_max_rows: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum ServeCommand {
     Init(ServeInitArgs),
+    CheckConfig(CheckConfigArgs),
+}
+
+/// Check a `tok serve` config file without starting anything
+///
+/// Reads FILE as `tok serve --config FILE` would and checks every setting: addresses, durations, the upstream
+/// URL, the routes, and that the TLS certificate and key load. Errors name
+/// the line and the key; exits 2 when something is wrong.
+///
+/// Examples:
+///   tok serve check-config /etc/tok/serve.toml
+///   tok serve check-config docs/serve.example.toml
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct CheckConfigArgs {
+    /// The config file.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
 }
 
 /// Create the server's store and print a first admin token alone on stdout

@@ -85,7 +85,7 @@ pub fn run(ctx: &Ctx, args: AuditArgs) -> Result<()> {
     }
 }
 
-const COLUMNS: [&str; 12] = [
+const COLUMNS: [&str; 13] = [
     "seq",
     "at",
     "event",
@@ -98,9 +98,10 @@ const COLUMNS: [&str; 12] = [
     "client",
     "actor",
     "reason",
+    "request_id",
 ];
 
-fn cells(e: &Entry) -> [String; 12] {
+fn cells(e: &Entry) -> [String; 13] {
     let o = |s: &Option<String>| s.clone().unwrap_or_default();
     [
         e.seq.to_string(),
@@ -117,6 +118,7 @@ fn cells(e: &Entry) -> [String; 12] {
         o(&e.client),
         o(&e.actor),
         o(&e.reason),
+        o(&e.request_id),
     ]
 }
 

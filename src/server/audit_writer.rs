@@ -9,13 +9,14 @@
 //! growing pauses, and only given up, loudly, after about a minute. On
 //! shutdown the task drains the channel and writes the rest.
 
+use super::metrics::{StoreOp, METRICS};
 use crate::store::audit::{Entry, Retention, Uses};
 use crate::store::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
 pub const MAX_BATCH: usize = 1_000;
@@ -47,12 +48,19 @@ impl AuditSink {
     pub async fn used(&self, id: String, at: DateTime<Utc>) {
         let _ = self.tx.send(Record::Use { id, at }).await;
     }
+
+    /// Records waiting, and how many the queue holds.
+    pub fn depth(&self) -> (usize, usize) {
+        let max = self.tx.max_capacity();
+        (max - self.tx.capacity(), max)
+    }
 }
 
-/// Starts the writer task over the store in `dir`.
+/// Starts the writer task over the store in `dir`. The retention is read
+/// each time it is applied, so a reload (SIGHUP) changes it.
 pub fn spawn(
     dir: PathBuf,
-    retention: Retention,
+    retention: watch::Receiver<Retention>,
 ) -> Result<(AuditSink, tokio::task::JoinHandle<()>), crate::store::StoreError> {
     let store = Store::open(&dir)?;
     let (tx, rx) = mpsc::channel(CHANNEL);
@@ -60,7 +68,7 @@ pub fn spawn(
     Ok((AuditSink { tx }, handle))
 }
 
-async fn run(store: Store, mut rx: mpsc::Receiver<Record>, retention: Retention) {
+async fn run(store: Store, mut rx: mpsc::Receiver<Record>, retention: watch::Receiver<Retention>) {
     let store: Shared = std::sync::Arc::new(std::sync::Mutex::new(store));
     let mut last_prune = tokio::time::Instant::now();
     let mut open = true;
@@ -90,14 +98,26 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Record>, retention: Retention)
         let mut pause = Duration::from_millis(100);
         loop {
             let (store, b) = (std::sync::Arc::clone(&store), std::sync::Arc::clone(&batch));
-            match blocking(move || lock(&store).write_batch(&b.0, &b.1)).await {
-                Ok(()) => break,
+            let started = std::time::Instant::now();
+            let written = blocking(move || lock(&store).write_batch(&b.0, &b.1)).await;
+            METRICS
+                .store(StoreOp::AuditWrite)
+                .observe(started.elapsed());
+            if written.is_err() {
+                METRICS.store_errors.inc();
+            }
+            match written {
+                Ok(()) => {
+                    METRICS.audit_written.add(batch.0.len() as u64);
+                    break;
+                }
                 Err(e) if pause <= GIVE_UP_AFTER => {
                     tracing::error!(error = %e, entries = batch.0.len(), retry_in_ms = pause.as_millis() as u64, "could not write audit entries; will retry");
                     tokio::time::sleep(pause).await;
                     pause *= 2;
                 }
                 Err(e) => {
+                    METRICS.audit_refused.add(batch.0.len() as u64);
                     tracing::error!(error = %e, lost = batch.0.len(), "audit entries could not be written and are dropped");
                     break;
                 }
@@ -105,6 +125,7 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Record>, retention: Retention)
         }
         if prune {
             let store = std::sync::Arc::clone(&store);
+            let retention = *retention.borrow();
             if let Err(e) =
                 blocking(move || lock(&store).prune_audit(retention, Utc::now()).map(drop)).await
             {

@@ -186,6 +186,7 @@ async fn client_and_token(
 async fn introspect(
     AxState(state): AxState<Arc<OAuth>>,
     headers: HeaderMap,
+    id: Option<axum::Extension<super::request_id::RequestId>>,
     Form(form): Form<TokenForm>,
 ) -> Response {
     let (client, token) = match client_and_token(&state, &headers, form).await {
@@ -200,6 +201,7 @@ async fn introspect(
     };
     let mut entry = Entry::new(Event::Introspect, Utc::now());
     entry.actor = Some(principal(&client));
+    entry.request_id = id.map(|axum::Extension(id)| id.0);
     let body: Value = match admitted {
         Admission::Admitted(t) | Admission::Forbidden(t) => {
             entry.token_id = Some(t.id.clone());

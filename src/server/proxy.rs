@@ -11,6 +11,8 @@
 //! audit writer, off the request path.
 
 use super::audit_writer::AuditSink;
+use super::metrics::{Listener, Outcome, StoreOp, METRICS};
+use super::request_id::{self, RequestId};
 use super::routes::Routes;
 use super::state::Pool;
 use crate::secret::Secret;
@@ -41,7 +43,8 @@ pub const SCOPES_HEADER: &str = "x-tok-scopes";
 
 pub struct Proxy {
     pub pool: Arc<Pool>,
-    pub routes: Routes,
+    /// Replaced whole on SIGHUP; a request keeps the rules it started with.
+    pub routes: arc_swap::ArcSwap<Routes>,
     /// Base URL of the default upstream, without a trailing slash.
     pub upstream: String,
     pub client: reqwest::Client,
@@ -100,6 +103,18 @@ impl Deny {
             message: format!("the token lacks the scope {needed}"),
         }
     }
+    fn outcome(&self, refusal: Option<crate::store::Refusal>) -> Outcome {
+        use crate::store::Refusal;
+        match (self.code, refusal) {
+            (_, Some(Refusal::Unknown)) => Outcome::UnknownToken,
+            (_, Some(Refusal::Expired)) => Outcome::Expired,
+            (_, Some(Refusal::Revoked)) => Outcome::Revoked,
+            (_, Some(Refusal::Exhausted)) => Outcome::UsedUp,
+            ("missing_token", None) => Outcome::MissingToken,
+            ("insufficient_scope", None) => Outcome::InsufficientScope,
+            _ => Outcome::MalformedToken,
+        }
+    }
     fn response(&self) -> Response<Body> {
         let mut r = json_response(self.status, self.code, &self.message);
         if let Ok(v) = HeaderValue::from_str(&self.challenge) {
@@ -145,13 +160,17 @@ impl Proxy {
     /// token only when the request is let through.
     async fn check(&self, secret: Secret, needed: Vec<String>) -> Result<Admission, StoreError> {
         let now = Utc::now();
-        self.pool
+        let started = Instant::now();
+        let admission = self
+            .pool
             .run(move |s| {
                 s.admit(&secret, now, Spend::Limited, |t| {
                     needed.iter().all(|n| t.scopes.contains(n))
                 })
             })
-            .await
+            .await;
+        METRICS.store(StoreOp::Admit).observe(started.elapsed());
+        admission
     }
 }
 
@@ -210,14 +229,32 @@ fn encode_path(path: &str) -> String {
         .join("/")
 }
 
+/// Counts and times every answer, and gives it the request's id.
 async fn handle(
     AxState(p): AxState<Arc<Proxy>>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     req: Request<Body>,
 ) -> Response<Body> {
     let started = Instant::now();
+    let id = RequestId::next();
+    let header = id.header_value();
+    let (mut resp, outcome) = decide(&p, client, req, id, started).await;
+    METRICS.request(Listener::Proxy, outcome);
+    METRICS.proxy_request.observe(started.elapsed());
+    resp.headers_mut().insert(request_id::HEADER, header);
+    resp
+}
+
+async fn decide(
+    p: &Proxy,
+    client: SocketAddr,
+    req: Request<Body>,
+    id: RequestId,
+    started: Instant,
+) -> (Response<Body>, Outcome) {
     let method = req.method().clone();
     let mut entry = Entry::new(Event::Request, Utc::now());
+    entry.request_id = Some(id.0.clone());
     entry.method = Some(method.to_string());
     entry.client = Some(client.ip().to_string());
     let Some(path) = canonical_path(req.uri().path()) else {
@@ -225,11 +262,12 @@ async fn handle(
         entry.decision = Some(Decision::Deny);
         entry.reason = Some("path cannot be made canonical".into());
         p.audit.entry(entry).await;
-        return json_response(
+        let r = json_response(
             StatusCode::BAD_REQUEST,
             "invalid_request",
             "the path has an encoded `/`, `\\` or NUL, or `..` above the root",
         );
+        return (r, Outcome::BadPath);
     };
     entry.path = Some(path.clone());
     let path_and_query = match req.uri().query() {
@@ -237,14 +275,14 @@ async fn handle(
         None => encode_path(&path),
     };
 
-    let route = p.routes.find(method.as_str(), &path).cloned();
+    let route = p.routes.load().find(method.as_str(), &path).cloned();
     let needed = route.as_ref().map(|r| r.scopes.clone()).unwrap_or_default();
     let verdict = match bearer(req.headers()) {
-        Ok(None) => Err(Deny::missing()),
-        Err(()) => Err(Deny::invalid("malformed token")),
+        Ok(None) => Err((Deny::missing(), None)),
+        Err(()) => Err((Deny::invalid("malformed token"), None)),
         Ok(Some(secret)) => match p.check(secret, needed.clone()).await {
             Ok(Admission::Admitted(t)) => Ok(t),
-            Ok(Admission::Refused(r)) => Err(Deny::invalid(r.as_str())),
+            Ok(Admission::Refused(r)) => Err((Deny::invalid(r.as_str()), Some(r))),
             Ok(Admission::Forbidden(t)) => {
                 entry.token_id = Some(t.id.clone());
                 let missing: Vec<String> = needed
@@ -252,30 +290,33 @@ async fn handle(
                     .filter(|n| !t.scopes.contains(n))
                     .cloned()
                     .collect();
-                Err(Deny::scope(&missing))
+                Err((Deny::scope(&missing), None))
             }
             Err(e) => {
-                tracing::error!(error = %e, "token check failed");
+                METRICS.store_errors.inc();
+                tracing::error!(error = %e, request_id = %id, "token check failed");
                 entry.decision = Some(Decision::Deny);
                 entry.reason = Some("store error".into());
                 entry.latency_ms = Some(started.elapsed().as_millis() as u64);
                 p.audit.entry(entry).await;
-                return json_response(
+                let r = json_response(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "unavailable",
                     "the token store is not available; try again",
                 );
+                return (r, Outcome::StoreError);
             }
         },
     };
     let token = match verdict {
         Ok(t) => t,
-        Err(d) => {
+        Err((d, refusal)) => {
             entry.decision = Some(Decision::Deny);
             entry.reason = Some(d.message.clone());
             entry.latency_ms = Some(started.elapsed().as_millis() as u64);
             p.audit.entry(entry).await;
-            return d.response();
+            tracing::debug!(request_id = %id, reason = d.code, "proxy request denied");
+            return (d.response(), d.outcome(refusal));
         }
     };
     entry.token_id = Some(token.id.clone());
@@ -316,6 +357,7 @@ async fn handle(
     if let Ok(v) = HeaderValue::from_str(&token.scopes.join(" ")) {
         headers.insert(SCOPES_HEADER, v);
     }
+    headers.insert(request_id::HEADER, id.header_value());
     let forwarded_for = match parts
         .headers
         .get("x-forwarded-for")
@@ -331,6 +373,7 @@ async fn handle(
         headers.insert("x-forwarded-host", host.clone());
     }
     headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    let sent = Instant::now();
     let upstream = p
         .client
         .request(parts.method, &url)
@@ -338,28 +381,31 @@ async fn handle(
         .body(reqwest::Body::wrap_stream(body.into_data_stream()))
         .send()
         .await;
+    METRICS.upstream.observe(sent.elapsed());
     let resp = match upstream {
         Ok(r) => r,
         Err(e) => {
-            let (status, code, message) = if e.is_timeout() {
+            let (status, code, message, outcome) = if e.is_timeout() {
                 (
                     StatusCode::GATEWAY_TIMEOUT,
                     "upstream_timeout",
                     format!("the upstream {base} did not answer in time"),
+                    Outcome::UpstreamTimeout,
                 )
             } else {
                 (
                     StatusCode::BAD_GATEWAY,
                     "upstream_unavailable",
                     format!("the upstream {base} could not be reached"),
+                    Outcome::UpstreamUnavailable,
                 )
             };
-            tracing::warn!(upstream = %base, error = %e, "upstream failed");
+            tracing::warn!(upstream = %base, request_id = %id, error = %e.without_url(), "upstream failed");
             entry.upstream_status = Some(status.as_u16());
             entry.reason = Some(message.clone());
             entry.latency_ms = Some(started.elapsed().as_millis() as u64);
             p.audit.entry(entry).await;
-            return json_response(status, code, &message);
+            return (json_response(status, code, &message), outcome);
         }
     };
     entry.upstream_status = Some(resp.status().as_u16());
@@ -370,7 +416,7 @@ async fn handle(
     *out.status_mut() = resp.status();
     *out.headers_mut() = forwardable(resp.headers());
     *out.body_mut() = Body::from_stream(resp.bytes_stream());
-    out
+    (out, Outcome::Ok)
 }
 
 /// The headers of `h` that may cross this hop.

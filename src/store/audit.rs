@@ -80,6 +80,8 @@ pub struct Entry {
     pub reason: Option<String>,
     pub upstream_status: Option<u16>,
     pub latency_ms: Option<u64>,
+    /// The request's `X-Request-Id`, also in its log lines.
+    pub request_id: Option<String>,
 }
 
 impl Entry {
@@ -98,6 +100,7 @@ impl Entry {
             reason: None,
             upstream_status: None,
             latency_ms: None,
+            request_id: None,
         }
     }
 }
@@ -133,8 +136,8 @@ impl Default for Retention {
 pub(super) fn insert(conn: &Connection, e: &Entry) -> rusqlite::Result<()> {
     conn.execute(
         "INSERT INTO audit (at, event, token_id, actor, method, path, client, decision, reason,
-            upstream_status, latency_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            upstream_status, latency_ms, request_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         params![
             e.at.timestamp_millis(),
             e.event.as_str(),
@@ -147,6 +150,7 @@ pub(super) fn insert(conn: &Connection, e: &Entry) -> rusqlite::Result<()> {
             e.reason,
             e.upstream_status,
             e.latency_ms.map(|v| v.min(i64::MAX as u64) as i64),
+            e.request_id,
         ],
     )?;
     Ok(())
@@ -213,7 +217,7 @@ impl Store {
             format!("WHERE {}", clauses.join(" AND "))
         };
         let cols = "seq, at, event, token_id, actor, method, path, client, decision, reason,
-            upstream_status, latency_ms";
+            upstream_status, latency_ms, request_id";
         let sql = match f.limit {
             Some(n) => format!(
                 "SELECT * FROM (SELECT {cols} FROM audit {where_sql} ORDER BY seq DESC LIMIT {})
@@ -248,6 +252,7 @@ impl Store {
                     reason: r.get(9)?,
                     upstream_status: r.get::<_, Option<i64>>(10)?.map(|v| v as u16),
                     latency_ms: r.get::<_, Option<i64>>(11)?.map(|v| v.max(0) as u64),
+                    request_id: r.get(12)?,
                 })
             })()
             .map_err(super::StoreError::from)?;

@@ -5,6 +5,7 @@
 //! or revoke that returned is on disk. Only SHA-256 hashes of secrets are kept.
 
 pub mod audit;
+pub mod probe;
 mod schema;
 
 use crate::error::Kind;

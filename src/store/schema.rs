@@ -41,4 +41,6 @@ pub const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX audit_at ON audit (at);
     CREATE INDEX audit_token ON audit (token_id, seq);",
+    // 3: the request id `tok serve` answered as X-Request-Id and logged
+    "ALTER TABLE audit ADD COLUMN request_id TEXT;",
 ];
