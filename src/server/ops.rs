@@ -38,6 +38,9 @@ impl super::auth::Need for MetricsScope {
     }
 }
 
+/// Tokens per state, as `Store::count_by_state` gives them.
+type TokenCounts = Vec<(&'static str, u64)>;
+
 /// Shared by the health and metrics handlers of both listeners.
 pub struct Ops {
     pub data_dir: PathBuf,
@@ -45,7 +48,7 @@ pub struct Ops {
     pub audit: AuditSink,
     /// Set once every listener accepts; cleared when shutdown starts.
     pub listening: AtomicBool,
-    tokens: Mutex<Option<(Instant, Vec<(&'static str, u64)>)>>,
+    tokens: Mutex<Option<(Instant, TokenCounts)>>,
 }
 
 impl Ops {
@@ -78,7 +81,7 @@ impl Ops {
     }
 
     /// The token counts, from the cache while fresh.
-    async fn tokens(&self) -> Option<Vec<(&'static str, u64)>> {
+    async fn tokens(&self) -> Option<TokenCounts> {
         {
             let cached = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
             if let Some((at, counts)) = cached.as_ref() {

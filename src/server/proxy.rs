@@ -410,6 +410,7 @@ async fn decide(
     };
     entry.upstream_status = Some(resp.status().as_u16());
     entry.latency_ms = Some(started.elapsed().as_millis() as u64);
+    tracing::debug!(request_id = %id, status = resp.status().as_u16(), "proxy request allowed");
     p.audit.entry(entry).await;
 
     let mut out = Response::new(Body::empty());

@@ -56,15 +56,15 @@ async fn log_request(mut req: Request, next: Next) -> Response {
     let id = RequestId::next();
     req.extensions_mut().insert(slot.clone());
     req.extensions_mut().insert(id.clone());
-    tracing::debug!(request_id = %id, %method, %path, "request started");
+    tracing::debug!(%method, %path, request_id = %id, "request started");
     let mut resp = next.run(req).await;
     let status = resp.status().as_u16();
     let ms = start.elapsed().as_millis() as u64;
     let who = slot.get().unwrap_or_else(|| "-".into());
     if status >= 500 {
-        tracing::error!(request_id = %id, %method, %path, status, ms, who, "request");
+        tracing::error!(%method, %path, status, ms, who, request_id = %id, "request");
     } else {
-        tracing::info!(request_id = %id, %method, %path, status, ms, who, "request");
+        tracing::info!(%method, %path, status, ms, who, request_id = %id, "request");
     }
     METRICS.request(Listener::Admin, Outcome::of_status(status));
     resp.headers_mut()

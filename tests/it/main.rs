@@ -12,6 +12,7 @@ mod gateways;
 mod lifecycle;
 mod oauth2;
 mod openapi;
+mod operating;
 mod proxy;
 mod schema;
 mod serve;
