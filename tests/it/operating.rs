@@ -793,3 +793,43 @@ fn the_systemd_unit_passes_systemd_analyze_verify_and_is_sandboxed() {
         o.status
     );
 }
+
+#[test]
+fn sighup_loads_a_renewed_tls_certificate_for_new_connections() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls");
+    let env = Env::new();
+    let (cert, key) = (env.home().join("cert.pem"), env.home().join("key.pem"));
+    std::fs::copy(fixtures.join("cert.pem"), &cert).unwrap();
+    std::fs::copy(fixtures.join("key.pem"), &key).unwrap();
+    let config = env.home().join("serve.toml");
+    write(&config, "[tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n");
+    let server = Server::start_with(&["--config", config.to_str().unwrap()]);
+    assert!(server.url.starts_with("https://"), "{}", server.url);
+    // A new client, so a new connection and handshake, trusting only `root`.
+    let health = |root: &str| {
+        let pem = std::fs::read(fixtures.join(root)).unwrap();
+        reqwest::blocking::Client::builder()
+            .no_proxy()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+            .build()
+            .unwrap()
+            .get(server.api("/v1/health"))
+            .send()
+            .map(|r| r.status().as_u16())
+    };
+    assert_eq!(health("ca.pem").unwrap(), 200);
+    assert!(health("renewed-cert.pem").is_err());
+
+    std::fs::copy(fixtures.join("renewed-cert.pem"), &cert).unwrap();
+    std::fs::copy(fixtures.join("renewed-key.pem"), &key).unwrap();
+    server.signal(nix::sys::signal::Signal::SIGHUP);
+    server.wait_for_log("SIGHUP: reloaded");
+    assert!(
+        server.logs().contains("tls certificate"),
+        "{}",
+        server.logs()
+    );
+    assert_eq!(health("renewed-cert.pem").unwrap(), 200);
+    assert!(health("ca.pem").is_err());
+}
