@@ -18,6 +18,7 @@ pub mod notify;
 pub mod oauth;
 pub mod ops;
 pub mod proxy;
+mod reload;
 pub mod request_id;
 pub mod router;
 pub mod routes;
@@ -29,7 +30,6 @@ pub mod wire;
 use crate::duration::Ttl;
 use crate::error::{Kind, UserError};
 use crate::model::{Created, Filter, NewToken, StateFilter, Token};
-use crate::store::audit::Retention;
 use crate::store::Store;
 use anyhow::{Context, Result};
 use chrono::Utc;
@@ -316,7 +316,7 @@ async fn serve(
                     None => tracing::info!("SIGHUP: nothing to reload"),
                     Some(f) => match f() {
                         Ok(new) => {
-                            apply(&mut current, new, proxy.as_deref(), certs.as_ref(), &retention_tx);
+                            reload::apply(&mut current, new, proxy.as_deref(), certs.as_ref(), &retention_tx);
                         }
                         Err(e) => {
                             metrics::METRICS.reload_failures.inc();
@@ -342,96 +342,6 @@ async fn serve(
     }
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Applies what a reload may change in place: the routes, the audit
-/// retention and the TLS certificate. Requests in flight keep what they
-/// started with. Every other change is named in the log and waits for a
-/// restart.
-fn apply(
-    current: &mut Config,
-    new: Config,
-    proxy: Option<&proxy::Proxy>,
-    certs: Option<&tls::Certs>,
-    retention: &tokio::sync::watch::Sender<Retention>,
-) {
-    let mut applied = Vec::new();
-    let mut ignored = Vec::new();
-    // TLS first: a certificate that does not load refuses the whole reload.
-    match (certs, &new.tls) {
-        (Some(c), Some((cert, key))) => match tls::config(cert, key) {
-            Ok(cfg) => {
-                c.store(std::sync::Arc::new(cfg));
-                applied.push("tls certificate");
-            }
-            Err(e) => {
-                metrics::METRICS.reload_failures.inc();
-                tracing::error!(error = %format!("{e:#}"), "SIGHUP: the TLS certificate does not load; nothing was changed");
-                return;
-            }
-        },
-        (None, None) => {}
-        _ => ignored.push("tls (turning TLS on or off)"),
-    }
-    match (proxy, &new.proxy, &current.proxy) {
-        (Some(p), Some(n), Some(c)) => {
-            p.routes.store(std::sync::Arc::new(n.routes.clone()));
-            applied.push("routes");
-            if n.listen != c.listen {
-                ignored.push("proxy listen");
-            }
-            if n.upstream != c.upstream {
-                ignored.push("proxy upstream");
-            }
-            if n.upstream_timeout != c.upstream_timeout {
-                ignored.push("proxy upstream_timeout");
-            }
-        }
-        (None, None, _) => {}
-        _ => ignored.push("proxy (turning the proxy on or off)"),
-    }
-    retention.send_replace(new.retention);
-    applied.push("audit retention");
-    if new.listen != current.listen {
-        ignored.push("listen");
-    }
-    if new.data_dir != current.data_dir {
-        ignored.push("data_dir");
-    }
-    if new.header_timeout != current.header_timeout {
-        ignored.push("header_timeout");
-    }
-    if new.metrics != current.metrics {
-        ignored.push("metrics");
-    }
-    if new.metrics_listen != current.metrics_listen {
-        ignored.push("metrics_listen");
-    }
-    metrics::METRICS.reloads.inc();
-    let routes = new.proxy.as_ref().map_or(0, |p| p.routes.routes.len());
-    if ignored.is_empty() {
-        tracing::info!(applied = %applied.join(", "), routes, "SIGHUP: reloaded");
-    } else {
-        tracing::warn!(applied = %applied.join(", "), routes, ignored = %ignored.join(", "), "SIGHUP: reloaded; the ignored settings take effect at the next restart");
-    }
-    // What was ignored stays as running, so the next reload reports it again.
-    let keep_proxy = current.proxy.take();
-    *current = Config {
-        proxy: match (keep_proxy, new.proxy) {
-            (Some(old), Some(n)) => Some(ProxyConfig {
-                routes: n.routes,
-                ..old
-            }),
-            (old, _) => old,
-        },
-        retention: new.retention,
-        tls: if certs.is_some() {
-            new.tls.or(current.tls.take())
-        } else {
-            current.tls.take()
-        },
-        ..current.clone()
-    };
 }
 
 fn bind_error(flag: &str, addr: SocketAddr, e: std::io::Error) -> anyhow::Error {

@@ -26,6 +26,15 @@ fn http() -> reqwest::blocking::Client {
         .unwrap()
 }
 
+/// GET `url`, with `token` as the bearer when given.
+fn get(url: &str, token: Option<&str>) -> reqwest::blocking::Response {
+    let mut r = http().get(url);
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    r.send().unwrap()
+}
+
 /// Polls `f` until it gives Some, or fails with `what` after GUARD.
 fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + GUARD;
@@ -127,33 +136,17 @@ fn url_in_log(server: &Server, what: &str) -> String {
 fn known_traffic(proxy: &str, valid: &str) {
     let h = http();
     for _ in 0..3 {
-        let r = h
-            .get(format!("{proxy}/ok"))
-            .bearer_auth(valid)
-            .send()
-            .unwrap();
+        let r = get(&format!("{proxy}/ok"), Some(valid));
         assert_eq!(r.status(), 200);
     }
     for _ in 0..2 {
-        let r = h
-            .get(format!("{proxy}/ok"))
-            .bearer_auth("tok_not_a_real_one")
-            .send()
-            .unwrap();
+        let r = get(&format!("{proxy}/ok"), Some("tok_not_a_real_one"));
         assert_eq!(r.status(), 401);
     }
     assert_eq!(h.get(format!("{proxy}/ok")).send().unwrap().status(), 401);
-    let r = h
-        .get(format!("{proxy}/admin/x"))
-        .bearer_auth(valid)
-        .send()
-        .unwrap();
+    let r = get(&format!("{proxy}/admin/x"), Some(valid));
     assert_eq!(r.status(), 403);
-    let r = h
-        .get(format!("{proxy}/dead/x"))
-        .bearer_auth(valid)
-        .send()
-        .unwrap();
+    let r = get(&format!("{proxy}/dead/x"), Some(valid));
     assert_eq!(r.status(), 502);
 }
 
@@ -195,13 +188,7 @@ fn prometheus_scrapes_request_counts_by_decision_and_promtool_passes_the_exposit
     known_traffic(&proxy, &valid);
 
     // The exposition itself, read with the scraper's token, passes promtool.
-    let text = http()
-        .get(server.api("/metrics"))
-        .bearer_auth(&scraper)
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let text = get(&server.api("/metrics"), Some(&scraper)).text().unwrap();
     let mut promtool = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -345,32 +332,23 @@ fn metrics_need_a_metrics_or_admin_token_unless_on_the_metrics_listener() {
     let (_, reader) = client.create_json(&["--scope", "tok:read"]);
     let (_, metrics) = client.create_json(&["--scope", "tok:metrics"]);
     let h = http();
-    let get = |token: Option<&str>| {
-        let mut r = h.get(server.api("/metrics"));
-        if let Some(t) = token {
-            r = r.bearer_auth(t);
-        }
-        r.send().unwrap()
-    };
-    assert_eq!(get(None).status(), 401);
-    let r = get(Some(&reader));
+    let metrics_url = server.api("/metrics");
+    let scrape = |token: Option<&str>| get(&metrics_url, token);
+    assert_eq!(scrape(None).status(), 401);
+    let r = scrape(Some(&reader));
     assert_eq!(r.status(), 403);
     assert!(r.text().unwrap().contains("tok:metrics"));
-    let r = get(Some(&metrics));
+    let r = scrape(Some(&metrics));
     assert_eq!(r.status(), 200);
     assert!(r.headers()["content-type"]
         .to_str()
         .unwrap()
         .starts_with("text/plain; version=0.0.4"));
-    assert_eq!(get(Some(&server.admin)).status(), 200);
+    assert_eq!(scrape(Some(&server.admin)).status(), 200);
 
     // Known traffic, then the counts on the open listener.
     let proxy = server.proxy_url();
-    let r = h
-        .get(format!("{proxy}/x"))
-        .bearer_auth(&metrics)
-        .send()
-        .unwrap();
+    let r = get(&format!("{proxy}/x"), Some(&metrics));
     assert_eq!(r.status(), 200);
     let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
     assert_eq!(id.len(), 16, "{id}");
@@ -463,18 +441,16 @@ fn json_logs_parse_hold_no_secret_and_join_requests_to_audit_entries() {
         .json()
         .unwrap();
     let secret = created["secret"].as_str().expect("a secret").to_string();
-    let r = h
-        .get(format!("{proxy}/orders?api_key=querysecret123"))
-        .bearer_auth(&secret)
-        .send()
-        .unwrap();
+    let r = get(
+        &format!("{proxy}/orders?api_key=querysecret123"),
+        Some(&secret),
+    );
     assert_eq!(r.status(), 200);
     let proxy_id = r.headers()["x-request-id"].to_str().unwrap().to_string();
-    let r = h
-        .get(format!("{url}/v1/tokens?name=querysecret456"))
-        .bearer_auth(&admin)
-        .send()
-        .unwrap();
+    let r = get(
+        &format!("{url}/v1/tokens?name=querysecret456"),
+        Some(&admin),
+    );
     assert_eq!(r.status(), 200);
     let admin_id = r.headers()["x-request-id"].to_str().unwrap().to_string();
     assert_ne!(admin_id, proxy_id);
@@ -651,25 +627,14 @@ fn sighup_swaps_routes_without_dropping_requests_in_flight_and_names_what_it_ign
     let mut server = Server::start_with(&["--config", config.to_str().unwrap()]);
     let proxy = server.proxy_url();
     let (_, token) = server.client().create_json(&["--scope", "orders:write"]);
-    let h = http();
-    let orders = || {
-        h.get(format!("{proxy}/orders/1"))
-            .bearer_auth(&token)
-            .send()
-            .unwrap()
-            .status()
-    };
+    let orders = || get(&format!("{proxy}/orders/1"), Some(&token)).status();
     assert_eq!(orders(), 403);
 
     // A request in flight through the old routes while the reload happens.
     let in_flight = {
         let (proxy, token) = (proxy.clone(), token.clone());
         std::thread::spawn(move || {
-            let r = http()
-                .get(format!("{proxy}/slow"))
-                .bearer_auth(&token)
-                .send()
-                .unwrap();
+            let r = get(&format!("{proxy}/slow"), Some(&token));
             (r.status(), r.text().unwrap())
         })
     };
