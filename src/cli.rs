@@ -655,6 +655,10 @@ pub struct ServeArgs {
     /// Keep at most this many audit entries (the oldest go first) [default: 1000000].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), help_heading = "Audit trail")]
     pub audit_max_rows: Option<u64>,
+
+    /// How many audit entries may wait for the writer; when that many wait, a proxy request waits up to 5s for room, then gets 503 [default: 10000].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000), help_heading = "Audit trail")]
+    pub audit_queue: Option<u32>,
 }
 
 #[derive(Debug, Subcommand)]

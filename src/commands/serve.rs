@@ -50,6 +50,7 @@ fn flags(ctx: &Ctx, args: &ServeArgs) -> Flags {
         upstream_timeout: args.upstream_timeout,
         audit_max_age: args.audit_max_age,
         audit_max_rows: args.audit_max_rows,
+        audit_queue: args.audit_queue,
     }
 }
 

@@ -71,11 +71,13 @@ pub enum Outcome {
     StoreError,
     UpstreamTimeout,
     UpstreamUnavailable,
+    /// Refused with 503: the audit trail had no room for the entry.
+    AuditUnavailable,
     /// Another 5xx on the admin API.
     ServerError,
 }
 
-const OUTCOMES: usize = 16;
+const OUTCOMES: usize = 17;
 
 impl Outcome {
     /// (decision, reason) as labels.
@@ -96,6 +98,7 @@ impl Outcome {
             Outcome::StoreError => ("error", "store_error"),
             Outcome::UpstreamTimeout => ("error", "upstream_timeout"),
             Outcome::UpstreamUnavailable => ("error", "upstream_unavailable"),
+            Outcome::AuditUnavailable => ("error", "audit_unavailable"),
             Outcome::ServerError => ("error", "server_error"),
         }
     }
@@ -123,6 +126,7 @@ impl Outcome {
                 Outcome::StoreError,
                 Outcome::UpstreamTimeout,
                 Outcome::UpstreamUnavailable,
+                Outcome::AuditUnavailable,
             ],
         }
     }
@@ -142,14 +146,17 @@ impl Outcome {
 /// What a store call was for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreOp {
-    /// A token check on the request path (proxy or admin API).
-    Admit = 0,
+    /// Reading a token by its secret's hash: the proxy's admission cache missed.
+    Lookup = 0,
+    /// Spending a use of a use-limited token.
+    Spend = 1,
     /// A batch of audit entries and uses.
-    AuditWrite = 1,
+    AuditWrite = 2,
 }
 
-const STORE_OPS: [(StoreOp, &str); 2] = [
-    (StoreOp::Admit, "admit"),
+const STORE_OPS: [(StoreOp, &str); 3] = [
+    (StoreOp::Lookup, "lookup"),
+    (StoreOp::Spend, "spend"),
     (StoreOp::AuditWrite, "audit_write"),
 ];
 
@@ -240,7 +247,7 @@ pub struct Metrics {
     pub proxy_request: Histogram,
     /// From sending to the upstream to its answer's head.
     pub upstream: Histogram,
-    store: [Histogram; 2],
+    store: [Histogram; 3],
     pub cache_hits: Counter,
     pub cache_misses: Counter,
     pub audit_written: Counter,
@@ -259,7 +266,7 @@ impl Metrics {
             ],
             proxy_request: Histogram::new(),
             upstream: Histogram::new(),
-            store: [Histogram::new(), Histogram::new()],
+            store: [Histogram::new(), Histogram::new(), Histogram::new()],
             cache_hits: Counter::new(),
             cache_misses: Counter::new(),
             audit_written: Counter::new(),
@@ -378,7 +385,7 @@ impl Metrics {
         counter(
             &mut out,
             "tok_audit_entries_refused_total",
-            "Audit entries the store refused past every retry (lost, and logged).",
+            "Proxy requests refused with 503 because the audit queue stayed full, and entries the store refused at shutdown past every retry (each is logged).",
             self.audit_refused.get(),
         );
         counter(

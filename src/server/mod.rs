@@ -4,12 +4,15 @@
 //! Layout: `router.rs` assembles the routes and layers,
 //! `api.rs` holds the `/v1` admin handlers, `auth.rs` the bearer extractor
 //! (`Auth<Admin>`, `Auth<Read>`), `state.rs` the shared state (store pool),
-//! `extract.rs` strict bodies and queries, `error.rs` the one error shape,
+//! `extract.rs` strict bodies and queries, `admission.rs` and `cache.rs` the
+//! proxy's token decisions and their cache, `error.rs` the one error shape,
 //! `wire.rs` the JSON types the `tok` driver shares, `tls.rs` HTTPS.
 
+pub mod admission;
 pub mod api;
 pub mod audit_writer;
 pub mod auth;
+pub mod cache;
 pub mod error;
 pub mod extract;
 pub mod listen;
@@ -47,6 +50,8 @@ pub struct Config {
     /// The enforcing reverse proxy, when asked for.
     pub proxy: Option<ProxyConfig>,
     pub retention: crate::store::audit::Retention,
+    /// How many audit entries may wait for the writer (`--audit-queue`).
+    pub audit_queue: usize,
     /// How long a client may take to send a request's headers (both listeners).
     pub header_timeout: Duration,
     /// Record metrics (`/metrics` answers either way).
@@ -214,7 +219,8 @@ async fn serve(
         );
     }
     let (retention_tx, retention_rx) = tokio::sync::watch::channel(config.retention);
-    let (audit, writer) = audit_writer::spawn(config.data_dir.clone(), retention_rx)?;
+    let (audit, writer) =
+        audit_writer::spawn(config.data_dir.clone(), retention_rx, config.audit_queue)?;
     let ops = std::sync::Arc::new(ops::Ops::new(
         config.data_dir.clone(),
         state.pool(),
@@ -271,12 +277,14 @@ async fn serve(
             routes = p.routes.routes.len(),
             "proxy listening"
         );
+        let admission =
+            admission::Admitter::sqlite(state.pool(), &config.data_dir, cache::Bounds::default())?;
         let shared = std::sync::Arc::new(proxy::Proxy {
-            pool: state.pool(),
+            admission: std::sync::Arc::new(admission),
             routes: arc_swap::ArcSwap::from_pointee(p.routes.clone()),
             upstream: p.upstream.clone(),
-            client: proxy::upstream_client(p.upstream_timeout)
-                .context("could not set up the upstream client")?,
+            client: proxy::upstream_client(p.upstream_timeout),
+            upstream_timeout: p.upstream_timeout,
             audit: audit.clone(),
         });
         // The proxy speaks TLS with the admin API's certificate when given one.

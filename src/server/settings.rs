@@ -23,6 +23,9 @@ use toml::Spanned;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8270";
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_AUDIT_QUEUE: u32 = 10_000;
+/// The most `--audit-queue` (and `queue` under [audit]) may be.
+pub const MAX_AUDIT_QUEUE: u32 = 1_000_000;
 
 /// The file as written.
 #[derive(Debug, Default, Deserialize)]
@@ -65,6 +68,8 @@ pub struct ProxyFile {
 pub struct AuditFile {
     pub max_age: Option<Dur>,
     pub max_rows: Option<u64>,
+    /// How many entries may wait for the writer.
+    pub queue: Option<u32>,
 }
 
 /// A duration written as tok writes them elsewhere (`30s`, `90d`).
@@ -155,6 +160,7 @@ pub struct Flags {
     pub upstream_timeout: Option<Ttl>,
     pub audit_max_age: Option<Ttl>,
     pub audit_max_rows: Option<u64>,
+    pub audit_queue: Option<u32>,
 }
 
 /// Every serve setting, resolved.
@@ -213,6 +219,17 @@ pub fn resolve(
                 .unwrap_or(d.max_rows),
         }
     };
+    let audit_queue = flags
+        .audit_queue
+        .or(f.audit.as_ref().and_then(|a| a.queue))
+        .unwrap_or(DEFAULT_AUDIT_QUEUE);
+    if !(1..=MAX_AUDIT_QUEUE).contains(&audit_queue) {
+        let m = format!("must be from 1 to {MAX_AUDIT_QUEUE}");
+        return Err(usage(match file {
+            Some(l) if flags.audit_queue.is_none() => l.error(l.text.find("queue").unwrap_or(0), m),
+            _ => format!("--audit-queue {m}"),
+        }));
+    }
     if retention.max_rows == 0 {
         return Err(usage(match file {
             Some(l) if flags.audit_max_rows.is_none() => {
@@ -278,6 +295,7 @@ pub fn resolve(
             tls,
             proxy,
             retention,
+            audit_queue: audit_queue as usize,
             header_timeout,
             metrics: !flags.no_metrics && f.metrics.unwrap_or(true),
             metrics_listen: flags.metrics_listen.or(f.metrics_listen),

@@ -1,6 +1,7 @@
 //! One integration binary: every test runs the real `tok` binary in a hermetic
 //! environment (cleared env, temp HOME and XDG dirs, fixed COLUMNS, NO_COLOR).
 
+mod admission;
 mod audit;
 mod auth;
 mod auth_server;

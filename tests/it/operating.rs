@@ -358,6 +358,8 @@ fn metrics_need_a_metrics_or_admin_token_unless_on_the_metrics_listener() {
         id.as_str(),
         "the upstream gets the id"
     );
+    // The same token again: the admission cache answers.
+    assert_eq!(get(&format!("{proxy}/y"), Some(&metrics)).status(), 200);
     let r = h
         .get(format!("{proxy}/x"))
         .header("x-request-id", "forged")
@@ -376,8 +378,11 @@ fn metrics_need_a_metrics_or_admin_token_unless_on_the_metrics_listener() {
     let n = |s: &str| sample(&text, s).unwrap_or_else(|| panic!("no {s} in\n{text}"));
     assert_eq!(
         n("tok_requests_total{listener=\"proxy\",decision=\"allow\",reason=\"ok\"}"),
-        1.0
+        2.0
     );
+    assert_eq!(n("tok_admission_cache_misses_total"), 1.0);
+    assert_eq!(n("tok_admission_cache_hits_total"), 1.0);
+    assert!(n("tok_store_duration_seconds_count{op=\"lookup\"}") >= 1.0);
     assert_eq!(
         n("tok_requests_total{listener=\"proxy\",decision=\"deny\",reason=\"missing_token\"}"),
         1.0
@@ -391,8 +396,8 @@ fn metrics_need_a_metrics_or_admin_token_unless_on_the_metrics_listener() {
         n("tok_requests_total{listener=\"admin\",decision=\"deny\",reason=\"forbidden\"}"),
         1.0
     );
-    assert_eq!(n("tok_proxy_request_duration_seconds_count"), 2.0);
-    assert_eq!(n("tok_upstream_duration_seconds_count"), 1.0);
+    assert_eq!(n("tok_proxy_request_duration_seconds_count"), 3.0);
+    assert_eq!(n("tok_upstream_duration_seconds_count"), 2.0);
     // admin, reader, metrics: all active.
     assert_eq!(n("tok_tokens{state=\"active\"}"), 3.0);
     assert_eq!(n("tok_build_info{version=\"0.1.0\"}"), 1.0);
