@@ -66,7 +66,7 @@ mod tests {
         let v1 = follower.data_version().unwrap();
         assert_ne!(v1, v0);
         let (ids, seq1) = follower.changes_since(seq0).unwrap();
-        assert_eq!(ids, [c.token.id.clone()]);
+        assert_eq!(ids, std::slice::from_ref(&c.token.id));
 
         // A spent use is not an admission fact: no change is logged for it.
         writer.spend(&c.token.id, now).unwrap().unwrap();
@@ -78,7 +78,7 @@ mod tests {
         writer.revoke(&c.token.id, None, None, now).unwrap();
         assert_ne!(follower.data_version().unwrap(), v1);
         let (ids, seq2) = follower.changes_since(seq1).unwrap();
-        assert_eq!(ids, [c.token.id.clone()]);
+        assert_eq!(ids, std::slice::from_ref(&c.token.id));
         assert!(seq2 > seq1);
 
         let r = writer

@@ -112,6 +112,9 @@ impl Refusal {
     }
 }
 
+/// A token's use count and last-used time after a use was spent.
+pub type Spent = (u64, Option<DateTime<Utc>>);
+
 /// Which admitted requests spend a use of their token at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Spend {
@@ -488,7 +491,7 @@ impl Store {
         &self,
         id: &str,
         now: DateTime<Utc>,
-    ) -> Result<std::result::Result<(u64, Option<DateTime<Utc>>), Refusal>> {
+    ) -> Result<std::result::Result<Spent, Refusal>> {
         let now_ms = now.timestamp_millis();
         let spent: Option<(i64, Option<i64>)> = self
             .conn
