@@ -6,7 +6,7 @@
 
 use crate::common::*;
 use crate::server::Server;
-use crate::servers::free_port;
+use crate::servers::{drain, free_port};
 use crate::upstream::Upstream;
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -55,9 +55,12 @@ struct Proc {
 }
 
 impl Proc {
-    fn start(env: &Env, args: &[&str], vars: &[(&str, &str)]) -> Proc {
+    /// `tok serve` on `dir` at a free loopback port, with JSON logs.
+    fn start(env: &Env, dir: &Path, args: &[&str], vars: &[(&str, &str)]) -> Proc {
         let mut cmd = env.std_cmd();
-        cmd.arg("serve")
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+            .arg("--data-dir")
+            .arg(dir)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -243,21 +246,7 @@ fn prometheus_scrapes_request_counts_by_decision_and_promtool_passes_the_exposit
         .stderr(Stdio::piped())
         .spawn()
         .expect("prometheus (scripts/setup/50-prometheus.sh installs it)");
-    let prom_log = Arc::new(Mutex::new(String::new()));
-    if let Some(mut err) = child.stderr.take() {
-        let log = prom_log.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = err.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                log.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-    }
+    let prom_log = drain(&mut child);
     let prom = Kill(child);
 
     let query = "sum by (decision) (tok_requests_total{listener=\"proxy\"})";
@@ -412,17 +401,12 @@ fn json_logs_parse_hold_no_secret_and_join_requests_to_audit_entries() {
     let (dir, admin) = init_store(&env);
     let mut srv = Proc::start(
         &env,
+        &dir,
         &[
-            "--data-dir",
-            dir.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
             "--proxy-listen",
             "127.0.0.1:0",
             "--upstream",
             &upstream.url(),
-            "--log-format",
-            "json",
             "-v",
         ],
         &[],
@@ -679,14 +663,8 @@ fn systemd_hears_ready_after_the_listeners_then_reloading_and_stopping() {
     sock.set_read_timeout(Some(GUARD)).unwrap();
     let mut srv = Proc::start(
         &env,
-        &[
-            "--data-dir",
-            dir.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-        ],
+        &dir,
+        &[],
         &[("NOTIFY_SOCKET", sock_path.to_str().unwrap())],
     );
     let mut buf = [0u8; 4096];
