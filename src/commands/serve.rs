@@ -51,6 +51,7 @@ fn flags(ctx: &Ctx, args: &ServeArgs) -> Flags {
         audit_max_age: args.audit_max_age,
         audit_max_rows: args.audit_max_rows,
         audit_queue: args.audit_queue,
+        federation: args.federation.clone(),
     }
 }
 

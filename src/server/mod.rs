@@ -15,6 +15,7 @@ pub mod auth;
 pub mod cache;
 pub mod error;
 pub mod extract;
+pub mod federation;
 pub mod listen;
 pub mod metrics;
 pub mod notify;
@@ -28,7 +29,8 @@ pub mod routes;
 pub mod settings;
 pub mod state;
 pub mod tls;
-pub mod wire;
+/// The admin API's wire types live beside the server, shared with the `tok` driver.
+pub use crate::wire;
 
 use crate::duration::Ttl;
 use crate::error::{Kind, UserError};
@@ -58,6 +60,8 @@ pub struct Config {
     pub metrics: bool,
     /// Serve `/metrics` and the health routes without a token here too.
     pub metrics_listen: Option<SocketAddr>,
+    /// `--federation FILE`: trust policies for token exchange, read again on SIGHUP.
+    pub federation: Option<PathBuf>,
 }
 
 /// Reads the settings again for SIGHUP (the config file, then the flags).
@@ -176,6 +180,10 @@ async fn serve(
 ) -> Result<()> {
     metrics::set_enabled(config.metrics);
     let state = state::AppState::open(&config.data_dir)?;
+    let federation = match &config.federation {
+        Some(path) => Some(federation_from(path)?),
+        None => None,
+    };
     let certs: Option<tls::Certs> = match &config.tls {
         Some((cert, key)) => Some(std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(
             tls::config(cert, key)?,
@@ -299,11 +307,23 @@ async fn serve(
         tracing::info!(url = %url_for(addr, certs.is_some()), "metrics listening");
         tasks.push(spawn_on(listener, ops::open_routes(ops.clone()))?);
     }
+    let exchange = federation.map(|f| {
+        std::sync::Arc::new(federation::endpoint::Exchange {
+            federation: f,
+            pool: state.pool(),
+            audit: audit.clone(),
+        })
+    });
     let oauth = std::sync::Arc::new(oauth::OAuth {
         pool: state.pool(),
         audit,
     });
-    let app = router::router(state, oauth, ops.clone());
+    let app = router::router(
+        state,
+        oauth,
+        ops.clone(),
+        exchange.map(federation::endpoint::router),
+    );
     tasks.push(spawn_on(tcp, app)?);
     ops.listening
         .store(true, std::sync::atomic::Ordering::Release);
@@ -350,6 +370,41 @@ async fn serve(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Loads the trust policies and reloads them on SIGHUP, keeping the old ones
+/// when the file has become bad.
+fn federation_from(path: &std::path::Path) -> Result<std::sync::Arc<federation::Federation>> {
+    let policies = federation::policy::Policies::load(path).map_err(|e| {
+        UserError::usage(format!("bad --federation file: {e}"))
+            .hint("see docs/federation.md for the format")
+    })?;
+    tracing::info!(
+        file = %path.display(),
+        policies = policies.policies.len(),
+        "federation policies loaded"
+    );
+    let fed = std::sync::Arc::new(
+        federation::Federation::new(path.to_path_buf(), policies)
+            .context("could not set up the client for issuers' keys")?,
+    );
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hup = signal(SignalKind::hangup()).context("could not handle SIGHUP")?;
+        let f = std::sync::Arc::clone(&fed);
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                match f.reload() {
+                    Ok(n) => tracing::info!(policies = n, "federation policies reloaded"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "federation policies not reloaded; the previous ones stay in force")
+                    }
+                }
+            }
+        });
+    }
+    Ok(fed)
 }
 
 fn bind_error(flag: &str, addr: SocketAddr, e: std::io::Error) -> anyhow::Error {

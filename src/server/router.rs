@@ -1,6 +1,7 @@
 //! The whole HTTP surface: the `/v1` admin routes (api.rs), the body cap, the
 //! request log, and JSON answers for unknown paths and methods, with the
-//! RFC 7662/7009 endpoints (oauth.rs) merged in. The proxy has its own listener.
+//! RFC 7662/7009 endpoints (oauth.rs) and, with --federation, token exchange
+//! (federation/endpoint.rs) merged in. The proxy has its own listener.
 
 use super::api;
 use super::auth::PrincipalSlot;
@@ -16,10 +17,13 @@ use axum::response::Response;
 use axum::Router;
 use std::time::Instant;
 
+/// `extra` holds optional endpoints (token exchange, with `--federation`); they
+/// get the same request log as the rest.
 pub fn router(
     state: AppState,
     oauth: std::sync::Arc<super::oauth::OAuth>,
     ops: std::sync::Arc<super::ops::Ops>,
+    extra: Option<Router>,
 ) -> Router {
     Router::new()
         .merge(api::routes())
@@ -28,6 +32,7 @@ pub fn router(
         .with_state(state.clone())
         .merge(super::oauth::router(oauth))
         .merge(super::ops::admin_routes(ops, state))
+        .merge(extra.unwrap_or_default())
         .layer(DefaultBodyLimit::max(BODY_MAX))
         .layer(middleware::from_fn(log_request))
 }

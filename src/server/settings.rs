@@ -40,6 +40,8 @@ pub struct File {
     /// Serve `/metrics` without a token on this address too.
     pub metrics_listen: Option<SocketAddr>,
     pub tls: Option<TlsFile>,
+    /// Trust policies for token exchange (docs/federation.md).
+    pub federation: Option<PathBuf>,
     pub proxy: Option<ProxyFile>,
     #[serde(default, rename = "route")]
     pub routes: Vec<Spanned<Spec>>,
@@ -161,6 +163,7 @@ pub struct Flags {
     pub audit_max_age: Option<Ttl>,
     pub audit_max_rows: Option<u64>,
     pub audit_queue: Option<u32>,
+    pub federation: Option<PathBuf>,
 }
 
 /// Every serve setting, resolved.
@@ -296,6 +299,11 @@ pub fn resolve(
             proxy,
             retention,
             audit_queue: audit_queue as usize,
+            federation: match (&flags.federation, &f.federation) {
+                (Some(p), _) => Some(p.clone()),
+                (None, Some(p)) => Some(path_of(p)),
+                (None, None) => None,
+            },
             header_timeout,
             metrics: !flags.no_metrics && f.metrics.unwrap_or(true),
             metrics_listen: flags.metrics_listen.or(f.metrics_listen),

@@ -92,6 +92,9 @@ impl StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// A token's use count and last-used time after one use was spent.
+pub type Spent = (u64, Option<DateTime<Utc>>);
+
 /// Why a presented secret was refused, for enforcement and admin auth.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -111,9 +114,6 @@ impl Refusal {
         }
     }
 }
-
-/// A token's use count and last-used time after a use was spent.
-pub type Spent = (u64, Option<DateTime<Utc>>);
 
 /// Which admitted requests spend a use of their token at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -157,6 +157,14 @@ pub mod code {
     pub const INTERNAL: &str = "internal_error";
 }
 
+/// How a caller is recorded in created_by and revoked_by: `tk_abc (ci-admin)`.
+pub fn principal_of(t: &Token) -> String {
+    match &t.name {
+        Some(n) => format!("{} ({n})", t.id),
+        None => t.id.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
