@@ -153,7 +153,7 @@ pub enum Command {
     Logout(LogoutArgs),
     #[command(subcommand)]
     Auth(AuthCommand),
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     Audit(AuditArgs),
     Completions(CompletionsArgs),
     #[command(name = "__generate", hide = true)]
@@ -700,6 +700,11 @@ pub struct AuthStatusArgs {
 /// (nginx, Caddy, Traefik, Envoy), which then guards the service itself. See
 /// docs/forward-auth.md.
 ///
+/// Every setting can live in one TOML file (--config, docs/serve.example.toml);
+/// flags override it. SIGHUP reloads the routes, the audit retention and the
+/// TLS certificate. Operators get /metrics (Prometheus), /v1/health/live and
+/// /v1/health/ready, JSON logs and systemd readiness: see docs/operating.md.
+///
 /// With --federation, CI jobs trade their OIDC ID token for a short-lived token
 /// at POST /oauth/token, as the trust policies allow; SIGHUP rereads the file.
 /// See docs/federation.md.
@@ -712,6 +717,8 @@ pub struct AuthStatusArgs {
 ///   tok serve --data-dir ./srv --proxy-listen 127.0.0.1:8080 \
 ///       --upstream http://127.0.0.1:3000 --routes routes.toml
 ///   tok serve --data-dir ./srv --auth-listen 127.0.0.1:8271   # for nginx auth_request
+///   tok serve --config /etc/tok/serve.toml --log-format json
+///   tok serve check-config /etc/tok/serve.toml
 ///   tok serve --data-dir /var/lib/tok --federation /etc/tok/federation.toml
 #[derive(Debug, Args)]
 #[command(
@@ -723,9 +730,13 @@ pub struct ServeArgs {
     #[command(subcommand)]
     pub command: Option<ServeCommand>,
 
-    /// Address to listen on (port 0 picks a free port; the log says which).
-    #[arg(long, value_name = "ADDR", env = env::LISTEN, default_value = "127.0.0.1:8270")]
-    pub listen: SocketAddr,
+    /// Read the serve settings from this TOML file; flags override it (docs/serve.example.toml).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Address to listen on (port 0 picks a free port; the log says which) [default: 127.0.0.1:8270].
+    #[arg(long, value_name = "ADDR", env = env::LISTEN)]
+    pub listen: Option<SocketAddr>,
 
     /// Serve a temporary store with a new admin token, and print the
     /// `export TOK_URL=...` and `export TOK_ADMIN_TOKEN=...` lines on stdout.
@@ -740,45 +751,37 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
-    /// Close a connection whose request headers have not all arrived after this long.
-    #[arg(long, value_name = "DURATION", default_value = "10s")]
-    pub header_timeout: Ttl,
+    /// Close a connection whose request headers have not all arrived after this long [default: 10s].
+    #[arg(long, value_name = "DURATION")]
+    pub header_timeout: Option<Ttl>,
 
-    /// Also run the enforcing reverse proxy on this address (needs --upstream).
-    #[arg(
-        long,
-        value_name = "ADDR",
-        requires = "upstream",
-        help_heading = "Proxy"
-    )]
+    /// How log lines are written on stderr [default: text].
+    #[arg(long, value_name = "FORMAT", help_heading = "Operating")]
+    pub log_format: Option<crate::server::LogFormat>,
+
+    /// Also serve /metrics and the health routes, without a token, on this address.
+    #[arg(long, value_name = "ADDR", help_heading = "Operating")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Record no metrics (/metrics still answers, with every count at 0).
+    #[arg(long, help_heading = "Operating")]
+    pub no_metrics: bool,
+
+    /// Also run the enforcing reverse proxy on this address (needs an upstream).
+    #[arg(long, value_name = "ADDR", help_heading = "Proxy")]
     pub proxy_listen: Option<SocketAddr>,
 
     /// Where the proxy sends the requests it lets through.
-    #[arg(
-        long,
-        value_name = "URL",
-        requires = "proxy_listen",
-        help_heading = "Proxy"
-    )]
+    #[arg(long, value_name = "URL", help_heading = "Proxy")]
     pub upstream: Option<String>,
 
     /// Route rules (TOML): the scopes each method and path needs, and their upstreams (docs/routes.example.toml); for the proxy and forward auth.
-    #[arg(
-        long,
-        value_name = "FILE",
-        requires = "listeners",
-        help_heading = "Proxy"
-    )]
+    #[arg(long, value_name = "FILE", help_heading = "Proxy")]
     pub routes: Option<PathBuf>,
 
-    /// Give up on the upstream after this long without an answer (504).
-    #[arg(
-        long,
-        value_name = "DURATION",
-        default_value = "30s",
-        help_heading = "Proxy"
-    )]
-    pub upstream_timeout: Ttl,
+    /// Give up on the upstream after this long without an answer (504) [default: 30s].
+    #[arg(long, value_name = "DURATION", help_heading = "Proxy")]
+    pub upstream_timeout: Option<Ttl>,
 
     /// Also answer forward-auth checks on this address: nginx auth_request, Caddy forward_auth, Traefik ForwardAuth, Envoy ext_authz (docs/forward-auth.md). When TOK_AUTH_SECRET is set, callers must send it in X-Tok-Auth-Secret.
     #[arg(long, value_name = "ADDR", help_heading = "Forward auth")]
@@ -803,47 +806,55 @@ pub struct ServeArgs {
     )]
     pub auth_cache_ttl: Option<Ttl>,
 
-    /// Delete request entries (proxy, introspection and exchange decisions) older than this.
-    #[arg(
-        long,
-        value_name = "DURATION",
-        default_value = "90d",
-        help_heading = "Audit trail"
-    )]
-    pub audit_max_age: Ttl,
+    /// Delete request entries (proxy, introspection and exchange decisions) older than this [default: 90d].
+    #[arg(long, value_name = "DURATION", help_heading = "Audit trail")]
+    pub audit_max_age: Option<Ttl>,
 
     /// Trust policies (TOML) for CI jobs that trade their OIDC ID token for a
     /// tok token at POST /oauth/token; read again on SIGHUP (docs/federation.md).
     #[arg(long, value_name = "FILE", help_heading = "Federation")]
     pub federation: Option<PathBuf>,
 
-    /// Keep at most this many request entries (the oldest go first).
+    /// Keep at most this many request entries (the oldest go first) [default: 1000000].
     ///
     /// Admin actions are counted apart and never evicted by requests.
-    #[arg(long, value_name = "N", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..), help_heading = "Audit trail")]
-    pub audit_max_rows: u64,
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), help_heading = "Audit trail")]
+    pub audit_max_rows: Option<u64>,
 
-    /// Delete admin actions (create, revoke, rotate) older than this.
-    #[arg(
-        long,
-        value_name = "DURATION",
-        default_value = "730d",
-        help_heading = "Audit trail"
-    )]
-    pub audit_admin_max_age: Ttl,
+    /// Delete admin actions (create, revoke, rotate) older than this [default: 730d].
+    #[arg(long, value_name = "DURATION", help_heading = "Audit trail")]
+    pub audit_admin_max_age: Option<Ttl>,
 
-    /// Keep at most this many admin actions (the oldest go first).
-    #[arg(long, value_name = "N", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..), help_heading = "Audit trail")]
-    pub audit_admin_max_rows: u64,
+    /// Keep at most this many admin actions (the oldest go first) [default: 1000000].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), help_heading = "Audit trail")]
+    pub audit_admin_max_rows: Option<u64>,
 
-    /// How many audit entries may wait for the writer; when that many wait, a proxy request waits up to 5s for room, then gets 503.
-    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000), help_heading = "Audit trail")]
-    pub audit_queue: u32,
+    /// How many audit entries may wait for the writer; when that many wait, a proxy request waits up to 5s for room, then gets 503 [default: 10000].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000), help_heading = "Audit trail")]
+    pub audit_queue: Option<u32>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum ServeCommand {
     Init(ServeInitArgs),
+    CheckConfig(CheckConfigArgs),
+}
+
+/// Check a `tok serve` config file without starting anything
+///
+/// Reads FILE as `tok serve --config FILE` would and checks every setting: addresses, durations, the upstream
+/// URL, the routes, and that the TLS certificate and key load. Errors name
+/// the line and the key; exits 2 when something is wrong.
+///
+/// Examples:
+///   tok serve check-config /etc/tok/serve.toml
+///   tok serve check-config docs/serve.example.toml
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct CheckConfigArgs {
+    /// The config file.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
 }
 
 /// Create the server's store and print a first admin token alone on stdout

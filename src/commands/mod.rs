@@ -163,7 +163,7 @@ fn run(ctx: &Ctx, command: Command) -> Result<()> {
         Command::Login(a) => login::run(ctx, a),
         Command::Logout(a) => logout::run(ctx, a),
         Command::Auth(c) => auth::run(ctx, c),
-        Command::Serve(a) => serve::run(ctx, a),
+        Command::Serve(a) => serve::run(ctx, *a),
         Command::Audit(a) => audit::run(ctx, a),
         Command::Completions(a) => completions::run(ctx, a),
         Command::Generate(a) => generate::run(ctx, a),

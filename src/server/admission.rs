@@ -18,6 +18,7 @@
 //! trip to the blocking pool. See docs/proxy.md for why each guarantee holds.
 
 use super::cache::{Bounds, Cache, Change, Freshness, Hit};
+use super::metrics::{StoreOp, METRICS};
 use super::state::Pool;
 use crate::model::{State, Token};
 use crate::secret::Secret;
@@ -78,15 +79,21 @@ impl Admitter {
         } else {
             Hit::Miss
         };
+        if matches!(hit, Hit::Miss) {
+            METRICS.cache_misses.inc();
+        } else {
+            METRICS.cache_hits.inc();
+        }
         let token = match hit {
             Hit::Known(t) => t,
             Hit::Unknown => return Ok(Verdict::Refused(Refusal::Unknown, None)),
             Hit::Miss => {
                 let epoch = self.cache.epoch();
-                let found = self
-                    .pool
-                    .run(move |s| s.lookup(&secret, now))
-                    .await?
+                let started = std::time::Instant::now();
+                let found = self.pool.run(move |s| s.lookup(&secret, now)).await;
+                METRICS.store(StoreOp::Lookup).observe(started.elapsed());
+                let found = found
+                    .inspect_err(|_| METRICS.store_errors.inc())?
                     .map(Arc::new);
                 if fresh {
                     self.cache.insert(epoch, key, found.clone());
@@ -116,7 +123,10 @@ impl Admitter {
             return Ok(Verdict::Admitted(token));
         }
         let id = token.id.clone();
-        Ok(match self.pool.run(move |s| s.spend(&id, now)).await? {
+        let started = std::time::Instant::now();
+        let spent = self.pool.run(move |s| s.spend(&id, now)).await;
+        METRICS.store(StoreOp::Spend).observe(started.elapsed());
+        Ok(match spent.inspect_err(|_| METRICS.store_errors.inc())? {
             Ok(_) => Verdict::Admitted(token),
             Err(r) => Verdict::Refused(r, Some(token.id.clone())),
         })

@@ -15,13 +15,14 @@
 //! the channel and writes the rest, giving up, loudly, only after about a
 //! minute of failures.
 
+use super::metrics::{StoreOp, METRICS};
 use crate::store::audit::{Entry, Retention, Uses};
 use crate::store::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
 pub const MAX_BATCH: usize = 1_000;
@@ -59,6 +60,12 @@ impl AuditSink {
             _ => None,
         }
     }
+
+    /// Records waiting, and how many the queue holds.
+    pub fn depth(&self) -> (usize, usize) {
+        let max = self.tx.max_capacity();
+        (max - self.tx.capacity(), max)
+    }
 }
 
 /// Room in the audit channel, held while a request is decided: sending into it
@@ -78,10 +85,11 @@ impl Slot<'_> {
 }
 
 /// Starts the writer task over the store in `dir`; up to `queue` entries may
-/// wait for it.
+/// wait for it. The retention is read each time it is applied, so a reload
+/// (SIGHUP) changes it.
 pub fn spawn(
     dir: PathBuf,
-    retention: Retention,
+    retention: watch::Receiver<Retention>,
     queue: usize,
 ) -> Result<(AuditSink, tokio::task::JoinHandle<()>), crate::store::StoreError> {
     let store = Store::open(&dir)?;
@@ -90,7 +98,7 @@ pub fn spawn(
     Ok((AuditSink { tx }, handle))
 }
 
-async fn run(store: Store, mut rx: mpsc::Receiver<Record>, retention: Retention) {
+async fn run(store: Store, mut rx: mpsc::Receiver<Record>, retention: watch::Receiver<Retention>) {
     let store: Shared = std::sync::Arc::new(std::sync::Mutex::new(store));
     // Retention runs on its own timer, traffic or not: at start, then every
     // PRUNE_EVERY.
@@ -106,7 +114,8 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Record>, retention: Retention)
                 None => break,
             },
             _ = prune_timer.tick() => {
-                prune(&store, retention).await;
+                let current = *retention.borrow();
+                prune(&store, current).await;
                 continue;
             }
         }
@@ -126,8 +135,19 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Record>, retention: Retention)
         let mut given = Duration::ZERO;
         loop {
             let (store, b) = (std::sync::Arc::clone(&store), std::sync::Arc::clone(&batch));
-            match blocking(move || lock(&store).write_batch(&b.0, &b.1)).await {
-                Ok(()) => break,
+            let started = std::time::Instant::now();
+            let written = blocking(move || lock(&store).write_batch(&b.0, &b.1)).await;
+            METRICS
+                .store(StoreOp::AuditWrite)
+                .observe(started.elapsed());
+            if written.is_err() {
+                METRICS.store_errors.inc();
+            }
+            match written {
+                Ok(()) => {
+                    METRICS.audit_written.add(batch.0.len() as u64);
+                    break;
+                }
                 // While the server runs a batch is never given up: the channel
                 // fills and requests wait or get 503 instead.
                 Err(e) if (open && !rx.is_closed()) || given <= GIVE_UP_AFTER => {
@@ -139,6 +159,7 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Record>, retention: Retention)
                     }
                 }
                 Err(e) => {
+                    METRICS.audit_refused.add(batch.0.len() as u64);
                     tracing::error!(error = %e, lost = batch.0.len(), "audit entries could not be written and are dropped");
                     break;
                 }

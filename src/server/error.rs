@@ -74,7 +74,10 @@ impl From<StoreError> for ApiError {
             StoreError::AlreadyRotated { .. } => {
                 ApiError::new(StatusCode::CONFLICT, code::TOKEN_ROTATED, e.to_string())
             }
-            other => ApiError::internal(other),
+            other => {
+                super::metrics::METRICS.store_errors.inc();
+                ApiError::internal(other)
+            }
         }
     }
 }

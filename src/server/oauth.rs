@@ -202,6 +202,7 @@ async fn client_and_token(
 async fn introspect(
     AxState(state): AxState<Arc<OAuth>>,
     headers: HeaderMap,
+    id: Option<axum::Extension<super::request_id::RequestId>>,
     form: Result<Form<TokenForm>, FormRejection>,
 ) -> Response {
     let form = match form {
@@ -220,6 +221,7 @@ async fn introspect(
     };
     let mut entry = Entry::new(Event::Introspect, Utc::now());
     entry.actor = Some(principal(&client));
+    entry.request_id = id.map(|axum::Extension(id)| id.0);
     let body: Value = match admitted {
         Admission::Admitted(t) | Admission::Forbidden(t) => {
             entry.token_id = Some(t.id.clone());

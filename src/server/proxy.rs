@@ -16,7 +16,9 @@
 
 use super::admission::{Admitter, Verdict};
 use super::audit_writer::{AuditSink, Slot};
+use super::metrics::{Listener, Outcome, METRICS};
 use super::path::{audit_path, canonical_path, encode_path, Refused};
+use super::request_id::{self, RequestId};
 use super::routes::Routes;
 use crate::model::Token;
 use crate::secret::Secret;
@@ -52,7 +54,8 @@ pub const SCOPES_HEADER: &str = "x-tok-scopes";
 
 pub struct Proxy {
     pub admission: Arc<Admitter>,
-    pub routes: Routes,
+    /// Replaced whole on SIGHUP; a request keeps the rules it started with.
+    pub routes: arc_swap::ArcSwap<Routes>,
     /// Base URL of the default upstream, without a trailing slash.
     pub upstream: String,
     pub client: UpstreamClient,
@@ -100,6 +103,8 @@ pub struct Deny {
     challenge: String,
     code: &'static str,
     message: String,
+    /// What the metrics count it as.
+    pub outcome: Outcome,
 }
 
 impl Deny {
@@ -109,6 +114,7 @@ impl Deny {
             challenge: "Bearer realm=\"tok\"".into(),
             code: "missing_token",
             message: "this endpoint needs `Authorization: Bearer <token>`".into(),
+            outcome: Outcome::MissingToken,
         }
     }
     fn invalid(why: &str) -> Deny {
@@ -119,6 +125,19 @@ impl Deny {
             ),
             code: "invalid_token",
             message: why.to_string(),
+            outcome: Outcome::MalformedToken,
+        }
+    }
+    fn refused(r: crate::store::Refusal) -> Deny {
+        use crate::store::Refusal;
+        Deny {
+            outcome: match r {
+                Refusal::Unknown => Outcome::UnknownToken,
+                Refusal::Expired => Outcome::Expired,
+                Refusal::Revoked => Outcome::Revoked,
+                Refusal::Exhausted => Outcome::UsedUp,
+            },
+            ..Deny::invalid(r.as_str())
         }
     }
     fn scope(missing: &[String]) -> Deny {
@@ -130,6 +149,7 @@ impl Deny {
             ),
             code: "insufficient_scope",
             message: format!("the token lacks the scope {needed}"),
+            outcome: Outcome::InsufficientScope,
         }
     }
     fn unavailable() -> Deny {
@@ -138,6 +158,7 @@ impl Deny {
             challenge: String::new(),
             code: "unavailable",
             message: "the token store is not available; try again".into(),
+            outcome: Outcome::StoreError,
         }
     }
     pub fn response(&self) -> Response<Body> {
@@ -199,7 +220,7 @@ pub async fn authorize(
             Ok(Verdict::Admitted(t)) => Ok(t),
             Ok(Verdict::Refused(r, id)) => {
                 entry.token_id = id;
-                Err(Deny::invalid(r.as_str()))
+                Err(Deny::refused(r))
             }
             Ok(Verdict::Forbidden(t)) => {
                 entry.token_id = Some(t.id.clone());
@@ -329,20 +350,41 @@ fn client_may_not_send(name: &str) -> bool {
         )
 }
 
+/// Counts and times every answer, and gives it the request's id.
 async fn handle(
     AxState(p): AxState<Arc<Proxy>>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     req: Request<Body>,
 ) -> Response<Body> {
     let started = Instant::now();
+    let id = RequestId::next();
+    let header = id.header_value();
+    let (mut resp, outcome) = decide(&p, client, req, id, started).await;
+    METRICS.request(Listener::Proxy, outcome);
+    METRICS.proxy_request.observe(started.elapsed());
+    resp.headers_mut().insert(request_id::HEADER, header);
+    resp
+}
+
+async fn decide(
+    p: &Proxy,
+    client: SocketAddr,
+    req: Request<Body>,
+    id: RequestId,
+    started: Instant,
+) -> (Response<Body>, Outcome) {
     // Room for this request's audit entry comes first: a request that could
     // not be recorded is not served.
     let slot = match audit_slot(&p.audit, client).await {
         Ok(slot) => slot,
-        Err(refused) => return refused,
+        Err(refused) => {
+            METRICS.audit_refused.inc();
+            return (refused, Outcome::AuditUnavailable);
+        }
     };
     let method = req.method().clone();
     let mut entry = Entry::new(Event::Request, Utc::now());
+    entry.request_id = Some(id.0.clone());
     entry.method = Some(method.to_string());
     entry.client = Some(client.ip().to_string());
     let checked = check_request(&method, req.headers())
@@ -354,21 +396,23 @@ async fn handle(
             entry.decision = Some(Decision::Deny);
             entry.reason = Some(why.into());
             record(slot, entry, started, false);
-            return json_response(status, code, why);
+            return (json_response(status, code, why), Outcome::BadPath);
         }
     };
     let path_and_query = match req.uri().query() {
         Some(q) => format!("{}?{q}", encode_path(&path)),
         None => encode_path(&path),
     };
-    let route = p.routes.find(method.as_str(), &path);
+    let routes = p.routes.load();
+    let route = routes.find(method.as_str(), &path);
     entry.path = Some(audit_path(&path));
     let needed: &[String] = route.map(|r| r.scopes.as_slice()).unwrap_or_default();
     let token = match authorize(&p.admission, req.headers(), needed, &mut entry).await {
         Ok(t) => t,
         Err(d) => {
             record(slot, entry, started, false);
-            return d.response();
+            tracing::debug!(request_id = %id, reason = d.code, "proxy request denied");
+            return (d.response(), d.outcome);
         }
     };
     let counted_use = token.max_uses.is_none();
@@ -377,9 +421,10 @@ async fn handle(
         .and_then(|r| r.upstream.as_deref())
         .unwrap_or(&p.upstream);
     let (parts, body) = req.into_parts();
-    let headers = upstream_headers(&parts.headers, &token, client);
+    let mut headers = upstream_headers(&parts.headers, &token, client);
+    headers.insert(request_id::HEADER, id.header_value());
     let fail = |status: StatusCode, code: &str, message: String, entry: Entry, slot| {
-        tracing::warn!(upstream = %base, %message, "upstream failed");
+        tracing::warn!(upstream = %base, %message, request_id = %id, "upstream failed");
         let mut entry: Entry = entry;
         entry.upstream_status = Some(status.as_u16());
         entry.reason = Some(message.clone());
@@ -389,7 +434,7 @@ async fn handle(
     let uri: Uri = match format!("{base}{path_and_query}").parse() {
         Ok(u) => u,
         Err(e) => {
-            return fail(
+            let r = fail(
                 StatusCode::BAD_GATEWAY,
                 "upstream_unavailable",
                 // Without the query, which may hold a credential.
@@ -400,6 +445,7 @@ async fn handle(
                 entry,
                 slot,
             );
+            return (r, Outcome::UpstreamUnavailable);
         }
     };
     let body_failed = Arc::new(AtomicBool::new(false));
@@ -407,43 +453,51 @@ async fn handle(
     *upstream_req.method_mut() = parts.method;
     *upstream_req.uri_mut() = uri;
     *upstream_req.headers_mut() = headers;
-    let resp = match tokio::time::timeout(p.upstream_timeout, p.client.request(upstream_req)).await
-    {
+    let sent = Instant::now();
+    let answer = tokio::time::timeout(p.upstream_timeout, p.client.request(upstream_req)).await;
+    METRICS.upstream.observe(sent.elapsed());
+    let resp = match answer {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
-            tracing::debug!(error = ?e, "upstream error");
+            tracing::debug!(error = ?e, request_id = %id, "upstream error");
             if body_failed.load(Ordering::Relaxed) {
                 // The client's body broke off or was malformed (bad chunked
                 // framing): the client's fault, not the upstream's.
                 let message = "the request body is malformed or was cut off";
                 entry.reason = Some(message.into());
                 record(slot, entry, started, counted_use);
-                return json_response(StatusCode::BAD_REQUEST, "invalid_request", message);
+                return (
+                    json_response(StatusCode::BAD_REQUEST, "invalid_request", message),
+                    Outcome::BadPath,
+                );
             }
-            return fail(
+            let r = fail(
                 StatusCode::BAD_GATEWAY,
                 "upstream_unavailable",
                 format!("the upstream {base} could not be reached"),
                 entry,
                 slot,
             );
+            return (r, Outcome::UpstreamUnavailable);
         }
         Err(_) => {
-            return fail(
+            let r = fail(
                 StatusCode::GATEWAY_TIMEOUT,
                 "upstream_timeout",
                 format!("the upstream {base} did not answer in time"),
                 entry,
                 slot,
-            )
+            );
+            return (r, Outcome::UpstreamTimeout);
         }
     };
     entry.upstream_status = Some(resp.status().as_u16());
+    tracing::debug!(request_id = %id, status = resp.status().as_u16(), "proxy request allowed");
     record(slot, entry, started, counted_use);
 
     let (mut parts, body) = resp.into_parts();
     parts.headers = forwardable(&parts.headers);
-    Response::from_parts(parts, Body::new(body))
+    (Response::from_parts(parts, Body::new(body)), Outcome::Ok)
 }
 
 /// The headers the upstream gets: the client's, minus hop-by-hop ones, the

@@ -24,9 +24,11 @@ struct File {
     routes: Vec<Spec>,
 }
 
-#[derive(Debug, Deserialize)]
+/// One `[[route]]` table as written, in a routes file or in `tok serve`'s
+/// config file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Spec {
+pub struct Spec {
     methods: Option<Vec<String>>,
     path: String,
     #[serde(default)]
@@ -61,53 +63,14 @@ impl Routes {
 
     pub fn parse(text: &str) -> Result<Routes, String> {
         let file: File = toml::from_str(text).map_err(|e| e.to_string())?;
+        Self::from_specs(file.routes).map_err(|(_, e)| e)
+    }
+
+    /// Checks the routes as written; an error names the route's index (from 0).
+    pub fn from_specs(specs: Vec<Spec>) -> Result<Routes, (usize, String)> {
         let mut routes = Vec::new();
-        for (i, s) in file.routes.into_iter().enumerate() {
-            let n = i + 1;
-            if !s.path.starts_with('/') {
-                return Err(format!("route {n}: path `{}` must start with `/`", s.path));
-            }
-            // One `**` keeps matching linear in the path; more would let a long
-            // request path cost polynomial time.
-            if s.path.matches("**").count() > 1 || s.path.contains("***") {
-                return Err(format!(
-                    "route {n}: path `{}` has more than one `**`; one is enough to span any depth",
-                    s.path
-                ));
-            }
-            let methods = match s.methods {
-                None => None,
-                Some(ms) if ms.is_empty() => {
-                    return Err(format!(
-                        "route {n}: `methods` is empty; leave it out to match any"
-                    ))
-                }
-                Some(ms) => {
-                    let mut up = Vec::new();
-                    for m in ms {
-                        let m = m.to_ascii_uppercase();
-                        if m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase()) {
-                            return Err(format!("route {n}: `{m}` is not an HTTP method"));
-                        }
-                        up.push(m);
-                    }
-                    Some(up)
-                }
-            };
-            let upstream = match s.upstream {
-                None => None,
-                Some(u) => Some(
-                    crate::drivers::http_client::normalize_url(&u)
-                        .map_err(|e| format!("route {n}: upstream: {e}"))?,
-                ),
-            };
-            routes.push(Route {
-                methods,
-                pattern: super::path::match_key(&s.path),
-                path: s.path,
-                scopes: s.scopes,
-                upstream,
-            });
+        for (i, s) in specs.into_iter().enumerate() {
+            routes.push(check(i + 1, s).map_err(|e| (i, e))?);
         }
         Ok(Routes { routes })
     }
@@ -123,6 +86,54 @@ impl Routes {
                 && path_match(&r.pattern, &key)
         })
     }
+}
+
+/// One route as written, checked; `n` counts from 1 for messages.
+fn check(n: usize, s: Spec) -> Result<Route, String> {
+    if !s.path.starts_with('/') {
+        return Err(format!("route {n}: path `{}` must start with `/`", s.path));
+    }
+    // One `**` keeps matching linear in the path; more would let a long
+    // request path cost polynomial time.
+    if s.path.matches("**").count() > 1 || s.path.contains("***") {
+        return Err(format!(
+            "route {n}: path `{}` has more than one `**`; one is enough to span any depth",
+            s.path
+        ));
+    }
+    let methods = match s.methods {
+        None => None,
+        Some(ms) if ms.is_empty() => {
+            return Err(format!(
+                "route {n}: `methods` is empty; leave it out to match any"
+            ))
+        }
+        Some(ms) => {
+            let mut up = Vec::new();
+            for m in ms {
+                let m = m.to_ascii_uppercase();
+                if m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase()) {
+                    return Err(format!("route {n}: `{m}` is not an HTTP method"));
+                }
+                up.push(m);
+            }
+            Some(up)
+        }
+    };
+    let upstream = match s.upstream {
+        None => None,
+        Some(u) => Some(
+            crate::drivers::http_client::normalize_url(&u)
+                .map_err(|e| format!("route {n}: upstream: {e}"))?,
+        ),
+    };
+    Ok(Route {
+        methods,
+        pattern: super::path::match_key(&s.path),
+        path: s.path,
+        scopes: s.scopes,
+        upstream,
+    })
 }
 
 /// `*` matches within one segment (no `/`); `**` matches across segments, and

@@ -89,6 +89,8 @@ pub struct Entry {
     /// first one's time.
     #[serde(default = "one")]
     pub count: u64,
+    /// The request's `X-Request-Id`, also in its log lines.
+    pub request_id: Option<String>,
 }
 
 fn one() -> u64 {
@@ -112,6 +114,7 @@ impl Entry {
             upstream_status: None,
             latency_ms: None,
             count: 1,
+            request_id: None,
         }
     }
 
@@ -180,8 +183,8 @@ const ADMIN_EVENTS: &str = "('create', 'revoke', 'rotate')";
 pub(super) fn insert(conn: &Connection, e: &Entry) -> rusqlite::Result<()> {
     conn.execute(
         "INSERT INTO audit (at, event, token_id, actor, method, path, client, decision, reason,
-            upstream_status, latency_ms, count)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            upstream_status, latency_ms, count, request_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         params![
             e.at.timestamp_millis(),
             e.event.as_str(),
@@ -195,6 +198,7 @@ pub(super) fn insert(conn: &Connection, e: &Entry) -> rusqlite::Result<()> {
             e.upstream_status,
             e.latency_ms.map(|v| v.min(i64::MAX as u64) as i64),
             e.count.clamp(1, i64::MAX as u64) as i64,
+            e.request_id,
         ],
     )?;
     Ok(())
@@ -261,7 +265,7 @@ impl Store {
             format!("WHERE {}", clauses.join(" AND "))
         };
         let cols = "seq, at, event, token_id, actor, method, path, client, decision, reason,
-            upstream_status, latency_ms, count";
+            upstream_status, latency_ms, count, request_id";
         let sql = match f.limit {
             Some(n) => format!(
                 "SELECT * FROM (SELECT {cols} FROM audit {where_sql} ORDER BY seq DESC LIMIT {})
@@ -297,6 +301,7 @@ impl Store {
                     upstream_status: r.get::<_, Option<i64>>(10)?.map(|v| v as u16),
                     latency_ms: r.get::<_, Option<i64>>(11)?.map(|v| v.max(0) as u64),
                     count: r.get::<_, i64>(12)?.max(1) as u64,
+                    request_id: r.get(13)?,
                 })
             })()
             .map_err(super::StoreError::from)?;

@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod changes;
+pub mod probe;
 mod schema;
 
 use crate::error::Kind;

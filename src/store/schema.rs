@@ -73,4 +73,6 @@ pub const MIGRATIONS: &[&str] = &[
     "ALTER TABLE audit ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
     CREATE INDEX audit_event ON audit (event, seq);
     CREATE INDEX tokens_rotated_from ON tokens (rotated_from) WHERE rotated_from IS NOT NULL;",
+    // 5: the request id `tok serve` answered as X-Request-Id and logged
+    "ALTER TABLE audit ADD COLUMN request_id TEXT;",
 ];

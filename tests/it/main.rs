@@ -19,6 +19,7 @@ mod hostile;
 mod lifecycle;
 mod oauth2;
 mod openapi;
+mod operating;
 mod output;
 mod people;
 mod proxy;
