@@ -94,6 +94,7 @@ fn flags(ctx: &Ctx, args: &ServeArgs) -> Flags {
         audit_admin_max_rows: args.audit_admin_max_rows,
         audit_queue: args.audit_queue,
         federation: args.federation.clone(),
+        auth_listen: args.auth_listen,
     }
 }
 

@@ -169,6 +169,8 @@ pub struct Flags {
     pub audit_admin_max_rows: Option<u64>,
     pub audit_queue: Option<u32>,
     pub federation: Option<PathBuf>,
+    /// `--auth-listen`: forward auth reads the route rules too.
+    pub auth_listen: Option<SocketAddr>,
 }
 
 /// Every serve setting, resolved.
@@ -266,12 +268,16 @@ pub fn resolve(
     let has_routes =
         flags.routes.is_some() || p.is_some_and(|p| p.routes.is_some()) || !f.routes.is_empty();
     let proxy = match (proxy_listen, upstream) {
-        (None, None) if !has_routes && flags.upstream_timeout.is_none() => None,
+        (None, None)
+            if (!has_routes || flags.auth_listen.is_some()) && flags.upstream_timeout.is_none() =>
+        {
+            None
+        }
         (None, _) => {
             return Err(crate::error::UserError::usage(
-                "proxy settings without an address for the proxy to listen on",
+                "proxy settings (--upstream, --routes, --upstream-timeout) without an address to listen on",
             )
-            .hint("give --proxy-listen ADDR (or `listen` under [proxy] in the config file)")
+            .hint("give --proxy-listen ADDR (or `listen` under [proxy] in the config file), or --auth-listen ADDR for forward auth")
             .into())
         }
         (Some(_), None) => {
