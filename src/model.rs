@@ -255,6 +255,28 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 }
 
 /// Limits on what a token may carry, shared by the CLI and the server.
+/// How many ids an "ambiguous prefix" error lists.
+pub const AMBIGUOUS_SHOWN: usize = 10;
+
+/// The message for an id prefix that matches several tokens: the true count
+/// (`total`; None when only "more than the ids found" is known) and at most
+/// [`AMBIGUOUS_SHOWN`] of the ids.
+pub fn ambiguous(prefix: &str, total: Option<usize>, candidates: &[String]) -> String {
+    let shown = &candidates[..candidates.len().min(AMBIGUOUS_SHOWN)];
+    let count = match total {
+        Some(n) => n.to_string(),
+        None => format!("more than {}", shown.len()),
+    };
+    let more = match total {
+        Some(n) if n <= shown.len() => String::new(),
+        _ => format!(" (first {} shown)", shown.len()),
+    };
+    format!(
+        "`{prefix}` matches {count} tokens: {}{more}",
+        shown.join(", ")
+    )
+}
+
 pub mod limits {
     pub const NAME_MAX: usize = 128;
     pub const DESCRIPTION_MAX: usize = 1024;

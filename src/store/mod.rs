@@ -47,9 +47,12 @@ pub enum StoreError {
     },
     #[error("no token matches `{0}`")]
     NotFound(String),
-    #[error("`{prefix}` matches {} tokens: {}", candidates.len(), candidates.join(", "))]
+    #[error("{}", crate::model::ambiguous(prefix, *total, candidates))]
     Ambiguous {
         prefix: String,
+        /// How many tokens match; None when it is only known to be more
+        /// than the candidates found.
+        total: Option<usize>,
         candidates: Vec<String>,
     },
     #[error("token {0} is revoked; create a new token instead")]
@@ -454,8 +457,8 @@ impl Store {
         }
         let filter = Filter {
             state: StateFilter::All,
-            id_prefix: Some(wanted),
-            limit: Some(11),
+            id_prefix: Some(wanted.clone()),
+            limit: Some(crate::model::AMBIGUOUS_SHOWN as u64),
             ..Filter::default()
         };
         let mut found: Vec<Token> = Vec::new();
@@ -468,6 +471,11 @@ impl Store {
             1 => Ok(found.remove(0)),
             _ => Err(StoreError::Ambiguous {
                 prefix: input.to_string(),
+                total: Some(self.conn.query_row(
+                    "SELECT count(*) FROM tokens WHERE substr(id, 1, length(?1)) = ?1",
+                    [&wanted],
+                    |r| r.get::<_, i64>(0),
+                )? as usize),
                 candidates: found
                     .iter()
                     .map(|t| match &t.name {
