@@ -41,7 +41,9 @@ where
                     ApiError::bad_request(format!("could not read the request body: {e}"))
                 }
             })?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
+        // Only a body that is not there reads as absent: white space alone is
+        // not JSON, and says the client sent something else than it meant.
+        if bytes.is_empty() {
             if let Some(empty) = T::empty() {
                 return Ok(JsonBody(empty));
             }
