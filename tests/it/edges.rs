@@ -268,7 +268,13 @@ fn text_that_is_not_utf8_is_a_usage_error() {
 #[test]
 fn oauth_errors_are_json() {
     let server = Server::start();
-    let http = server.http();
+    // A fresh connection for each request: the server closes the one it
+    // answered 413 on, and a pooled client could try to reuse it.
+    let http = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
     let url = server.api("/oauth/introspect");
     for r in [
         http.post(&url)
