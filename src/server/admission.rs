@@ -19,6 +19,7 @@
 
 use super::cache::{Bounds, Cache, Change, Freshness, Hit};
 use super::limiter::{Fields, Grant, Limiter};
+use super::metrics::{StoreOp, METRICS};
 use super::state::Pool;
 use crate::limits::Over;
 use crate::model::{State, Token};
@@ -38,8 +39,9 @@ pub enum Verdict {
     Elsewhere(Arc<Token>),
     /// Usable, but over its rate or quota (429); nothing was spent.
     Limited(Arc<Token>, Over, Fields),
-    /// Not usable: unknown, expired, revoked or used up.
-    Refused(Refusal),
+    /// Not usable: unknown, expired, revoked or used up; with the token's id
+    /// when the secret is known, for the audit trail.
+    Refused(Refusal, Option<String>),
     /// Usable, but without a needed scope; no use was spent.
     Forbidden(Arc<Token>),
 }
@@ -77,7 +79,7 @@ impl Admitter {
         now: DateTime<Utc>,
     ) -> Result<Verdict, StoreError> {
         if secret.validate().is_err() {
-            return Ok(Verdict::Refused(Refusal::Unknown));
+            return Ok(Verdict::Refused(Refusal::Unknown, None));
         }
         let key = secret.hash();
         // A cache that cannot be brought up to date is not used: read the store.
@@ -93,30 +95,42 @@ impl Admitter {
         } else {
             Hit::Miss
         };
+        if matches!(hit, Hit::Miss) {
+            METRICS.cache_misses.inc();
+        } else {
+            METRICS.cache_hits.inc();
+        }
         let token = match hit {
             Hit::Known(t) => t,
-            Hit::Unknown => return Ok(Verdict::Refused(Refusal::Unknown)),
+            Hit::Unknown => return Ok(Verdict::Refused(Refusal::Unknown, None)),
             Hit::Miss => {
                 let epoch = self.cache.epoch();
-                let found = self
-                    .pool
-                    .run(move |s| s.lookup(&secret, now))
-                    .await?
+                let started = std::time::Instant::now();
+                let found = self.pool.run(move |s| s.lookup(&secret, now)).await;
+                METRICS.store(StoreOp::Lookup).observe(started.elapsed());
+                let found = found
+                    .inspect_err(|_| METRICS.store_errors.inc())?
                     .map(Arc::new);
                 if fresh {
                     self.cache.insert(epoch, key, found.clone());
                 }
                 match found {
                     Some(t) => t,
-                    None => return Ok(Verdict::Refused(Refusal::Unknown)),
+                    None => return Ok(Verdict::Refused(Refusal::Unknown, None)),
                 }
             }
         };
         match token.state_at(now) {
             State::Active => {}
-            State::Expired => return Ok(Verdict::Refused(Refusal::Expired)),
-            State::Revoked => return Ok(Verdict::Refused(Refusal::Revoked)),
-            State::Exhausted => return Ok(Verdict::Refused(Refusal::Exhausted)),
+            State::Expired => {
+                return Ok(Verdict::Refused(Refusal::Expired, Some(token.id.clone())))
+            }
+            State::Revoked => {
+                return Ok(Verdict::Refused(Refusal::Revoked, Some(token.id.clone())))
+            }
+            State::Exhausted => {
+                return Ok(Verdict::Refused(Refusal::Exhausted, Some(token.id.clone())))
+            }
         }
         if !token.allow_ip.is_empty() && !crate::limits::in_ranges(&token.allow_ip, client) {
             return Ok(Verdict::Elsewhere(token));
@@ -142,13 +156,16 @@ impl Admitter {
             return Ok(Verdict::Admitted(token, grant));
         }
         let id = token.id.clone();
-        Ok(match self.pool.run(move |s| s.spend(&id, now)).await? {
+        let started = std::time::Instant::now();
+        let spent = self.pool.run(move |s| s.spend(&id, now)).await;
+        METRICS.store(StoreOp::Spend).observe(started.elapsed());
+        Ok(match spent.inspect_err(|_| METRICS.store_errors.inc())? {
             Ok(_) => Verdict::Admitted(token, grant),
             Err(r) => {
                 if let Some(w) = grant.quota_window {
                     self.limiter.refund(&token.id, w);
                 }
-                Verdict::Refused(r)
+                Verdict::Refused(r, Some(token.id.clone()))
             }
         })
     }
@@ -241,7 +258,7 @@ mod tests {
         other.revoke(&c.token.id, None, None, now).unwrap();
         assert!(matches!(
             a.admit(s(), &[], LOCAL, now).await.unwrap(),
-            Verdict::Refused(Refusal::Revoked)
+            Verdict::Refused(Refusal::Revoked, _)
         ));
     }
 
@@ -262,7 +279,7 @@ mod tests {
         let at_expiry = now + TimeDelta::seconds(1);
         assert!(matches!(
             a.admit(s(), &[], LOCAL, at_expiry).await.unwrap(),
-            Verdict::Refused(Refusal::Expired)
+            Verdict::Refused(Refusal::Expired, _)
         ));
     }
 
@@ -274,7 +291,7 @@ mod tests {
         let w = || Secret::new(wrong.expose());
         assert!(matches!(
             a.admit(w(), &[], LOCAL, now).await.unwrap(),
-            Verdict::Refused(Refusal::Unknown)
+            Verdict::Refused(Refusal::Unknown, _)
         ));
         assert_eq!(a.cache.len(), (0, 1));
         other.create(&NewToken::default(), None, now).unwrap();
@@ -307,7 +324,7 @@ mod tests {
         }
         assert!(matches!(
             a.admit(s(), &[], LOCAL, now).await.unwrap(),
-            Verdict::Refused(Refusal::Exhausted)
+            Verdict::Refused(Refusal::Exhausted, _)
         ));
         assert_eq!(other.get(&c.token.id, now).unwrap().unwrap().uses, 2);
     }

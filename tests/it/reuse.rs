@@ -282,21 +282,26 @@ fn a_token_bound_to_address_ranges_is_refused_elsewhere_and_a_forged_forward_is_
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(gate.upstream.hits(), 1);
-    let entries = gate.audit_until(|e| {
+    // Identical denials in one batch are one entry with a count.
+    let denied = |e: &[serde_json::Value]| -> u64 {
         e.iter()
             .filter(|e| e["token_id"] == away.as_str() && e["decision"] == "deny")
-            .count()
-            >= 2
-    });
+            .map(|e| e["count"].as_u64().unwrap_or(1))
+            .sum()
+    };
+    let entries = gate.audit_until(|e| denied(e) >= 2);
+    assert_eq!(denied(&entries), 2);
     let reasons: Vec<&str> = entries
         .iter()
         .filter(|e| e["token_id"] == away.as_str())
         .filter_map(|e| e["reason"].as_str())
         .collect();
-    assert_eq!(
-        reasons,
-        vec!["client address 127.0.0.1 is outside the token's allowed ranges"; 2],
-        "the audit says why"
+    assert!(
+        !reasons.is_empty()
+            && reasons
+                .iter()
+                .all(|r| *r == "client address 127.0.0.1 is outside the token's allowed ranges"),
+        "the audit says why: {reasons:?}"
     );
     assert!(entries
         .iter()
