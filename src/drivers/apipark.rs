@@ -50,7 +50,6 @@ struct Envelope {
     code: i64,
     #[serde(default)]
     msg: String,
-    #[serde(default)]
     data: Option<Map<String, Value>>,
 }
 
@@ -71,9 +70,7 @@ pub struct Head {
 pub struct Item {
     #[serde(flatten)]
     pub head: Head,
-    #[serde(default)]
     pub creator: Option<Label>,
-    #[serde(default)]
     pub create_time: Option<String>,
 }
 
@@ -95,7 +92,6 @@ pub struct Authorization {
     pub token_name: String,
     #[serde(default)]
     pub hide_credential: bool,
-    #[serde(default)]
     pub config: Option<Map<String, Value>>,
 }
 
@@ -115,13 +111,12 @@ pub type Raw = (Item, Option<Authorization>);
 impl Apipark {
     pub fn new(settings: Settings, app: Option<String>) -> Result<Apipark> {
         let api = AdminApi::needing(&settings, &DIALECT, "Bearer ")?;
-        let app = app.ok_or_else(|| DriverError::Gateway {
-            message: "the apipark driver needs the app whose keys it manages".into(),
-            kind: Kind::Usage,
-            hint: Some(
-                "pass --app APP_ID (or set TOK_APP, or `app` in the profile); the id is in the APIPark console under the app's settings"
-                    .into(),
-            ),
+        let app = app.ok_or_else(|| {
+            DriverError::gateway(
+                Kind::Usage,
+                "the apipark driver needs the app whose keys it manages",
+                Some("pass --app APP_ID (or set TOK_APP, or `app` in the profile); the id is in the APIPark console under the app's settings"),
+            )
         })?;
         Ok(Apipark { api, app })
     }
@@ -151,14 +146,8 @@ impl Apipark {
 
     /// "record not found" on the app-level list means the app does not exist.
     fn no_app(&self) -> DriverError {
-        DriverError::Gateway {
-            message: format!("APIPark has no app `{}`", self.app),
-            kind: Kind::NotFound,
-            hint: Some(
-                "check --app (or TOK_APP, or the profile's `app`): it takes the app's id, shown in the APIPark console"
-                    .into(),
-            ),
-        }
+        let how = ": it takes the app's id, shown in the APIPark console";
+        keys::no_such("APIPark", ("app", "app"), &self.app, how)
     }
 
     /// Every `apikey` authorization of the app (other drivers are not bearer keys).
@@ -253,10 +242,8 @@ impl KeyGateway for Apipark {
             .apikey()
             .is_some_and(|k| !secret::ct_eq(k.as_bytes(), secret.expose().as_bytes()))
         {
-            return Err(DriverError::Protocol {
-                url: answer.url,
-                message: "APIPark stored another key than the one tok sent".into(),
-            });
+            let m = "APIPark stored another key than the one tok sent";
+            return Err(DriverError::protocol(answer.url, m));
         }
         let item = Item {
             head: auth.head.clone(),
@@ -268,14 +255,8 @@ impl KeyGateway for Apipark {
         Ok(Created { token, secret })
     }
 
-    fn recreate(&self, _: &Raw, old: &Token, expires_at: Option<DateTime<Utc>>) -> Result<Created> {
-        let new = NewToken {
-            name: old.name.clone(),
-            labels: old.labels.clone(),
-            expires_at,
-            ..NewToken::default()
-        };
-        self.create(&new)
+    fn recreate(&self, _: &Raw, like: &NewToken) -> Result<Created> {
+        self.create(like)
     }
 
     fn delete(&self, (item, _): &Raw) -> Result<()> {
@@ -316,16 +297,11 @@ impl KeyGateway for Apipark {
 
     fn whoami(&self) -> Result<Identity> {
         let keys = self.items()?.len();
-        Ok(Identity {
-            principal: format!(
-                "APIPark system API key, for app `{}` ({keys} apikey authorization{})",
-                self.app,
-                if keys == 1 { "" } else { "s" }
-            ),
-            expires_at: None,
-            scopes: Vec::new(),
-            checked: true,
-        })
+        Ok(Identity::checked(format!(
+            "APIPark system API key, for app `{}` ({keys} apikey authorization{})",
+            self.app,
+            if keys == 1 { "" } else { "s" }
+        )))
     }
 }
 
@@ -366,13 +342,11 @@ fn open(answer: &Answer, secrets: &[&Secret]) -> Result<Map<String, Value>> {
         Ok(e) => e,
         Err(_) if !answer.ok() => return Err(answer.http_error(secrets)),
         Err(e) => {
-            return Err(DriverError::Protocol {
-                url: answer.url.clone(),
-                message: format!(
-                    "HTTP {} with a body that is not APIPark's JSON envelope ({e})",
-                    answer.status
-                ),
-            })
+            let m = format!(
+                "HTTP {} with a body that is not APIPark's JSON envelope ({e})",
+                answer.status
+            );
+            return Err(DriverError::protocol(&answer.url, m));
         }
     };
     if answer.status == 401 || answer.status == 403 || env.code == -8 {
@@ -388,14 +362,12 @@ fn open(answer: &Answer, secrets: &[&Secret]) -> Result<Map<String, Value>> {
         if msg.contains("not found") || msg.contains("not exist") {
             return Err(DriverError::NotFound(msg));
         }
-        return Err(DriverError::Gateway {
-            message: format!(
-                "APIPark refused the request (code {} in an HTTP {} answer from {}): {msg}",
-                env.code, answer.status, answer.url
-            ),
-            kind: Kind::Failure,
-            hint: None,
-        });
+        let at = format!(
+            "code {} in an HTTP {} answer from {}",
+            env.code, answer.status, answer.url
+        );
+        let m = format!("APIPark refused the request ({at}): {msg}");
+        return Err(DriverError::gateway(Kind::Failure, m, None));
     }
     if !answer.ok() {
         return Err(answer.http_error(secrets));
@@ -409,13 +381,14 @@ fn field<T: serde::de::DeserializeOwned>(
     mut data: Map<String, Value>,
     name: &str,
 ) -> Result<T> {
-    let v = data.remove(name).ok_or_else(|| DriverError::Protocol {
-        url: answer.url.clone(),
-        message: format!("the answer has no `data.{name}`"),
-    })?;
-    serde_json::from_value(v).map_err(|e| DriverError::Protocol {
-        url: answer.url.clone(),
-        message: format!("`data.{name}` is not what APIPark v1.9 sends ({e})"),
+    let protocol = |m: String| DriverError::protocol(&answer.url, m);
+    let v = data
+        .remove(name)
+        .ok_or_else(|| protocol(format!("the answer has no `data.{name}`")))?;
+    serde_json::from_value(v).map_err(|e| {
+        protocol(format!(
+            "`data.{name}` is not what APIPark v1.9 sends ({e})"
+        ))
     })
 }
 

@@ -135,27 +135,18 @@ pub use crate::url::{display as display_url, redact as redact_url};
 /// (`?apikey=`), so it is taken off the error before any of it is formatted.
 pub fn transport_error(url: &str, e: reqwest::Error, timeout: Duration) -> DriverError {
     let e = e.without_url();
-    let chain = {
-        let mut parts = vec![e.to_string()];
-        let mut src = e.source();
-        while let Some(s) = src {
-            parts.push(s.to_string());
-            src = s.source();
-        }
-        parts.join(": ")
-    };
+    let sources: Vec<&(dyn std::error::Error + 'static)> =
+        std::iter::successors(e.source(), |s| (*s).source()).collect();
+    let mut chain = e.to_string();
+    for s in &sources {
+        chain = format!("{chain}: {s}");
+    }
     let lower = chain.to_lowercase();
-    let io_kind = {
-        let mut src = e.source();
-        let mut kind = None;
-        while let Some(s) = src {
-            if let Some(io) = s.downcast_ref::<std::io::Error>() {
-                kind = Some(io.kind());
-            }
-            src = s.source();
-        }
-        kind
-    };
+    let io_kind = sources
+        .iter()
+        .rev()
+        .find_map(|s| s.downcast_ref::<std::io::Error>())
+        .map(std::io::Error::kind);
     let (cause, message) = if e.is_timeout() || lower.contains("timed out") {
         (
             TransportCause::Timeout,
@@ -222,6 +213,8 @@ pub struct Dialect {
     pub refusals: &'static [(u16, Kind)],
     /// Whether a refusal without a message still reads as one (with the body).
     pub bare_refusals: bool,
+    /// What the base URL must point at, for a 404 where that API never gives one.
+    pub admin_api: &'static str,
 }
 
 impl Dialect {
@@ -235,6 +228,7 @@ impl Dialect {
             message: &["message"],
             refusals: &[],
             bare_refusals: false,
+            admin_api: "",
         }
     }
 }
@@ -371,6 +365,53 @@ impl AdminApi {
         self.check(answer, secrets, missing)
     }
 
+    /// A request about key `id`, which must exist: a 404 says it is gone.
+    pub fn on_key(
+        &self,
+        (method, path): (Method, &str),
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+        id: &str,
+    ) -> DResult<Answer> {
+        self.expect(method, path, query, body, &[], |_| {
+            DriverError::NotFound(id.to_string())
+        })
+    }
+
+    /// A GET whose 404 is an answer too: None.
+    pub fn get_opt(&self, path: &str, query: &[(&str, &str)]) -> DResult<Option<Answer>> {
+        let answer = self.call(Method::GET, path, query, None)?;
+        if answer.status == 404 {
+            return Ok(None);
+        }
+        let answer = self.check(answer, &[], |m| DriverError::NotFound(m.into()))?;
+        Ok(Some(answer))
+    }
+
+    /// A GET of `path`, which the admin API always serves: a 404 means the
+    /// base URL points elsewhere.
+    pub fn probe(&self, path: &str, query: &[(&str, &str)]) -> DResult<Answer> {
+        self.expect(Method::GET, path, query, None, &[], |m| {
+            self.not_admin(path, m)
+        })
+    }
+
+    /// The error for a 404 (saying `detail`) where the admin API has `path`.
+    pub fn not_admin(&self, path: &str, detail: &str) -> DriverError {
+        let detail = if detail.is_empty() {
+            String::new()
+        } else {
+            format!(" ({detail})")
+        };
+        DriverError::protocol(
+            self.http.url(path),
+            format!(
+                "GET {path} answered 404{detail}: is this {}?",
+                self.dialect.admin_api
+            ),
+        )
+    }
+
     /// Maps an answer's error status through the dialect.
     pub fn check(
         &self,
@@ -464,9 +505,20 @@ pub fn redact(text: &str, secrets: &[&Secret]) -> String {
 
 /// Percent-encodes one path segment (RFC 3986 unreserved characters stay).
 pub fn encode_segment(s: &str) -> String {
+    percent_encode(s, b"-._~")
+}
+
+/// `application/x-www-form-urlencoded` as RFC 6749 Appendix B asks (the
+/// WHATWG form encoding: `*-._` stay, a space is `+`).
+pub fn form_encode(s: &str) -> String {
+    percent_encode(s, b"*-._ ").replace(' ', "+")
+}
+
+/// Percent-encodes the bytes of `s` but ASCII letters, digits and `keep`.
+fn percent_encode(s: &str, keep: &[u8]) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+        if b.is_ascii_alphanumeric() || keep.contains(&b) {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
@@ -541,6 +593,8 @@ mod tests {
     fn segments_are_encoded() {
         assert_eq!(encode_segment("tok_Ab9-._~"), "tok_Ab9-._~");
         assert_eq!(encode_segment("a/b c+="), "a%2Fb%20c%2B%3D");
+        assert_eq!(form_encode("a b+c:d/é"), "a+b%2Bc%3Ad%2F%C3%A9");
+        assert_eq!(form_encode("Az09-._*"), "Az09-._*");
     }
 
     #[test]

@@ -69,12 +69,7 @@ impl Gateway for Local {
     }
 
     fn whoami(&self) -> Result<super::Identity> {
-        Ok(super::Identity {
-            principal: self.principal.clone(),
-            expires_at: None,
-            scopes: Vec::new(),
-            checked: true,
-        })
+        Ok(super::Identity::checked(self.principal.clone()))
     }
 
     fn audit(

@@ -179,6 +179,23 @@ pub enum DriverError {
 }
 
 impl DriverError {
+    /// An answer from `url` that is not what the gateway should send.
+    pub fn protocol(url: impl Into<String>, message: impl Into<String>) -> DriverError {
+        DriverError::Protocol {
+            url: url.into(),
+            message: message.into(),
+        }
+    }
+
+    /// A refusal only the driver can explain, of `kind`, with its advice.
+    pub fn gateway(kind: Kind, message: impl Into<String>, hint: Option<&str>) -> DriverError {
+        DriverError::Gateway {
+            message: message.into(),
+            kind,
+            hint: hint.map(String::from),
+        }
+    }
+
     /// This error with the driver's own advice in place of the generic hint.
     pub fn with_hint(self, hint: impl Into<String>) -> DriverError {
         DriverError::Hinted {

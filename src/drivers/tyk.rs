@@ -33,6 +33,7 @@ const LISTING_OFF: &str = "enable_hashed_keys_listing";
 
 static DIALECT: Dialect = Dialect {
     refusals: &[(400, Kind::Usage)],
+    admin_api: "Tyk's Gateway API (`listen_port` or `control_api_port`)",
     ..Dialect::new(DriverKind::Tyk, "Tyk", "x-tyk-authorization")
 };
 
@@ -43,7 +44,6 @@ pub struct Tyk {
 #[derive(Deserialize)]
 struct Added {
     key: String,
-    #[serde(default)]
     key_hash: Option<String>,
 }
 
@@ -65,12 +65,13 @@ impl Tyk {
 
     /// The hashes of every key.
     fn hashes(&self) -> Result<Vec<String>> {
-        let answer = self.api.expect(Method::GET, "/tyk/keys", &[], None, &[], |_| DriverError::Gateway {
-            message: format!("Tyk does not list hashed keys ({}/tyk/keys answered 404)", self.api.base()),
-            kind: Kind::Failure,
-            hint: Some(format!(
-                "set `{LISTING_OFF}: true` in tyk.conf (TYK_GW_ENABLEHASHEDKEYSLISTING=true); inspect by id still works"
-            )),
+        let answer = self.api.expect(Method::GET, "/tyk/keys", &[], None, &[], |_| {
+            let m = format!("{}/tyk/keys answered 404", self.api.base());
+            DriverError::gateway(
+                Kind::Failure,
+                format!("Tyk does not list hashed keys ({m})"),
+                Some(&format!("set `{LISTING_OFF}: true` in tyk.conf (TYK_GW_ENABLEHASHEDKEYSLISTING=true); inspect by id still works")),
+            )
         })?;
         Ok(answer.json::<Keys>()?.keys)
     }
@@ -78,27 +79,16 @@ impl Tyk {
     /// A key's session by its hash; None when Tyk no longer has it.
     fn session(&self, hash: &str) -> Result<Option<Map<String, Value>>> {
         let path = format!("/tyk/keys/{}", encode_segment(hash));
-        let answer = self
-            .api
-            .call(Method::GET, &path, &[("hashed", "true")], None)?;
-        if answer.status == 404 {
-            return Ok(None);
-        }
-        let answer = self
-            .api
-            .check(answer, &[], |_| DriverError::NotFound(hash.to_string()))?;
-        Ok(Some(answer.json()?))
+        let answer = self.api.get_opt(&path, &[("hashed", "true")])?;
+        answer.map(|a| a.json()).transpose()
     }
 
     fn add(&self, body: &Value) -> Result<Created> {
         let answer = self
             .api
             .expect(Method::POST, "/tyk/keys", &[], Some(body), &[], |m| {
-                DriverError::Gateway {
-                    message: format!("Tyk answered 404 to POST /tyk/keys: {m}"),
-                    kind: Kind::Failure,
-                    hint: None,
-                }
+                let m = format!("Tyk answered 404 to POST /tyk/keys: {m}");
+                DriverError::gateway(Kind::Failure, m, None)
             })?;
         let added: Added = answer.json()?;
         let secret = Secret::new(added.key);
@@ -108,18 +98,16 @@ impl Tyk {
                 .api
                 .call_with_secret(Method::DELETE, "/tyk/keys/", &secret)
                 .is_ok_and(|a| a.ok());
-            return Err(DriverError::Gateway {
-                message: format!(
-                    "Tyk answered without `key_hash`: this gateway does not hash keys, and tok will not show keys as ids ({})",
-                    if undone {
-                        "the key it made was deleted again"
-                    } else {
-                        "and the key it made could not be deleted: remove it in Tyk"
-                    }
-                ),
-                kind: Kind::Unsupported,
-                hint: Some("set `hash_keys: true` in tyk.conf (Tyk's default)".into()),
-            });
+            let undone = if undone {
+                "the key it made was deleted again"
+            } else {
+                "and the key it made could not be deleted: remove it in Tyk"
+            };
+            return Err(DriverError::gateway(
+                Kind::Unsupported,
+                format!("Tyk answered without `key_hash`: this gateway does not hash keys, and tok will not show keys as ids ({undone})"),
+                Some("set `hash_keys: true` in tyk.conf (Tyk's default)"),
+            ));
         };
         let session = self
             .session(&hash)?
@@ -188,14 +176,11 @@ impl KeyGateway for Tyk {
 
     fn create(&self, new: &NewToken) -> Result<Created> {
         if new.scopes.is_empty() {
-            return Err(DriverError::Gateway {
-                message: "a Tyk key without access rights reaches every API (a master key)".into(),
-                kind: Kind::Usage,
-                hint: Some(
-                    "name what the key may reach: --scope API_ID (repeatable), or --scope policy:POLICY_ID"
-                        .into(),
-                ),
-            });
+            return Err(DriverError::gateway(
+                Kind::Usage,
+                "a Tyk key without access rights reaches every API (a master key)",
+                Some("name what the key may reach: --scope API_ID (repeatable), or --scope policy:POLICY_ID"),
+            ));
         }
         let mut rights = Map::new();
         let mut policies = Vec::new();
@@ -227,12 +212,7 @@ impl KeyGateway for Tyk {
 
     /// The new key is the old session (rights, limits, policies, meta data)
     /// with a fresh start and the same lifetime.
-    fn recreate(
-        &self,
-        (_, session): &Raw,
-        _old: &Token,
-        expires_at: Option<DateTime<Utc>>,
-    ) -> Result<Created> {
+    fn recreate(&self, (_, session): &Raw, like: &NewToken) -> Result<Created> {
         let mut body = session.clone().unwrap_or_default();
         for k in [
             "date_created",
@@ -245,21 +225,16 @@ impl KeyGateway for Tyk {
         }
         body.insert(
             "expires".into(),
-            json!(expires_at.map_or(0, |e| e.timestamp())),
+            json!(like.expires_at.map_or(0, |e| e.timestamp())),
         );
         self.add(&Value::Object(body))
     }
 
     fn delete(&self, (hash, _): &Raw) -> Result<()> {
         let path = format!("/tyk/keys/{}", encode_segment(hash));
-        self.api.expect(
-            Method::DELETE,
-            &path,
-            &[("hashed", "true")],
-            None,
-            &[],
-            |_| DriverError::NotFound(hash.clone()),
-        )?;
+        let query = [("hashed", "true")];
+        self.api
+            .on_key((Method::DELETE, &path), &query, None, hash)?;
         Ok(())
     }
 
@@ -271,19 +246,12 @@ impl KeyGateway for Tyk {
         let body = Value::Object(session.clone());
         let query = [("hashed", "true"), ("suppress_reset", "1")];
         self.api
-            .expect(Method::PUT, &path, &query, Some(&body), &[], |_| {
-                DriverError::NotFound(hash.clone())
-            })?;
+            .on_key((Method::PUT, &path), &query, Some(&body), &hash)?;
         Ok(to_token(&hash, &session))
     }
 
     fn lookup(&self, secret: &Secret) -> Result<Option<Token>> {
-        let answer = self
-            .api
-            .call_with_secret(Method::GET, "/tyk/keys/", secret)?;
-        let answer = self
-            .api
-            .check(answer, &[secret], |_| keys::unknown_secret(secret))?;
+        let answer = keys::look_up(&self.api, "/tyk/keys/", secret)?;
         let session: Map<String, Value> = answer.json()?;
         Ok(Some(to_token(&key_hash(secret.expose()), &session)))
     }
@@ -294,26 +262,15 @@ impl KeyGateway for Tyk {
             .value()
             .and_then(|v| v.get("message").and_then(Value::as_str).map(String::from))
             .unwrap_or_default();
-        let principal = if answer.status == 404 && message.contains(LISTING_OFF) {
-            format!("Tyk Gateway API secret (hashed key listing is off: `tok list` needs `{LISTING_OFF}: true`)")
-        } else {
-            let url = answer.url.clone();
-            let answer = self.api.check(answer, &[], |m| DriverError::Protocol {
-                url,
-                message: format!(
-                    "GET /tyk/keys answered 404 ({m}): is this Tyk's Gateway API (`listen_port` or `control_api_port`)?"
-                ),
-            })?;
-            // Only the shape is checked; the list itself is not needed.
-            let _: Keys = answer.json()?;
-            "Tyk Gateway API secret".to_string()
-        };
-        Ok(Identity {
-            principal,
-            expires_at: None,
-            scopes: Vec::new(),
-            checked: true,
-        })
+        if answer.status == 404 && message.contains(LISTING_OFF) {
+            return Ok(Identity::checked(format!("Tyk Gateway API secret (hashed key listing is off: `tok list` needs `{LISTING_OFF}: true`)")));
+        }
+        let answer = self
+            .api
+            .check(answer, &[], |m| self.api.not_admin("/tyk/keys", m))?;
+        // Only the shape is checked; the list itself is not needed.
+        let _: Keys = answer.json()?;
+        Ok(Identity::checked("Tyk Gateway API secret"))
     }
 
     /// Tyk keys are base64 JSON (`{"org":..,"id":..,"h":..}`) or tok's own format.
