@@ -210,7 +210,7 @@ pub fn write_details(w: &mut dyn Write, t: &Token, now: DateTime<Utc>) -> io::Re
     }
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (k, v) in rows {
-        writeln!(w, "{k:<width$}  {v}")?;
+        writeln!(w, "{k:<width$}  {}", crate::text::terminal_safe(&v))?;
     }
     Ok(())
 }

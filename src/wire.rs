@@ -152,6 +152,7 @@ pub mod code {
     pub const NOT_FOUND: &str = "not_found";
     pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
     pub const TOKEN_REVOKED: &str = "token_revoked";
+    pub const TOKEN_ROTATED: &str = "token_rotated";
     pub const PAYLOAD_TOO_LARGE: &str = "payload_too_large";
     pub const UNSUPPORTED_MEDIA_TYPE: &str = "unsupported_media_type";
     pub const INTERNAL: &str = "internal_error";

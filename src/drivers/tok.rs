@@ -256,6 +256,9 @@ impl Gateway for TokDriver {
             1 => Ok(found.remove(0)),
             _ => Err(DriverError::Ambiguous {
                 prefix: id_or_prefix.to_string(),
+                // The page holds one more than is shown: a full page only
+                // says "more than".
+                total: (found.len() < CANDIDATES as usize).then_some(found.len()),
                 candidates: found.iter().map(principal_of).collect(),
             }),
         }

@@ -18,6 +18,7 @@
 //! trip to the blocking pool. See docs/proxy.md for why each guarantee holds.
 
 use super::cache::{Bounds, Cache, Change, Freshness, Hit};
+use super::metrics::{StoreOp, METRICS};
 use super::state::Pool;
 use crate::model::{State, Token};
 use crate::secret::Secret;
@@ -31,8 +32,9 @@ use std::sync::{Arc, Mutex};
 pub enum Verdict {
     /// Let through; a use-limited token has spent its use.
     Admitted(Arc<Token>),
-    /// Not usable: unknown, expired, revoked or used up.
-    Refused(Refusal),
+    /// Not usable: unknown, expired, revoked or used up; with the token's id
+    /// when the secret is known, for the audit trail.
+    Refused(Refusal, Option<String>),
     /// Usable, but without a needed scope; no use was spent.
     Forbidden(Arc<Token>),
 }
@@ -61,7 +63,7 @@ impl Admitter {
         now: DateTime<Utc>,
     ) -> Result<Verdict, StoreError> {
         if secret.validate().is_err() {
-            return Ok(Verdict::Refused(Refusal::Unknown));
+            return Ok(Verdict::Refused(Refusal::Unknown, None));
         }
         let key = secret.hash();
         // A cache that cannot be brought up to date is not used: read the store.
@@ -77,30 +79,42 @@ impl Admitter {
         } else {
             Hit::Miss
         };
+        if matches!(hit, Hit::Miss) {
+            METRICS.cache_misses.inc();
+        } else {
+            METRICS.cache_hits.inc();
+        }
         let token = match hit {
             Hit::Known(t) => t,
-            Hit::Unknown => return Ok(Verdict::Refused(Refusal::Unknown)),
+            Hit::Unknown => return Ok(Verdict::Refused(Refusal::Unknown, None)),
             Hit::Miss => {
                 let epoch = self.cache.epoch();
-                let found = self
-                    .pool
-                    .run(move |s| s.lookup(&secret, now))
-                    .await?
+                let started = std::time::Instant::now();
+                let found = self.pool.run(move |s| s.lookup(&secret, now)).await;
+                METRICS.store(StoreOp::Lookup).observe(started.elapsed());
+                let found = found
+                    .inspect_err(|_| METRICS.store_errors.inc())?
                     .map(Arc::new);
                 if fresh {
                     self.cache.insert(epoch, key, found.clone());
                 }
                 match found {
                     Some(t) => t,
-                    None => return Ok(Verdict::Refused(Refusal::Unknown)),
+                    None => return Ok(Verdict::Refused(Refusal::Unknown, None)),
                 }
             }
         };
         match token.state_at(now) {
             State::Active => {}
-            State::Expired => return Ok(Verdict::Refused(Refusal::Expired)),
-            State::Revoked => return Ok(Verdict::Refused(Refusal::Revoked)),
-            State::Exhausted => return Ok(Verdict::Refused(Refusal::Exhausted)),
+            State::Expired => {
+                return Ok(Verdict::Refused(Refusal::Expired, Some(token.id.clone())))
+            }
+            State::Revoked => {
+                return Ok(Verdict::Refused(Refusal::Revoked, Some(token.id.clone())))
+            }
+            State::Exhausted => {
+                return Ok(Verdict::Refused(Refusal::Exhausted, Some(token.id.clone())))
+            }
         }
         if !needed.iter().all(|n| token.scopes.contains(n)) {
             return Ok(Verdict::Forbidden(token));
@@ -109,9 +123,12 @@ impl Admitter {
             return Ok(Verdict::Admitted(token));
         }
         let id = token.id.clone();
-        Ok(match self.pool.run(move |s| s.spend(&id, now)).await? {
+        let started = std::time::Instant::now();
+        let spent = self.pool.run(move |s| s.spend(&id, now)).await;
+        METRICS.store(StoreOp::Spend).observe(started.elapsed());
+        Ok(match spent.inspect_err(|_| METRICS.store_errors.inc())? {
             Ok(_) => Verdict::Admitted(token),
-            Err(r) => Verdict::Refused(r),
+            Err(r) => Verdict::Refused(r, Some(token.id.clone())),
         })
     }
 
@@ -201,7 +218,7 @@ mod tests {
         other.revoke(&c.token.id, None, None, now).unwrap();
         assert!(matches!(
             a.admit(s(), &[], now).await.unwrap(),
-            Verdict::Refused(Refusal::Revoked)
+            Verdict::Refused(Refusal::Revoked, _)
         ));
     }
 
@@ -222,7 +239,7 @@ mod tests {
         let at_expiry = now + TimeDelta::seconds(1);
         assert!(matches!(
             a.admit(s(), &[], at_expiry).await.unwrap(),
-            Verdict::Refused(Refusal::Expired)
+            Verdict::Refused(Refusal::Expired, _)
         ));
     }
 
@@ -234,7 +251,7 @@ mod tests {
         let w = || Secret::new(wrong.expose());
         assert!(matches!(
             a.admit(w(), &[], now).await.unwrap(),
-            Verdict::Refused(Refusal::Unknown)
+            Verdict::Refused(Refusal::Unknown, _)
         ));
         assert_eq!(a.cache.len(), (0, 1));
         other.create(&NewToken::default(), None, now).unwrap();
@@ -267,7 +284,7 @@ mod tests {
         }
         assert!(matches!(
             a.admit(s(), &[], now).await.unwrap(),
-            Verdict::Refused(Refusal::Exhausted)
+            Verdict::Refused(Refusal::Exhausted, _)
         ));
         assert_eq!(other.get(&c.token.id, now).unwrap().unwrap().uses, 2);
     }

@@ -109,6 +109,13 @@ async fn list(
     q.filter.limit = Some(page + 1);
     let mut tokens = state
         .with_store(move |store| {
+            if let Some(c) = &q.cursor {
+                if !store.is_position(c)? {
+                    return Err(ApiError::bad_request(
+                        "`cursor` is not one this server gave out; pass next_cursor back as it came",
+                    ));
+                }
+            }
             let mut out = Vec::new();
             store.list::<ApiError>(&q.filter, q.cursor.as_ref(), Utc::now(), &mut |t| {
                 out.push(t);

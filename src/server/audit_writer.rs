@@ -2,8 +2,10 @@
 //!
 //! Requests hand their entry to a bounded channel and go on; one task writes
 //! what has gathered in a single transaction every `FLUSH_EVERY` or every
-//! `MAX_BATCH` entries, whichever comes first, and applies the retention
-//! policy now and then. When the channel is full, requests wait for room
+//! `MAX_BATCH` entries, whichever comes first; identical denials in a batch are
+//! kept as one entry with a count. The retention policy runs on its own timer
+//! (at start, then every `PRUNE_EVERY`), whether or not traffic arrives. When
+//! the channel is full, requests wait for room
 //! (back-pressure) rather than lose an entry: the proxy takes a [`Slot`]
 //! before it decides, and answers 503, saying why in the log, when none frees
 //! up within `SLOT_WAIT`; so every request it answers otherwise has its entry.
@@ -13,13 +15,14 @@
 //! the channel and writes the rest, giving up, loudly, only after about a
 //! minute of failures.
 
+use super::metrics::{StoreOp, METRICS};
 use crate::store::audit::{Entry, Retention, Uses};
 use crate::store::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
 pub const MAX_BATCH: usize = 1_000;
@@ -57,6 +60,12 @@ impl AuditSink {
             _ => None,
         }
     }
+
+    /// Records waiting, and how many the queue holds.
+    pub fn depth(&self) -> (usize, usize) {
+        let max = self.tx.max_capacity();
+        (max - self.tx.capacity(), max)
+    }
 }
 
 /// Room in the audit channel, held while a request is decided: sending into it
@@ -76,10 +85,11 @@ impl Slot<'_> {
 }
 
 /// Starts the writer task over the store in `dir`; up to `queue` entries may
-/// wait for it.
+/// wait for it. The retention is read each time it is applied, so a reload
+/// (SIGHUP) changes it.
 pub fn spawn(
     dir: PathBuf,
-    retention: Retention,
+    retention: watch::Receiver<Retention>,
     queue: usize,
 ) -> Result<(AuditSink, tokio::task::JoinHandle<()>), crate::store::StoreError> {
     let store = Store::open(&dir)?;
@@ -88,16 +98,26 @@ pub fn spawn(
     Ok((AuditSink { tx }, handle))
 }
 
-async fn run(store: Store, mut rx: mpsc::Receiver<Record>, retention: Retention) {
+async fn run(store: Store, mut rx: mpsc::Receiver<Record>, retention: watch::Receiver<Retention>) {
     let store: Shared = std::sync::Arc::new(std::sync::Mutex::new(store));
-    let mut last_prune = tokio::time::Instant::now();
+    // Retention runs on its own timer, traffic or not: at start, then every
+    // PRUNE_EVERY.
+    let mut prune_timer = tokio::time::interval(PRUNE_EVERY);
+    prune_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut open = true;
     while open {
         let mut batch: Vec<Record> = Vec::new();
         // Wait for the first record, then gather for at most FLUSH_EVERY.
-        match rx.recv().await {
-            Some(r) => batch.push(r),
-            None => break,
+        tokio::select! {
+            r = rx.recv() => match r {
+                Some(r) => batch.push(r),
+                None => break,
+            },
+            _ = prune_timer.tick() => {
+                let current = *retention.borrow();
+                prune(&store, current).await;
+                continue;
+            }
         }
         let deadline = tokio::time::Instant::now() + FLUSH_EVERY;
         while batch.len() < MAX_BATCH {
@@ -110,17 +130,24 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Record>, retention: Retention)
                 Err(_) => break,
             }
         }
-        let prune = last_prune.elapsed() >= PRUNE_EVERY;
-        if prune {
-            last_prune = tokio::time::Instant::now();
-        }
         let batch = std::sync::Arc::new(split(batch));
         let mut pause = Duration::from_millis(100);
         let mut given = Duration::ZERO;
         loop {
             let (store, b) = (std::sync::Arc::clone(&store), std::sync::Arc::clone(&batch));
-            match blocking(move || lock(&store).write_batch(&b.0, &b.1)).await {
-                Ok(()) => break,
+            let started = std::time::Instant::now();
+            let written = blocking(move || lock(&store).write_batch(&b.0, &b.1)).await;
+            METRICS
+                .store(StoreOp::AuditWrite)
+                .observe(started.elapsed());
+            if written.is_err() {
+                METRICS.store_errors.inc();
+            }
+            match written {
+                Ok(()) => {
+                    METRICS.audit_written.add(batch.0.len() as u64);
+                    break;
+                }
                 // While the server runs a batch is never given up: the channel
                 // fills and requests wait or get 503 instead.
                 Err(e) if (open && !rx.is_closed()) || given <= GIVE_UP_AFTER => {
@@ -132,19 +159,21 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Record>, retention: Retention)
                     }
                 }
                 Err(e) => {
+                    METRICS.audit_refused.add(batch.0.len() as u64);
                     tracing::error!(error = %e, lost = batch.0.len(), "audit entries could not be written and are dropped");
                     break;
                 }
             }
         }
-        if prune {
-            let store = std::sync::Arc::clone(&store);
-            if let Err(e) =
-                blocking(move || lock(&store).prune_audit(retention, Utc::now()).map(drop)).await
-            {
-                tracing::warn!(error = %e, "could not apply the audit retention; will try again");
-            }
-        }
+    }
+}
+
+async fn prune(store: &Shared, retention: Retention) {
+    let store = std::sync::Arc::clone(store);
+    match blocking(move || lock(&store).prune_audit(retention, Utc::now())).await {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!(deleted = n, "audit retention applied"),
+        Err(e) => tracing::warn!(error = %e, "could not apply the audit retention; will try again"),
     }
 }
 
@@ -168,13 +197,26 @@ const MAX_PAUSE: Duration = Duration::from_secs(10);
 /// On shutdown, a batch that still cannot be written after this long is dropped.
 const GIVE_UP_AFTER: Duration = Duration::from_secs(60);
 
-/// Audit entries, and uses per token (count, latest time).
+/// Audit entries, and uses per token (count, latest time). Identical denials
+/// in one batch become one entry with their count, so a flood of the same
+/// refused request costs a row per batch, not a row per request.
 fn split(batch: Vec<Record>) -> (Vec<Entry>, Box<Uses>) {
-    let mut entries = Vec::new();
+    let mut entries: Vec<Entry> = Vec::new();
     let mut uses: HashMap<String, (u64, DateTime<Utc>)> = HashMap::new();
     for r in batch {
         match r {
-            Record::Entry(e) => entries.push(e),
+            Record::Entry(e) => match entries
+                .iter_mut()
+                .rev()
+                .take(AGGREGATE_WINDOW)
+                .find(|x| x.same_denial(&e))
+            {
+                Some(first) => {
+                    first.count = first.count.saturating_add(e.count);
+                    first.latency_ms = first.latency_ms.max(e.latency_ms);
+                }
+                None => entries.push(e),
+            },
             Record::EntryAndUse(e) => {
                 if let Some(id) = &e.token_id {
                     let u = uses.entry(id.clone()).or_insert((0, e.at));
@@ -187,4 +229,44 @@ fn split(batch: Vec<Record>) -> (Vec<Entry>, Box<Uses>) {
     }
     let uses: Box<Uses> = uses.into_iter().map(|(id, (n, at))| (id, n, at)).collect();
     (entries, uses)
+}
+
+/// How many recent entries of a batch a denial is compared with: enough for a
+/// flood mixed with other traffic, and bounded so a batch costs linear time.
+const AGGREGATE_WINDOW: usize = 16;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::audit::{Decision, Event};
+
+    fn denial(path: &str) -> Record {
+        let mut e = Entry::new(Event::Request, Utc::now());
+        e.path = Some(path.into());
+        e.client = Some("127.0.0.1".into());
+        e.decision = Some(Decision::Deny);
+        e.reason = Some("missing token".into());
+        Record::Entry(e)
+    }
+
+    #[test]
+    fn identical_denials_are_counted_not_repeated() {
+        let mut batch: Vec<Record> = (0..500).map(|_| denial("/a")).collect();
+        batch.push(denial("/b"));
+        batch.extend((0..10).map(|_| denial("/a")));
+        let mut allowed = Entry::new(Event::Request, Utc::now());
+        allowed.decision = Some(Decision::Allow);
+        batch.push(Record::Entry(allowed.clone()));
+        batch.push(Record::Entry(allowed));
+        let (entries, _) = split(batch);
+        let counts: Vec<(Option<&str>, u64)> = entries
+            .iter()
+            .map(|e| (e.path.as_deref(), e.count))
+            .collect();
+        // Allowed requests are never merged: each is its own decision.
+        assert_eq!(
+            counts,
+            [(Some("/a"), 510), (Some("/b"), 1), (None, 1), (None, 1)]
+        );
+    }
 }
