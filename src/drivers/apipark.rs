@@ -161,10 +161,21 @@ impl Apipark {
             .collect())
     }
 
-    fn detail(&self, id: &str) -> Result<Authorization> {
-        let (answer, data) = self.call((Method::GET, ONE), Some(id), None, &[], || {
+    /// A request about authorization `id`, which must exist.
+    fn on_auth(
+        &self,
+        method: Method,
+        id: &str,
+        body: Option<&Value>,
+        secrets: &[&Secret],
+    ) -> Result<(Answer, Map<String, Value>)> {
+        self.call((method, ONE), Some(id), body, secrets, || {
             DriverError::NotFound(id.to_string())
-        })?;
+        })
+    }
+
+    fn detail(&self, id: &str) -> Result<Authorization> {
+        let (answer, data) = self.on_auth(Method::GET, id, None, &[])?;
         field(&answer, data, "authorization")
     }
 
@@ -260,23 +271,18 @@ impl KeyGateway for Apipark {
     }
 
     fn delete(&self, (item, _): &Raw) -> Result<()> {
-        let id = &item.head.id;
-        self.call((Method::DELETE, ONE), Some(id), None, &[], || {
-            DriverError::NotFound(id.clone())
-        })?;
+        self.on_auth(Method::DELETE, &item.head.id, None, &[])?;
         Ok(())
     }
 
     /// Sets a new `expire_time`. An edit must carry the config again, or
     /// APIPark rejects it, so the key goes back as it was.
     fn set_expiry(&self, raw: Raw, until: DateTime<Utc>) -> Result<Token> {
-        let (item, auth) = match raw {
-            (i, Some(a)) => (i, a),
-            (i, None) => {
-                let a = self.detail(&i.head.id)?;
-                (i, a)
-            }
+        let auth = match raw.1 {
+            Some(a) => a,
+            None => self.detail(&raw.0.head.id)?,
         };
+        let item = raw.0;
         let key = Secret::new(auth.apikey().unwrap_or_default());
         let mut body = Self::body(&auth.head.name, Some(until), &key, &auth.labels());
         body["position"] = json!(auth.position);
@@ -285,10 +291,7 @@ impl KeyGateway for Apipark {
         if let Some(obj) = body.as_object_mut() {
             obj.remove("driver");
         }
-        let id = &item.head.id;
-        self.call((Method::PUT, ONE), Some(id), Some(&body), &[&key], || {
-            DriverError::NotFound(id.clone())
-        })?;
+        self.on_auth(Method::PUT, &item.head.id, Some(&body), &[&key])?;
         let mut t = to_token(&(item, Some(auth)));
         t.expires_at = Some(until);
         t.state = t.state_at(Utc::now());

@@ -95,25 +95,16 @@ impl Apisix {
     /// Every entry of a paged list, page after page; a 404 is `missing`, or
     /// the wrong API without it.
     fn pages(&self, path: &str, missing: Option<&dyn Fn() -> DriverError>) -> Result<Vec<Node>> {
-        let mut out = Vec::new();
-        for page in 1.. {
+        keys::all_pages(|page: Option<usize>| {
+            let page = page.unwrap_or(1);
             let (page_s, size) = (page.to_string(), PAGE_SIZE.to_string());
             let query = [("page", page_s.as_str()), ("page_size", size.as_str())];
-            let answer = match missing {
-                Some(m) => self
-                    .api
-                    .expect(Method::GET, path, &query, None, &[], |_| m())?,
-                None => self.api.probe(path, &query)?,
-            };
+            let answer = self.api.get_or(path, &query, missing)?;
             let list: List = answer.json()?;
             let nodes = nodes_of(list.list, &answer.url)?;
-            let n = nodes.len();
-            out.extend(nodes);
-            if n == 0 || page * PAGE_SIZE >= list.total {
-                break;
-            }
-        }
-        Ok(out)
+            let more = !nodes.is_empty() && page * PAGE_SIZE < list.total;
+            Ok((nodes, more.then_some(page + 1)))
+        })
     }
 
     fn consumers(&self) -> Result<Vec<String>> {

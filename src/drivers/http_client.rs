@@ -391,6 +391,19 @@ impl AdminApi {
         Ok(Some(answer))
     }
 
+    /// A GET whose 404 is `missing`, or (None) says the base URL points elsewhere.
+    pub fn get_or(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        missing: Option<&dyn Fn() -> DriverError>,
+    ) -> DResult<Answer> {
+        match missing {
+            Some(m) => self.expect(Method::GET, path, query, None, &[], |_| m()),
+            None => self.probe(path, query),
+        }
+    }
+
     /// A GET of `path`, which the admin API always serves: a 404 means the
     /// base URL points elsewhere.
     pub fn probe(&self, path: &str, query: &[(&str, &str)]) -> DResult<Answer> {
@@ -512,26 +525,18 @@ pub fn redact(text: &str, secrets: &[&Secret]) -> String {
 
 /// Percent-encodes one path segment (RFC 3986 unreserved characters stay).
 pub fn encode_segment(s: &str) -> String {
-    percent_encode(s, b"-._~")
+    const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(s, KEEP).to_string()
 }
 
 /// `application/x-www-form-urlencoded` as RFC 6749 Appendix B asks (the
 /// WHATWG form encoding: `*-._` stay, a space is `+`).
 pub fn form_encode(s: &str) -> String {
-    percent_encode(s, b"*-._ ").replace(' ', "+")
-}
-
-/// Percent-encodes the bytes of `s` but ASCII letters, digits and `keep`.
-fn percent_encode(s: &str, keep: &[u8]) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || keep.contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// The error for a driver that needs an admin credential and found none.
@@ -539,12 +544,15 @@ pub fn missing_credential(kind: DriverKind) -> DriverError {
     DriverError::Gateway {
         message: format!("no admin credential for the {} driver", kind.as_str()),
         kind: Kind::Auth,
-        hint: Some(format!(
-            "set {} to {}",
-            kind.spec().credential_env.join(" or "),
-            kind.spec().credential
-        )),
+        hint: Some(credential_hint(kind, "set {env} to")),
     }
+}
+
+/// `how` (with `{env}` for the variables) and what the credential must be.
+fn credential_hint(kind: DriverKind, how: &str) -> String {
+    let spec = kind.spec();
+    let how = how.replace("{env}", &spec.credential_env.join(" or "));
+    format!("{how} {}", spec.credential)
 }
 
 /// The error for a credential the gateway refused.
@@ -557,11 +565,7 @@ pub fn refused_credential(kind: DriverKind, answer: &Answer, detail: &str) -> Dr
             answer.url
         ),
         kind: Kind::Auth,
-        hint: Some(format!(
-            "check {}: it must hold {}",
-            kind.spec().credential_env.join(" or "),
-            kind.spec().credential
-        )),
+        hint: Some(credential_hint(kind, "check {env}: it must hold")),
     }
 }
 

@@ -222,6 +222,20 @@ pub fn resolve_prefix<'a>(ids: impl IntoIterator<Item = &'a str>, wanted: &str) 
     }
 }
 
+/// Every item of a paged list: `page` reads the page at a cursor (None for
+/// the first) and names the next one, if any.
+pub fn all_pages<T, C>(
+    mut page: impl FnMut(Option<C>) -> Result<(Vec<T>, Option<C>)>,
+) -> Result<Vec<T>> {
+    let (mut out, mut next) = page(None)?;
+    while let Some(cursor) = next {
+        let (more, after) = page(Some(cursor))?;
+        out.extend(more);
+        next = after;
+    }
+    Ok(out)
+}
+
 /// The key with `secret`, as a gateway that looks keys up at `prefix`{secret}
 /// answers (a 404 is an unknown secret).
 pub fn look_up(api: &AdminApi, prefix: &str, secret: &Secret) -> Result<Answer> {

@@ -97,30 +97,19 @@ impl Kong {
     /// Every credential (of `owner`, when one is given), all pages.
     fn all(&self, owner: Option<&str>) -> Result<Vec<Raw>> {
         let path = match owner {
-            Some(c) => format!("/consumers/{}/key-auth", encode_segment(c)),
+            Some(c) => consumer_path(c),
             None => "/key-auths".to_string(),
         };
-        let mut out = Vec::new();
-        let mut offset: Option<String> = None;
-        loop {
+        let no_consumer = owner.map(|c| move || Self::no_consumer(c));
+        keys::all_pages(|offset: Option<String>| {
             let mut query = vec![("size", PAGE_SIZE)];
             query.extend(offset.as_deref().map(|o| ("offset", o)));
             let read_at = Utc::now();
-            let answer = match owner {
-                Some(c) => self
-                    .api
-                    .expect(Method::GET, &path, &query, None, &[], |_| {
-                        Self::no_consumer(c)
-                    })?,
-                None => self.api.probe(&path, &query)?,
-            };
-            let page: Page = answer.json()?;
-            out.extend(page.data.into_iter().map(|c| (c, read_at)));
-            match page.offset {
-                Some(o) if !o.is_empty() => offset = Some(o),
-                _ => return Ok(out),
-            }
-        }
+            let missing = no_consumer.as_ref().map(|m| m as &dyn Fn() -> DriverError);
+            let page: Page = self.api.get_or(&path, &query, missing)?.json()?;
+            let creds = page.data.into_iter().map(|c| (c, read_at)).collect();
+            Ok((creds, page.offset.filter(|o| !o.is_empty())))
+        })
     }
 
     fn post(
@@ -141,7 +130,7 @@ impl Kong {
         if !tags.is_empty() {
             body["tags"] = json!(tags);
         }
-        let path = format!("/consumers/{}/key-auth", encode_segment(consumer));
+        let path = consumer_path(consumer);
         let answer = self
             .api
             .expect(Method::POST, &path, &[], Some(&body), &[key], |_| {
@@ -162,6 +151,11 @@ fn ttl(secs: i64, what: &str) -> Result<i64> {
         )));
     }
     Ok(secs)
+}
+
+/// Where a consumer's key-auth credentials live.
+fn consumer_path(consumer: &str) -> String {
+    format!("/consumers/{}/key-auth", encode_segment(consumer))
 }
 
 fn consumer_of(c: &Credential, url: &str) -> Result<String> {
@@ -220,11 +214,8 @@ impl KeyGateway for Kong {
     }
 
     fn delete(&self, (cred, _): &Raw) -> Result<()> {
-        let path = format!(
-            "/consumers/{}/key-auth/{}",
-            encode_segment(&consumer_of(cred, self.api.base())?),
-            encode_segment(&cred.id)
-        );
+        let consumer = consumer_of(cred, self.api.base())?;
+        let path = format!("{}/{}", consumer_path(&consumer), encode_segment(&cred.id));
         self.api
             .on_key((Method::DELETE, &path), &[], None, &cred.id)?;
         Ok(())

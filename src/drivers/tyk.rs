@@ -78,9 +78,20 @@ impl Tyk {
 
     /// A key's session by its hash; None when Tyk no longer has it.
     fn session(&self, hash: &str) -> Result<Option<Map<String, Value>>> {
-        let path = format!("/tyk/keys/{}", encode_segment(hash));
-        let answer = self.api.get_opt(&path, &[("hashed", "true")])?;
+        let answer = self.api.get_opt(&key_path(hash), &[("hashed", "true")])?;
         answer.map(|a| a.json()).transpose()
+    }
+
+    /// A request about the key whose hash is `hash`, which must exist; a
+    /// write keeps the key's quota (`suppress_reset`).
+    fn on_hash(&self, method: Method, hash: &str, body: Option<&Value>) -> Result<()> {
+        let query: &[_] = match body {
+            Some(_) => &[("hashed", "true"), ("suppress_reset", "1")],
+            None => &[("hashed", "true")],
+        };
+        self.api
+            .on_key((method, &key_path(hash)), query, body, hash)?;
+        Ok(())
     }
 
     fn add(&self, body: &Value) -> Result<Created> {
@@ -231,22 +242,15 @@ impl KeyGateway for Tyk {
     }
 
     fn delete(&self, (hash, _): &Raw) -> Result<()> {
-        let path = format!("/tyk/keys/{}", encode_segment(hash));
-        let query = [("hashed", "true")];
-        self.api
-            .on_key((Method::DELETE, &path), &query, None, hash)?;
-        Ok(())
+        self.on_hash(Method::DELETE, hash, None)
     }
 
     /// Writes the session back with a new `expires`, keeping quotas and rates.
     fn set_expiry(&self, (hash, session): Raw, until: DateTime<Utc>) -> Result<Token> {
         let mut session = session.unwrap_or_default();
         session.insert("expires".into(), json!(until.timestamp()));
-        let path = format!("/tyk/keys/{}", encode_segment(&hash));
         let body = Value::Object(session.clone());
-        let query = [("hashed", "true"), ("suppress_reset", "1")];
-        self.api
-            .on_key((Method::PUT, &path), &query, Some(&body), &hash)?;
+        self.on_hash(Method::PUT, &hash, Some(&body))?;
         Ok(to_token(&hash, &session))
     }
 
@@ -282,6 +286,10 @@ impl KeyGateway for Tyk {
     fn looks_like_id(&self, s: &str) -> bool {
         super::hex_shaped(s, 64)
     }
+}
+
+fn key_path(hash: &str) -> String {
+    format!("/tyk/keys/{}", encode_segment(hash))
 }
 
 /// A key's session as a token.
@@ -362,85 +370,15 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// MurmurHash3 x86_32, seed 0.
-fn murmur3_x86_32(data: &[u8]) -> u32 {
-    const C1: u32 = 0xcc9e_2d51;
-    const C2: u32 = 0x1b87_3593;
-    let mut h: u32 = 0;
-    let chunks = data.chunks_exact(4);
-    let tail = chunks.remainder();
-    for c in chunks {
-        let k = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-        h ^= k.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
-        h = h.rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64);
-    }
-    if !tail.is_empty() {
-        let mut k: u32 = 0;
-        for (i, b) in tail.iter().enumerate() {
-            k ^= u32::from(*b) << (8 * i);
-        }
-        h ^= k.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
-    }
-    h ^= data.len() as u32;
-    h ^= h >> 16;
-    h = h.wrapping_mul(0x85eb_ca6b);
-    h ^= h >> 13;
-    h = h.wrapping_mul(0xc2b2_ae35);
-    h ^ (h >> 16)
+/// MurmurHash3 x86_32, seed 0 (the `murmur3` crate; reading a slice cannot fail).
+fn murmur3_x86_32(mut data: &[u8]) -> u32 {
+    murmur3::murmur3_32(&mut data, 0).unwrap_or_default()
 }
 
-/// MurmurHash3 x64_128, seed 0: (h1, h2).
-fn murmur3_x64_128(data: &[u8]) -> (u64, u64) {
-    const C1: u64 = 0x87c3_7b91_1142_53d5;
-    const C2: u64 = 0x4cf5_ad43_2745_937f;
-    fn fmix(mut k: u64) -> u64 {
-        k ^= k >> 33;
-        k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        k ^= k >> 33;
-        k = k.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-        k ^ (k >> 33)
-    }
-    let mix1 = |k: u64| k.wrapping_mul(C1).rotate_left(31).wrapping_mul(C2);
-    let mix2 = |k: u64| k.wrapping_mul(C2).rotate_left(33).wrapping_mul(C1);
-    let round = |h: u64, r: u32, other: u64, add: u64| {
-        h.rotate_left(r)
-            .wrapping_add(other)
-            .wrapping_mul(5)
-            .wrapping_add(add)
-    };
-    let (mut h1, mut h2) = (0u64, 0u64);
-    let chunks = data.chunks_exact(16);
-    let tail = chunks.remainder();
-    for c in chunks {
-        let k1 = u64::from_le_bytes(c[0..8].try_into().expect("8 bytes"));
-        let k2 = u64::from_le_bytes(c[8..16].try_into().expect("8 bytes"));
-        h1 = round(h1 ^ mix1(k1), 27, h2, 0x52dc_e729);
-        h2 = round(h2 ^ mix2(k2), 31, h1, 0x3849_5ab5);
-    }
-    let (mut k1, mut k2) = (0u64, 0u64);
-    for (i, b) in tail.iter().enumerate() {
-        if i < 8 {
-            k1 ^= u64::from(*b) << (8 * i);
-        } else {
-            k2 ^= u64::from(*b) << (8 * (i - 8));
-        }
-    }
-    if tail.len() > 8 {
-        h2 ^= mix2(k2);
-    }
-    if !tail.is_empty() {
-        h1 ^= mix1(k1);
-    }
-    let len = data.len() as u64;
-    h1 ^= len;
-    h2 ^= len;
-    h1 = h1.wrapping_add(h2);
-    h2 = h2.wrapping_add(h1);
-    h1 = fmix(h1);
-    h2 = fmix(h2);
-    h1 = h1.wrapping_add(h2);
-    h2 = h2.wrapping_add(h1);
-    (h1, h2)
+/// MurmurHash3 x64_128, seed 0: (h1, h2), as Go's spaolacci/murmur3 sums them.
+fn murmur3_x64_128(mut data: &[u8]) -> (u64, u64) {
+    let h = murmur3::murmur3_x64_128(&mut data, 0).unwrap_or_default();
+    (h as u64, (h >> 64) as u64)
 }
 
 #[cfg(test)]
