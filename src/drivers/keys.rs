@@ -5,7 +5,7 @@
 //! constant time, revoke, rotate with grace, renew, and sorted, filtered lists.
 
 use super::http_client::{AdminApi, Answer};
-use super::{DriverError, DriverKind, Gateway, Identity, Result};
+use super::{DriverError, DriverKind, Gateway, Identity, Result, Revoked};
 use crate::error::Kind;
 use crate::model::{Created, Filter, NewToken, RevokeOutcome, State, Token};
 use crate::secret::{self, Secret};
@@ -142,7 +142,7 @@ impl<G: KeyGateway> Gateway for Keys<G> {
             .unwrap_or_else(|| Err(unknown_secret(secret)))
     }
 
-    fn revoke(&self, id: &str, reason: Option<&str>) -> Result<(Token, RevokeOutcome)> {
+    fn revoke(&self, id: &str, reason: Option<&str>) -> Result<Revoked> {
         let raw = self.find(id)?;
         let token = self.0.to_token(&raw)?;
         self.0.delete(&raw)?;

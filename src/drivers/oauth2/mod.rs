@@ -11,7 +11,7 @@ mod model;
 pub use model::handle_of;
 
 use super::http_client::{cut_off, form_encode, normalize_url, redact_url, snippet, Http};
-use super::{DriverError, DriverKind, Gateway, Identity, Op, Result, Warn};
+use super::{DriverError, DriverKind, Gateway, Identity, Op, Result, Revoked, Warn};
 use crate::credentials::Credential;
 use crate::model::{check_new_token, Created, Filter, NewToken, RevokeOutcome, State, Token};
 use crate::secret::Secret;
@@ -490,23 +490,17 @@ impl Gateway for OAuth2 {
         Ok(to_token(secret, &i, Utc::now()))
     }
 
-    fn revoke(&self, _id: &str, _reason: Option<&str>) -> Result<(Token, RevokeOutcome)> {
+    fn revoke(&self, _id: &str, _reason: Option<&str>) -> Result<Revoked> {
         Err(unsupported(Op::InspectById))
     }
 
-    fn revoke_secret(
-        &self,
-        secret: &Secret,
-        token: &Token,
-        reason: Option<&str>,
-    ) -> Result<(Token, RevokeOutcome)> {
+    fn revoke_secret(&self, secret: &Secret, t: &Token, reason: Option<&str>) -> Result<Revoked> {
         if reason.is_some() {
             (self.warn)("OAuth 2 revocation takes no reason; --reason was not recorded");
         }
         self.revoke_at_server(secret)?;
-        let now = Utc::now();
-        let mut t = token.clone();
-        t.revoked_at = Some(now);
+        let mut t = t.clone();
+        t.revoked_at = Some(Utc::now());
         t.state = State::Revoked;
         Ok((t, RevokeOutcome::Revoked))
     }
