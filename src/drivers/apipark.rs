@@ -13,7 +13,7 @@
 //! that does not exist says so. System API keys carry no name or expiry that
 //! the automation API shows.
 
-use super::http_client::{self, AdminApi, Answer, Dialect};
+use super::http_client::{self, AdminApi, Answer, Dialect, Req};
 use super::keys::{self, KeyGateway, Reach};
 use super::{DriverError, DriverKind, Identity, Result, Settings};
 use crate::error::Kind;
@@ -121,23 +121,25 @@ impl Apipark {
         Ok(Apipark { api, app })
     }
 
-    /// A request about the app's authorizations (or the one with `id`), its
-    /// envelope opened; `secrets` are blanked from errors, and "not found" is
+    /// A request about the app's authorizations (or the one with `id`) at
+    /// `req.path` under the API's base, its envelope opened; "not found" is
     /// `missing`.
     fn call(
         &self,
-        (method, path): (Method, &str),
+        req: Req,
         id: Option<&str>,
-        body: Option<&Value>,
-        secrets: &[&Secret],
         missing: impl FnOnce() -> DriverError,
     ) -> Result<(Answer, Map<String, Value>)> {
         let mut query = vec![("app", self.app.as_str())];
         query.extend(id.map(|i| ("authorization", i)));
-        let answer = self
-            .api
-            .call(method, &format!("{BASE}{path}"), &query, body)?;
-        match open(&answer, secrets) {
+        let path = format!("{BASE}{}", req.path);
+        let secret = req.secret;
+        let answer = self.api.call(Req {
+            path: &path,
+            query: &query,
+            ..req
+        })?;
+        match open(&answer, secret.as_slice()) {
             Ok(data) => Ok((answer, data)),
             Err(DriverError::NotFound(_)) => Err(missing()),
             Err(e) => Err(e),
@@ -152,8 +154,8 @@ impl Apipark {
 
     /// Every `apikey` authorization of the app (other drivers are not bearer keys).
     fn items(&self) -> Result<Vec<Item>> {
-        let list = (Method::GET, "/app/authorizations");
-        let (answer, data) = self.call(list, None, None, &[], || self.no_app())?;
+        let list = Req::get("/app/authorizations");
+        let (answer, data) = self.call(list, None, || self.no_app())?;
         let items: Vec<Item> = field(&answer, data, "authorizations")?;
         Ok(items
             .into_iter()
@@ -162,20 +164,12 @@ impl Apipark {
     }
 
     /// A request about authorization `id`, which must exist.
-    fn on_auth(
-        &self,
-        method: Method,
-        id: &str,
-        body: Option<&Value>,
-        secrets: &[&Secret],
-    ) -> Result<(Answer, Map<String, Value>)> {
-        self.call((method, ONE), Some(id), body, secrets, || {
-            DriverError::NotFound(id.to_string())
-        })
+    fn on_auth(&self, req: Req, id: &str) -> Result<(Answer, Map<String, Value>)> {
+        self.call(req, Some(id), || DriverError::NotFound(id.to_string()))
     }
 
     fn detail(&self, id: &str) -> Result<Authorization> {
-        let (answer, data) = self.on_auth(Method::GET, id, None, &[])?;
+        let (answer, data) = self.on_auth(Req::get(ONE), id)?;
         field(&answer, data, "authorization")
     }
 
@@ -246,8 +240,8 @@ impl KeyGateway for Apipark {
         let secret = Secret::generate();
         let name = new.name.clone().unwrap_or_default();
         let body = Self::body(&name, new.expires_at, &secret, &new.labels);
-        let post = (Method::POST, ONE);
-        let (answer, data) = self.call(post, None, Some(&body), &[&secret], || self.no_app())?;
+        let post = Req::new(Method::POST, ONE).body(&body).hiding(&secret);
+        let (answer, data) = self.call(post, None, || self.no_app())?;
         let auth: Authorization = field(&answer, data, "authorization")?;
         if auth
             .apikey()
@@ -271,7 +265,7 @@ impl KeyGateway for Apipark {
     }
 
     fn delete(&self, (item, _): &Raw) -> Result<()> {
-        self.on_auth(Method::DELETE, &item.head.id, None, &[])?;
+        self.on_auth(Req::new(Method::DELETE, ONE), &item.head.id)?;
         Ok(())
     }
 
@@ -291,7 +285,8 @@ impl KeyGateway for Apipark {
         if let Some(obj) = body.as_object_mut() {
             obj.remove("driver");
         }
-        self.on_auth(Method::PUT, &item.head.id, Some(&body), &[&key])?;
+        let put = Req::new(Method::PUT, ONE).body(&body).hiding(&key);
+        self.on_auth(put, &item.head.id)?;
         let mut t = to_token(&(item, Some(auth)));
         t.expires_at = Some(until);
         t.state = t.state_at(Utc::now());

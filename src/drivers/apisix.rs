@@ -28,7 +28,7 @@
 //! takes): any key of the admin or viewer role reads it, a wrong one gets 401
 //! `{"error_msg":"failed to check token"}` (apisix/admin/init.lua).
 
-use super::http_client::{encode_segment, AdminApi, Dialect};
+use super::http_client::{encode_segment, AdminApi, Dialect, Req};
 use super::keys::{self, KeyGateway, Reach};
 use super::{DriverError, DriverKind, Identity, Result, Settings};
 use crate::error::Kind;
@@ -99,7 +99,7 @@ impl Apisix {
             let page = page.unwrap_or(1);
             let (page_s, size) = (page.to_string(), PAGE_SIZE.to_string());
             let query = [("page", page_s.as_str()), ("page_size", size.as_str())];
-            let answer = self.api.get_or(path, &query, missing)?;
+            let answer = self.api.get_or(Req::get(path).query(&query), missing)?;
             let list: List = answer.json()?;
             let nodes = nodes_of(list.list, &answer.url)?;
             let more = !nodes.is_empty() && page * PAGE_SIZE < list.total;
@@ -142,9 +142,8 @@ impl Apisix {
     /// Ok when APISIX has `consumer`, else "no such consumer".
     fn consumer_exists(&self, consumer: &str) -> Result<()> {
         let path = format!("{ADMIN}/consumers/{}", encode_segment(consumer));
-        self.api.expect(Method::GET, &path, &[], None, &[], |_| {
-            Self::no_consumer(consumer)
-        })?;
+        self.api
+            .expect(Req::get(&path), |_| Self::no_consumer(consumer))?;
         Ok(())
     }
 
@@ -173,11 +172,10 @@ impl Apisix {
         }
         let query: Vec<(&str, &str)> = ttl.iter().map(|t| ("ttl", t.as_str())).collect();
         let path = cred_path(consumer, cred);
+        let put = Req::new(Method::PUT, &path).query(&query).body(&body);
         let answer = self
             .api
-            .expect(Method::PUT, &path, &query, Some(&body), &[key], |_| {
-                Self::no_consumer(consumer)
-            })?;
+            .expect(put.hiding(key), |_| Self::no_consumer(consumer))?;
         let mut t = to_token(&answer.json()?).ok_or_else(|| {
             DriverError::protocol(&answer.url, "the answer does not hold the credential")
         })?;
@@ -224,7 +222,7 @@ impl KeyGateway for Apisix {
         let Some((consumer, cred)) = id.split_once('/') else {
             return Ok(None);
         };
-        let Some(answer) = self.api.get_opt(&cred_path(consumer, cred), &[])? else {
+        let Some(answer) = self.api.get_opt(Req::get(&cred_path(consumer, cred)))? else {
             return Ok(None);
         };
         let node: Node = answer.json()?;
@@ -261,7 +259,7 @@ impl KeyGateway for Apisix {
         let id = id_of(n).unwrap_or_default();
         let (consumer, cred) = split(&id)?;
         let path = cred_path(consumer, cred);
-        self.api.on_key((Method::DELETE, &path), &[], None, &id)?;
+        self.api.on_key(Req::new(Method::DELETE, &path), &id)?;
         Ok(())
     }
 
@@ -280,7 +278,8 @@ impl KeyGateway for Apisix {
 
     fn whoami(&self) -> Result<Identity> {
         let query = [("page", "1"), ("page_size", "10")];
-        let answer = self.api.probe(&format!("{ADMIN}/consumers"), &query)?;
+        let path = format!("{ADMIN}/consumers");
+        let answer = self.api.probe(Req::get(&path).query(&query))?;
         nodes_of(answer.json::<List>()?.list, &answer.url)?;
         Ok(Identity::checked("APISIX Admin API key"))
     }

@@ -244,6 +244,47 @@ pub struct AdminApi {
     pub dialect: &'static Dialect,
 }
 
+/// One request to an admin API: a method and a path (which starts with `/`),
+/// and what else it carries.
+pub struct Req<'a> {
+    pub method: Method,
+    pub path: &'a str,
+    pub query: &'a [(&'a str, &'a str)],
+    pub body: Option<&'a Value>,
+    /// The secret it carries, blanked from any error.
+    pub secret: Option<&'a Secret>,
+}
+
+impl<'a> Req<'a> {
+    pub fn new(method: Method, path: &'a str) -> Req<'a> {
+        Req {
+            method,
+            path,
+            query: &[],
+            body: None,
+            secret: None,
+        }
+    }
+
+    pub fn get(path: &'a str) -> Req<'a> {
+        Req::new(Method::GET, path)
+    }
+
+    pub fn query(self, query: &'a [(&'a str, &'a str)]) -> Req<'a> {
+        Req { query, ..self }
+    }
+
+    pub fn body(self, body: impl Into<Option<&'a Value>>) -> Req<'a> {
+        let body = body.into();
+        Req { body, ..self }
+    }
+
+    pub fn hiding(self, secret: &'a Secret) -> Req<'a> {
+        let secret = Some(secret);
+        Req { secret, ..self }
+    }
+}
+
 /// One answer, read whole. `url` is safe to show: no query string, no secret.
 pub struct Answer {
     pub status: u16,
@@ -293,15 +334,10 @@ impl AdminApi {
         self.http.base()
     }
 
-    /// A request to `path` (which starts with `/`).
-    pub fn call(
-        &self,
-        method: Method,
-        path: &str,
-        query: &[(&str, &str)],
-        body: Option<&Value>,
-    ) -> DResult<Answer> {
-        self.send(method, path, query, body, self.http.url(path))
+    /// A request, its answer read whole whatever the status.
+    pub fn call(&self, req: Req) -> DResult<Answer> {
+        let shown = self.http.url(req.path);
+        self.send(req, shown)
     }
 
     /// A request whose path carries a secret (`{prefix}{secret}`), as some
@@ -314,29 +350,22 @@ impl AdminApi {
     ) -> DResult<Answer> {
         let path = format!("{prefix}{}", encode_segment(secret.expose()));
         let shown = self.http.url(&format!("{prefix}(secret)"));
-        self.send(method, &path, &[], None, shown)
+        self.send(Req::new(method, &path), shown)
     }
 
-    fn send(
-        &self,
-        method: Method,
-        path: &str,
-        query: &[(&str, &str)],
-        body: Option<&Value>,
-        shown: String,
-    ) -> DResult<Answer> {
+    fn send(&self, r: Req, shown: String) -> DResult<Answer> {
         let mut req = self
             .http
             .client()
-            .request(method, self.http.url(path))
+            .request(r.method, self.http.url(r.path))
             .header(reqwest::header::ACCEPT, "application/json");
-        if !query.is_empty() {
-            req = req.query(query);
+        if !r.query.is_empty() {
+            req = req.query(r.query);
         }
         if let Some((name, value)) = &self.auth {
             req = req.header(name.clone(), value.clone());
         }
-        if let Some(b) = body {
+        if let Some(b) = r.body {
             req = req.json(b);
         }
         // reqwest errors name the URL, which may hold a secret: both helpers
@@ -354,36 +383,22 @@ impl AdminApi {
     }
 
     /// A request whose error answer is read in the gateway's dialect; a 404
-    /// is `missing` (given the gateway's message), and `secrets` never show.
-    pub fn expect(
-        &self,
-        method: Method,
-        path: &str,
-        query: &[(&str, &str)],
-        body: Option<&Value>,
-        secrets: &[&Secret],
-        missing: impl FnOnce(&str) -> DriverError,
-    ) -> DResult<Answer> {
-        let answer = self.call(method, path, query, body)?;
-        self.check(answer, secrets, missing)
+    /// is `missing` (given the gateway's message), and the request's secret
+    /// never shows.
+    pub fn expect(&self, req: Req, missing: impl FnOnce(&str) -> DriverError) -> DResult<Answer> {
+        let secret = req.secret;
+        let answer = self.call(req)?;
+        self.check(answer, secret.as_slice(), missing)
     }
 
     /// A request about key `id`, which must exist: a 404 says it is gone.
-    pub fn on_key(
-        &self,
-        (method, path): (Method, &str),
-        query: &[(&str, &str)],
-        body: Option<&Value>,
-        id: &str,
-    ) -> DResult<Answer> {
-        self.expect(method, path, query, body, &[], |_| {
-            DriverError::NotFound(id.to_string())
-        })
+    pub fn on_key(&self, req: Req, id: &str) -> DResult<Answer> {
+        self.expect(req, |_| DriverError::NotFound(id.to_string()))
     }
 
-    /// A GET whose 404 is an answer too: None.
-    pub fn get_opt(&self, path: &str, query: &[(&str, &str)]) -> DResult<Option<Answer>> {
-        let answer = self.call(Method::GET, path, query, None)?;
+    /// A request whose 404 is an answer too: None.
+    pub fn get_opt(&self, req: Req) -> DResult<Option<Answer>> {
+        let answer = self.call(req)?;
         if answer.status == 404 {
             return Ok(None);
         }
@@ -391,25 +406,19 @@ impl AdminApi {
         Ok(Some(answer))
     }
 
-    /// A GET whose 404 is `missing`, or (None) says the base URL points elsewhere.
-    pub fn get_or(
-        &self,
-        path: &str,
-        query: &[(&str, &str)],
-        missing: Option<&dyn Fn() -> DriverError>,
-    ) -> DResult<Answer> {
+    /// A request whose 404 is `missing`, or (None) says the base URL points elsewhere.
+    pub fn get_or(&self, req: Req, missing: Option<&dyn Fn() -> DriverError>) -> DResult<Answer> {
         match missing {
-            Some(m) => self.expect(Method::GET, path, query, None, &[], |_| m()),
-            None => self.probe(path, query),
+            Some(m) => self.expect(req, |_| m()),
+            None => self.probe(req),
         }
     }
 
-    /// A GET of `path`, which the admin API always serves: a 404 means the
+    /// A request to a path the admin API always serves: a 404 means the
     /// base URL points elsewhere.
-    pub fn probe(&self, path: &str, query: &[(&str, &str)]) -> DResult<Answer> {
-        self.expect(Method::GET, path, query, None, &[], |m| {
-            self.not_admin(path, m)
-        })
+    pub fn probe(&self, req: Req) -> DResult<Answer> {
+        let path = req.path;
+        self.expect(req, |m| self.not_admin(path, m))
     }
 
     /// The error for a 404 (saying `detail`) where the admin API has `path`.

@@ -288,17 +288,9 @@ pub fn fingerprint(key: &str) -> String {
 
 /// A JSON object of labels (string values as they are, others as JSON).
 pub fn labels(v: Option<&Value>) -> BTreeMap<String, String> {
+    let text = |v: &Value| v.as_str().map_or_else(|| v.to_string(), String::from);
     v.and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| {
-                    (
-                        k.clone(),
-                        v.as_str().map_or_else(|| v.to_string(), String::from),
-                    )
-                })
-                .collect()
-        })
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), text(v))).collect())
         .unwrap_or_default()
 }
 

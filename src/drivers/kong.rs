@@ -14,7 +14,7 @@
 //! with RBAC off answer anyone, so a token they accept is reported as not
 //! checked (`configuration.rbac` says which).
 
-use super::http_client::{encode_segment, AdminApi, Dialect};
+use super::http_client::{encode_segment, AdminApi, Dialect, Req};
 use super::keys::{self, KeyGateway, Reach};
 use super::{DriverError, DriverKind, Identity, Result, Settings};
 use crate::error::Kind;
@@ -106,7 +106,10 @@ impl Kong {
             query.extend(offset.as_deref().map(|o| ("offset", o)));
             let read_at = Utc::now();
             let missing = no_consumer.as_ref().map(|m| m as &dyn Fn() -> DriverError);
-            let page: Page = self.api.get_or(&path, &query, missing)?.json()?;
+            let page: Page = self
+                .api
+                .get_or(Req::get(&path).query(&query), missing)?
+                .json()?;
             let creds = page.data.into_iter().map(|c| (c, read_at)).collect();
             Ok((creds, page.offset.filter(|o| !o.is_empty())))
         })
@@ -131,11 +134,8 @@ impl Kong {
             body["tags"] = json!(tags);
         }
         let path = consumer_path(consumer);
-        let answer = self
-            .api
-            .expect(Method::POST, &path, &[], Some(&body), &[key], |_| {
-                Self::no_consumer(consumer)
-            })?;
+        let post = Req::new(Method::POST, &path).body(&body).hiding(key);
+        let answer = self.api.expect(post, |_| Self::no_consumer(consumer))?;
         Ok(Created {
             token: to_token(&answer.json()?, now, self.api.base())?,
             secret: key.clone(),
@@ -151,6 +151,11 @@ fn ttl(secs: i64, what: &str) -> Result<i64> {
         )));
     }
     Ok(secs)
+}
+
+/// One credential, by id.
+fn one(id: &str) -> String {
+    format!("/key-auths/{}", encode_segment(id))
 }
 
 /// Where a consumer's key-auth credentials live.
@@ -183,8 +188,7 @@ impl KeyGateway for Kong {
             return Ok(None);
         }
         let read_at = Utc::now();
-        let path = format!("/key-auths/{}", encode_segment(id));
-        let answer = self.api.on_key((Method::GET, &path), &[], None, id)?;
+        let answer = self.api.on_key(Req::get(&one(id)), id)?;
         Ok(Some((answer.json()?, read_at)))
     }
 
@@ -216,8 +220,7 @@ impl KeyGateway for Kong {
     fn delete(&self, (cred, _): &Raw) -> Result<()> {
         let consumer = consumer_of(cred, self.api.base())?;
         let path = format!("{}/{}", consumer_path(&consumer), encode_segment(&cred.id));
-        self.api
-            .on_key((Method::DELETE, &path), &[], None, &cred.id)?;
+        self.api.on_key(Req::new(Method::DELETE, &path), &cred.id)?;
         Ok(())
     }
 
@@ -225,10 +228,10 @@ impl KeyGateway for Kong {
     fn set_expiry(&self, (cred, _): Raw, until: DateTime<Utc>) -> Result<Token> {
         let now = Utc::now();
         let ttl = ttl(keys::seconds_until(until, now), "--increment")?;
-        let path = format!("/key-auths/{}", encode_segment(&cred.id));
-        let body = json!({ "ttl": ttl });
-        let patch = (Method::PATCH, path.as_str());
-        let answer = self.api.on_key(patch, &[], Some(&body), &cred.id)?;
+        let (path, body) = (one(&cred.id), json!({ "ttl": ttl }));
+        let answer = self
+            .api
+            .on_key(Req::new(Method::PATCH, &path).body(&body), &cred.id)?;
         let mut t = to_token(&answer.json()?, now, self.api.base())?;
         // `ttl` is at most TTL_MAX (checked above).
         t.expires_at = t.expires_at.or(Some(now + chrono::TimeDelta::seconds(ttl)));
@@ -246,7 +249,7 @@ impl KeyGateway for Kong {
     }
 
     fn whoami(&self) -> Result<Identity> {
-        let node: Node = self.api.probe("/", &[])?.json()?;
+        let node: Node = self.api.probe(Req::get("/"))?.json()?;
         // Kong Enterprise's `enforce_rbac`: on, both and entity check tokens.
         let rbac = node
             .configuration

@@ -15,7 +15,7 @@
 //! /tyk/ route, so a wrong secret gets 403 before any handler; a right one gets
 //! the list, or Tyk's own 404 saying that hashed key listing is off.
 
-use super::http_client::{encode_segment, AdminApi, Dialect};
+use super::http_client::{encode_segment, AdminApi, Dialect, Req};
 use super::keys::{self, KeyGateway, Reach};
 use super::{DriverError, DriverKind, Identity, Result, Settings};
 use crate::error::Kind;
@@ -29,6 +29,7 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 const POLICY: &str = "policy:";
+const KEYS: &str = "/tyk/keys";
 const LISTING_OFF: &str = "enable_hashed_keys_listing";
 
 static DIALECT: Dialect = Dialect {
@@ -65,7 +66,7 @@ impl Tyk {
 
     /// The hashes of every key.
     fn hashes(&self) -> Result<Vec<String>> {
-        let answer = self.api.expect(Method::GET, "/tyk/keys", &[], None, &[], |_| {
+        let answer = self.api.expect(Req::get(KEYS), |_| {
             let m = format!("{}/tyk/keys answered 404", self.api.base());
             DriverError::gateway(
                 Kind::Failure,
@@ -78,7 +79,10 @@ impl Tyk {
 
     /// A key's session by its hash; None when Tyk no longer has it.
     fn session(&self, hash: &str) -> Result<Option<Map<String, Value>>> {
-        let answer = self.api.get_opt(&key_path(hash), &[("hashed", "true")])?;
+        let path = key_path(hash);
+        let answer = self
+            .api
+            .get_opt(Req::get(&path).query(&[("hashed", "true")]))?;
         answer.map(|a| a.json()).transpose()
     }
 
@@ -89,15 +93,16 @@ impl Tyk {
             Some(_) => &[("hashed", "true"), ("suppress_reset", "1")],
             None => &[("hashed", "true")],
         };
+        let path = key_path(hash);
         self.api
-            .on_key((method, &key_path(hash)), query, body, hash)?;
+            .on_key(Req::new(method, &path).query(query).body(body), hash)?;
         Ok(())
     }
 
     fn add(&self, body: &Value) -> Result<Created> {
         let answer = self
             .api
-            .expect(Method::POST, "/tyk/keys", &[], Some(body), &[], |m| {
+            .expect(Req::new(Method::POST, KEYS).body(body), |m| {
                 let m = format!("Tyk answered 404 to POST /tyk/keys: {m}");
                 DriverError::gateway(Kind::Failure, m, None)
             })?;
@@ -261,7 +266,7 @@ impl KeyGateway for Tyk {
     }
 
     fn whoami(&self) -> Result<Identity> {
-        let answer = self.api.call(Method::GET, "/tyk/keys", &[], None)?;
+        let answer = self.api.call(Req::get(KEYS))?;
         let message = answer
             .value()
             .and_then(|v| v.get("message").and_then(Value::as_str).map(String::from))
@@ -271,7 +276,7 @@ impl KeyGateway for Tyk {
         }
         let answer = self
             .api
-            .check(answer, &[], |m| self.api.not_admin("/tyk/keys", m))?;
+            .check(answer, &[], |m| self.api.not_admin(KEYS, m))?;
         // Only the shape is checked; the list itself is not needed.
         let _: Keys = answer.json()?;
         Ok(Identity::checked("Tyk Gateway API secret"))
@@ -289,7 +294,7 @@ impl KeyGateway for Tyk {
 }
 
 fn key_path(hash: &str) -> String {
-    format!("/tyk/keys/{}", encode_segment(hash))
+    format!("{KEYS}/{}", encode_segment(hash))
 }
 
 /// A key's session as a token.
