@@ -339,10 +339,7 @@ pub fn to_token(hash: &str, s: &Map<String, Value>) -> Token {
 /// The hash Tyk keeps for `key` (storage.HashStr): the algorithm named in a
 /// base64 JSON key's `h`, else murmur32; lowercase hex of the digest.
 pub fn key_hash(key: &str) -> String {
-    let algo = key
-        .strip_prefix("ey")
-        .and(base64::engine::general_purpose::STANDARD.decode(key).ok())
-        .and_then(|j| serde_json::from_slice::<Value>(&j).ok())
+    let algo = tyk_key(key)
         .and_then(|v| v.get("h").and_then(Value::as_str).map(String::from))
         .unwrap_or_default();
     let data = key.as_bytes();
@@ -360,15 +357,18 @@ pub fn key_hash(key: &str) -> String {
     }
 }
 
-/// A key as Tyk makes them when a hash function is set: base64 of a JSON
-/// object with `org` and `id`.
+/// The JSON inside a key as Tyk makes them when a hash function is set
+/// (base64 of a JSON object, so it starts with `ey`).
+fn tyk_key(s: &str) -> Option<Value> {
+    let json = s
+        .strip_prefix("ey")
+        .and(base64::engine::general_purpose::STANDARD.decode(s).ok())?;
+    serde_json::from_slice(&json).ok()
+}
+
+/// A key as Tyk makes them: its JSON has `org` and `id`.
 fn is_tyk_key(s: &str) -> bool {
-    s.starts_with("ey")
-        && base64::engine::general_purpose::STANDARD
-            .decode(s)
-            .ok()
-            .and_then(|j| serde_json::from_slice::<Value>(&j).ok())
-            .is_some_and(|v| v.get("id").is_some() && v.get("org").is_some())
+    tyk_key(s).is_some_and(|v| v.get("id").is_some() && v.get("org").is_some())
 }
 
 fn hex(bytes: &[u8]) -> String {
