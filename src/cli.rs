@@ -153,6 +153,8 @@ pub enum Command {
     Logout(LogoutArgs),
     #[command(subcommand)]
     Auth(AuthCommand),
+    #[command(subcommand)]
+    Dpop(DpopCommand),
     Serve(Box<ServeArgs>),
     Audit(AuditArgs),
     Completions(CompletionsArgs),
@@ -228,6 +230,19 @@ pub struct CreateArgs {
     /// Admit the token only from this client address range, IPv4 or IPv6 (repeatable; CIDR or one address).
     #[arg(long = "allow-ip", value_name = "CIDR", value_parser = crate::limits::parse_cidr, help_heading = "Limits")]
     pub allow_ip: Vec<ipnet::IpNet>,
+
+    /// Bind the token to a DPoP key by its RFC 7638 thumbprint (as `tok dpop keygen` prints).
+    #[arg(
+        long = "dpop-jkt",
+        value_name = "THUMBPRINT",
+        help_heading = "Limits",
+        conflicts_with = "dpop_key"
+    )]
+    pub dpop_jkt: Option<String>,
+
+    /// Bind the token to the DPoP key in FILE: a public JWK or PEM public key, P-256 or Ed25519.
+    #[arg(long = "dpop-key", value_name = "FILE", help_heading = "Limits")]
+    pub dpop_key: Option<std::path::PathBuf>,
 
     /// Do not print a newline after the secret.
     #[arg(long)]
@@ -654,6 +669,67 @@ pub struct LoginArgs {
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct LogoutArgs {}
+
+/// DPoP keys and proofs, for clients of tokens bound with --dpop-key (RFC 9449)
+#[derive(Debug, Subcommand)]
+pub enum DpopCommand {
+    Keygen(DpopKeygenArgs),
+    Proof(DpopProofArgs),
+}
+
+/// Write a new DPoP key pair and print its thumbprint
+///
+/// FILE gets the private key (PKCS #8 PEM, mode 0600), FILE.jwk the public
+/// key as a JWK; the thumbprint (for `tok create --dpop-jkt`) goes to stdout.
+/// An existing file is never overwritten without --force.
+///
+/// Examples:
+///   tok dpop keygen ci.key
+///   tok create --ttl 1h --dpop-key ci.key.jwk
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct DpopKeygenArgs {
+    /// Where to write the private key; the public one goes to FILE.jwk.
+    #[arg(value_name = "FILE")]
+    pub file: std::path::PathBuf,
+
+    /// The key's algorithm.
+    #[arg(long, value_enum, default_value = "ES256")]
+    pub alg: crate::dpop::KeyAlg,
+
+    /// Replace existing files.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Print a DPoP proof for one request, for curl
+///
+/// A proof is good for one request, to one method and URL, for about a
+/// minute. With --token-stdin the token is read from stdin and the proof
+/// carries its hash (`ath`), as a protected resource requires.
+///
+/// Examples:
+///   printf %s "$TOKEN" | tok dpop proof --key ci.key --url https://api.example/v1/x --token-stdin
+///   curl -H "Authorization: DPoP $TOKEN" -H "DPoP: $(printf %s "$TOKEN" | tok dpop proof --key ci.key --url https://api.example/v1/x --token-stdin)" https://api.example/v1/x
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct DpopProofArgs {
+    /// The private key file (as `tok dpop keygen` writes).
+    #[arg(long, value_name = "FILE")]
+    pub key: std::path::PathBuf,
+
+    /// The request's method.
+    #[arg(long, default_value = "GET")]
+    pub method: String,
+
+    /// The request's URL (a query and fragment are left out of the proof).
+    #[arg(long)]
+    pub url: String,
+
+    /// Read the token from stdin and bind the proof to it (`ath`).
+    #[arg(long)]
+    pub token_stdin: bool,
+}
 
 /// Credentials: where each profile's comes from and whether it works
 #[derive(Debug, Subcommand)]

@@ -235,6 +235,24 @@ impl Jwk {
         kind && self.alg.as_deref().is_none_or(|a| a == alg.as_str())
     }
 
+    /// The RFC 7638 thumbprint: SHA-256 over the key's required members in
+    /// lexicographic order with no whitespace (§3.2; members per RFC 7518
+    /// §6.2.1 and §6.3.1, RFC 8037 §2), base64url without padding.
+    pub fn thumbprint(&self) -> String {
+        use sha2::Digest;
+        let e = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        let members = match &self.key {
+            Key::Rsa { n, e: exp } => format!(r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#, e(exp), e(n)),
+            Key::P256(p) => format!(
+                r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
+                e(&p[1..33]),
+                e(&p[33..])
+            ),
+            Key::Ed25519(x) => format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#, e(x)),
+        };
+        e(&sha2::Sha256::digest(members.as_bytes()))
+    }
+
     fn verify(&self, alg: Alg, msg: &[u8], sig: &[u8]) -> bool {
         if !self.fits(alg) {
             return false;
@@ -338,6 +356,21 @@ mod tests {
         );
         assert!(!jwk.fits(Alg::Rs256));
         assert!(!jwk.fits(Alg::EdDsa));
+    }
+
+    #[test]
+    fn thumbprints_match_rfc_9449s_example() {
+        // RFC 9449 §4.2 Figure 2's key and the `jkt` §6.1 Figure 9 gives for it.
+        let jwk = Jwk::from_json(&serde_json::json!({
+            "kty": "EC", "crv": "P-256",
+            "x": "l8tFrhx-34tV3hRICRDY9zCkDlpBhF42UQUfWVAWBFs",
+            "y": "9VE4jf_Ok_o64zbTTlcuNJajHmt6v9TDVrU0CdvGRDA",
+        }))
+        .unwrap();
+        assert_eq!(
+            jwk.thumbprint(),
+            "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod commands;
 pub mod completion;
 pub mod config;
 pub mod credentials;
+pub mod dpop;
 pub mod drivers;
 pub mod duration;
 pub mod env;

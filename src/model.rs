@@ -90,6 +90,16 @@ pub struct Token {
     /// Client address ranges the proxy admits the token from; empty: any.
     #[serde(default, with = "crate::limits::cidrs")]
     pub allow_ip: Vec<ipnet::IpNet>,
+    /// The key the token is bound to (DPoP, RFC 9449; RFC 7800 `cnf`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Cnf>,
+}
+
+/// A confirmation (RFC 7800 §3.1, RFC 9449 §6.1): the RFC 7638 SHA-256
+/// thumbprint of the public key whose DPoP proofs must come with the token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cnf {
+    pub jkt: String,
 }
 
 impl Token {
@@ -116,6 +126,7 @@ impl Token {
             rate: None,
             quota: None,
             allow_ip: Vec::new(),
+            cnf: None,
         }
     }
 
@@ -175,6 +186,8 @@ pub struct NewToken {
     pub quota: Option<Quota>,
     #[serde(default, with = "crate::limits::cidrs")]
     pub allow_ip: Vec<ipnet::IpNet>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Cnf>,
 }
 
 /// The only place a secret travels with its token: the create and rotate result.
@@ -380,6 +393,9 @@ pub fn check_new_token(t: &NewToken) -> Result<(), String> {
     }
     if let Some(q) = &t.quota {
         q.check()?;
+    }
+    if let Some(c) = &t.cnf {
+        crate::dpop::check_jkt(&c.jkt)?;
     }
     if t.allow_ip.len() > crate::limits::RANGES_PER_TOKEN {
         return Err(format!(

@@ -212,6 +212,9 @@ pub fn write_details(w: &mut dyn Write, t: &Token, now: DateTime<Utc>) -> io::Re
         let ranges: Vec<String> = t.allow_ip.iter().map(|n| n.to_string()).collect();
         rows.push(("allowed from", ranges.join(", ")));
     }
+    if let Some(c) = &t.cnf {
+        rows.push(("dpop key", c.jkt.clone()));
+    }
     rows.push(("last used", rel(t.last_used_at, "never")));
     if t.revoked_at.is_some() {
         rows.push(("revoked", rel(t.revoked_at, "-")));
@@ -266,6 +269,7 @@ mod tests {
             rate: None,
             quota: None,
             allow_ip: Vec::new(),
+            cnf: None,
         }
     }
 

@@ -100,6 +100,7 @@ const GATEWAY: Capabilities = Capabilities {
     rate_limits: false,
     quotas: false,
     ip_ranges: false,
+    dpop: false,
     ..Capabilities::ALL
 };
 
@@ -151,6 +152,7 @@ pub const VAULT: Spec = Spec {
         rate_limits: false,
         quotas: false,
         ip_ranges: false,
+        dpop: false,
         ..Capabilities::ALL
     },
     credential_env: &[env::VAULT_TOKEN, env::ADMIN_TOKEN],
@@ -181,6 +183,7 @@ pub const OAUTH2: Spec = Spec {
         rate_limits: false,
         quotas: false,
         ip_ranges: false,
+        dpop: false,
     },
     // The oauth2 credential is the client secret of --client-id.
     credential_env: &[env::CLIENT_SECRET, env::ADMIN_TOKEN],
@@ -333,8 +336,8 @@ impl DriverKind {
             .find(|(o, _)| *o == op)
             .map(|(_, h)| *h)
             .or(match op {
-                Op::RateLimits | Op::Quotas | Op::IpRanges => Some(
-                    "its tokens cannot carry a rate, a quota or address ranges; drop --rate/--burst/--quota/--allow-ip, or put the service behind tok serve's proxy and use the local or tok driver (docs/reuse.md)",
+                Op::RateLimits | Op::Quotas | Op::IpRanges | Op::Dpop => Some(
+                    "its tokens cannot carry a rate, a quota, address ranges or a DPoP key; drop --rate/--burst/--quota/--allow-ip/--dpop-jkt/--dpop-key, or put the service behind tok serve's proxy and use the local or tok driver (docs/reuse.md)",
                 ),
                 _ => None,
             })
@@ -376,6 +379,8 @@ pub struct Capabilities {
     pub quotas: bool,
     /// Bind a token to client address ranges (`--allow-ip`).
     pub ip_ranges: bool,
+    /// Bind a token to a DPoP key (`--dpop-jkt`, `--dpop-key`).
+    pub dpop: bool,
 }
 
 impl Capabilities {
@@ -397,6 +402,7 @@ impl Capabilities {
         rate_limits: true,
         quotas: true,
         ip_ranges: true,
+        dpop: true,
     };
 }
 
@@ -420,6 +426,7 @@ pub enum Op {
     RateLimits,
     Quotas,
     IpRanges,
+    Dpop,
     Whoami,
     Audit,
 }
@@ -444,6 +451,7 @@ impl Op {
             Op::RateLimits => "limit a token's request rate",
             Op::Quotas => "give a token a request quota",
             Op::IpRanges => "bind a token to client address ranges",
+            Op::Dpop => "bind a token to a DPoP key",
             Op::Whoami => "check an admin credential",
             Op::Audit => "read an audit trail",
         }
@@ -451,7 +459,7 @@ impl Op {
 }
 
 /// Each capability's short name, as `tok drivers` prints it.
-pub const OP_NAMES: [(Op, &str); 17] = [
+pub const OP_NAMES: [(Op, &str); 18] = [
     (Op::Create, "create"),
     (Op::List, "list"),
     (Op::InspectById, "inspect"),
@@ -469,6 +477,7 @@ pub const OP_NAMES: [(Op, &str); 17] = [
     (Op::RateLimits, "rate-limits"),
     (Op::Quotas, "quotas"),
     (Op::IpRanges, "ip-ranges"),
+    (Op::Dpop, "dpop"),
 ];
 
 impl Capabilities {
@@ -500,6 +509,7 @@ impl Capabilities {
             Op::RateLimits => self.rate_limits,
             Op::Quotas => self.quotas,
             Op::IpRanges => self.ip_ranges,
+            Op::Dpop => self.dpop,
             // Not capability flags: the trait's default methods refuse these.
             Op::Whoami | Op::Audit => true,
         }

@@ -61,6 +61,9 @@ pub struct CreateRequest {
         with = "crate::limits::cidrs"
     )]
     pub allow_ip: Vec<ipnet::IpNet>,
+    /// `{"jkt": THUMBPRINT}`: bind the token to a DPoP key (RFC 9449 §6.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<crate::model::Cnf>,
 }
 
 /// Tells a field given as `null` (`Some(None)`) from a missing one (`None`).

@@ -48,6 +48,7 @@ pub fn run(ctx: &Ctx, mut args: CreateArgs) -> Result<()> {
         rate: args.rate.map(|r| r.with_burst(args.burst)),
         quota: args.quota,
         allow_ip: args.allow_ip,
+        cnf: dpop_binding(args.dpop_jkt, args.dpop_key.as_deref())?,
     };
     check_new_token(&new).map_err(|e| UserError::usage(format!("cannot create the token: {e}")))?;
 
@@ -75,6 +76,9 @@ pub fn run(ctx: &Ctx, mut args: CreateArgs) -> Result<()> {
     }
     if !new.allow_ip.is_empty() {
         gw.require(Op::IpRanges)?;
+    }
+    if new.cnf.is_some() {
+        gw.require(Op::Dpop)?;
     }
     let caps = gw.capabilities();
     if args.no_expiry {
@@ -134,7 +138,32 @@ pub fn summary(ctx: &Ctx, verb: &str, t: &crate::model::Token) {
         let ranges: Vec<String> = t.allow_ip.iter().map(|n| n.to_string()).collect();
         line.push_str(&format!(", from {}", ranges.join(" ")));
     }
+    if let Some(c) = &t.cnf {
+        line.push_str(&format!(", DPoP key {}", c.jkt));
+    }
     ctx.out.info(line);
+}
+
+/// `--dpop-jkt` as given, or the thumbprint of the `--dpop-key` file.
+fn dpop_binding(
+    jkt: Option<String>,
+    key: Option<&std::path::Path>,
+) -> Result<Option<crate::model::Cnf>> {
+    let jkt = match (jkt, key) {
+        (Some(j), _) => j,
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                UserError::usage(format!("could not read --dpop-key {}: {e}", path.display()))
+            })?;
+            crate::dpop::jkt_of_public_key(&text).map_err(|e| {
+                UserError::usage(format!("--dpop-key {}: {e}", path.display()))
+                    .hint("give the public key: the FILE.jwk `tok dpop keygen FILE` wrote, or a PEM public key")
+            })?
+        }
+        (None, None) => return Ok(None),
+    };
+    crate::dpop::check_jkt(&jkt).map_err(UserError::usage)?;
+    Ok(Some(crate::model::Cnf { jkt }))
 }
 
 /// Repeated `--label k=v` into a map; a key given twice is an error.

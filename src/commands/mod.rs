@@ -5,6 +5,7 @@ pub mod auth;
 pub mod complete;
 pub mod completions;
 pub mod create;
+pub mod dpop;
 pub mod drivers;
 pub mod federated;
 pub mod generate;
@@ -163,6 +164,7 @@ fn run(ctx: &Ctx, command: Command) -> Result<()> {
         Command::Login(a) => login::run(ctx, a),
         Command::Logout(a) => logout::run(ctx, a),
         Command::Auth(c) => auth::run(ctx, c),
+        Command::Dpop(c) => dpop::run(ctx, c),
         Command::Serve(a) => serve::run(ctx, *a),
         Command::Audit(a) => audit::run(ctx, a),
         Command::Completions(a) => completions::run(ctx, a),

@@ -163,6 +163,7 @@ impl<G: KeyGateway> Gateway for Keys<G> {
             rate: old.rate,
             quota: old.quota,
             allow_ip: old.allow_ip.clone(),
+            cnf: old.cnf.clone(),
         };
         let created = self.0.recreate(&raw, &like)?;
         let old = match grace {

@@ -193,6 +193,7 @@ impl Gateway for TokDriver {
             rate: new.rate,
             quota: new.quota,
             allow_ip: new.allow_ip.clone(),
+            cnf: new.cnf.clone(),
         };
         let req = self
             .request(reqwest::Method::POST, &["v1", "tokens"])

@@ -18,9 +18,11 @@
 //! trip to the blocking pool. See docs/proxy.md for why each guarantee holds.
 
 use super::cache::{Bounds, Cache, Change, Freshness, Hit};
+use super::dpop::{Replay, Unbound};
 use super::limiter::{Fields, Grant, Limiter};
 use super::metrics::{StoreOp, METRICS};
 use super::state::Pool;
+use crate::dpop::Proof;
 use crate::limits::Over;
 use crate::model::{State, Token};
 use crate::secret::Secret;
@@ -44,6 +46,9 @@ pub enum Verdict {
     Refused(Refusal, Option<String>),
     /// Usable, but without a needed scope; no use was spent.
     Forbidden(Arc<Token>),
+    /// Valid, but its DPoP binding and the request's proof do not go
+    /// together (`server::dpop`); nothing was spent.
+    Unbound(Arc<Token>, Unbound),
 }
 
 pub struct Admitter {
@@ -51,6 +56,7 @@ pub struct Admitter {
     cache: Cache,
     fresh: Box<dyn Freshness>,
     limiter: Arc<Limiter>,
+    replay: Replay,
 }
 
 impl Admitter {
@@ -61,6 +67,7 @@ impl Admitter {
             cache: Cache::new(bounds),
             fresh: Box::new(SqliteFollower::open(dir)?),
             limiter: Arc::new(Limiter::default()),
+            replay: Replay::default(),
         })
     }
 
@@ -70,12 +77,13 @@ impl Admitter {
     }
 
     /// Decides on `secret` for a request from `client` that needs the scopes
-    /// `needed`, at `now`.
+    /// `needed` and came with the verified DPoP `proof`, at `now`.
     pub async fn admit(
         &self,
         secret: Secret,
         needed: &[String],
         client: IpAddr,
+        proof: Option<&Proof>,
         now: DateTime<Utc>,
     ) -> Result<Verdict, StoreError> {
         if secret.validate().is_err() {
@@ -134,6 +142,9 @@ impl Admitter {
         }
         if !token.allow_ip.is_empty() && !crate::limits::in_ranges(&token.allow_ip, client) {
             return Ok(Verdict::Elsewhere(token));
+        }
+        if let Err(why) = super::dpop::bind(&token, proof, &self.replay, now.timestamp()) {
+            return Ok(Verdict::Unbound(token, why));
         }
         if !needed.iter().all(|n| token.scopes.contains(n)) {
             return Ok(Verdict::Forbidden(token));
@@ -251,13 +262,13 @@ mod tests {
         let c = other.create(&NewToken::default(), None, now).unwrap();
         let s = || Secret::new(c.secret.expose());
         assert!(matches!(
-            a.admit(s(), &[], LOCAL, now).await.unwrap(),
+            a.admit(s(), &[], LOCAL, None, now).await.unwrap(),
             Verdict::Admitted(..)
         ));
         assert_eq!(a.cache.len().0, 1, "cached");
         other.revoke(&c.token.id, None, None, now).unwrap();
         assert!(matches!(
-            a.admit(s(), &[], LOCAL, now).await.unwrap(),
+            a.admit(s(), &[], LOCAL, None, now).await.unwrap(),
             Verdict::Refused(Refusal::Revoked, _)
         ));
     }
@@ -273,12 +284,12 @@ mod tests {
         let c = other.create(&new, None, now).unwrap();
         let s = || Secret::new(c.secret.expose());
         assert!(matches!(
-            a.admit(s(), &[], LOCAL, now).await.unwrap(),
+            a.admit(s(), &[], LOCAL, None, now).await.unwrap(),
             Verdict::Admitted(..)
         ));
         let at_expiry = now + TimeDelta::seconds(1);
         assert!(matches!(
-            a.admit(s(), &[], LOCAL, at_expiry).await.unwrap(),
+            a.admit(s(), &[], LOCAL, None, at_expiry).await.unwrap(),
             Verdict::Refused(Refusal::Expired, _)
         ));
     }
@@ -290,12 +301,12 @@ mod tests {
         let wrong = Secret::generate();
         let w = || Secret::new(wrong.expose());
         assert!(matches!(
-            a.admit(w(), &[], LOCAL, now).await.unwrap(),
+            a.admit(w(), &[], LOCAL, None, now).await.unwrap(),
             Verdict::Refused(Refusal::Unknown, _)
         ));
         assert_eq!(a.cache.len(), (0, 1));
         other.create(&NewToken::default(), None, now).unwrap();
-        a.admit(w(), &[], LOCAL, now).await.unwrap();
+        a.admit(w(), &[], LOCAL, None, now).await.unwrap();
         // The create was applied (dropping the entry), then the read kept it again.
         assert_eq!(a.cache.len(), (0, 1));
     }
@@ -313,17 +324,17 @@ mod tests {
         let s = || Secret::new(c.secret.expose());
         let y = ["y".to_string()];
         assert!(matches!(
-            a.admit(s(), &y, LOCAL, now).await.unwrap(),
+            a.admit(s(), &y, LOCAL, None, now).await.unwrap(),
             Verdict::Forbidden(_)
         ));
         for _ in 0..2 {
             assert!(matches!(
-                a.admit(s(), &[], LOCAL, now).await.unwrap(),
+                a.admit(s(), &[], LOCAL, None, now).await.unwrap(),
                 Verdict::Admitted(..)
             ));
         }
         assert!(matches!(
-            a.admit(s(), &[], LOCAL, now).await.unwrap(),
+            a.admit(s(), &[], LOCAL, None, now).await.unwrap(),
             Verdict::Refused(Refusal::Exhausted, _)
         ));
         assert_eq!(other.get(&c.token.id, now).unwrap().unwrap().uses, 2);

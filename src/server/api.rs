@@ -84,6 +84,7 @@ async fn create(
         rate: req.rate,
         quota: req.quota,
         allow_ip: req.allow_ip,
+        cnf: req.cnf,
     };
     check_new_token(&new)
         .map_err(|e| ApiError::bad_request(format!("cannot create the token: {e}")))?;

@@ -252,6 +252,7 @@ pub(crate) mod tests {
             rate: None,
             quota: None,
             allow_ip: Vec::new(),
+            cnf: None,
         })
     }
 

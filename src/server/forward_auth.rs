@@ -29,6 +29,7 @@
 
 use super::admission::Admitter;
 use super::audit_writer::AuditSink;
+use super::dpop::Target;
 use super::path::{audit_path, canonical_path};
 use super::proxy::{
     audit_slot, authorize, json_response, record, uncanonical, SCOPES_HEADER, TOKEN_ID_HEADER,
@@ -164,7 +165,17 @@ async fn handle(
     let route = fa.routes.find(&orig.method, &path);
     entry.path = Some(audit_path(&path));
     let needed: &[String] = route.map(|r| r.scopes.as_slice()).unwrap_or_default();
-    match authorize(&fa.admission, req.headers(), needed, client, &mut entry).await {
+    let target = dpop_target(req.headers(), &orig, raw_path);
+    match authorize(
+        &fa.admission,
+        req.headers(),
+        &target,
+        needed,
+        client,
+        &mut entry,
+    )
+    .await
+    {
         Ok((token, grant)) => {
             let counted_use = token.max_uses.is_none();
             let cache = cache_control(fa.cache_ttl, &token, Utc::now());
@@ -194,12 +205,31 @@ async fn handle(
     }
 }
 
+/// The original request as a DPoP proof names it: the calling proxy's
+/// `X-Forwarded-Proto` and `X-Forwarded-Host` (else its `Host`).
+fn dpop_target<'a>(h: &'a HeaderMap, orig: &'a Original, path: &'a str) -> Target<'a> {
+    Target {
+        method: &orig.method,
+        scheme: header_str(h, "x-forwarded-proto").unwrap_or("http"),
+        authority: header_str(h, "x-forwarded-host")
+            .or_else(|| header_str(h, "host"))
+            .unwrap_or(""),
+        path,
+    }
+}
+
 /// How long a proxy may keep this 200: never for a token with a use limit,
 /// a rate or a quota (each pass must be counted here); otherwise `ttl`, but not past the
 /// token's expiry. `s-maxage` because the asking proxy is a shared cache and
 /// the request carried `Authorization` (RFC 9111, 3.5).
 fn cache_control(ttl: Duration, token: &crate::model::Token, now: chrono::DateTime<Utc>) -> String {
-    if token.max_uses.is_some() || token.rate.is_some() || token.quota.is_some() || ttl.is_zero() {
+    // A DPoP-bound token's every request carries a new proof, to be checked here.
+    if token.max_uses.is_some()
+        || token.rate.is_some()
+        || token.quota.is_some()
+        || token.cnf.is_some()
+        || ttl.is_zero()
+    {
         return "no-store".into();
     }
     let left = token

@@ -63,6 +63,8 @@ pub enum Outcome {
     InsufficientScope,
     /// A token bound by `--allow-ip` presented from elsewhere.
     WrongAddress,
+    /// A DPoP proof refused, or a bound token sent without one.
+    BadProof,
     /// Over the token's rate or quota (429).
     RateLimited,
     BadPath,
@@ -81,7 +83,7 @@ pub enum Outcome {
     ServerError,
 }
 
-const OUTCOMES: usize = 19;
+const OUTCOMES: usize = 20;
 
 impl Outcome {
     /// (decision, reason) as labels.
@@ -96,6 +98,7 @@ impl Outcome {
             Outcome::UsedUp => ("deny", "used_up"),
             Outcome::InsufficientScope => ("deny", "insufficient_scope"),
             Outcome::WrongAddress => ("deny", "wrong_address"),
+            Outcome::BadProof => ("deny", "bad_dpop_proof"),
             Outcome::RateLimited => ("deny", "rate_limited"),
             Outcome::BadPath => ("deny", "bad_path"),
             Outcome::Unauthorized => ("deny", "unauthorized"),
@@ -129,6 +132,7 @@ impl Outcome {
                 Outcome::UsedUp,
                 Outcome::InsufficientScope,
                 Outcome::WrongAddress,
+                Outcome::BadProof,
                 Outcome::RateLimited,
                 Outcome::BadPath,
                 Outcome::StoreError,

@@ -13,6 +13,7 @@ pub mod api;
 pub mod audit_writer;
 pub mod auth;
 pub mod cache;
+pub mod dpop;
 pub mod error;
 pub mod extract;
 pub mod federation;
@@ -342,6 +343,7 @@ async fn serve(
             upstream_timeout: p.upstream_timeout,
             audit: audit.clone(),
             trusted: p.trusted.clone(),
+            tls: certs.is_some(),
         });
         // The proxy speaks TLS with the admin API's certificate when given one.
         tasks.push(spawn_on(listener, proxy::router(shared.clone()))?);

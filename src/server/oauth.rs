@@ -232,6 +232,11 @@ async fn introspect(
             if let Some(n) = &t.name {
                 v["username"] = json!(n);
             }
+            // RFC 9449 §6.2: a bound token is introspected with its key.
+            if let Some(c) = &t.cnf {
+                v["cnf"] = json!({"jkt": c.jkt});
+                v["token_type"] = json!("DPoP");
+            }
             v
         }
         Admission::Refused(r) => {

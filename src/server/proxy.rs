@@ -16,6 +16,7 @@
 
 use super::admission::{Admitter, Verdict};
 use super::audit_writer::{AuditSink, Slot};
+use super::dpop::{self, Scheme, Target};
 use super::limiter::{Fields, Grant};
 use super::metrics::{Listener, Outcome, METRICS};
 use super::path::{audit_path, canonical_path, encode_path, Refused};
@@ -66,6 +67,8 @@ pub struct Proxy {
     pub audit: AuditSink,
     /// `--trusted-proxy`: hops whose `X-Forwarded-For` names the client.
     pub trusted: Vec<ipnet::IpNet>,
+    /// Whether clients reach the proxy over TLS (the scheme DPoP proofs name).
+    pub tls: bool,
 }
 
 pub type UpstreamClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
@@ -134,6 +137,26 @@ impl Deny {
             message: why.to_string(),
             limit: None,
             outcome: Outcome::MalformedToken,
+        }
+    }
+    /// A DPoP refusal (RFC 9449 §7.1): `error` is `invalid_dpop_proof` or
+    /// `invalid_token`.
+    fn dpop(error: &str, why: &str) -> Deny {
+        let shown: String = why.chars().filter(|c| *c != '"' && *c != '\\').collect();
+        Deny {
+            status: StatusCode::UNAUTHORIZED,
+            challenge: format!(
+                "DPoP algs=\"{}\", error=\"{error}\", error_description=\"{shown}\"",
+                crate::dpop::ALGS_CHALLENGE
+            ),
+            code: if error == "invalid_token" {
+                "invalid_token"
+            } else {
+                "invalid_dpop_proof"
+            },
+            message: why.to_string(),
+            limit: None,
+            outcome: Outcome::BadProof,
         }
     }
     fn refused(r: crate::store::Refusal) -> Deny {
@@ -237,22 +260,27 @@ pub fn json_response(status: StatusCode, code: &str, message: &str) -> Response<
     r
 }
 
-/// The bearer secret of a request: Ok(None) when there is no Authorization
-/// header or it is not Bearer; Err when it is Bearer but empty.
-fn bearer(headers: &HeaderMap) -> Result<Option<Secret>, ()> {
+/// The token of a request and its scheme: Ok(None) when there is no
+/// Authorization header or it is neither Bearer nor DPoP; Err when it is one
+/// of them but empty.
+fn bearer(headers: &HeaderMap) -> Result<Option<(Scheme, Secret)>, ()> {
     let Some(v) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
     let v = v.to_str().map_err(|_| ())?;
     let (scheme, rest) = v.split_once(' ').unwrap_or((v, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    let scheme = if scheme.eq_ignore_ascii_case("bearer") {
+        Scheme::Bearer
+    } else if scheme.eq_ignore_ascii_case("dpop") {
+        Scheme::Dpop
+    } else {
         return Ok(None);
-    }
+    };
     let t = rest.trim();
     if t.is_empty() {
         return Err(());
     }
-    Ok(Some(Secret::new(t)))
+    Ok(Some((scheme, Secret::new(t))))
 }
 
 /// The decision for a request's headers against the scopes `needed`, shared
@@ -263,6 +291,7 @@ fn bearer(headers: &HeaderMap) -> Result<Option<Secret>, ()> {
 pub async fn authorize(
     admission: &Admitter,
     headers: &HeaderMap,
+    target: &Target<'_>,
     needed: &[String],
     client: IpAddr,
     entry: &mut Entry,
@@ -272,42 +301,54 @@ pub async fn authorize(
     let verdict = match bearer(headers) {
         Ok(None) => Err(Deny::missing()),
         Err(()) => Err(Deny::invalid("malformed token")),
-        Ok(Some(secret)) => match admission.admit(secret, needed, client, Utc::now()).await {
-            Ok(Verdict::Admitted(t, g)) => Ok((t, g)),
-            Ok(Verdict::Elsewhere(t)) => {
-                entry.token_id = Some(t.id.clone());
-                why = Some(format!(
-                    "client address {client} is outside the token's allowed ranges"
-                ));
-                Err(Deny {
-                    outcome: Outcome::WrongAddress,
-                    ..Deny::invalid("invalid token")
-                })
+        Ok(Some((scheme, secret))) => {
+            match checked(admission, headers, target, scheme, secret, needed, client).await {
+                Err(Err(e)) => Err(Deny::dpop("invalid_dpop_proof", &e.to_string())),
+                Ok(Verdict::Unbound(t, u)) => {
+                    entry.token_id = Some(t.id.clone());
+                    let error = if u.is_proof() {
+                        "invalid_dpop_proof"
+                    } else {
+                        "invalid_token"
+                    };
+                    Err(Deny::dpop(error, u.as_str()))
+                }
+                Ok(Verdict::Admitted(t, g)) => Ok((t, g)),
+                Ok(Verdict::Elsewhere(t)) => {
+                    entry.token_id = Some(t.id.clone());
+                    why = Some(format!(
+                        "client address {client} is outside the token's allowed ranges"
+                    ));
+                    Err(Deny {
+                        outcome: Outcome::WrongAddress,
+                        ..Deny::invalid("invalid token")
+                    })
+                }
+                Ok(Verdict::Limited(t, over, fields)) => {
+                    entry.token_id = Some(t.id.clone());
+                    Err(Deny::limited(over, fields))
+                }
+                Ok(Verdict::Refused(r, id)) => {
+                    entry.token_id = id;
+                    Err(Deny::refused(r))
+                }
+                Ok(Verdict::Forbidden(t)) => {
+                    entry.token_id = Some(t.id.clone());
+                    let missing: Vec<String> = needed
+                        .iter()
+                        .filter(|n| !t.scopes.contains(n))
+                        .cloned()
+                        .collect();
+                    Err(Deny::scope(&missing))
+                }
+                Err(Ok(e)) => {
+                    tracing::error!(error = %e, "token check failed");
+                    entry.decision = Some(Decision::Deny);
+                    entry.reason = Some("store error".into());
+                    return Err(Deny::unavailable());
+                }
             }
-            Ok(Verdict::Limited(t, over, fields)) => {
-                entry.token_id = Some(t.id.clone());
-                Err(Deny::limited(over, fields))
-            }
-            Ok(Verdict::Refused(r, id)) => {
-                entry.token_id = id;
-                Err(Deny::refused(r))
-            }
-            Ok(Verdict::Forbidden(t)) => {
-                entry.token_id = Some(t.id.clone());
-                let missing: Vec<String> = needed
-                    .iter()
-                    .filter(|n| !t.scopes.contains(n))
-                    .cloned()
-                    .collect();
-                Err(Deny::scope(&missing))
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "token check failed");
-                entry.decision = Some(Decision::Deny);
-                entry.reason = Some("store error".into());
-                return Err(Deny::unavailable());
-            }
-        },
+        }
     };
     match &verdict {
         Ok((t, _)) => {
@@ -320,6 +361,57 @@ pub async fn authorize(
         }
     }
     verdict
+}
+
+/// A request's DPoP proof checked (when it is sent as `DPoP`), then its token
+/// admitted: Err(Err) for a refused proof, Err(Ok) for a store error.
+async fn checked(
+    admission: &Admitter,
+    headers: &HeaderMap,
+    target: &Target<'_>,
+    scheme: Scheme,
+    secret: Secret,
+    needed: &[String],
+    client: IpAddr,
+) -> Result<Verdict, Result<crate::store::StoreError, crate::dpop::ProofError>> {
+    let now = Utc::now();
+    let proof =
+        dpop::proof(headers, scheme, secret.expose(), target, now.timestamp()).map_err(Err)?;
+    admission
+        .admit(secret, needed, client, proof.as_ref(), now)
+        .await
+        .map_err(Ok)
+}
+
+/// What a request to the proxy names for DPoP: the Host it was sent to, on
+/// the proxy's own scheme, unless a `--trusted-proxy` hop forwarded it and
+/// said which (`X-Forwarded-Proto`, `X-Forwarded-Host`).
+fn target<'a>(p: &Proxy, peer: IpAddr, req: &'a Request<Body>) -> Target<'a> {
+    let h = req.headers();
+    let forwarded = |name: &str| {
+        h.get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    let via = crate::limits::in_ranges(&p.trusted, peer);
+    let scheme = via
+        .then(|| forwarded("x-forwarded-proto"))
+        .flatten()
+        .unwrap_or(if p.tls { "https" } else { "http" });
+    let authority = via
+        .then(|| forwarded("x-forwarded-host"))
+        .flatten()
+        .or_else(|| h.get(header::HOST).and_then(|v| v.to_str().ok()))
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+        .unwrap_or("");
+    Target {
+        method: req.method().as_str(),
+        scheme,
+        authority,
+        path: req.uri().path(),
+    }
 }
 
 /// Room for a request's audit entry, or the 503 to answer when the writer is
@@ -513,21 +605,29 @@ async fn decide(
     let route = routes.find(method.as_str(), &path);
     entry.path = Some(audit_path(&path));
     let needed: &[String] = route.map(|r| r.scopes.as_slice()).unwrap_or_default();
-    let (token, grant) =
-        match authorize(&p.admission, req.headers(), needed, client_ip, &mut entry).await {
-            Ok(t) => t,
-            Err(d) if d.is_limit() => {
-                drop(slot);
-                tracing::debug!(request_id = %id, reason = d.code, "proxy request over its limit");
-                p.admission.limiter().refused(entry);
-                return (d.response(), d.outcome);
-            }
-            Err(d) => {
-                record(slot, entry, started, false, None);
-                tracing::debug!(request_id = %id, reason = d.code, "proxy request denied");
-                return (d.response(), d.outcome);
-            }
-        };
+    let (token, grant) = match authorize(
+        &p.admission,
+        req.headers(),
+        &target(p, client.ip(), &req),
+        needed,
+        client_ip,
+        &mut entry,
+    )
+    .await
+    {
+        Ok(t) => t,
+        Err(d) if d.is_limit() => {
+            drop(slot);
+            tracing::debug!(request_id = %id, reason = d.code, "proxy request over its limit");
+            p.admission.limiter().refused(entry);
+            return (d.response(), d.outcome);
+        }
+        Err(d) => {
+            record(slot, entry, started, false, None);
+            tracing::debug!(request_id = %id, reason = d.code, "proxy request denied");
+            return (d.response(), d.outcome);
+        }
+    };
     let counted_use = token.max_uses.is_none();
     let quota_window = grant.quota_window;
 
@@ -623,6 +723,7 @@ async fn decide(
 fn upstream_headers(client_headers: &HeaderMap, token: &Token, client: SocketAddr) -> HeaderMap {
     let mut headers = forwardable(client_headers);
     headers.remove(header::AUTHORIZATION);
+    headers.remove("dpop");
     headers.remove(header::HOST);
     let strip: Vec<HeaderName> = headers
         .keys()
@@ -698,7 +799,7 @@ mod tests {
             header::AUTHORIZATION,
             HeaderValue::from_static("bearer tok_x"),
         );
-        assert_eq!(bearer(&h).unwrap().unwrap().expose(), "tok_x");
+        assert_eq!(bearer(&h).unwrap().unwrap().1.expose(), "tok_x");
     }
 
     #[test]

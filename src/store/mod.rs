@@ -681,6 +681,7 @@ impl Store {
                 rate: old.rate,
                 quota: old.quota,
                 allow_ip: old.allow_ip.clone(),
+                cnf: old.cnf.clone(),
             };
             let (new_id, secret) = insert_row(tx, &new, by, Some(&old.id), now)?;
             let reason = format!("rotated to {new_id}");
@@ -814,6 +815,7 @@ fn token_from_row_at(r: &Row<'_>, base: usize, now: DateTime<Utc>) -> rusqlite::
         rate: None,
         quota: None,
         allow_ip: Vec::new(),
+        cnf: None,
     };
     if let Some(json) = r.get::<_, Option<String>>(base + 15)? {
         let l: quota::Limits = serde_json::from_str(&json).map_err(|e| {
@@ -824,6 +826,7 @@ fn token_from_row_at(r: &Row<'_>, base: usize, now: DateTime<Utc>) -> rusqlite::
             )
         })?;
         (t.rate, t.quota, t.allow_ip) = (l.rate, l.quota, l.allow_ip);
+        t.cnf = l.dpop_jkt.map(|jkt| crate::model::Cnf { jkt });
     }
     t.state = t.state_at(now);
     Ok(t)

@@ -26,17 +26,22 @@ pub(super) struct Limits {
         with = "crate::limits::cidrs"
     )]
     pub allow_ip: Vec<ipnet::IpNet>,
+    /// The DPoP binding (`cnf.jkt`): kept here rather than in a column of
+    /// its own so that every backend stores the same one JSON value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_jkt: Option<String>,
 }
 
 /// The `limits` column of a new token; NULL when it has no limit.
 pub(super) fn limits_json(new: &crate::model::NewToken) -> Option<String> {
-    if new.rate.is_none() && new.quota.is_none() && new.allow_ip.is_empty() {
+    if new.rate.is_none() && new.quota.is_none() && new.allow_ip.is_empty() && new.cnf.is_none() {
         return None;
     }
     let l = Limits {
         rate: new.rate,
         quota: new.quota,
         allow_ip: new.allow_ip.clone(),
+        dpop_jkt: new.cnf.as_ref().map(|c| c.jkt.clone()),
     };
     Some(serde_json::to_string(&l).expect("numbers and strings serialize"))
 }

@@ -305,6 +305,7 @@ fn mint(
         rate: None,
         quota: None,
         allow_ip: Vec::new(),
+        cnf: None,
     };
     crate::model::check_new_token(&new)
         .map_err(|e| Refusal::Grant(format!("the minted token would be invalid: {e}")))?;
