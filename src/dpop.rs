@@ -72,7 +72,7 @@ pub enum ProofError {
     TooLarge,
     #[error("send exactly one DPoP header")]
     NotOne,
-    #[error("the DPoP proof is not a JWT: {0}")]
+    #[error("the DPoP proof is not valid: {0}")]
     Jose(jose::JoseError),
     #[error("the DPoP proof's typ is not dpop+jwt")]
     Typ,

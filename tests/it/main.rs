@@ -9,6 +9,7 @@ mod common;
 mod completions;
 mod conformance;
 mod doubles;
+mod dpop;
 mod edges;
 mod errors;
 mod federation;
