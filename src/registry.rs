@@ -275,6 +275,8 @@ pub const TYK: Spec = Spec {
     capabilities: Capabilities {
         scopes: true,
         names: true,
+        rate_limits: true,
+        quotas: true,
         ..GATEWAY
     },
     credential_env: &[env::TYK_SECRET, env::ADMIN_TOKEN],

@@ -19,6 +19,7 @@ use super::http_client::{encode_segment, AdminApi, Dialect, Req};
 use super::keys::{self, KeyGateway, Reach};
 use super::{DriverError, DriverKind, Identity, Result, Settings};
 use crate::error::Kind;
+use crate::limits::{Quota, Rate};
 use crate::model::{Created, NewToken, Token};
 use crate::secret::Secret;
 use base64::Engine;
@@ -223,6 +224,25 @@ impl KeyGateway for Tyk {
         if let Some(n) = &new.name {
             body["alias"] = json!(n);
         }
+        if let Some(r) = &new.rate {
+            // Tyk's key rate is `rate` requests per `per` seconds, `allowance`
+            // starting equal to it; it has no burst of its own.
+            if r.burst != r.requests {
+                return Err(DriverError::gateway(
+                    Kind::Unsupported,
+                    "a Tyk key's rate limit has no separate burst",
+                    Some("drop --burst (Tyk lets the rate's N through at once)"),
+                ));
+            }
+            body["rate"] = json!(r.requests);
+            body["allowance"] = json!(r.requests);
+            body["per"] = json!(r.per_secs);
+        }
+        if let Some(q) = &new.quota {
+            body["quota_max"] = json!(q.limit);
+            body["quota_remaining"] = json!(q.limit);
+            body["quota_renewal_rate"] = json!(q.period_secs);
+        }
         self.add(&body)
     }
 
@@ -324,6 +344,7 @@ pub fn to_token(hash: &str, s: &Map<String, Value>) -> Token {
     }
     t.scopes = scopes;
     t.labels = keys::labels(s.get("meta_data"));
+    (t.rate, t.quota) = limits(s);
     if s.get("is_inactive").and_then(Value::as_bool) == Some(true) {
         let at = str_of("last_updated")
             .and_then(|u| u.parse::<i64>().ok())
@@ -334,6 +355,31 @@ pub fn to_token(hash: &str, s: &Map<String, Value>) -> Token {
         t.state = crate::model::State::Revoked;
     }
     t
+}
+
+/// A session's `rate`/`per` and `quota_max`/`quota_renewal_rate`, where tok
+/// can say them: a whole rate per second, minute or hour, and a positive quota
+/// (`-1` and `0` mean none).
+fn limits(s: &Map<String, Value>) -> (Option<Rate>, Option<Quota>) {
+    let whole = |k: &str| {
+        s.get(k)
+            .and_then(Value::as_f64)
+            .filter(|v| *v >= 1.0 && v.fract() == 0.0 && *v <= crate::limits::MAX_COUNT as f64)
+            .map(|v| v as u64)
+    };
+    let rate = match (whole("rate"), whole("per")) {
+        (Some(requests), Some(per_secs @ (1 | 60 | 3600))) => Some(Rate {
+            requests,
+            per_secs,
+            burst: requests,
+        }),
+        _ => None,
+    };
+    let quota = match (whole("quota_max"), whole("quota_renewal_rate")) {
+        (Some(limit), Some(period_secs)) => Some(Quota { limit, period_secs }),
+        _ => None,
+    };
+    (rate, quota)
 }
 
 /// The hash Tyk keeps for `key` (storage.HashStr): the algorithm named in a

@@ -438,6 +438,13 @@ fn refusals(r: &Rig) {
         (Op::UseLimits, create(&["--uses", "2"])),
         (Op::Names, create(&["--name", "x"])),
         (Op::Descriptions, create(&["--description", "x"])),
+        (Op::RateLimits, create(&["--rate", "5/s"])),
+        (Op::Quotas, create(&["--quota", "100/1d"])),
+        (Op::IpRanges, create(&["--allow-ip", "10.0.0.0/8"])),
+        (
+            Op::Dpop,
+            create(&["--dpop-jkt", "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"]),
+        ),
     ];
     let mut refused = 0;
     for (op, args) in cases.into_iter().filter(|(op, _)| !r.can(*op)) {
@@ -454,6 +461,31 @@ fn refusals(r: &Rig) {
     }
     let all_caps = r.caps == Capabilities::ALL;
     assert!(refused > 0 || all_caps || r.driver == "local" || r.driver == "tok");
+}
+
+/// Limits: a driver that declares a rate or a quota holds what was asked
+/// and reads it back.
+fn limits(r: &Rig) {
+    let mut extra = Vec::new();
+    if r.can(Op::RateLimits) {
+        extra.extend(["--rate", "7/m"]);
+    }
+    if r.can(Op::Quotas) {
+        extra.extend(["--quota", "500/1d"]);
+    }
+    if extra.is_empty() {
+        return;
+    }
+    let (secret, _) = r.create("1h", &extra);
+    let t = r.by_secret(&secret).unwrap();
+    if r.can(Op::RateLimits) {
+        assert_eq!(t["rate"]["requests"], 7, "{t}");
+        assert_eq!(t["rate"]["per_secs"], 60, "{t}");
+    }
+    if r.can(Op::Quotas) {
+        assert_eq!(t["quota"]["limit"], 500, "{t}");
+        assert_eq!(t["quota"]["period_secs"], 86_400, "{t}");
+    }
 }
 
 /// Rotate: a new token like the old one; the old one goes at once, or after
@@ -797,6 +829,7 @@ suite!(
     lifecycle,
     formats,
     refusals,
+    limits,
     rotate,
     renew,
     bulk_revoke,
