@@ -729,6 +729,10 @@ pub struct DpopProofArgs {
     /// Read the token from stdin and bind the proof to it (`ath`).
     #[arg(long)]
     pub token_stdin: bool,
+
+    /// Print N proofs, one a line, each with its own `jti` (for load tests).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub count: u32,
 }
 
 /// Credentials: where each profile's comes from and whether it works

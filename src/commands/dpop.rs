@@ -119,11 +119,13 @@ fn proof(ctx: &Ctx, args: DpopProofArgs) -> Result<()> {
         None
     };
     let now = chrono::Utc::now().timestamp();
-    let proof = key
-        .proof(&method, &args.url, token.as_deref(), now)
-        .map_err(anyhow::Error::msg)?;
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{proof}")?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for _ in 0..args.count {
+        let proof = key
+            .proof(&method, &args.url, token.as_deref(), now)
+            .map_err(anyhow::Error::msg)?;
+        writeln!(out, "{proof}")?;
+    }
     out.flush()?;
     Ok(())
 }

@@ -372,6 +372,29 @@ fn tok_dpop_proof_works_with_curl_against_the_proxy() {
     assert_eq!(curl(&proof), "200");
     assert_eq!(curl(&proof), "401", "a proof is good once");
     assert_eq!(gate.upstream.hits(), 1);
+    // --count N: N proofs, each good once.
+    let out = env.run_stdin(
+        &[
+            "dpop",
+            "proof",
+            "--key",
+            key.to_str().unwrap(),
+            "--url",
+            &url,
+            "--token-stdin",
+            "--count",
+            "2",
+        ],
+        &secret,
+    );
+    assert_success(&out, &["dpop", "proof", "--count"]);
+    let proofs: Vec<String> = stdout(&out).lines().map(String::from).collect();
+    assert_eq!(proofs.len(), 2);
+    assert_ne!(proofs[0], proofs[1]);
+    for p in &proofs {
+        assert_eq!(curl(p), "200");
+    }
+    assert_eq!(gate.upstream.hits(), 3);
 }
 
 #[test]
