@@ -9,7 +9,7 @@
 //! (`tok::dpop::SigningKey`), so that one claim at a time can be wrong.
 
 use crate::common::*;
-use crate::proxy::Gate;
+use crate::proxy::{challenge, Gate};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::path::Path;
@@ -94,13 +94,6 @@ impl Bound {
             .as_u64()
             .unwrap()
     }
-}
-
-fn challenge(r: &reqwest::blocking::Response) -> String {
-    r.headers()
-        .get("www-authenticate")
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default()
 }
 
 #[track_caller]
@@ -336,8 +329,8 @@ fn tok_dpop_proof_works_with_curl_against_the_proxy() {
     let jwk = dir.path().join("ci.key.jwk");
     let (_, secret) = env.create_json(&["--ttl", "10m", "--dpop-key", jwk.to_str().unwrap()]);
     let url = format!("{}/deploy?env=prod", gate.proxy);
-    let out = env.run_stdin(
-        &[
+    let make = |count: &str| {
+        let args = [
             "dpop",
             "proof",
             "--key",
@@ -345,12 +338,18 @@ fn tok_dpop_proof_works_with_curl_against_the_proxy() {
             "--url",
             &url,
             "--token-stdin",
-        ],
-        &secret,
-    );
-    assert_success(&out, &["dpop", "proof"]);
-    let proof = stdout(&out).trim().to_string();
-    assert!(!stdout(&out).contains(&secret) && !stderr(&out).contains(&secret));
+            "--count",
+            count,
+        ];
+        let out = env.run_stdin(&args, &secret);
+        assert_success(&out, &args);
+        assert!(!stdout(&out).contains(&secret) && !stderr(&out).contains(&secret));
+        stdout(&out)
+            .lines()
+            .map(String::from)
+            .collect::<Vec<String>>()
+    };
+    let proof = make("1").remove(0);
     let curl = |proof: &str| {
         let o = std::process::Command::new("curl")
             .args([
@@ -373,22 +372,7 @@ fn tok_dpop_proof_works_with_curl_against_the_proxy() {
     assert_eq!(curl(&proof), "401", "a proof is good once");
     assert_eq!(gate.upstream.hits(), 1);
     // --count N: N proofs, each good once.
-    let out = env.run_stdin(
-        &[
-            "dpop",
-            "proof",
-            "--key",
-            key.to_str().unwrap(),
-            "--url",
-            &url,
-            "--token-stdin",
-            "--count",
-            "2",
-        ],
-        &secret,
-    );
-    assert_success(&out, &["dpop", "proof", "--count"]);
-    let proofs: Vec<String> = stdout(&out).lines().map(String::from).collect();
+    let proofs = make("2");
     assert_eq!(proofs.len(), 2);
     assert_ne!(proofs[0], proofs[1]);
     for p in &proofs {

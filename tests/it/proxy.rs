@@ -90,7 +90,7 @@ pub(crate) fn raw_get(base: &str, path: &str, secret: &str) -> (u16, String) {
     crate::hostile::raw(base, request.as_bytes())
 }
 
-fn challenge(r: &reqwest::blocking::Response) -> String {
+pub(crate) fn challenge(r: &reqwest::blocking::Response) -> String {
     r.headers()
         .get("www-authenticate")
         .map(|v| v.to_str().unwrap().to_string())
