@@ -32,7 +32,10 @@ pub fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
     let reload: server::Reload = Box::new(move || {
         let file = args.config.as_deref().map(load).transpose()?;
         let dir = default_dir.clone();
-        Ok(settings::resolve(&flags, file.as_ref(), move || Ok(dir))?.config)
+        let mut config = settings::resolve(&flags, file.as_ref(), move || Ok(dir))?.config;
+        // Forward auth's routes are read again too (they are the proxy's).
+        config.forward_auth = forward_auth_config(&args, &flags, file.as_ref())?;
+        Ok(config)
     });
     server::run(resolved.config, Some(reload), |_| {})
 }

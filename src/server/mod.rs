@@ -311,6 +311,13 @@ async fn serve(
             shared_admission.as_ref().expect("set above"),
         ))
     };
+    // One set of routes for the proxy and forward auth: SIGHUP swaps it for both.
+    let routes = config
+        .proxy
+        .as_ref()
+        .map(|p| &p.routes)
+        .or(config.forward_auth.as_ref().map(|f| &f.routes))
+        .map(|r| std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(r.clone())));
     let mut proxy = None;
     if let (Some(p), Some(listener)) = (&config.proxy, proxy_tcp) {
         let proxy_addr = listener.local_addr()?;
@@ -326,7 +333,7 @@ async fn serve(
         );
         let shared = std::sync::Arc::new(proxy::Proxy {
             admission: admission()?,
-            routes: arc_swap::ArcSwap::from_pointee(p.routes.clone()),
+            routes: std::sync::Arc::clone(routes.as_ref().expect("set with the proxy")),
             upstream: p.upstream.clone(),
             client: proxy::upstream_client(p.upstream_timeout),
             upstream_timeout: p.upstream_timeout,
@@ -351,7 +358,7 @@ async fn serve(
         );
         let app = forward_auth::router(std::sync::Arc::new(forward_auth::ForwardAuth {
             admission: admission()?,
-            routes: f.routes.clone(),
+            routes: std::sync::Arc::clone(routes.as_ref().expect("set with forward auth")),
             allow: f.allow.clone(),
             secret: f.secret.clone(),
             cache_ttl: f.cache_ttl,
@@ -404,7 +411,7 @@ async fn serve(
                     None => tracing::info!("SIGHUP: nothing to reload"),
                     Some(f) => match f() {
                         Ok(new) => {
-                            reload::apply(&mut current, new, proxy.as_deref(), certs.as_ref(), &retention_tx);
+                            reload::apply(&mut current, new, routes.as_deref(), certs.as_ref(), &retention_tx);
                         }
                         Err(e) => {
                             metrics::METRICS.reload_failures.inc();

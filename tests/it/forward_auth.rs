@@ -546,3 +546,157 @@ fn nginx_caches_an_allowed_answer_for_auth_cache_ttl_but_never_a_use_limited_one
     }
     assert_eq!((asked(&id), asked(&limited_id)), (2, 3));
 }
+
+/// The proxy's request rules hold at the endpoint too, with 403 where the
+/// proxy answers 400 or 405: two `Authorization` headers (which one counts
+/// depends on who reads), CONNECT and TRACE, a path that cannot be made
+/// canonical. None spends a use, and each is in the audit trail.
+#[test]
+fn the_proxys_request_rules_hold_for_forward_auth() {
+    let server = Server::start_with(&["--auth-listen", "127.0.0.1:0"]);
+    let auth = server.auth_url();
+    let (id, secret) = server.client().create_json(&["--ttl", "1h", "--uses", "5"]);
+    let (_, other) = server.client().create_json(&["--ttl", "1h"]);
+    let http = direct("127.0.0.1");
+    let ask = |method: &str, uri: &str, bearers: &[&str]| {
+        let mut r = http
+            .get(format!("{auth}/"))
+            .header("X-Original-Method", method)
+            .header("X-Original-URI", uri);
+        for b in bearers {
+            r = r.header("Authorization", format!("Bearer {b}"));
+        }
+        r.send().unwrap()
+    };
+    let refused = [
+        (
+            ask("GET", "/x", &[&secret, &other]),
+            "invalid_request",
+            "more than one Authorization header",
+        ),
+        (
+            ask("CONNECT", "/x", &[&secret]),
+            "method_not_allowed",
+            "CONNECT or TRACE",
+        ),
+        (
+            ask("TRACE", "/x", &[&secret]),
+            "method_not_allowed",
+            "CONNECT or TRACE",
+        ),
+        (
+            ask("GET", "/a/%2e%2e/%2e%2e/x", &[&secret]),
+            "invalid_request",
+            "above the root",
+        ),
+    ];
+    for (r, code, why) in refused {
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{why}");
+        assert!(r.headers().get("x-tok-token-id").is_none());
+        assert_eq!(r.headers()["cache-control"], "no-store");
+        let body: Value = r.json().unwrap();
+        assert_eq!(body["error"]["code"], code);
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(why),
+            "{body}"
+        );
+    }
+    // The same token alone passes, and only that spent a use.
+    assert_eq!(ask("GET", "/x", &[&secret]).status(), StatusCode::OK);
+    assert_eq!(server.local().inspect_json(&id)["uses"], 1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let entries = audit_entries(&server.local());
+        let denied: Vec<&Value> = entries
+            .iter()
+            .filter(|e| e["event"] == "request" && e["decision"] == "deny")
+            .collect();
+        if denied.len() >= 4 {
+            assert!(denied.iter().any(|e| e["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("more than one Authorization header")
+                && e["method"] == "GET"
+                && e["path"] == "/x"));
+            assert!(denied.iter().any(|e| e["method"] == "CONNECT"));
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{entries:#?}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// SIGHUP reads the routes again for forward auth as for the proxy: a route's
+/// scope changed in the file changes the answer, on both listeners at once.
+#[test]
+fn sighup_changes_the_routes_forward_auth_decides_by() {
+    let upstream = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let routes = dir.path().join("routes.toml");
+    std::fs::write(&routes, ROUTES).unwrap();
+    let server = Server::start_with(&[
+        "--auth-listen",
+        "127.0.0.1:0",
+        "--proxy-listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &format!("http://{}", upstream.addr),
+        "--routes",
+        routes.to_str().unwrap(),
+    ]);
+    let auth = server.auth_url();
+    let proxy = server.proxy_url();
+    let (_, ops) = server
+        .client()
+        .create_json(&["--ttl", "1h", "--scope", "ops"]);
+    let http = direct("127.0.0.1");
+    let answers = || {
+        let fa = http
+            .get(format!("{auth}/"))
+            .bearer_auth(&ops)
+            .header("X-Original-URI", "/admin/users")
+            .send()
+            .unwrap()
+            .status();
+        let px = http
+            .get(format!("{proxy}/admin/users"))
+            .bearer_auth(&ops)
+            .send()
+            .unwrap()
+            .status();
+        (fa, px)
+    };
+    assert_eq!(answers(), (StatusCode::FORBIDDEN, StatusCode::FORBIDDEN));
+
+    std::fs::write(&routes, ROUTES.replace("\"admin\"", "\"ops\"")).unwrap();
+    server.signal(nix::sys::signal::Signal::SIGHUP);
+    server.wait_for_log("SIGHUP: reloaded");
+    assert_eq!(answers(), (StatusCode::OK, StatusCode::OK));
+    assert_eq!(upstream.hits(), 1);
+
+    // Forward auth alone (no proxy) reloads its routes too.
+    std::fs::write(&routes, ROUTES).unwrap();
+    let alone = Server::start_with(&[
+        "--auth-listen",
+        "127.0.0.1:0",
+        "--routes",
+        routes.to_str().unwrap(),
+    ]);
+    let (_, ops) = alone
+        .client()
+        .create_json(&["--ttl", "1h", "--scope", "ops"]);
+    let ask = || {
+        http.get(format!("{}/", alone.auth_url()))
+            .bearer_auth(&ops)
+            .header("X-Forwarded-Uri", "/admin/users")
+            .send()
+            .unwrap()
+            .status()
+    };
+    assert_eq!(ask(), StatusCode::FORBIDDEN);
+    std::fs::write(&routes, ROUTES.replace("\"admin\"", "\"ops\"")).unwrap();
+    alone.signal(nix::sys::signal::Signal::SIGHUP);
+    alone.wait_for_log("SIGHUP: reloaded");
+    assert!(alone.logs().contains("routes"));
+    assert_eq!(ask(), StatusCode::OK);
+}
