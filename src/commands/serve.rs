@@ -64,8 +64,20 @@ fn forward_auth_config(
         Ok(s) => Some(crate::secret::Secret::new(s.trim())),
         Err(_) => None,
     };
+    if args.auth_client_ca.is_some() && args.auth_tls_cert.is_none() && flags.tls.is_none() {
+        let tls_in_file = file.is_some_and(|l| l.file.tls.is_some());
+        if !tls_in_file {
+            return Err(UserError::usage(
+                "--auth-client-ca needs the forward-auth listener to speak TLS",
+            )
+            .hint("give --auth-tls-cert FILE and --auth-tls-key FILE (or --tls-cert and --tls-key, which it then shares)")
+            .into());
+        }
+    }
     Ok(Some(ForwardAuthConfig {
         listen,
+        tls: args.auth_tls_cert.clone().zip(args.auth_tls_key.clone()),
+        client_ca: args.auth_client_ca.clone(),
         allow: if args.auth_allow.is_empty() {
             crate::server::forward_auth::loopback()
         } else {

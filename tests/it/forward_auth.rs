@@ -64,6 +64,8 @@ enum Kind {
     Nginx,
     /// With the doc's `proxy_cache` lines on the auth subrequest.
     NginxCaching,
+    /// With the doc's `proxy_ssl_*` lines: a client certificate for tok.
+    NginxMtls,
     Caddy,
 }
 
@@ -82,7 +84,7 @@ fn wait_port(port: u16, child: &mut Child, what: &str) {
 }
 
 impl Front {
-    fn start(kind: Kind, auth: &str, upstream: &str) -> Front {
+    fn start(kind: Kind, auth: &str, upstream: &str, pki: Option<&Pki>) -> Front {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().display().to_string();
         let port = free_port();
@@ -93,7 +95,7 @@ impl Front {
                 .replace("127.0.0.1:8080", &listen)
         };
         let mut child = match kind {
-            Kind::Nginx | Kind::NginxCaching => {
+            Kind::Nginx | Kind::NginxCaching | Kind::NginxMtls => {
                 let nginx = doc_blocks("nginx");
                 let mut site = fill(nginx[0].clone());
                 let mut cache = String::new();
@@ -101,6 +103,13 @@ impl Front {
                     let anchor = "location = /_tok_auth {\n";
                     site = site.replace(anchor, &format!("{anchor}{}", nginx[1]));
                     cache = format!("  proxy_cache_path {d}/cache keys_zone=tok_auth:1m;\n");
+                }
+                if let (Kind::NginxMtls, Some(pki)) = (kind, pki) {
+                    let mtls = nginx[2]
+                        .replace("/etc/nginx/tok-client.pem", &pki.path("client.pem"))
+                        .replace("/etc/nginx/tok-client.key", &pki.path("client.key"))
+                        .replace("/etc/nginx/tok-ca.pem", &pki.path("ca1.pem"));
+                    site = site.replace("        proxy_pass http://tok_auth;\n", &mtls);
                 }
                 let conf = format!(
                     "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
@@ -165,6 +174,7 @@ impl Guarded {
             kind,
             auth.trim_start_matches("http://"),
             &upstream.addr.to_string(),
+            None,
         );
         Guarded {
             server,
@@ -699,4 +709,223 @@ fn sighup_changes_the_routes_forward_auth_decides_by() {
     alone.wait_for_log("SIGHUP: reloaded");
     assert!(alone.logs().contains("routes"));
     assert_eq!(ask(), StatusCode::OK);
+}
+
+/// A throwaway PKI made with the openssl CLI (scripts/setup/50-forward-auth.sh
+/// installs it): two CAs, a server certificate for 127.0.0.1 from the first,
+/// and a client certificate from each.
+struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki { dir };
+        for ca in ["ca1", "ca2"] {
+            pki.openssl(&[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                &format!("{ca}.key"),
+                "-out",
+                &format!("{ca}.pem"),
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN=tok test {ca}"),
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign",
+            ]);
+        }
+        pki.leaf(
+            "server",
+            "ca1",
+            "subjectAltName=IP:127.0.0.1,DNS:tok.internal\nextendedKeyUsage=serverAuth",
+        );
+        pki.leaf("client", "ca1", "extendedKeyUsage=clientAuth");
+        pki.leaf("stranger", "ca2", "extendedKeyUsage=clientAuth");
+        pki
+    }
+
+    fn openssl(&self, args: &[&str]) {
+        let o = Command::new("openssl")
+            .args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .expect("openssl (scripts/setup/50-forward-auth.sh installs it)");
+        assert!(
+            o.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+
+    fn leaf(&self, name: &str, ca: &str, ext: &str) {
+        let ext_file = self.path(&format!("{name}.ext"));
+        std::fs::write(
+            &ext_file,
+            format!("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n{ext}\n"),
+        )
+        .unwrap();
+        self.openssl(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+            "-subj",
+            &format!("/CN={name}"),
+        ]);
+        self.openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            &format!("{ca}.pem"),
+            "-CAkey",
+            &format!("{ca}.key"),
+            "-CAcreateserial",
+            "-out",
+            &format!("{name}.pem"),
+            "-days",
+            "2",
+            "-extfile",
+            &ext_file,
+        ]);
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+
+    fn read(&self, name: &str) -> Vec<u8> {
+        std::fs::read(self.dir.path().join(name)).unwrap()
+    }
+
+    /// A client that trusts the first CA, presenting `who`'s certificate.
+    fn client(&self, who: Option<&str>) -> Client {
+        let mut b = Client::builder()
+            .no_proxy()
+            .add_root_certificate(reqwest::Certificate::from_pem(&self.read("ca1.pem")).unwrap());
+        if let Some(who) = who {
+            let pem = [
+                self.read(&format!("{who}.pem")),
+                self.read(&format!("{who}.key")),
+            ]
+            .concat();
+            b = b.identity(reqwest::Identity::from_pem(&pem).unwrap());
+        }
+        b.build().unwrap()
+    }
+}
+
+/// mTLS: with --auth-client-ca only a caller with a certificate from that CA
+/// gets an answer; one without a certificate or with one from another CA
+/// fails its handshake and spends nothing.
+#[test]
+fn with_a_client_ca_only_callers_with_its_certificates_are_answered() {
+    let pki = Pki::new();
+    let server = Server::start_with(&[
+        "--auth-listen",
+        "127.0.0.1:0",
+        "--auth-tls-cert",
+        &pki.path("server.pem"),
+        "--auth-tls-key",
+        &pki.path("server.key"),
+        "--auth-client-ca",
+        &pki.path("ca1.pem"),
+    ]);
+    let auth = server.auth_url();
+    assert!(auth.starts_with("https://127.0.0.1:"), "{auth}");
+    assert!(server.logs().contains("client_certificates=true"));
+    assert!(!server.logs().contains("by address alone"));
+    let (id, secret) = server.client().create_json(&["--ttl", "1h", "--uses", "3"]);
+    let ask = |who: Option<&str>| {
+        pki.client(who)
+            .get(format!("{auth}/"))
+            .bearer_auth(&secret)
+            .header("X-Original-URI", "/x")
+            .send()
+    };
+    for who in [None, Some("stranger")] {
+        let r = ask(who);
+        assert!(r.is_err(), "{who:?} got an answer: {r:?}");
+    }
+    assert_eq!(server.local().inspect_json(&id)["uses"], 0);
+    let r = ask(Some("client")).unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["x-tok-token-id"], id.as_str());
+    assert_eq!(server.local().inspect_json(&id)["uses"], 1);
+    // The admin API stays plain HTTP: the certificate is the auth listener's own.
+    assert!(server.url.starts_with("http://"));
+
+    // nginx with the doc's proxy_ssl_* lines is let in, and guards a service.
+    let upstream = Upstream::start();
+    let front = Front::start(
+        Kind::NginxMtls,
+        auth.trim_start_matches("https://"),
+        &upstream.addr.to_string(),
+        Some(&pki),
+    );
+    let http = Client::builder().no_proxy().build().unwrap();
+    let r = http
+        .get(format!("{}/y", front.url))
+        .bearer_auth(&secret)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(upstream.hits(), 1);
+    assert_eq!(server.local().inspect_json(&id)["uses"], 2);
+    let r = http.get(format!("{}/y", front.url)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(upstream.hits(), 1);
+}
+
+#[test]
+fn a_client_ca_without_a_certificate_to_serve_is_refused() {
+    use crate::common::*;
+    let pki = Pki::new();
+    let env = Env::new();
+    let o = env.run(&[
+        "serve",
+        "--data-dir",
+        "s",
+        "--auth-listen",
+        "127.0.0.1:0",
+        "--auth-client-ca",
+        &pki.path("ca1.pem"),
+    ]);
+    assert_fails(&o, exit::USAGE, &["--auth-client-ca", "--auth-tls-cert"]);
+    let o = env.run(&[
+        "serve",
+        "--data-dir",
+        "s",
+        "--auth-listen",
+        "127.0.0.1:0",
+        "--auth-tls-cert",
+        &pki.path("server.pem"),
+        "--auth-tls-key",
+        &pki.path("server.pem"),
+        "--auth-client-ca",
+        &pki.path("ca1.pem"),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("could not read a PEM private key"),
+        "{o:?}"
+    );
 }
