@@ -32,7 +32,10 @@
 //! Only the proxies may ask: the caller's address must be in `--auth-allow`
 //! (loopback by default) and, when `TOK_AUTH_SECRET` is set, the request must
 //! carry it in `X-Tok-Auth-Secret`. Anyone else gets 403 before any token is
-//! looked at, so no outside client can probe tokens or spend their uses.
+//! looked at, so no outside client can probe tokens or spend their uses. With
+//! `--auth-client-ca`, a caller must also present a client certificate from
+//! that CA: rustls' `WebPkiClientVerifier` refuses the handshake otherwise
+//! (`tls::config_for_clients`), before any request is read.
 
 use super::admission::Admitter;
 use super::audit_writer::AuditSink;
