@@ -487,15 +487,12 @@ fn traefik_and_envoy_requests_are_understood_as_their_docs_describe_them() {
 fn bad_forward_auth_settings_are_refused_before_anything_starts() {
     use crate::common::*;
     let mut env = Env::new();
-    let o = env.run(&[
-        "serve",
-        "--data-dir",
-        "s",
-        "--auth-listen",
-        "127.0.0.1:0",
-        "--auth-allow",
-        "office",
-    ]);
+    let serve = |env: &Env, extra: &[&str]| {
+        let mut args = vec!["serve", "--data-dir", "s", "--auth-listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        env.run(&args)
+    };
+    let o = serve(&env, &["--auth-allow", "office"]);
     assert_fails(
         &o,
         exit::USAGE,
@@ -510,8 +507,25 @@ fn bad_forward_auth_settings_are_refused_before_anything_starts() {
         &["--routes", "--proxy-listen", "--auth-listen"],
     );
     env.set("TOK_AUTH_SECRET", " ");
-    let o = env.run(&["serve", "--data-dir", "s", "--auth-listen", "127.0.0.1:0"]);
+    let o = serve(&env, &[]);
     assert_fails(&o, exit::USAGE, &["TOK_AUTH_SECRET is set but empty"]);
+
+    // mTLS needs a certificate to serve, and one that loads.
+    let pki = Pki::new();
+    env.set("TOK_AUTH_SECRET", &tok::secret::random_handle(32));
+    let o = serve(&env, &["--auth-client-ca", &pki.path("ca1.pem")]);
+    assert_fails(&o, exit::USAGE, &["--auth-client-ca", "--auth-tls-cert"]);
+    // A key file that holds no key.
+    let args = pki.serve_args("server.pem");
+    let o = serve(
+        &env,
+        &args[2..].iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("could not read a PEM private key"),
+        "{o:?}"
+    );
 }
 
 #[test]
@@ -718,32 +732,19 @@ struct Pki {
     dir: tempfile::TempDir,
 }
 
+/// A new P-256 key, unencrypted.
+const NEW_KEY: &str = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
+
 impl Pki {
     fn new() -> Pki {
-        let dir = tempfile::tempdir().unwrap();
-        let pki = Pki { dir };
+        let pki = Pki {
+            dir: tempfile::tempdir().unwrap(),
+        };
         for ca in ["ca1", "ca2"] {
-            pki.openssl(&[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                &format!("{ca}.key"),
-                "-out",
-                &format!("{ca}.pem"),
-                "-days",
-                "2",
-                "-subj",
-                &format!("/CN=tok test {ca}"),
-                "-addext",
-                "basicConstraints=critical,CA:TRUE",
-                "-addext",
-                "keyUsage=critical,keyCertSign",
-            ]);
+            pki.openssl(&format!(
+                "req -x509 {NEW_KEY} -keyout {ca}.key -out {ca}.pem -days 2 -subj /CN=tok-test-{ca} \
+                 -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign"
+            ));
         }
         pki.leaf(
             "server",
@@ -755,57 +756,49 @@ impl Pki {
         pki
     }
 
-    fn openssl(&self, args: &[&str]) {
+    /// Runs `openssl` with the white-space separated `args` in the PKI's directory.
+    fn openssl(&self, args: &str) {
         let o = Command::new("openssl")
-            .args(args)
+            .args(args.split_whitespace())
             .current_dir(self.dir.path())
             .output()
             .expect("openssl (scripts/setup/50-forward-auth.sh installs it)");
         assert!(
             o.status.success(),
-            "openssl {args:?}: {}",
+            "openssl {args}: {}",
             String::from_utf8_lossy(&o.stderr)
         );
     }
 
     fn leaf(&self, name: &str, ca: &str, ext: &str) {
-        let ext_file = self.path(&format!("{name}.ext"));
         std::fs::write(
-            &ext_file,
+            self.dir.path().join(format!("{name}.ext")),
             format!("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n{ext}\n"),
         )
         .unwrap();
-        self.openssl(&[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.csr"),
-            "-subj",
-            &format!("/CN={name}"),
-        ]);
-        self.openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{name}.csr"),
-            "-CA",
-            &format!("{ca}.pem"),
-            "-CAkey",
-            &format!("{ca}.key"),
-            "-CAcreateserial",
-            "-out",
-            &format!("{name}.pem"),
-            "-days",
-            "2",
-            "-extfile",
-            &ext_file,
-        ]);
+        self.openssl(&format!(
+            "req {NEW_KEY} -keyout {name}.key -out {name}.csr -subj /CN={name}"
+        ));
+        self.openssl(&format!(
+            "x509 -req -in {name}.csr -CA {ca}.pem -CAkey {ca}.key -CAcreateserial \
+             -out {name}.pem -days 2 -extfile {name}.ext"
+        ));
+    }
+
+    /// `tok serve` arguments for forward auth over mTLS, with `key` as the key file.
+    fn serve_args(&self, key: &str) -> Vec<String> {
+        [
+            "--auth-listen",
+            "127.0.0.1:0",
+            "--auth-tls-cert",
+            &self.path("server.pem"),
+            "--auth-tls-key",
+            &self.path(key),
+            "--auth-client-ca",
+            &self.path("ca1.pem"),
+        ]
+        .map(String::from)
+        .to_vec()
     }
 
     fn path(&self, name: &str) -> String {
@@ -839,16 +832,8 @@ impl Pki {
 #[test]
 fn with_a_client_ca_only_callers_with_its_certificates_are_answered() {
     let pki = Pki::new();
-    let server = Server::start_with(&[
-        "--auth-listen",
-        "127.0.0.1:0",
-        "--auth-tls-cert",
-        &pki.path("server.pem"),
-        "--auth-tls-key",
-        &pki.path("server.key"),
-        "--auth-client-ca",
-        &pki.path("ca1.pem"),
-    ]);
+    let args = pki.serve_args("server.key");
+    let server = Server::start_with(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let auth = server.auth_url();
     assert!(auth.starts_with("https://127.0.0.1:"), "{auth}");
     assert!(server.logs().contains("client_certificates=true"));
@@ -893,39 +878,4 @@ fn with_a_client_ca_only_callers_with_its_certificates_are_answered() {
     let r = http.get(format!("{}/y", front.url)).send().unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(upstream.hits(), 1);
-}
-
-#[test]
-fn a_client_ca_without_a_certificate_to_serve_is_refused() {
-    use crate::common::*;
-    let pki = Pki::new();
-    let env = Env::new();
-    let o = env.run(&[
-        "serve",
-        "--data-dir",
-        "s",
-        "--auth-listen",
-        "127.0.0.1:0",
-        "--auth-client-ca",
-        &pki.path("ca1.pem"),
-    ]);
-    assert_fails(&o, exit::USAGE, &["--auth-client-ca", "--auth-tls-cert"]);
-    let o = env.run(&[
-        "serve",
-        "--data-dir",
-        "s",
-        "--auth-listen",
-        "127.0.0.1:0",
-        "--auth-tls-cert",
-        &pki.path("server.pem"),
-        "--auth-tls-key",
-        &pki.path("server.pem"),
-        "--auth-client-ca",
-        &pki.path("ca1.pem"),
-    ]);
-    assert!(!o.status.success());
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("could not read a PEM private key"),
-        "{o:?}"
-    );
 }
