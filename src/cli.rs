@@ -172,6 +172,7 @@ pub enum Command {
 ///   TOKEN=$(tok create --ttl 10m --name deploy-$RUN_ID)
 ///   tok create --ttl 1h -o env >> "$GITHUB_ENV"
 ///   tok create --expires-at 2030-01-01T00:00:00Z --label team=payments
+///   tok create --ttl 10m --single-use --rate 10/s --allow-ip 10.8.0.0/16   # a CI job's token
 ///   TOKEN=$(tok create --federated --ttl 10m --scope deploy)   # CI job, no admin credential
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
@@ -211,6 +212,22 @@ pub struct CreateArgs {
     /// The token may be used once (same as --uses 1).
     #[arg(long)]
     pub single_use: bool,
+
+    /// Requests per second, minute or hour the proxy lets through: N/s, N/m, N/h (docs/reuse.md).
+    #[arg(long, value_name = "N/UNIT", help_heading = "Limits")]
+    pub rate: Option<crate::limits::RateArg>,
+
+    /// How many requests may arrive at once under --rate [default: N of the rate].
+    #[arg(long, value_name = "N", requires = "rate", value_parser = clap::value_parser!(u64).range(1..=crate::limits::MAX_COUNT as i64 as u64), help_heading = "Limits")]
+    pub burst: Option<u64>,
+
+    /// Requests the proxy lets through per period, counted from creation: N/PERIOD (10000/30d).
+    #[arg(long, value_name = "N/PERIOD", help_heading = "Limits")]
+    pub quota: Option<crate::limits::Quota>,
+
+    /// Admit the token only from this client address range, IPv4 or IPv6 (repeatable; CIDR or one address).
+    #[arg(long = "allow-ip", value_name = "CIDR", value_parser = crate::limits::parse_cidr, help_heading = "Limits")]
+    pub allow_ip: Vec<ipnet::IpNet>,
 
     /// Do not print a newline after the secret.
     #[arg(long)]
@@ -783,6 +800,15 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DURATION", help_heading = "Proxy")]
     pub upstream_timeout: Option<Ttl>,
 
+    /// A proxy in front of this one whose X-Forwarded-For names the client (repeatable; CIDR), read right to left as nginx's realip does (docs/reuse.md).
+    #[arg(
+        long,
+        value_name = "CIDR",
+        value_parser = crate::limits::parse_cidr,
+        help_heading = "Proxy"
+    )]
+    pub trusted_proxy: Vec<ipnet::IpNet>,
+
     /// Also answer forward-auth checks on this address: nginx auth_request, Caddy forward_auth, Traefik ForwardAuth, Envoy ext_authz (docs/forward-auth.md). When TOK_AUTH_SECRET is set, callers must send it in X-Tok-Auth-Secret.
     #[arg(long, value_name = "ADDR", help_heading = "Forward auth")]
     pub auth_listen: Option<SocketAddr>,
@@ -792,7 +818,7 @@ pub struct ServeArgs {
         long = "auth-allow",
         value_name = "CIDR",
         requires = "auth_listen",
-        value_parser = parse_cidr,
+        value_parser = crate::limits::parse_cidr,
         help_heading = "Forward auth"
     )]
     pub auth_allow: Vec<ipnet::IpNet>,
@@ -1002,17 +1028,6 @@ pub fn parse_name_glob(s: &str) -> Result<String, String> {
 
 /// `key=value`.
 /// A client range: `10.0.0.0/8`, `::1/128`, or one address.
-pub fn parse_cidr(s: &str) -> Result<ipnet::IpNet, String> {
-    s.parse::<ipnet::IpNet>()
-        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-        .map(|n| n.trunc())
-        .map_err(|_| {
-            format!(
-                "`{s}` is not an address range; give one like 10.0.0.0/8, fd00::/8 or 192.0.2.7"
-            )
-        })
-}
-
 pub fn parse_label(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
@@ -1041,7 +1056,7 @@ mod tests {
 
     #[test]
     fn cidr_parser() {
-        let net = |s: &str| parse_cidr(s).map(|n| n.to_string());
+        let net = |s: &str| crate::limits::parse_cidr(s).map(|n| n.to_string());
         assert_eq!(net("10.0.0.0/8").unwrap(), "10.0.0.0/8");
         assert_eq!(
             net("10.1.2.3/8").unwrap(),

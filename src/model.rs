@@ -1,5 +1,6 @@
 //! The vendor-neutral token model: one type for every driver and every output.
 
+use crate::limits::{Quota, Rate};
 use crate::secret::Secret;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -80,6 +81,15 @@ pub struct Token {
     pub revoked_by: Option<String>,
     pub revoke_reason: Option<String>,
     pub fingerprint: String,
+    /// Requests per second, minute or hour, enforced by `tok serve`'s proxy.
+    #[serde(default)]
+    pub rate: Option<Rate>,
+    /// Admitted requests per period, enforced by `tok serve`'s proxy.
+    #[serde(default)]
+    pub quota: Option<Quota>,
+    /// Client address ranges the proxy admits the token from; empty: any.
+    #[serde(default, with = "crate::limits::cidrs")]
+    pub allow_ip: Vec<ipnet::IpNet>,
 }
 
 impl Token {
@@ -103,6 +113,9 @@ impl Token {
             revoked_by: None,
             revoke_reason: None,
             fingerprint: "-".into(),
+            rate: None,
+            quota: None,
+            allow_ip: Vec::new(),
         }
     }
 
@@ -156,6 +169,12 @@ pub struct NewToken {
     /// None means the token never expires; callers decide that explicitly.
     pub expires_at: Option<DateTime<Utc>>,
     pub max_uses: Option<u64>,
+    #[serde(default)]
+    pub rate: Option<Rate>,
+    #[serde(default)]
+    pub quota: Option<Quota>,
+    #[serde(default, with = "crate::limits::cidrs")]
+    pub allow_ip: Vec<ipnet::IpNet>,
 }
 
 /// The only place a secret travels with its token: the create and rotate result.
@@ -355,6 +374,18 @@ pub fn check_new_token(t: &NewToken) -> Result<(), String> {
     }
     if t.max_uses.is_some_and(|m| m > MAX_USES_MAX) {
         return Err(format!("a use limit must be at most {MAX_USES_MAX}"));
+    }
+    if let Some(r) = &t.rate {
+        r.check()?;
+    }
+    if let Some(q) = &t.quota {
+        q.check()?;
+    }
+    if t.allow_ip.len() > crate::limits::RANGES_PER_TOKEN {
+        return Err(format!(
+            "more than {} address ranges",
+            crate::limits::RANGES_PER_TOKEN
+        ));
     }
     Ok(())
 }

@@ -51,6 +51,16 @@ pub struct CreateRequest {
     pub expires_at: Option<Option<DateTime<Utc>>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_uses: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<crate::limits::Rate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<crate::limits::Quota>,
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        with = "crate::limits::cidrs"
+    )]
+    pub allow_ip: Vec<ipnet::IpNet>,
 }
 
 /// Tells a field given as `null` (`Some(None)`) from a missing one (`None`).

@@ -103,6 +103,7 @@ fn flags(ctx: &Ctx, args: &ServeArgs) -> Flags {
         upstream: args.upstream.clone(),
         routes: args.routes.clone(),
         upstream_timeout: args.upstream_timeout,
+        trusted_proxy: args.trusted_proxy.clone(),
         audit_max_age: args.audit_max_age,
         audit_max_rows: args.audit_max_rows,
         audit_admin_max_age: args.audit_admin_max_age,

@@ -160,6 +160,9 @@ impl<G: KeyGateway> Gateway for Keys<G> {
             labels: old.labels.clone(),
             expires_at: same_lifetime(&old, now, self.base())?,
             max_uses: None,
+            rate: old.rate,
+            quota: old.quota,
+            allow_ip: old.allow_ip.clone(),
         };
         let created = self.0.recreate(&raw, &like)?;
         let old = match grace {

@@ -190,6 +190,9 @@ impl Gateway for TokDriver {
             labels: new.labels.clone(),
             expires_at: Some(new.expires_at),
             max_uses: new.max_uses,
+            rate: new.rate,
+            quota: new.quota,
+            allow_ip: new.allow_ip.clone(),
         };
         let req = self
             .request(reqwest::Method::POST, &["v1", "tokens"])

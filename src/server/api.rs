@@ -81,6 +81,9 @@ async fn create(
         labels: req.labels,
         expires_at,
         max_uses: req.max_uses,
+        rate: req.rate,
+        quota: req.quota,
+        allow_ip: req.allow_ip,
     };
     check_new_token(&new)
         .map_err(|e| ApiError::bad_request(format!("cannot create the token: {e}")))?;

@@ -17,6 +17,7 @@
 
 use super::metrics::{StoreOp, METRICS};
 use crate::store::audit::{Entry, Retention, Uses};
+use crate::store::quota::QuotaUse;
 use crate::store::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
@@ -32,11 +33,24 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// refused with 503.
 pub const SLOT_WAIT: Duration = Duration::from_secs(5);
 
-enum Record {
-    Entry(Entry),
-    /// An allowed request's entry and a use of its token, which has no use
-    /// limit: counted and timed in the batch.
-    EntryAndUse(Entry),
+struct Record {
+    entry: Entry,
+    /// An allowed request of a token without a use limit: its use is counted
+    /// and timed in the batch.
+    counted_use: bool,
+    /// An allowed request of a token with a quota: one more use in the window
+    /// that starts then (ms), added to `quota_use` in the batch.
+    quota_window: Option<i64>,
+}
+
+impl Record {
+    fn plain(entry: Entry) -> Record {
+        Record {
+            entry,
+            counted_use: false,
+            quota_window: None,
+        }
+    }
 }
 
 /// The sending side; cheap to clone, one per request handler.
@@ -49,7 +63,7 @@ impl AuditSink {
     pub async fn entry(&self, e: Entry) {
         // The receiver lives until every sender is gone, so this cannot fail
         // while a handler still holds a sink.
-        let _ = self.tx.send(Record::Entry(e)).await;
+        let _ = self.tx.send(Record::plain(e)).await;
     }
 
     /// Room for one entry, waited for up to `SLOT_WAIT`; None when the writer
@@ -74,13 +88,23 @@ pub struct Slot<'a>(mpsc::Permit<'a, Record>);
 
 impl Slot<'_> {
     pub fn entry(self, e: Entry) {
-        self.0.send(Record::Entry(e));
+        self.0.send(Record::plain(e));
     }
 
     /// An allowed request of a token without a use limit: its entry, and a use
     /// counted with its time in the same batch.
     pub fn entry_and_use(self, e: Entry) {
-        self.0.send(Record::EntryAndUse(e));
+        self.entry_with(e, true, None);
+    }
+
+    /// An entry; with `counted_use`, a use counted as `entry_and_use` does;
+    /// with `quota_window`, one more use of the token's quota in that window.
+    pub fn entry_with(self, e: Entry, counted_use: bool, quota_window: Option<i64>) {
+        self.0.send(Record {
+            entry: e,
+            counted_use,
+            quota_window,
+        });
     }
 }
 
@@ -136,7 +160,7 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Record>, retention: watch::Rec
         loop {
             let (store, b) = (std::sync::Arc::clone(&store), std::sync::Arc::clone(&batch));
             let started = std::time::Instant::now();
-            let written = blocking(move || lock(&store).write_batch(&b.0, &b.1)).await;
+            let written = blocking(move || lock(&store).write_batch(&b.0, &b.1, &b.2)).await;
             METRICS
                 .store(StoreOp::AuditWrite)
                 .observe(started.elapsed());
@@ -197,38 +221,49 @@ const MAX_PAUSE: Duration = Duration::from_secs(10);
 /// On shutdown, a batch that still cannot be written after this long is dropped.
 const GIVE_UP_AFTER: Duration = Duration::from_secs(60);
 
-/// Audit entries, and uses per token (count, latest time). Identical denials
-/// in one batch become one entry with their count, so a flood of the same
-/// refused request costs a row per batch, not a row per request.
-fn split(batch: Vec<Record>) -> (Vec<Entry>, Box<Uses>) {
+/// Audit entries, uses per token (count, latest time), and quota use per
+/// token and window. Identical denials in one batch become one entry with
+/// their count, so a flood of the same refused request costs a row per batch,
+/// not a row per request.
+fn split(batch: Vec<Record>) -> (Vec<Entry>, Box<Uses>, Box<QuotaUse>) {
     let mut entries: Vec<Entry> = Vec::new();
     let mut uses: HashMap<String, (u64, DateTime<Utc>)> = HashMap::new();
+    let mut quota: HashMap<(String, i64), u64> = HashMap::new();
     for r in batch {
-        match r {
-            Record::Entry(e) => match entries
-                .iter_mut()
-                .rev()
-                .take(AGGREGATE_WINDOW)
-                .find(|x| x.same_denial(&e))
-            {
-                Some(first) => {
-                    first.count = first.count.saturating_add(e.count);
-                    first.latency_ms = first.latency_ms.max(e.latency_ms);
-                }
-                None => entries.push(e),
-            },
-            Record::EntryAndUse(e) => {
-                if let Some(id) = &e.token_id {
-                    let u = uses.entry(id.clone()).or_insert((0, e.at));
-                    u.0 += 1;
-                    u.1 = u.1.max(e.at);
-                }
-                entries.push(e);
+        let e = r.entry;
+        if let Some(id) = &e.token_id {
+            if r.counted_use {
+                let u = uses.entry(id.clone()).or_insert((0, e.at));
+                u.0 += 1;
+                u.1 = u.1.max(e.at);
             }
+            if let Some(w) = r.quota_window {
+                *quota.entry((id.clone(), w)).or_insert(0) += 1;
+            }
+        }
+        if r.counted_use || r.quota_window.is_some() {
+            entries.push(e);
+            continue;
+        }
+        match entries
+            .iter_mut()
+            .rev()
+            .take(AGGREGATE_WINDOW)
+            .find(|x| x.same_denial(&e))
+        {
+            Some(first) => {
+                first.count = first.count.saturating_add(e.count);
+                first.latency_ms = first.latency_ms.max(e.latency_ms);
+            }
+            None => entries.push(e),
         }
     }
     let uses: Box<Uses> = uses.into_iter().map(|(id, (n, at))| (id, n, at)).collect();
-    (entries, uses)
+    let mut quota: Vec<(String, i64, u64)> =
+        quota.into_iter().map(|((id, w), n)| (id, w, n)).collect();
+    // Older windows first, so a batch that spans two ends on the newer.
+    quota.sort_by_key(|q| q.1);
+    (entries, uses, quota.into_boxed_slice())
 }
 
 /// How many recent entries of a batch a denial is compared with: enough for a
@@ -246,7 +281,7 @@ mod tests {
         e.client = Some("127.0.0.1".into());
         e.decision = Some(Decision::Deny);
         e.reason = Some("missing token".into());
-        Record::Entry(e)
+        Record::plain(e)
     }
 
     #[test]
@@ -256,9 +291,9 @@ mod tests {
         batch.extend((0..10).map(|_| denial("/a")));
         let mut allowed = Entry::new(Event::Request, Utc::now());
         allowed.decision = Some(Decision::Allow);
-        batch.push(Record::Entry(allowed.clone()));
-        batch.push(Record::Entry(allowed));
-        let (entries, _) = split(batch);
+        batch.push(Record::plain(allowed.clone()));
+        batch.push(Record::plain(allowed));
+        let (entries, _, _) = split(batch);
         let counts: Vec<(Option<&str>, u64)> = entries
             .iter()
             .map(|e| (e.path.as_deref(), e.count))

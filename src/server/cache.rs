@@ -249,6 +249,9 @@ pub(crate) mod tests {
             revoked_by: None,
             revoke_reason: None,
             fingerprint: String::new(),
+            rate: None,
+            quota: None,
+            allow_ip: Vec::new(),
         })
     }
 

@@ -118,22 +118,17 @@ fn original(req: &Request<Body>) -> Original {
 
 /// The client of the original request: the last `X-Forwarded-For` hop (the
 /// one the calling proxy added), else `X-Real-IP`, else the caller itself.
-fn original_client(h: &HeaderMap, peer: IpAddr) -> String {
+fn original_client(h: &HeaderMap, peer: IpAddr) -> IpAddr {
     header_str(h, "x-forwarded-for")
         .and_then(|v| v.rsplit(',').next())
         .or_else(|| header_str(h, "x-real-ip"))
         .and_then(|v| v.trim().parse::<IpAddr>().ok())
         .unwrap_or(peer)
-        .to_string()
 }
 
 fn allowed(fa: &ForwardAuth, peer: IpAddr, h: &HeaderMap) -> Result<(), &'static str> {
     // An IPv4 caller on a dual-stack socket shows as ::ffff:a.b.c.d.
-    let peer = match peer {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(peer),
-        v4 => v4,
-    };
-    if !fa.allow.iter().any(|n| n.contains(&peer)) {
+    if !crate::limits::in_ranges(&fa.allow, peer) {
         return Err("the caller's address is not in --auth-allow");
     }
     if let Some(s) = &fa.secret {
@@ -166,7 +161,10 @@ async fn handle(
     let orig = original(&req);
     let mut entry = Entry::new(Event::Request, Utc::now());
     entry.method = Some(orig.method.clone());
-    entry.client = Some(original_client(req.headers(), peer.ip()));
+    // The caller passed `allowed`: it is a proxy, so the client it names is
+    // the one a token's `--allow-ip` ranges are checked against.
+    let client = original_client(req.headers(), peer.ip());
+    entry.client = Some(client.to_string());
     entry.actor = Some(format!("forward-auth via {}", peer.ip()));
     let raw_path = orig.uri.split(['?', '#']).next().unwrap_or("/");
     let routes = fa.routes.load();
@@ -176,7 +174,7 @@ async fn handle(
         entry.path = Some(audit_path(raw_path));
         entry.decision = Some(Decision::Deny);
         entry.reason = Some(why.into());
-        record(slot, entry, started, false);
+        record(slot, entry, started, false, None);
         return json_response(StatusCode::FORBIDDEN, "invalid_request", why);
     };
     let route = match checked_route(&routes, &method, req.headers(), raw_path, &mut entry) {
@@ -184,16 +182,16 @@ async fn handle(
         // 403 whatever the proxy would answer: nginx's auth_request passes on
         // only 2xx, 401 and 403.
         Err((_, code, why)) => {
-            record(slot, entry, started, false);
+            record(slot, entry, started, false, None);
             return json_response(StatusCode::FORBIDDEN, code, why);
         }
     };
     let needed: &[String] = route.map(|r| r.scopes.as_slice()).unwrap_or_default();
-    match authorize(&fa.admission, req.headers(), needed, &mut entry).await {
-        Ok(token) => {
+    match authorize(&fa.admission, req.headers(), needed, client, &mut entry).await {
+        Ok((token, grant)) => {
             let counted_use = token.max_uses.is_none();
             let cache = cache_control(fa.cache_ttl, &token, Utc::now());
-            record(slot, entry, started, counted_use);
+            record(slot, entry, started, counted_use, grant.quota_window);
             let mut r = Response::new(Body::empty());
             let h = r.headers_mut();
             if let Ok(v) = HeaderValue::from_str(&token.id) {
@@ -207,19 +205,24 @@ async fn handle(
             }
             r
         }
+        Err(d) if d.is_limit() => {
+            drop(slot);
+            fa.admission.limiter().refused(entry);
+            d.response()
+        }
         Err(d) => {
-            record(slot, entry, started, false);
+            record(slot, entry, started, false, None);
             d.response()
         }
     }
 }
 
-/// How long a proxy may keep this 200: never for a token with a use limit
-/// (each pass must spend a use here); otherwise `ttl`, but not past the
+/// How long a proxy may keep this 200: never for a token with a use limit,
+/// a rate or a quota (each pass must be counted here); otherwise `ttl`, but not past the
 /// token's expiry. `s-maxage` because the asking proxy is a shared cache and
 /// the request carried `Authorization` (RFC 9111, 3.5).
 fn cache_control(ttl: Duration, token: &crate::model::Token, now: chrono::DateTime<Utc>) -> String {
-    if token.max_uses.is_some() || ttl.is_zero() {
+    if token.max_uses.is_some() || token.rate.is_some() || token.quota.is_some() || ttl.is_zero() {
         return "no-store".into();
     }
     let left = token
@@ -293,17 +296,17 @@ mod tests {
     fn the_original_client_is_the_hop_the_proxy_added() {
         let peer: IpAddr = "127.0.0.1".parse().unwrap();
         let mut h = HeaderMap::new();
-        assert_eq!(original_client(&h, peer), "127.0.0.1");
+        assert_eq!(original_client(&h, peer).to_string(), "127.0.0.1");
         h.insert(
             "x-forwarded-for",
             HeaderValue::from_static("203.0.113.9, 198.51.100.4"),
         );
-        assert_eq!(original_client(&h, peer), "198.51.100.4");
+        assert_eq!(original_client(&h, peer).to_string(), "198.51.100.4");
         h.insert(
             "x-forwarded-for",
             HeaderValue::from_static("not an address"),
         );
-        assert_eq!(original_client(&h, peer), "127.0.0.1");
+        assert_eq!(original_client(&h, peer).to_string(), "127.0.0.1");
     }
 
     #[test]

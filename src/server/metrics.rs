@@ -61,6 +61,10 @@ pub enum Outcome {
     Revoked,
     UsedUp,
     InsufficientScope,
+    /// A token bound by `--allow-ip` presented from elsewhere.
+    WrongAddress,
+    /// Over the token's rate or quota (429).
+    RateLimited,
     BadPath,
     /// 401 on the admin API.
     Unauthorized,
@@ -77,7 +81,7 @@ pub enum Outcome {
     ServerError,
 }
 
-const OUTCOMES: usize = 17;
+const OUTCOMES: usize = 19;
 
 impl Outcome {
     /// (decision, reason) as labels.
@@ -91,6 +95,8 @@ impl Outcome {
             Outcome::Revoked => ("deny", "revoked"),
             Outcome::UsedUp => ("deny", "used_up"),
             Outcome::InsufficientScope => ("deny", "insufficient_scope"),
+            Outcome::WrongAddress => ("deny", "wrong_address"),
+            Outcome::RateLimited => ("deny", "rate_limited"),
             Outcome::BadPath => ("deny", "bad_path"),
             Outcome::Unauthorized => ("deny", "unauthorized"),
             Outcome::Forbidden => ("deny", "forbidden"),
@@ -122,6 +128,8 @@ impl Outcome {
                 Outcome::Revoked,
                 Outcome::UsedUp,
                 Outcome::InsufficientScope,
+                Outcome::WrongAddress,
+                Outcome::RateLimited,
                 Outcome::BadPath,
                 Outcome::StoreError,
                 Outcome::UpstreamTimeout,

@@ -17,6 +17,7 @@ pub mod error;
 pub mod extract;
 pub mod federation;
 pub mod forward_auth;
+pub mod limiter;
 pub mod listen;
 pub mod log;
 pub mod metrics;
@@ -80,6 +81,8 @@ pub struct ProxyConfig {
     pub upstream: String,
     pub routes: routes::Routes,
     pub upstream_timeout: Duration,
+    /// `--trusted-proxy`: hops whose `X-Forwarded-For` the proxy believes.
+    pub trusted: Vec<ipnet::IpNet>,
 }
 
 /// `--auth-listen`, `--auth-allow`, `--auth-cache-ttl`, `TOK_AUTH_SECRET`,
@@ -325,13 +328,20 @@ async fn serve(
     let mut tasks = Vec::new();
     // The proxy and the forward-auth endpoint share one admission cache.
     let mut shared_admission = None;
+    // Refusals over a rate or quota reach the audit trail aggregated, every
+    // second and once more after the listeners stopped.
+    let mut limits = None;
     let mut admission = || -> Result<std::sync::Arc<admission::Admitter>> {
         if shared_admission.is_none() {
-            shared_admission = Some(std::sync::Arc::new(admission::Admitter::sqlite(
+            let admitter = admission::Admitter::sqlite(
                 state.pool(),
                 &config.data_dir,
                 cache::Bounds::default(),
-            )?));
+            )?;
+            let limiter = admitter.limiter();
+            tokio::spawn(std::sync::Arc::clone(&limiter).run(audit.clone(), stopped()));
+            limits = Some((limiter, audit.clone()));
+            shared_admission = Some(std::sync::Arc::new(admitter));
         }
         Ok(std::sync::Arc::clone(
             shared_admission.as_ref().expect("set above"),
@@ -364,6 +374,7 @@ async fn serve(
             client: proxy::upstream_client(p.upstream_timeout),
             upstream_timeout: p.upstream_timeout,
             audit: audit.clone(),
+            trusted: p.trusted.clone(),
         });
         // The proxy speaks TLS with the admin API's certificate when given one.
         tasks.push(spawn_on(listener, proxy::router(shared.clone()))?);
@@ -459,6 +470,9 @@ async fn serve(
     for task in tasks {
         task.await
             .map_err(|e| anyhow::anyhow!("a listener task failed: {e}"))?;
+    }
+    if let Some((limiter, audit)) = limits {
+        limiter.flush(&audit).await;
     }
     // Every sender is gone with the routers: the writer drains and stops.
     drop((proxy, ops));

@@ -18,10 +18,12 @@
 
 use super::admission::{Admitter, Verdict};
 use super::audit_writer::{AuditSink, Slot};
+use super::limiter::{Fields, Grant};
 use super::metrics::{Listener, Outcome, METRICS};
 use super::path::{audit_path, canonical_path, encode_path, Refused};
 use super::request_id::{self, RequestId};
 use super::routes::{Route, Routes};
+use crate::limits::Over;
 use crate::model::Token;
 use crate::secret::Secret;
 use crate::store::audit::{Decision, Entry, Event};
@@ -34,7 +36,7 @@ use chrono::Utc;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -65,6 +67,8 @@ pub struct Proxy {
     /// How long the upstream may take to answer with its status and headers.
     pub upstream_timeout: Duration,
     pub audit: AuditSink,
+    /// `--trusted-proxy`: hops whose `X-Forwarded-For` names the client.
+    pub trusted: Vec<ipnet::IpNet>,
 }
 
 pub type UpstreamClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
@@ -106,6 +110,8 @@ pub struct Deny {
     challenge: String,
     code: &'static str,
     message: String,
+    /// Over a rate or quota: `Retry-After` and the draft's fields.
+    limit: Option<(u64, Fields)>,
     /// What the metrics count it as.
     pub outcome: Outcome,
 }
@@ -117,6 +123,7 @@ impl Deny {
             challenge: "Bearer realm=\"tok\"".into(),
             code: "missing_token",
             message: "this endpoint needs `Authorization: Bearer <token>`".into(),
+            limit: None,
             outcome: Outcome::MissingToken,
         }
     }
@@ -128,6 +135,7 @@ impl Deny {
             ),
             code: "invalid_token",
             message: why.to_string(),
+            limit: None,
             outcome: Outcome::MalformedToken,
         }
     }
@@ -152,6 +160,7 @@ impl Deny {
             ),
             code: "insufficient_scope",
             message: format!("the token lacks the scope {needed}"),
+            limit: None,
             outcome: Outcome::InsufficientScope,
         }
     }
@@ -161,8 +170,35 @@ impl Deny {
             challenge: String::new(),
             code: "unavailable",
             message: "the token store is not available; try again".into(),
+            limit: None,
             outcome: Outcome::StoreError,
         }
+    }
+    fn limited(over: Over, fields: Fields) -> Deny {
+        let (code, message, retry_after) = match over {
+            Over::Rate { retry_after } => (
+                "rate_limited",
+                "the token's rate limit is exceeded".to_string(),
+                retry_after,
+            ),
+            Over::Quota { retry_after } => (
+                "quota_exhausted",
+                "the token's quota for this period is used up".to_string(),
+                retry_after,
+            ),
+        };
+        Deny {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            challenge: String::new(),
+            code,
+            message,
+            limit: Some((retry_after, fields)),
+            outcome: Outcome::RateLimited,
+        }
+    }
+    /// Over a rate or a quota: audited aggregated, not one entry each.
+    pub fn is_limit(&self) -> bool {
+        self.limit.is_some()
     }
     pub fn response(&self) -> Response<Body> {
         let mut r = json_response(self.status, self.code, &self.message);
@@ -171,7 +207,23 @@ impl Deny {
                 r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
             }
         }
+        if let Some((retry_after, fields)) = &self.limit {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            limit_fields(r.headers_mut(), fields);
+        }
         r
+    }
+}
+
+/// The `RateLimit-Policy` and `RateLimit` fields (draft-ietf-httpapi-ratelimit-headers-08).
+pub fn limit_fields(h: &mut HeaderMap, f: &Fields) {
+    if let (Ok(p), Ok(s)) = (
+        HeaderValue::from_str(&f.policy),
+        HeaderValue::from_str(&f.state),
+    ) {
+        h.insert(HeaderName::from_static("ratelimit-policy"), p);
+        h.insert(HeaderName::from_static("ratelimit"), s);
     }
 }
 
@@ -209,18 +261,36 @@ fn bearer(headers: &HeaderMap) -> Result<Option<Secret>, ()> {
 /// The decision for a request's headers against the scopes `needed`, shared
 /// by the proxy and the forward-auth endpoint. Fills the entry's token id,
 /// decision and reason; spends a use of a use-limited token only when it lets
-/// the request through.
+/// the request through. A request over its token's rate or quota is refused
+/// with 429 (`Deny::is_limit`), its entry filled all the same.
 pub async fn authorize(
     admission: &Admitter,
     headers: &HeaderMap,
     needed: &[String],
+    client: IpAddr,
     entry: &mut Entry,
-) -> Result<Arc<Token>, Deny> {
+) -> Result<(Arc<Token>, Grant), Deny> {
+    // Why, for the audit trail, when the answer must not say it.
+    let mut why = None;
     let verdict = match bearer(headers) {
         Ok(None) => Err(Deny::missing()),
         Err(()) => Err(Deny::invalid("malformed token")),
-        Ok(Some(secret)) => match admission.admit(secret, needed, Utc::now()).await {
-            Ok(Verdict::Admitted(t)) => Ok(t),
+        Ok(Some(secret)) => match admission.admit(secret, needed, client, Utc::now()).await {
+            Ok(Verdict::Admitted(t, g)) => Ok((t, g)),
+            Ok(Verdict::Elsewhere(t)) => {
+                entry.token_id = Some(t.id.clone());
+                why = Some(format!(
+                    "client address {client} is outside the token's allowed ranges"
+                ));
+                Err(Deny {
+                    outcome: Outcome::WrongAddress,
+                    ..Deny::invalid("invalid token")
+                })
+            }
+            Ok(Verdict::Limited(t, over, fields)) => {
+                entry.token_id = Some(t.id.clone());
+                Err(Deny::limited(over, fields))
+            }
             Ok(Verdict::Refused(r, id)) => {
                 entry.token_id = id;
                 Err(Deny::refused(r))
@@ -243,13 +313,13 @@ pub async fn authorize(
         },
     };
     match &verdict {
-        Ok(t) => {
+        Ok((t, _)) => {
             entry.token_id = Some(t.id.clone());
             entry.decision = Some(Decision::Allow);
         }
         Err(d) => {
             entry.decision = Some(Decision::Deny);
-            entry.reason = Some(d.message.clone());
+            entry.reason = Some(why.unwrap_or_else(|| d.message.clone()));
         }
     }
     verdict
@@ -271,14 +341,49 @@ pub async fn audit_slot(audit: &AuditSink, client: SocketAddr) -> Result<Slot<'_
 /// Where every proxied request ends: its audit entry, with the time it took.
 /// (Outcome counters belong here too: `entry.decision` and `entry.reason` say
 /// what happened.) `counted_use`: an allowed request of a token without a use
-/// limit, whose use is counted in the writer's batch.
-pub fn record(slot: Slot<'_>, mut entry: Entry, started: Instant, counted_use: bool) {
+/// limit, whose use is counted in the writer's batch. `quota_window`: an
+/// allowed request of a token with a quota, whose use the batch persists.
+pub fn record(
+    slot: Slot<'_>,
+    mut entry: Entry,
+    started: Instant,
+    counted_use: bool,
+    quota_window: Option<i64>,
+) {
     entry.latency_ms = Some(started.elapsed().as_millis() as u64);
-    if counted_use {
-        slot.entry_and_use(entry);
-    } else {
-        slot.entry(entry);
+    slot.entry_with(entry, counted_use, quota_window);
+}
+
+/// The client's address: the socket's peer, unless that peer is a trusted
+/// proxy, in which case `X-Forwarded-For` is read right to left, skipping
+/// trusted hops, and the first address that is not one is the client, as
+/// nginx's realip module does with `real_ip_recursive on`
+/// (https://nginx.org/en/docs/http/ngx_http_realip_module.html). A value that
+/// is not an address ends the walk at the last trusted hop; when every hop is
+/// trusted the leftmost is the client. An untrusted peer's header is ignored,
+/// so a client cannot choose its own address.
+pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet]) -> IpAddr {
+    if trusted.is_empty() || !crate::limits::in_ranges(trusted, peer) {
+        return peer;
     }
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        let Ok(ip) = hop.parse::<IpAddr>() else {
+            break;
+        };
+        client = ip;
+        if !crate::limits::in_ranges(trusted, ip) {
+            break;
+        }
+    }
+    client
 }
 
 /// A request refused before any token is looked at: status, code, message.
@@ -402,7 +507,8 @@ async fn decide(
     let mut entry = Entry::new(Event::Request, Utc::now());
     entry.request_id = Some(id.0.clone());
     entry.method = Some(method.to_string());
-    entry.client = Some(client.ip().to_string());
+    let client_ip = client_address(client.ip(), req.headers(), &p.trusted);
+    entry.client = Some(client_ip.to_string());
     let routes = p.routes.load();
     let checked = checked_route(
         &routes,
@@ -414,7 +520,7 @@ async fn decide(
     let (path, route) = match checked {
         Ok(found) => found,
         Err((status, code, why)) => {
-            record(slot, entry, started, false);
+            record(slot, entry, started, false, None);
             return (json_response(status, code, why), Outcome::BadPath);
         }
     };
@@ -423,15 +529,23 @@ async fn decide(
         None => encode_path(&path),
     };
     let needed: &[String] = route.map(|r| r.scopes.as_slice()).unwrap_or_default();
-    let token = match authorize(&p.admission, req.headers(), needed, &mut entry).await {
-        Ok(t) => t,
-        Err(d) => {
-            record(slot, entry, started, false);
-            tracing::debug!(request_id = %id, reason = d.code, "proxy request denied");
-            return (d.response(), d.outcome);
-        }
-    };
+    let (token, grant) =
+        match authorize(&p.admission, req.headers(), needed, client_ip, &mut entry).await {
+            Ok(t) => t,
+            Err(d) if d.is_limit() => {
+                drop(slot);
+                tracing::debug!(request_id = %id, reason = d.code, "proxy request over its limit");
+                p.admission.limiter().refused(entry);
+                return (d.response(), d.outcome);
+            }
+            Err(d) => {
+                record(slot, entry, started, false, None);
+                tracing::debug!(request_id = %id, reason = d.code, "proxy request denied");
+                return (d.response(), d.outcome);
+            }
+        };
     let counted_use = token.max_uses.is_none();
+    let quota_window = grant.quota_window;
 
     let base = route
         .and_then(|r| r.upstream.as_deref())
@@ -444,7 +558,7 @@ async fn decide(
         let mut entry: Entry = entry;
         entry.upstream_status = Some(status.as_u16());
         entry.reason = Some(message.clone());
-        record(slot, entry, started, counted_use);
+        record(slot, entry, started, counted_use, quota_window);
         json_response(status, code, &message)
     };
     let uri: Uri = match format!("{base}{path_and_query}").parse() {
@@ -481,7 +595,7 @@ async fn decide(
                 // framing): the client's fault, not the upstream's.
                 let message = "the request body is malformed or was cut off";
                 entry.reason = Some(message.into());
-                record(slot, entry, started, counted_use);
+                record(slot, entry, started, counted_use, quota_window);
                 return (
                     json_response(StatusCode::BAD_REQUEST, "invalid_request", message),
                     Outcome::BadPath,
@@ -509,10 +623,13 @@ async fn decide(
     };
     entry.upstream_status = Some(resp.status().as_u16());
     tracing::debug!(request_id = %id, status = resp.status().as_u16(), "proxy request allowed");
-    record(slot, entry, started, counted_use);
+    record(slot, entry, started, counted_use, quota_window);
 
     let (mut parts, body) = resp.into_parts();
     parts.headers = forwardable(&parts.headers);
+    if let Some(f) = &grant.fields {
+        limit_fields(&mut parts.headers, f);
+    }
     (Response::from_parts(parts, Body::new(body)), Outcome::Ok)
 }
 
@@ -598,6 +715,38 @@ mod tests {
             HeaderValue::from_static("bearer tok_x"),
         );
         assert_eq!(bearer(&h).unwrap().unwrap().expose(), "tok_x");
+    }
+
+    #[test]
+    fn the_client_address_is_read_right_to_left_through_trusted_hops() {
+        let trusted = [crate::limits::parse_cidr("10.0.0.0/8").unwrap()];
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("6.6.6.6, 203.0.113.9, 10.0.0.2"),
+        );
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        // The rightmost untrusted address; the forged one left of it is ignored.
+        assert_eq!(
+            client_address(ip("10.0.0.1"), &h, &trusted),
+            ip("203.0.113.9")
+        );
+        // From an untrusted peer the header counts for nothing.
+        assert_eq!(
+            client_address(ip("192.0.2.1"), &h, &trusted),
+            ip("192.0.2.1")
+        );
+        assert_eq!(client_address(ip("10.0.0.1"), &h, &[]), ip("10.0.0.1"));
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("junk, 10.0.0.3"),
+        );
+        assert_eq!(client_address(ip("10.0.0.1"), &h, &trusted), ip("10.0.0.3"));
+        h.insert("x-forwarded-for", HeaderValue::from_static("2001:db8::7"));
+        assert_eq!(
+            client_address(ip("10.0.0.1"), &h, &trusted),
+            ip("2001:db8::7")
+        );
     }
 
     #[test]

@@ -63,6 +63,9 @@ pub struct ProxyFile {
     pub upstream_timeout: Option<Dur>,
     /// A routes file, instead of `[[route]]` tables here.
     pub routes: Option<PathBuf>,
+    /// Hops whose X-Forwarded-For the proxy believes (CIDR list).
+    #[serde(default, deserialize_with = "crate::limits::cidrs::deserialize")]
+    pub trusted_proxy: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -163,6 +166,8 @@ pub struct Flags {
     pub upstream: Option<String>,
     pub routes: Option<PathBuf>,
     pub upstream_timeout: Option<Ttl>,
+    /// `--trusted-proxy`; replaces the file's list when given.
+    pub trusted_proxy: Vec<ipnet::IpNet>,
     pub audit_max_age: Option<Ttl>,
     pub audit_max_rows: Option<u64>,
     pub audit_admin_max_age: Option<Ttl>,
@@ -303,11 +308,17 @@ pub fn resolve(
                 .or(p.and_then(|p| p.upstream_timeout.map(|d| d.0)))
                 .map(|t| Duration::from_secs(t.as_secs()))
                 .unwrap_or(DEFAULT_UPSTREAM_TIMEOUT);
+            let trusted = if flags.trusted_proxy.is_empty() {
+                p.map(|p| p.trusted_proxy.clone()).unwrap_or_default()
+            } else {
+                flags.trusted_proxy.clone()
+            };
             Some(ProxyConfig {
                 listen,
                 upstream,
                 routes,
                 upstream_timeout,
+                trusted,
             })
         }
     };

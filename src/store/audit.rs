@@ -207,20 +207,23 @@ pub(super) fn insert(conn: &Connection, e: &Entry) -> rusqlite::Result<()> {
 impl Store {
     /// Appends entries in one transaction.
     pub fn record(&self, entries: &[Entry]) -> Result<()> {
-        self.write_batch(entries, &[])
+        self.write_batch(entries, &[], &[])
     }
 
     /// The proxy's batch, in one transaction: audit entries, and for tokens
-    /// without a use limit, `uses` more uses and a last-used time each.
+    /// without a use limit, `uses` more uses and a last-used time each; and
+    /// the quota use of tokens with a quota (`store::quota`).
     pub fn write_batch(
         &self,
         entries: &[Entry],
         uses: &[(String, u64, DateTime<Utc>)],
+        quota: &super::quota::QuotaUse,
     ) -> Result<()> {
-        if entries.is_empty() && uses.is_empty() {
+        if entries.is_empty() && uses.is_empty() && quota.is_empty() {
             return Ok(());
         }
         self.immediate(|c| {
+            super::quota::add(c, quota)?;
             for (id, n, at) in uses {
                 c.execute(
                     "UPDATE tokens SET uses = uses + ?2,

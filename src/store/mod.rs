@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod changes;
 pub mod probe;
+pub mod quota;
 mod schema;
 
 use crate::error::Kind;
@@ -677,6 +678,9 @@ impl Store {
                 expires_at: lifetime
                     .map(|l| now.checked_add_signed(l).unwrap_or(DateTime::<Utc>::MAX_UTC)),
                 max_uses: old.max_uses,
+                rate: old.rate,
+                quota: old.quota,
+                allow_ip: old.allow_ip.clone(),
             };
             let (new_id, secret) = insert_row(tx, &new, by, Some(&old.id), now)?;
             let reason = format!("rotated to {new_id}");
@@ -725,8 +729,8 @@ fn insert_row(
     let id = format!("{ID_PREFIX}{}", secret::random_handle(ID_LEN));
     conn.execute(
         "INSERT INTO tokens (id, secret_hash, fingerprint, name, description, scopes, labels,
-            created_at, created_by, expires_at, max_uses, rotated_from)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            created_at, created_by, expires_at, max_uses, rotated_from, limits)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         params![
             id,
             secret.hash().as_slice(),
@@ -740,6 +744,7 @@ fn insert_row(
             new.expires_at.map(|t| t.timestamp_millis()),
             new.max_uses.map(clamp_i64),
             rotated_from,
+            quota::limits_json(new),
         ],
     )?;
     Ok((id, secret))
@@ -767,7 +772,7 @@ impl Store {
 }
 
 const COLUMNS: &str = "id, name, description, scopes, labels, created_at, created_by, expires_at,
-    max_uses, uses, last_used_at, revoked_at, revoked_by, revoke_reason, fingerprint";
+    max_uses, uses, last_used_at, revoked_at, revoked_by, revoke_reason, fingerprint, limits";
 
 fn token_from_row(r: &Row<'_>, now: DateTime<Utc>) -> rusqlite::Result<Token> {
     token_from_row_at(r, 0, now)
@@ -806,7 +811,20 @@ fn token_from_row_at(r: &Row<'_>, base: usize, now: DateTime<Utc>) -> rusqlite::
         revoked_by: r.get(base + 12)?,
         revoke_reason: r.get(base + 13)?,
         fingerprint: r.get(base + 14)?,
+        rate: None,
+        quota: None,
+        allow_ip: Vec::new(),
     };
+    if let Some(json) = r.get::<_, Option<String>>(base + 15)? {
+        let l: quota::Limits = serde_json::from_str(&json).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(
+                base + 15,
+                rusqlite::types::Type::Text,
+                e.into(),
+            )
+        })?;
+        (t.rate, t.quota, t.allow_ip) = (l.rate, l.quota, l.allow_ip);
+    }
     t.state = t.state_at(now);
     Ok(t)
 }

@@ -166,8 +166,7 @@ fn what_a_gateway_returns_is_made_safe_before_printing() {
         description: Some(hostile.into()),
         scopes: vec![format!("s{hostile}")],
         labels: [("k".to_string(), hostile.to_string())].into(),
-        expires_at: None,
-        max_uses: None,
+        ..Default::default()
     };
     let created = store
         .create(&new, Some(hostile), chrono::Utc::now())

@@ -24,6 +24,7 @@ mod output;
 mod people;
 mod proxy;
 mod readme;
+mod reuse;
 mod schema;
 mod serve;
 mod server;
