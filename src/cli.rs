@@ -146,6 +146,8 @@ pub enum Command {
     Auth(AuthCommand),
     Serve(ServeArgs),
     Audit(AuditArgs),
+    #[command(subcommand)]
+    Store(StoreCommand),
     Completions(CompletionsArgs),
     #[command(name = "__generate", hide = true)]
     Generate(GenerateArgs),
@@ -657,6 +659,41 @@ pub struct ServeArgs {
     /// Keep at most this many audit entries (the oldest go first).
     #[arg(long, value_name = "N", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..), help_heading = "Audit trail")]
     pub audit_max_rows: u64,
+}
+
+/// Move a token store between SQLite and PostgreSQL
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    Copy(StoreCopyArgs),
+}
+
+/// Copy tokens (hashes only) and the audit trail from one store to another
+///
+/// A store is a SQLite data directory (or its tok.db) or a PostgreSQL URL,
+/// postgres://USER@HOST:PORT/DB?sslmode=verify-full. No secret is needed or
+/// moved: tokens keep working with the secrets they were given. Rows already in
+/// the target are kept, so a second run adds nothing; afterwards every row is
+/// read back and compared, and the counts checked. A target that holds anything
+/// is refused without --force. The password comes from PGPASSWORD, a .pgpass
+/// file, or a URL given in TOK_COPY_FROM / TOK_COPY_TO, never from argv.
+///
+/// Examples:
+///   tok store copy --from ~/.local/share/tok --to postgres://tok@db:5432/tok
+///   PGPASSWORD=... tok store copy --from postgres://tok@db/tok --to ./backup
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct StoreCopyArgs {
+    /// The store to copy from: a data directory, a tok.db file or a postgres:// URL.
+    #[arg(long, value_name = "PATH_OR_URL", env = crate::env::COPY_FROM)]
+    pub from: String,
+
+    /// The store to copy into (created and migrated if need be).
+    #[arg(long, value_name = "PATH_OR_URL", env = crate::env::COPY_TO)]
+    pub to: String,
+
+    /// Copy into a store that already holds tokens or audit entries.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Subcommand)]

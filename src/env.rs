@@ -13,6 +13,9 @@ pub const ADMIN_TOKEN: &str = "TOK_ADMIN_TOKEN";
 pub const KEYRING_TIMEOUT: &str = "TOK_KEYRING_TIMEOUT";
 pub const LISTEN: &str = "TOK_LISTEN";
 pub const APP: &str = "TOK_APP";
+/// `tok store copy`: the stores, which may be URLs with a password.
+pub const COPY_FROM: &str = "TOK_COPY_FROM";
+pub const COPY_TO: &str = "TOK_COPY_TO";
 pub const OWNER: &str = "TOK_OWNER";
 /// Gateway-specific admin credentials, tried before TOK_ADMIN_TOKEN.
 pub const APIPARK_API_KEY: &str = "APIPARK_API_KEY";

@@ -5,7 +5,11 @@
 //! or revoke that returned is on disk. Only SHA-256 hashes of secrets are kept.
 
 pub mod audit;
+pub mod backend;
+pub mod copy;
+pub mod postgres;
 mod schema;
+pub mod sqlite;
 
 use crate::error::Kind;
 use crate::model::{Created, Filter, NewToken, RevokeOutcome, State, StateFilter, Token};
