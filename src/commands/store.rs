@@ -20,7 +20,7 @@ pub fn run(ctx: &Ctx, c: StoreCommand) -> Result<()> {
 /// An opened store of either kind.
 enum Opened {
     Sqlite(Sqlite),
-    Postgres(PgStore),
+    Postgres(Box<PgStore>),
 }
 
 fn copy_cmd(ctx: &Ctx, a: StoreCopyArgs) -> Result<()> {
@@ -41,15 +41,13 @@ fn copy_cmd(ctx: &Ctx, a: StoreCopyArgs) -> Result<()> {
         let to = open(&a.to, to_env, "--to", false).await?;
         let r = match (&from, &to) {
             (Opened::Sqlite(f), Opened::Sqlite(t)) => copy(f, t, a.force).await,
-            (Opened::Sqlite(f), Opened::Postgres(t)) => copy(f, t, a.force).await,
-            (Opened::Postgres(f), Opened::Sqlite(t)) => copy(f, t, a.force).await,
-            (Opened::Postgres(f), Opened::Postgres(t)) => copy(f, t, a.force).await,
+            (Opened::Sqlite(f), Opened::Postgres(t)) => copy(f, &**t, a.force).await,
+            (Opened::Postgres(f), Opened::Sqlite(t)) => copy(&**f, t, a.force).await,
+            (Opened::Postgres(f), Opened::Postgres(t)) => copy(&**f, &**t, a.force).await,
         };
         r.map_err(|e| user_error(e, "could not copy the store"))
     })?;
-    let Report {
-        source, added, ..
-    } = report;
+    let Report { source, added, .. } = report;
     if !ctx.global.quiet {
         eprintln!(
             "copied {} of {} tokens and {} of {} audit entries (the rest were there already); \
@@ -67,7 +65,7 @@ async fn open(spec: &str, from_env: bool, flag: &str, must_exist: bool) -> Resul
         let store = PgStore::open(target, postgres::default_node_name())
             .await
             .map_err(|e| user_error(e, &what))?;
-        return Ok(Opened::Postgres(store));
+        return Ok(Opened::Postgres(Box::new(store)));
     }
     let dir = sqlite_dir(Path::new(spec));
     if must_exist && !dir.join(crate::store::DB_FILE).is_file() {
@@ -85,7 +83,8 @@ async fn open(spec: &str, from_env: bool, flag: &str, must_exist: bool) -> Resul
 /// A data directory, or the directory of a tok.db named directly.
 fn sqlite_dir(p: &Path) -> PathBuf {
     if p.file_name() == Some(std::ffi::OsStr::new(crate::store::DB_FILE)) && !p.is_dir() {
-        p.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+        p.parent()
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
     } else {
         p.to_path_buf()
     }
@@ -98,4 +97,3 @@ fn user_error(e: backend::Error, what: &str) -> anyhow::Error {
     }
     u.into()
 }
-

@@ -128,8 +128,11 @@ pub trait Backend: Send + Sync {
     ) -> impl Future<Output = Result<Vec<Token>>> + Send;
 
     /// The token with exactly this id.
-    fn get(&self, id: &str, now: DateTime<Utc>)
-        -> impl Future<Output = Result<Option<Token>>> + Send;
+    fn get(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<Token>>> + Send;
 
     /// The token whose secret hashes to the secret's hash, whatever its state.
     fn lookup(
@@ -162,8 +165,11 @@ pub trait Backend: Send + Sync {
     /// Spends one use of `id` in one conditional UPDATE (still active, under
     /// its limit) and returns the token after it, or None when nothing was
     /// spent: use limits stay exact under concurrency, across nodes.
-    fn spend(&self, id: &str, now: DateTime<Utc>)
-        -> impl Future<Output = Result<Option<Token>>> + Send;
+    fn spend(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<Token>>> + Send;
 
     // -- audit --
 
@@ -265,7 +271,10 @@ pub fn successor(old: &Token, now: DateTime<Utc>) -> NewToken {
         labels: old.labels.clone(),
         // An expiry from the admin API can be so far out that the same
         // lifetime from now is past chrono's last date: end there.
-        expires_at: lifetime.map(|l| now.checked_add_signed(l).unwrap_or(DateTime::<Utc>::MAX_UTC)),
+        expires_at: lifetime.map(|l| {
+            now.checked_add_signed(l)
+                .unwrap_or(DateTime::<Utc>::MAX_UTC)
+        }),
         max_uses: old.max_uses,
     }
 }

@@ -72,7 +72,12 @@ impl Backend for Sqlite {
     fn describe(&self) -> String {
         self.inner.dir.join(super::DB_FILE).display().to_string()
     }
-    async fn create(&self, new: &NewToken, by: Option<&str>, now: DateTime<Utc>) -> Result<Created> {
+    async fn create(
+        &self,
+        new: &NewToken,
+        by: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Created> {
         let (new, by) = (new.clone(), by.map(str::to_string));
         self.run(move |s| s.create(&new, by.as_deref(), now)).await
     }

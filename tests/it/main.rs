@@ -12,6 +12,8 @@ mod gateways;
 mod lifecycle;
 mod oauth2;
 mod openapi;
+mod pg;
+mod postgres;
 mod proxy;
 mod schema;
 mod serve;

@@ -220,7 +220,10 @@ impl PgStore {
         let res = async {
             let tx = c.transaction().await.map_err(pg)?;
             let mine: bool = tx
-                .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&schema::LOCK_PRUNE])
+                .query_one(
+                    "SELECT pg_try_advisory_xact_lock($1)",
+                    &[&schema::LOCK_PRUNE],
+                )
                 .await
                 .map_err(pg)?
                 .get(0);

@@ -30,6 +30,8 @@ pub use target::{is_url, Target};
 
 /// Connections per node; the proxy's hot path needs few at a time.
 const POOL_SIZE: usize = 16;
+/// How long a call waits for a free connection before it is refused.
+const WAIT_MAX: Duration = Duration::from_secs(10);
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
@@ -79,11 +81,11 @@ impl PgStore {
                 Manager::from_config(target.config.clone(), tls::Rustls(c.clone()), mc)
             }
         };
-        let timeout = Some(Duration::from_secs(5));
+        let timeout = Some(Duration::from_secs(10));
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
             .runtime(Runtime::Tokio1)
-            .wait_timeout(timeout)
+            .wait_timeout(Some(WAIT_MAX))
             .create_timeout(timeout)
             .recycle_timeout(timeout)
             .build()
@@ -113,6 +115,14 @@ impl PgStore {
             Ok(c) => {
                 self.health().failures = 0;
                 Ok(c)
+            }
+            // Every connection busy: this node is overloaded, the database
+            // is not down; refuse this call without backing off. Slow to open one more while others work: overloaded too.
+            Err(e @ deadpool_postgres::PoolError::Timeout(t))
+                if matches!(t, deadpool_postgres::TimeoutType::Wait)
+                    || self.pool.status().size > 0 =>
+            {
+                Err(self.unavailable(e.to_string(), Duration::ZERO))
             }
             Err(e) => Err(self.failed(Error::Unavailable {
                 target: String::new(),
@@ -151,6 +161,7 @@ impl PgStore {
     fn failed(&self, e: Error) -> Error {
         match e {
             Error::Unavailable { message, .. } => {
+                tracing::warn!("{}: {message}", self.target.display);
                 let wait = {
                     let mut h = self.health();
                     h.failures = h.failures.saturating_add(1);
@@ -236,7 +247,12 @@ impl Backend for PgStore {
     fn describe(&self) -> String {
         self.target.display.clone()
     }
-    async fn create(&self, new: &NewToken, by: Option<&str>, now: DateTime<Utc>) -> Result<Created> {
+    async fn create(
+        &self,
+        new: &NewToken,
+        by: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Created> {
         self.create_token(new, by, now).await
     }
     async fn list(

@@ -131,9 +131,7 @@ impl Target {
                 }
                 Tls::Disable
             }
-            None | Some("verify-full") => {
-                Tls::Verify(Arc::new(client(rootcert.as_deref(), true)?))
-            }
+            None | Some("verify-full") => Tls::Verify(Arc::new(client(rootcert.as_deref(), true)?)),
             Some("require" | "verify-ca") => {
                 Tls::Verify(Arc::new(client(rootcert.as_deref(), false)?))
             }
@@ -284,10 +282,7 @@ mod tests {
         assert_eq!(t.display, "postgres://u@127.0.0.1:5/db");
         for bad in ["prefer", "allow", "verify-everything"] {
             let url = format!("postgres://u@127.0.0.1/db?sslmode={bad}");
-            assert!(matches!(
-                Target::parse(&url, false),
-                Err(Error::Config(_))
-            ));
+            assert!(matches!(Target::parse(&url, false), Err(Error::Config(_))));
         }
         let e = Target::parse("mysql://u@h/db", false).unwrap_err();
         assert!(matches!(e, Error::Config(_)));
@@ -309,9 +304,6 @@ mod tests {
 
     #[test]
     fn redaction_drops_the_password() {
-        assert_eq!(
-            redact("postgres://u:secret@h:1/db"),
-            "postgres://u@h:1/db"
-        );
+        assert_eq!(redact("postgres://u:secret@h:1/db"), "postgres://u@h:1/db");
     }
 }

@@ -50,9 +50,11 @@ pub fn client_config(root_cert: Option<&Path>, check_host: bool) -> Result<Clien
         }
     }
     if roots.is_empty() {
-        return Err("no root certificate to verify PostgreSQL's certificate with: \
+        return Err(
+            "no root certificate to verify PostgreSQL's certificate with: \
                     add sslrootcert=PATH to the store URL"
-            .into());
+                .into(),
+        );
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())

@@ -54,9 +54,8 @@ impl PgStore {
             StateFilter::Active => clauses.push(format!(
                 "revoked_at IS NULL AND {live} AND (max_uses IS NULL OR uses < max_uses)"
             )),
-            StateFilter::Expired => clauses.push(
-                "revoked_at IS NULL AND expires_at IS NOT NULL AND expires_at <= $1".into(),
-            ),
+            StateFilter::Expired => clauses
+                .push("revoked_at IS NULL AND expires_at IS NOT NULL AND expires_at <= $1".into()),
             StateFilter::Exhausted => clauses.push(format!(
                 "revoked_at IS NULL AND {live} AND max_uses IS NOT NULL AND uses >= max_uses"
             )),
@@ -433,7 +432,10 @@ async fn get_on<C: deadpool_postgres::GenericClient>(
     now: DateTime<Utc>,
 ) -> Result<Option<Token>> {
     let row = c
-        .query_opt(&format!("SELECT {COLUMNS} FROM tokens WHERE id = $1"), &[&id])
+        .query_opt(
+            &format!("SELECT {COLUMNS} FROM tokens WHERE id = $1"),
+            &[&id],
+        )
         .await
         .map_err(pg)?;
     row.map(|r| token_from_row(&r, 0, now)).transpose()
@@ -453,8 +455,7 @@ fn token_from_row(r: &Row, base: usize, now: DateTime<Utc>) -> Result<Token> {
     };
     let scopes: Vec<String> =
         serde_json::from_str(r.get::<_, &str>(base + 3)).map_err(|e| bad("scopes", e))?;
-    let labels =
-        serde_json::from_str(r.get::<_, &str>(base + 4)).map_err(|e| bad("labels", e))?;
+    let labels = serde_json::from_str(r.get::<_, &str>(base + 4)).map_err(|e| bad("labels", e))?;
     let time = |i: usize| r.get::<_, Option<i64>>(base + i).and_then(from_ms);
     let mut t = Token {
         id: r.get(base),

@@ -1,0 +1,573 @@
+//! The PostgreSQL store against a real PostgreSQL (Debian's packages, started
+//! by scripts/setup/50-postgres.sh): migrations, the tokens, admission and
+//! audit rooms, notifications between nodes, failing closed, and
+//! `tok store copy` both ways.
+
+use crate::common::{assert_fails, assert_success, stderr, stdout, Env};
+use crate::pg::TestDb;
+use chrono::Utc;
+use std::time::Duration;
+use tok::model::{Filter, NewToken, RevokeOutcome, State, StateFilter};
+use tok::store::audit::{AuditFilter, Decision, Entry, Event, Retention};
+use tok::store::backend::{self, Backend, Error};
+use tok::store::postgres::notify::{Change, Listener};
+use tok::store::postgres::{PgStore, Target};
+use tok::store::{Admission, Refusal, Spend};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_starting_at_once_migrate_an_empty_database_once() {
+    let db = TestDb::new();
+    let (a, b) = tokio::join!(
+        PgStore::open(db.target(), "a".into()),
+        PgStore::open(db.target(), "b".into())
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let versions =
+        db.query_text("SELECT string_agg(version::text, ',' ORDER BY version) FROM tok_schema");
+    assert_eq!(versions, "1,2");
+    // Both work on the one schema.
+    let c = a
+        .create(&NewToken::default(), None, Utc::now())
+        .await
+        .unwrap();
+    assert!(b.get(&c.token.id, Utc::now()).await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_newer_than_this_tok_is_refused() {
+    let db = TestDb::new();
+    drop(db.store("a").await);
+    db.exec("INSERT INTO tok_schema (version) VALUES (99)");
+    let e = PgStore::open(db.target(), "a".into()).await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::TooNew {
+                found: 99,
+                known: 2,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(e.hint().unwrap().contains("upgrade tok"));
+    assert!(!e.to_string().contains(&db.password));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_room_create_list_resolve_revoke_rotate() {
+    let db = TestDb::new();
+    let s = db.store("a").await;
+    let now = Utc::now();
+    let mk = |name: &str, scopes: &[&str], label: (&str, &str)| NewToken {
+        name: Some(name.into()),
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        labels: [(label.0.to_string(), label.1.to_string())].into(),
+        expires_at: Some(now + chrono::TimeDelta::hours(1)),
+        ..NewToken::default()
+    };
+    let ci = s
+        .create(
+            &mk("ci-deploy", &["orders:read"], ("team", "pay")),
+            Some("alice"),
+            now,
+        )
+        .await
+        .unwrap();
+    let web = s
+        .create(&mk("web", &["orders:write"], ("team", "web")), None, now)
+        .await
+        .unwrap();
+    assert_eq!(ci.token.created_by.as_deref(), Some("alice"));
+    assert_eq!(ci.token.state, State::Active);
+
+    let names = |f: Filter| {
+        let s = &s;
+        async move {
+            s.list(&f, None, Utc::now())
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|t| t.name.unwrap_or_default())
+                .collect::<Vec<_>>()
+        }
+    };
+    let f = |g: fn(&mut Filter)| {
+        let mut f = Filter::default();
+        g(&mut f);
+        f
+    };
+    assert_eq!(
+        names(f(|f| f.name = Some("ci-*".into()))).await,
+        ["ci-deploy"]
+    );
+    assert_eq!(names(f(|f| f.name = Some("w?b".into()))).await, ["web"]);
+    assert_eq!(
+        names(f(|f| f.labels = vec![("team".into(), "web".into())])).await,
+        ["web"]
+    );
+    assert_eq!(
+        names(f(|f| f.scopes = vec!["orders:read".into()])).await,
+        ["ci-deploy"]
+    );
+    assert_eq!(
+        names(f(|f| f.created_by = Some("alice".into()))).await,
+        ["ci-deploy"]
+    );
+    assert_eq!(names(f(|_| {})).await.len(), 2);
+
+    // Pagination by cursor, in (created_at, id) order.
+    let first = s
+        .list(&f(|f| f.limit = Some(1)), None, Utc::now())
+        .await
+        .unwrap();
+    let cursor = tok::store::Cursor::of(&first[0]);
+    let rest = s
+        .list(&Filter::default(), Some(&cursor), Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_ne!(rest[0].id, first[0].id);
+
+    // Prefix resolution, written once over get and list.
+    let short = &ci.token.id[3..8];
+    assert_eq!(
+        backend::resolve(&s, short, now).await.unwrap().id,
+        ci.token.id
+    );
+
+    let (t, o) = s
+        .revoke(&web.token.id, Some("bob"), Some("leaked"), now)
+        .await
+        .unwrap();
+    assert_eq!((t.state, o), (State::Revoked, RevokeOutcome::Revoked));
+    let (_, o) = s.revoke(&web.token.id, None, None, now).await.unwrap();
+    assert_eq!(o, RevokeOutcome::AlreadyRevoked);
+    assert_eq!(names(f(|f| f.state = StateFilter::Revoked)).await, ["web"]);
+
+    // Rotation with grace keeps the old one alive a while; without, revokes it.
+    let (new, old) = s
+        .rotate(&ci.token.id, Some(60), Some("alice"), now)
+        .await
+        .unwrap();
+    assert_eq!(old.state, State::Active);
+    assert!(old.expires_at.unwrap() <= now + chrono::TimeDelta::seconds(61));
+    assert_eq!(new.token.scopes, ["orders:read"]);
+    assert_eq!(new.token.labels, ci.token.labels);
+    let (_, old2) = s.rotate(&new.token.id, None, None, now).await.unwrap();
+    assert_eq!(old2.state, State::Revoked);
+    let e = s.rotate(&web.token.id, None, None, now).await.unwrap_err();
+    assert!(e.to_string().contains("revoked"), "{e}");
+
+    // The secret is not stored; its hash is, and finds the token.
+    let found = s.lookup(&new.secret, now).await.unwrap().unwrap();
+    assert_eq!(found.id, new.token.id);
+    let stored = db.query_text(
+        "SELECT count(*) FROM tokens WHERE secret_hash = sha256(convert_to(fingerprint, 'UTF8'))",
+    );
+    assert_eq!(stored, "0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn use_limits_are_exact_across_three_nodes() {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .try_init();
+    let db = TestDb::new();
+    let nodes = [
+        db.store("a").await,
+        db.store("b").await,
+        db.store("c").await,
+    ];
+    let new = NewToken {
+        max_uses: Some(10),
+        ..NewToken::default()
+    };
+    let c = nodes[0].create(&new, None, Utc::now()).await.unwrap();
+    let nodes = std::sync::Arc::new(nodes);
+    let mut tasks = Vec::new();
+    for i in 0..300 {
+        let nodes = std::sync::Arc::clone(&nodes);
+        let secret = c.secret.clone();
+        tasks.push(tokio::spawn(async move {
+            let node = &nodes[i % 3];
+            backend::admit(node, &secret, Utc::now(), Spend::Limited, |_| true).await
+        }));
+    }
+    let mut admitted = 0;
+    let mut exhausted = 0;
+    for t in tasks {
+        match t.await.unwrap().unwrap_or_else(|e| panic!("{e}")) {
+            Admission::Admitted(_) => admitted += 1,
+            Admission::Refused(Refusal::Exhausted) => exhausted += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((admitted, exhausted), (10, 290));
+    let t = nodes[1]
+        .get(&c.token.id, Utc::now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((t.uses, t.state), (10, State::Exhausted));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_nodes_hear_of_revokes_rotations_and_spent_tokens() {
+    let db = TestDb::new();
+    let a = db.store("a").await;
+    let listener = Listener::start(db.target());
+    let mut rx = listener.subscribe();
+    // The first message says the listener is live and caches start clean.
+    let first = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first, Change::Resync);
+    assert!(listener.is_live());
+
+    let c = a
+        .create(&NewToken::default(), None, Utc::now())
+        .await
+        .unwrap();
+    let once = a
+        .create(
+            &NewToken {
+                max_uses: Some(1),
+                ..NewToken::default()
+            },
+            None,
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    let rot = a
+        .create(&NewToken::default(), None, Utc::now())
+        .await
+        .unwrap();
+    a.revoke(&c.token.id, None, None, Utc::now()).await.unwrap();
+    backend::admit(&a, &once.secret, Utc::now(), Spend::Limited, |_| true)
+        .await
+        .unwrap();
+    a.rotate(&rot.token.id, None, None, Utc::now())
+        .await
+        .unwrap();
+
+    let mut heard = Vec::new();
+    while heard.len() < 3 {
+        match tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            Change::Token { op, id, hash, .. } => heard.push((op, id, hash)),
+            Change::Resync => {}
+        }
+    }
+    assert_eq!(
+        heard,
+        [
+            ("revoke".to_string(), c.token.id.clone(), c.secret.hash()),
+            (
+                "spent".to_string(),
+                once.token.id.clone(),
+                once.secret.hash()
+            ),
+            (
+                "rotate".to_string(),
+                rot.token.id.clone(),
+                rot.secret.hash()
+            ),
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_notification_connection_says_so_and_comes_back() {
+    let db = TestDb::new();
+    let _a = db.store("a").await;
+    let listener = Listener::start(db.target());
+    let mut rx = listener.subscribe();
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .unwrap()
+            .unwrap(),
+        Change::Resync
+    );
+    assert!(listener.is_live());
+    // Kill the listening session from the server side.
+    db.exec(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = '{}' AND query LIKE 'LISTEN%'",
+        db.name
+    ));
+    // Lost (Resync, not live), then back (Resync, live).
+    let lost = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(lost, Change::Resync);
+    let back = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(back, Change::Resync);
+    assert!(listener.is_live());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_room_names_nodes_filters_and_prunes_on_one_node() {
+    let db = TestDb::new();
+    let (a, b) = (db.store("node-a").await, db.store("node-b").await);
+    let now = Utc::now();
+    let c = a
+        .create(&NewToken::default(), Some("admin"), now)
+        .await
+        .unwrap();
+    let mut deny = Entry::new(Event::Request, now);
+    deny.token_id = Some(c.token.id.clone());
+    deny.decision = Some(Decision::Deny);
+    deny.reason = Some("token revoked".into());
+    let mut allow = Entry::new(Event::Request, now);
+    allow.decision = Some(Decision::Allow);
+    allow.upstream_status = Some(200);
+    allow.latency_ms = Some(3);
+    b.write_batch(&[deny, allow], &[(c.token.id.clone(), 5, now)])
+        .await
+        .unwrap();
+    assert_eq!(a.get(&c.token.id, now).await.unwrap().unwrap().uses, 5);
+
+    let all = a.audit(&AuditFilter::default()).await.unwrap();
+    let events: Vec<_> = all.iter().map(|e| e.event).collect();
+    assert_eq!(events, [Event::Create, Event::Request, Event::Request]);
+    assert_eq!(all[2].upstream_status, Some(200));
+    let nodes = db.query_text("SELECT string_agg(node, ',' ORDER BY seq) FROM audit");
+    assert_eq!(nodes, "node-a,node-b,node-b");
+    let denied = b
+        .audit(&AuditFilter {
+            decision: Some(Decision::Deny),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(denied.len(), 1);
+    assert_eq!(denied[0].reason.as_deref(), Some("token revoked"));
+    let newest = b
+        .audit(&AuditFilter {
+            limit: Some(1),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(newest[0].seq, all[2].seq);
+
+    // Two nodes prune at once: the entries go once, and the counts add up.
+    let r = Retention {
+        max_age_secs: 86_400,
+        max_rows: 1,
+    };
+    let (x, y) = tokio::join!(a.prune_audit(r, now), b.prune_audit(r, now));
+    assert_eq!(x.unwrap() + y.unwrap(), 2);
+    assert_eq!(a.audit(&AuditFilter::default()).await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_database_fails_closed_at_once_with_a_retry_time() {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let target = Target::parse(&format!("postgres://tok@127.0.0.1:{port}/tok"), false).unwrap();
+    let e = PgStore::open(target, "a".into()).await.unwrap_err();
+    match &e {
+        Error::Unavailable {
+            retry_after,
+            target,
+            ..
+        } => {
+            assert!(*retry_after >= Duration::from_secs(1));
+            assert_eq!(target, &format!("postgres://tok@127.0.0.1:{port}/tok"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(e.hint().unwrap().contains("backoff"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_goes_away_fails_closed_and_recovers() {
+    let db = TestDb::new();
+    let a = db.store("a").await;
+    let c = a
+        .create(&NewToken::default(), None, Utc::now())
+        .await
+        .unwrap();
+    // Refuse new connections to this database and end the open ones.
+    db.exec_admin(&format!(
+        "ALTER DATABASE {} WITH ALLOW_CONNECTIONS false",
+        db.name
+    ));
+    db.exec_admin(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}'",
+        db.name
+    ));
+    let mut refused = 0;
+    for _ in 0..3 {
+        match backend::admit(&a, &c.secret, Utc::now(), Spend::Never, |_| true).await {
+            Err(Error::Unavailable { retry_after, .. }) => {
+                assert!(retry_after >= Duration::from_secs(1));
+                refused += 1;
+            }
+            other => panic!("expected unavailable, got {other:?}"),
+        }
+    }
+    assert_eq!(refused, 3);
+    assert!(!a.is_up());
+    db.exec_admin(&format!(
+        "ALTER DATABASE {} WITH ALLOW_CONNECTIONS true",
+        db.name
+    ));
+    // Back after the backoff (at most 5 s); acknowledged writes are there.
+    let mut back = None;
+    for _ in 0..100 {
+        if let Ok(r) = backend::admit(&a, &c.secret, Utc::now(), Spend::Never, |_| true).await {
+            back = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(matches!(back, Some(Admission::Admitted(_))), "{back:?}");
+    assert!(a.is_up());
+}
+
+/// Creates tokens in a SQLite store with the real binary; returns their ids
+/// and one secret.
+fn seed_sqlite(env: &Env) -> (Vec<String>, String) {
+    let secret = env.create(&[
+        "--ttl", "1h", "--name", "first", "--scope", "a:b", "--label", "k=v",
+    ]);
+    env.create(&["--no-expiry", "--name", "second", "--uses", "3"]);
+    let third = env.create(&["--ttl", "2h", "--name", "third"]);
+    let list = env.list_json(&["--state", "all"]);
+    let third_id = list.iter().find(|t| t["name"] == "third").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_success(
+        &env.run(&["revoke", &third_id, "--reason", "test", "--yes"]),
+        &["revoke"],
+    );
+    let _ = third;
+    (
+        list.iter()
+            .map(|t| t["id"].as_str().unwrap().to_string())
+            .collect(),
+        secret,
+    )
+}
+
+#[test]
+fn store_copy_round_trip_sqlite_postgres_sqlite() {
+    let db = TestDb::new();
+    let mut env = Env::new();
+    env.set("PGPASSWORD", &db.password);
+    let (ids, secret) = seed_sqlite(&env);
+    let src = env.data_dir();
+    let src = src.to_str().unwrap();
+
+    let out = env.run(&["store", "copy", "--from", src, "--to", &db.url]);
+    assert_success(&out, &["store", "copy"]);
+    assert!(
+        stderr(&out).contains("copied 3 of 3 tokens"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(stdout(&out), "");
+    assert_eq!(db.query_text("SELECT count(*) FROM tokens"), "3");
+    let audit_n = db.query_text("SELECT count(*) FROM audit");
+    assert_eq!(audit_n, "4", "3 creates and a revoke");
+
+    // Not again without --force; with it, nothing is added and all verifies.
+    let out = env.run(&["store", "copy", "--from", src, "--to", &db.url]);
+    assert_fails(&out, 2, &["already holds 3 tokens", "--force"]);
+    let out = env.run(&["store", "copy", "--from", src, "--to", &db.url, "--force"]);
+    assert_success(&out, &["store", "copy", "--force"]);
+    assert!(
+        stderr(&out).contains("copied 0 of 3 tokens and 0 of 4"),
+        "{}",
+        stderr(&out)
+    );
+
+    // The secret made on SQLite works against PostgreSQL: hashes moved.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let found = rt.block_on(async {
+        let s = db.store("check").await;
+        s.lookup(&tok::secret::Secret::new(secret.clone()), Utc::now())
+            .await
+            .unwrap()
+    });
+    assert_eq!(found.unwrap().name.as_deref(), Some("first"));
+
+    // And back into a new SQLite store: field by field the same as the source.
+    let back = Env::new();
+    let back_dir = back.data_dir();
+    let out = env.run(&[
+        "store",
+        "copy",
+        "--from",
+        &db.url,
+        "--to",
+        back_dir.to_str().unwrap(),
+    ]);
+    assert_success(&out, &["store", "copy", "back"]);
+    let before = env.list_json(&["--state", "all"]);
+    let after = back.list_json(&["--state", "all"]);
+    assert_eq!(before, after);
+    assert_eq!(before.len(), ids.len());
+    let audit_before = stdout(&env.run(&["audit", "-o", "json"]));
+    let audit_after = stdout(&back.run(&["audit", "-o", "json"]));
+    assert_eq!(audit_before, audit_after);
+}
+
+#[test]
+fn store_copy_takes_no_password_from_argv_and_names_a_missing_source() {
+    let db = TestDb::new();
+    let env = Env::new();
+    let with_pw = db.url_with_password();
+    let out = env.run(&[
+        "store",
+        "copy",
+        "--from",
+        "/nonexistent/tok",
+        "--to",
+        &db.url,
+    ]);
+    assert_fails(&out, 3, &["no tok store at /nonexistent/tok"]);
+    let data = env.data_dir();
+    std::fs::create_dir_all(&data).unwrap();
+    let out = env.run(&[
+        "store",
+        "copy",
+        "--from",
+        &with_pw,
+        "--to",
+        data.to_str().unwrap(),
+    ]);
+    assert_fails(&out, 2, &["TOK_STORE"]);
+    assert!(!stderr(&out).contains(&db.password));
+    // Through the environment it is accepted.
+    let out = env
+        .cmd()
+        .env("TOK_COPY_FROM", &with_pw)
+        .args(["store", "copy", "--to", data.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_success(&out, &["store", "copy", "(from env)"]);
+    assert!(
+        stderr(&out).contains("copied 0 of 0 tokens"),
+        "{}",
+        stderr(&out)
+    );
+}
