@@ -155,6 +155,8 @@ pub mod code {
     pub const PAYLOAD_TOO_LARGE: &str = "payload_too_large";
     pub const UNSUPPORTED_MEDIA_TYPE: &str = "unsupported_media_type";
     pub const INTERNAL: &str = "internal_error";
+    /// 503: the token store cannot be reached; retry after `Retry-After`.
+    pub const UNAVAILABLE: &str = "unavailable";
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! that many tok processes can write at once; `synchronous=FULL` so that a create
 //! or revoke that returned is on disk. Only SHA-256 hashes of secrets are kept.
 
+pub mod any;
 pub mod audit;
 pub mod backend;
 pub mod copy;

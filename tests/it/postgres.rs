@@ -254,12 +254,14 @@ async fn other_nodes_hear_of_revokes_rotations_and_spent_tokens() {
         .unwrap();
 
     let mut heard = Vec::new();
+    let mut creates = 0;
     while heard.len() < 3 {
         match tokio::time::timeout(Duration::from_secs(10), rx.recv())
             .await
             .unwrap()
             .unwrap()
         {
+            Change::Token { op, .. } if op == "create" => creates += 1,
             Change::Token { op, id, hash, .. } => heard.push((op, id, hash)),
             Change::Resync => {}
         }

@@ -1,8 +1,9 @@
 //! Changes made by other nodes, heard through LISTEN/NOTIFY.
 //!
 //! A trigger (migration 1) calls `pg_notify('tok_changes', …)` when a token
-//! stops being usable: revoked or rotated (`revoke`, `rotate`), its expiry
-//! moved (`expire`), its last use spent (`spent`), or deleted (`delete`).
+//! is made (`create`: a cache may hold its secret as unknown), stops being
+//! usable: revoked or rotated (`revoke`, `rotate`), its expiry moved
+//! (`expire`), its last use spent (`spent`), or is deleted (`delete`).
 //! PostgreSQL delivers a notification when its transaction commits, to every
 //! session listening, including the writer's own (PostgreSQL docs, "NOTIFY").
 //! The payload is JSON: `{"op", "id", "hash" (hex SHA-256 of the secret),

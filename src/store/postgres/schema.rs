@@ -15,8 +15,8 @@ pub const LOCK_MIGRATE: i64 = 0x746f_6b5f_6d69_6772;
 pub const LOCK_PRUNE: i64 = 0x746f_6b5f_7072_756e;
 
 pub const MIGRATIONS: &[&str] = &[
-    // 1: tokens, and a notification to other nodes when one stops being
-    // usable (revoked, its expiry moved, its last use spent) or goes away.
+    // 1: tokens, and a notification to other nodes when one is made, stops
+    // being usable (revoked, its expiry moved, its last use spent) or goes.
     r#"CREATE TABLE tokens (
         id            text COLLATE "C" PRIMARY KEY,
         secret_hash   bytea NOT NULL UNIQUE,
@@ -45,6 +45,8 @@ pub const MIGRATIONS: &[&str] = &[
     BEGIN
         IF TG_OP = 'DELETE' THEN
             r := OLD; op := 'delete';
+        ELSIF TG_OP = 'INSERT' THEN
+            r := NEW; op := 'create';
         ELSE
             r := NEW;
             IF NEW.revoked_at IS NOT NULL AND OLD.revoked_at IS NULL THEN
@@ -68,7 +70,7 @@ pub const MIGRATIONS: &[&str] = &[
               OR (NEW.max_uses IS NOT NULL AND NEW.uses >= NEW.max_uses
                   AND OLD.uses < NEW.max_uses))
         EXECUTE FUNCTION tok_notify();
-    CREATE TRIGGER tokens_deleted AFTER DELETE ON tokens FOR EACH ROW
+    CREATE TRIGGER tokens_added_or_deleted AFTER INSERT OR DELETE ON tokens FOR EACH ROW
         EXECUTE FUNCTION tok_notify();"#,
     // 2: the audit trail; each entry names the node that wrote it.
     "CREATE TABLE audit (
