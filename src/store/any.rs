@@ -20,7 +20,7 @@ pub enum AnyStore {
 #[derive(Debug, Clone)]
 pub enum Spec {
     Sqlite(PathBuf),
-    Postgres(Target),
+    Postgres(Box<Target>),
 }
 
 impl Spec {
@@ -28,7 +28,7 @@ impl Spec {
     /// the only place a URL may carry a password.
     pub fn parse(s: &str, from_env: bool) -> Result<Spec> {
         if postgres::is_url(s) {
-            return Ok(Spec::Postgres(Target::parse(s, from_env)?));
+            return Ok(Spec::Postgres(Box::new(Target::parse(s, from_env)?)));
         }
         let p = Path::new(s);
         // A tok.db named directly stands for its directory.
@@ -47,7 +47,7 @@ impl Spec {
         Ok(match self {
             Spec::Sqlite(dir) => AnyStore::Sqlite(Sqlite::open(&dir)?),
             Spec::Postgres(t) => {
-                AnyStore::Postgres(Box::new(PgStore::open(t, node.to_string()).await?))
+                AnyStore::Postgres(Box::new(PgStore::open(*t, node.to_string()).await?))
             }
         })
     }

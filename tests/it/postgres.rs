@@ -282,6 +282,8 @@ async fn other_nodes_hear_of_revokes_rotations_and_spent_tokens() {
             ),
         ]
     );
+    // Three creates and the rotation's successor, each before what follows it.
+    assert_eq!(creates, 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
