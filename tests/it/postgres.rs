@@ -575,3 +575,55 @@ fn store_copy_takes_no_password_from_argv_and_names_a_missing_source() {
         stderr(&out)
     );
 }
+
+fn tls_url(db: &TestDb, host: &str, query: &str) -> String {
+    let port = db
+        .url
+        .rsplit_once(':')
+        .unwrap()
+        .1
+        .split('/')
+        .next()
+        .unwrap();
+    format!(
+        "postgres://tok:{}@{host}:{port}/{}?{query}",
+        db.password, db.name
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_is_verified_with_rustls() {
+    let db = TestDb::new();
+    let ca =
+        std::env::var("TOK_TEST_PG_CA").expect("TOK_TEST_PG_CA (scripts/setup/50-postgres.sh)");
+    let other = std::env::var("TOK_TEST_PG_OTHER_CA").expect("TOK_TEST_PG_OTHER_CA");
+    for host in ["127.0.0.1", "localhost"] {
+        let url = tls_url(&db, host, &format!("sslmode=verify-full&sslrootcert={ca}"));
+        let s = PgStore::open(Target::parse(&url, true).unwrap(), "tls".into())
+            .await
+            .unwrap_or_else(|e| panic!("{host}: {e}"));
+        s.ping().await.unwrap();
+        let all_tls = db.query_text(&format!(
+            "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+             WHERE a.datname = '{}' AND a.application_name = 'tok'",
+            db.name
+        ));
+        assert_eq!(all_tls, "t", "{host}: every connection of the store is TLS");
+    }
+    for mode in ["verify-full", "require"] {
+        let url = tls_url(
+            &db,
+            "127.0.0.1",
+            &format!("sslmode={mode}&sslrootcert={other}"),
+        );
+        let e = PgStore::open(Target::parse(&url, true).unwrap(), "tls".into())
+            .await
+            .unwrap_err();
+        let shown = e.to_string();
+        assert!(
+            shown.to_lowercase().contains("certificate"),
+            "{mode}: {shown}"
+        );
+        assert!(!shown.contains(&db.password), "{shown}");
+    }
+}
