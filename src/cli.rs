@@ -580,6 +580,7 @@ pub struct AuthStatusArgs {}
 /// Examples:
 ///   tok serve --dev                                  # try tok in a second terminal
 ///   tok serve init --data-dir /var/lib/tok > admin.token
+///   PGPASSWORD=... tok serve init --store postgres://tok@db:5432/tok > admin.token
 ///   tok serve --data-dir /var/lib/tok --listen 0.0.0.0:8270 \
 ///       --tls-cert /etc/tok/cert.pem --tls-key /etc/tok/key.pem
 ///   tok serve --data-dir ./srv --proxy-listen 127.0.0.1:8080 \
@@ -598,6 +599,16 @@ pub struct ServeArgs {
     /// `export TOK_URL=...` and `export TOK_ADMIN_TOKEN=...` lines on stdout.
     #[arg(long)]
     pub dev: bool,
+
+    /// A PostgreSQL store that several nodes share, postgres://USER@HOST:PORT/DB
+    /// [default: the SQLite store in the data directory]. The password comes from
+    /// PGPASSWORD, a .pgpass file, or a URL in TOK_STORE; never from this flag.
+    #[arg(long, value_name = "URL", env = env::STORE)]
+    pub store: Option<String>,
+
+    /// This node's name in the audit entries it writes [default: the host name].
+    #[arg(long, value_name = "NAME", env = env::NODE_NAME)]
+    pub node_name: Option<String>,
 
     /// Serve HTTPS (the admin API and the proxy) with this PEM certificate chain (needs --tls-key).
     #[arg(long, value_name = "FILE", requires = "tls_key")]
@@ -719,6 +730,11 @@ pub struct ServeInitArgs {
     /// Name of the admin token.
     #[arg(long, default_value = "admin")]
     pub name: String,
+
+    /// Initialise this PostgreSQL store (as `tok serve --store`) instead of
+    /// the SQLite store in the data directory.
+    #[arg(long, value_name = "URL", env = env::STORE)]
+    pub store: Option<String>,
 }
 
 /// Print the shell completion script for SHELL

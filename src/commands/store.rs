@@ -4,7 +4,6 @@ use super::Ctx;
 use crate::cli::{StoreCommand, StoreCopyArgs};
 use crate::error::{Kind, UserError};
 use crate::store::any::{AnyStore, Spec};
-use crate::store::backend;
 use crate::store::copy::{copy, Report};
 use crate::store::postgres;
 use anyhow::Result;
@@ -46,7 +45,7 @@ fn copy_cmd(ctx: &Ctx, a: StoreCopyArgs) -> Result<()> {
         let to = open(to, &node, "--to").await?;
         copy::<AnyStore, AnyStore>(&from, &to, a.force)
             .await
-            .map_err(|e| user_error(e, "could not copy the store"))
+            .map_err(|e| crate::server::store_error(e, "could not copy the store"))
     })?;
     if !ctx.global.quiet {
         eprintln!(
@@ -59,19 +58,11 @@ fn copy_cmd(ctx: &Ctx, a: StoreCopyArgs) -> Result<()> {
 }
 
 fn spec(s: &str, from_env: bool, flag: &str) -> Result<Spec> {
-    Spec::parse(s, from_env).map_err(|e| user_error(e, &format!("bad {flag}")))
+    Spec::parse(s, from_env).map_err(|e| crate::server::store_error(e, &format!("bad {flag}")))
 }
 
 async fn open(spec: Spec, node: &str, flag: &str) -> Result<AnyStore> {
-    spec.open(node)
-        .await
-        .map_err(|e| user_error(e, &format!("could not open the store given in {flag}")))
-}
-
-fn user_error(e: backend::Error, what: &str) -> anyhow::Error {
-    let mut u = UserError::new(e.kind(), format!("{what}: {e}"));
-    if let Some(h) = e.hint() {
-        u = u.hint(h);
-    }
-    u.into()
+    spec.open(node).await.map_err(|e| {
+        crate::server::store_error(e, &format!("could not open the store given in {flag}"))
+    })
 }

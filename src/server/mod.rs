@@ -24,7 +24,7 @@ pub mod wire;
 use crate::duration::Ttl;
 use crate::error::{Kind, UserError};
 use crate::model::{Created, Filter, NewToken, StateFilter, Token};
-use crate::store::Store;
+use crate::store::backend::{self, Backend};
 use anyhow::{Context, Result};
 use chrono::Utc;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -75,23 +75,27 @@ pub fn init_logging(quiet: bool, verbose: u8) {
 }
 
 /// An active token with the `tok:admin` scope, if the store has one.
-pub fn active_admin(store: &Store) -> Result<Option<Token>> {
+pub async fn active_admin<B: Backend>(store: &B) -> Result<Option<Token>, backend::Error> {
     let filter = Filter {
         state: StateFilter::Active,
         scopes: vec![auth::SCOPE_ADMIN.to_string()],
         limit: Some(1),
         ..Filter::default()
     };
-    let mut found = None;
-    store.list::<crate::store::StoreError>(&filter, None, Utc::now(), &mut |t| {
-        found = Some(t);
-        Ok(())
-    })?;
-    Ok(found)
+    Ok(store
+        .list(&filter, None, Utc::now())
+        .await?
+        .into_iter()
+        .next())
 }
 
 /// Makes an admin token (`tok:admin`), never expiring unless `ttl` is given.
-pub fn create_admin(store: &Store, name: &str, ttl: Option<Ttl>, by: &str) -> Result<Created> {
+pub async fn create_admin<B: Backend>(
+    store: &B,
+    name: &str,
+    ttl: Option<Ttl>,
+    by: &str,
+) -> Result<Created> {
     let now = Utc::now();
     let new = NewToken {
         name: Some(name.to_string()),
@@ -102,7 +106,19 @@ pub fn create_admin(store: &Store, name: &str, ttl: Option<Ttl>, by: &str) -> Re
     };
     crate::model::check_new_token(&new)
         .map_err(|e| UserError::usage(format!("cannot create the admin token: {e}")))?;
-    Ok(store.create(&new, Some(by), now)?)
+    store
+        .create(&new, Some(by), now)
+        .await
+        .map_err(|e| store_error(e, "could not create the admin token"))
+}
+
+/// A store error as a classified error for the command line.
+pub fn store_error(e: backend::Error, what: &str) -> anyhow::Error {
+    let mut u = UserError::new(e.kind(), format!("{what}: {e}"));
+    if let Some(h) = e.hint() {
+        u = u.hint(h);
+    }
+    u.into()
 }
 
 /// The URL clients use for a bound address: a wildcard address becomes loopback.
@@ -149,10 +165,9 @@ async fn serve(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
         None => None,
     };
 
-    let admin = state
-        .with_store(|store| active_admin(store).map_err(error::ApiError::internal))
+    let admin = active_admin(&crate::store::sqlite::Sqlite::open(&config.data_dir)?)
         .await
-        .map_err(|e| anyhow::anyhow!("could not read the store: {}", e.message))?;
+        .map_err(|e| store_error(e, "could not read the store"))?;
     if admin.is_none() {
         tracing::warn!(
             "the store has no active token with the tok:admin scope, so no request can authenticate; make one with `tok serve init --data-dir {}`",

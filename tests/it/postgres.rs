@@ -627,3 +627,41 @@ async fn tls_is_verified_with_rustls() {
         assert!(!shown.contains(&db.password), "{shown}");
     }
 }
+
+#[test]
+fn serve_init_makes_one_admin_token_in_a_postgres_store() {
+    let db = TestDb::new();
+    let mut env = Env::new();
+    env.set("PGPASSWORD", &db.password);
+    let out = env.run(&["serve", "init", "--store", &db.url, "--name", "root"]);
+    assert_success(&out, &["serve", "init", "--store"]);
+    let secret = stdout(&out);
+    assert!(secret.trim().starts_with("tok_"), "{secret}");
+    assert!(
+        stderr(&out).contains(&format!("tok serve --store {}", db.url)),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        db.query_text("SELECT name || ' ' || scopes::text FROM tokens"),
+        r#"root ["tok:admin"]"#
+    );
+    // Only hashes are stored.
+    let all = db.query_text("SELECT string_agg(t::text, '') FROM tokens t");
+    assert!(!all.contains(secret.trim()));
+    // A second init refuses, naming the store.
+    let out = env.run(&["serve", "init", "--store", &db.url]);
+    assert_fails(&out, 2, &["already has an active admin token", &db.url]);
+    // TOK_STORE works the same, and may carry the password.
+    let mut env2 = Env::new();
+    env2.set("TOK_STORE", &db.url_with_password());
+    let out = env2.run(&["serve", "init"]);
+    assert_fails(&out, 2, &["already has an active admin token"]);
+    assert!(!stderr(&out).contains(&db.password));
+    // A password on the command line is refused before anything connects.
+    let out = env.run(&["serve", "init", "--store", &db.url_with_password()]);
+    assert_fails(&out, 2, &["TOK_STORE", "PGPASSWORD"]);
+    assert!(!stderr(&out).contains(&db.password));
+    let out = env.run(&["serve", "init", "--store", "./some/dir"]);
+    assert_fails(&out, 2, &["--store takes a postgres:// URL", "--data-dir"]);
+}
