@@ -10,7 +10,7 @@ use std::time::Duration;
 use tok::model::{Filter, NewToken, RevokeOutcome, State, StateFilter};
 use tok::store::audit::{AuditFilter, Decision, Entry, Event, Retention};
 use tok::store::backend::{self, Backend, Error};
-use tok::store::postgres::notify::{Change, Listener};
+use tok::store::postgres::notify::{Change, Follower, Listener};
 use tok::store::postgres::{PgStore, Target};
 use tok::store::{Admission, Refusal, Spend};
 
@@ -301,11 +301,7 @@ async fn a_lost_notification_connection_says_so_and_comes_back() {
     );
     assert!(listener.is_live());
     // Kill the listening session from the server side.
-    db.exec(&format!(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-         WHERE datname = '{}' AND query LIKE 'LISTEN%'",
-        db.name
-    ));
+    kill_listeners(&db);
     // Lost (Resync, not live), then back (Resync, live).
     let lost = tokio::time::timeout(Duration::from_secs(10), rx.recv())
         .await
@@ -318,6 +314,73 @@ async fn a_lost_notification_connection_says_so_and_comes_back() {
         .unwrap();
     assert_eq!(back, Change::Resync);
     assert!(listener.is_live());
+}
+
+fn kill_listeners(db: &TestDb) {
+    db.exec(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = '{}' AND application_name = 'tok listen'",
+        db.name
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_applies_changes_and_refuses_while_not_hearing() {
+    let db = TestDb::new();
+    let a = db.store("a").await;
+    let f = Follower::start(db.target());
+    let mut seen = Vec::new();
+    // Not live yet, or live: either way the first catch-up drops everything.
+    for _ in 0..200 {
+        if f.catch_up(|c| seen.push(c)).is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(f.is_live());
+    assert!(seen.contains(&Change::Resync), "{seen:?}");
+    let c = a
+        .create(&NewToken::default(), None, Utc::now())
+        .await
+        .unwrap();
+    a.revoke(&c.token.id, None, None, Utc::now()).await.unwrap();
+    let mut ops = Vec::new();
+    for _ in 0..200 {
+        f.catch_up(|c| {
+            if let Change::Token { op, .. } = c {
+                ops.push(op)
+            }
+        })
+        .unwrap();
+        if ops.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(ops, ["create", "revoke"]);
+    // Lost: catch-up fails (read through) and says to drop everything.
+    kill_listeners(&db);
+    let mut refused = false;
+    for _ in 0..200 {
+        let mut resync = false;
+        if f.catch_up(|c| resync |= c == Change::Resync).is_err() {
+            assert!(resync);
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(refused);
+    // And back.
+    let mut back = false;
+    for _ in 0..400 {
+        if f.catch_up(|_| {}).is_ok() {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(back && f.is_live());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

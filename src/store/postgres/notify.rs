@@ -22,8 +22,8 @@
 use super::target::{Target, Tls};
 use super::tls::Rustls;
 use futures_util::future::poll_fn;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::broadcast;
@@ -44,9 +44,44 @@ pub enum Change {
     Resync,
 }
 
+/// How often the listening connection is checked, and how long an answer may
+/// take: a connection that died without a word (a cut network) is noticed
+/// within about two seconds, not at TCP keepalive's pace.
+/// How the listening session shows in `pg_stat_activity`.
+pub const APPLICATION_NAME: &str = "tok listen";
+const HEARTBEAT: Duration = Duration::from_secs(1);
+const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Whether notifications are heard, and since when: incremented at every
+/// connect and every loss, so it is odd while live, and a reader can tell
+/// whether the connection changed between two looks.
+#[derive(Default)]
+struct Live(AtomicU64);
+
+impl Live {
+    fn get(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+    fn up(&self) {
+        if self.get() % 2 == 0 {
+            self.0.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+    /// Marks it down; true when it was up.
+    fn down(&self) -> bool {
+        let was = self.get();
+        if was % 2 == 1 {
+            self.0.fetch_add(1, Ordering::AcqRel);
+            true
+        } else {
+            false
+        }
+    }
+}
+
 /// The listening side; dropping it stops the task.
 pub struct Listener {
-    live: Arc<AtomicBool>,
+    live: Arc<Live>,
     tx: broadcast::Sender<Change>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -60,7 +95,7 @@ impl Drop for Listener {
 impl Listener {
     /// Starts listening on its own connection to `target`.
     pub fn start(target: Target) -> Listener {
-        let live = Arc::new(AtomicBool::new(false));
+        let live = Arc::new(Live::default());
         let (tx, _) = broadcast::channel(4096);
         let task = tokio::spawn(run(target, Arc::clone(&live), tx.clone()));
         Listener { live, tx, task }
@@ -68,7 +103,7 @@ impl Listener {
 
     /// Whether notifications are being heard now. When false, read through.
     pub fn is_live(&self) -> bool {
-        self.live.load(Ordering::Acquire)
+        self.live.get() % 2 == 1
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Change> {
@@ -76,15 +111,14 @@ impl Listener {
     }
 }
 
-async fn run(target: Target, live: Arc<AtomicBool>, tx: broadcast::Sender<Change>) {
+async fn run(target: Target, live: Arc<Live>, tx: broadcast::Sender<Change>) {
     let mut backoff = Duration::from_millis(100);
     loop {
         let result = match &target.tls {
             Tls::Disable => listen(&target, tokio_postgres::NoTls, &live, &tx).await,
             Tls::Verify(c) => listen(&target, Rustls(c.clone()), &live, &tx).await,
         };
-        let was_live = live.swap(false, Ordering::AcqRel);
-        if was_live {
+        if live.down() {
             backoff = Duration::from_millis(100);
             let _ = tx.send(Change::Resync);
         }
@@ -104,14 +138,16 @@ async fn run(target: Target, live: Arc<AtomicBool>, tx: broadcast::Sender<Change
 async fn listen<T>(
     target: &Target,
     tls: T,
-    live: &AtomicBool,
+    live: &Live,
     tx: &broadcast::Sender<Change>,
 ) -> Result<(), tokio_postgres::Error>
 where
     T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
     T::Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (client, mut conn) = target.config.connect(tls).await?;
+    let mut config = target.config.clone();
+    config.application_name(APPLICATION_NAME);
+    let (client, mut conn) = config.connect(tls).await?;
     let (msg_tx, mut msg_rx) = tokio::sync::mpsc::unbounded_channel();
     // The connection must be polled for the LISTEN below to complete, so it
     // runs in a task of its own, handing notifications over.
@@ -136,18 +172,86 @@ where
         driver.abort();
         return Err(e);
     }
-    live.store(true, Ordering::Release);
+    live.up();
     // Anything cached before now may have missed a change.
     let _ = tx.send(Change::Resync);
-    while let Some(payload) = msg_rx.recv().await {
-        if let Some(change) = parse(&payload) {
-            let _ = tx.send(change);
+    let mut beat = tokio::time::interval(HEARTBEAT);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let ended = loop {
+        tokio::select! {
+            payload = msg_rx.recv() => match payload {
+                Some(p) => {
+                    if let Some(change) = parse(&p) {
+                        let _ = tx.send(change);
+                    }
+                }
+                None => break Ok(()),
+            },
+            _ = beat.tick() => {
+                match tokio::time::timeout(HEARTBEAT_TIMEOUT, client.simple_query("")).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => break Err(e),
+                    Err(_) => {
+                        tracing::warn!("the notification connection to {} stopped answering", target.display);
+                        break Ok(());
+                    }
+                }
+            }
         }
-    }
+    };
     drop(client);
-    match driver.await {
-        Ok(r) => r,
-        Err(_) => Ok(()),
+    driver.abort();
+    ended
+}
+
+/// Follows the changes for a cache: what the admission cache of `tok serve`
+/// asks before each use on PostgreSQL.
+pub struct Follower {
+    listener: Listener,
+    rx: Mutex<broadcast::Receiver<Change>>,
+}
+
+/// Notifications are not being heard: read the store instead of the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not hearing the store's change notifications; reading through to the database")]
+pub struct NotLive;
+
+impl Follower {
+    pub fn start(target: Target) -> Follower {
+        let listener = Listener::start(target);
+        let rx = Mutex::new(listener.subscribe());
+        Follower { listener, rx }
+    }
+
+    pub fn is_live(&self) -> bool {
+        self.listener.is_live()
+    }
+
+    /// Hands `apply` every change heard so far (`Resync` when some may have
+    /// been missed). Fails, after applying what there was, when the
+    /// notifications were not heard throughout: then nothing cached may be
+    /// trusted, and the caller reads through.
+    pub fn catch_up(&self, mut apply: impl FnMut(Change)) -> Result<(), NotLive> {
+        let before = self.listener.live.get();
+        let mut rx = self.rx.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            match rx.try_recv() {
+                Ok(c) => apply(c),
+                Err(broadcast::error::TryRecvError::Empty) => break,
+                Err(broadcast::error::TryRecvError::Lagged(_)) => apply(Change::Resync),
+                Err(broadcast::error::TryRecvError::Closed) => {
+                    apply(Change::Resync);
+                    return Err(NotLive);
+                }
+            }
+        }
+        let after = self.listener.live.get();
+        if before % 2 == 1 && before == after {
+            Ok(())
+        } else {
+            apply(Change::Resync);
+            Err(NotLive)
+        }
     }
 }
 
