@@ -165,6 +165,7 @@ pub enum Command {
 ///   TOKEN=$(tok create --ttl 10m --name deploy-$RUN_ID)
 ///   tok create --ttl 1h -o env >> "$GITHUB_ENV"
 ///   tok create --expires-at 2030-01-01T00:00:00Z --label team=payments
+///   TOKEN=$(tok create --federated --ttl 10m --scope deploy)   # CI job, no admin credential
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct CreateArgs {
@@ -207,6 +208,22 @@ pub struct CreateArgs {
     /// Do not print a newline after the secret.
     #[arg(long)]
     pub no_newline: bool,
+
+    /// Trade this CI job's OIDC ID token for the token at a tok serve, with no
+    /// admin credential: github, gitlab, file:PATH or env:NAME; alone, detect the platform (docs/federation.md).
+    #[arg(long, value_name = "SOURCE", num_args = 0..=1, default_missing_value = "auto",
+          conflicts_with_all = ["expires_at", "no_expiry", "name", "description", "labels"],
+          help_heading = "Federation")]
+    pub federated: Option<crate::commands::federated::IdTokenSource>,
+
+    /// With --federated github: the audience to ask GitHub for [default: the one the server names].
+    #[arg(
+        long,
+        value_name = "AUD",
+        requires = "federated",
+        help_heading = "Federation"
+    )]
+    pub audience: Option<String>,
 }
 
 /// The filters shared by `list` and bulk `revoke`.
@@ -346,7 +363,7 @@ pub struct RotateArgs {
     pub no_newline: bool,
 }
 
-/// Extend a live token's lifetime, on gateways that can (vault, apipark, kong, tyk)
+/// Extend a live token's lifetime, on gateways that can (vault, apipark, kong, apisix, tyk)
 ///
 /// The token keeps its secret; the gateway sets its new expiry, at most its
 /// maximum lifetime (a capped renewal is reported on stderr). Prints the
@@ -577,6 +594,10 @@ pub struct AuthStatusArgs {}
 /// route needs (--routes), streams them to the upstream, and records every
 /// decision in the audit trail (`tok audit`). See docs/proxy.md.
 ///
+/// With --federation, CI jobs trade their OIDC ID token for a short-lived token
+/// at POST /oauth/token, as the trust policies allow; SIGHUP rereads the file.
+/// See docs/federation.md.
+///
 /// Examples:
 ///   tok serve --dev                                  # try tok in a second terminal
 ///   tok serve init --data-dir /var/lib/tok > admin.token
@@ -585,6 +606,7 @@ pub struct AuthStatusArgs {}
 ///       --tls-cert /etc/tok/cert.pem --tls-key /etc/tok/key.pem
 ///   tok serve --data-dir ./srv --proxy-listen 127.0.0.1:8080 \
 ///       --upstream http://127.0.0.1:3000 --routes routes.toml
+///   tok serve --data-dir /var/lib/tok --federation /etc/tok/federation.toml
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment, args_conflicts_with_subcommands = true)]
 pub struct ServeArgs {
@@ -667,9 +689,18 @@ pub struct ServeArgs {
     )]
     pub audit_max_age: Ttl,
 
+    /// Trust policies (TOML) for CI jobs that trade their OIDC ID token for a
+    /// tok token at POST /oauth/token; read again on SIGHUP (docs/federation.md).
+    #[arg(long, value_name = "FILE", help_heading = "Federation")]
+    pub federation: Option<PathBuf>,
+
     /// Keep at most this many audit entries (the oldest go first).
     #[arg(long, value_name = "N", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..), help_heading = "Audit trail")]
     pub audit_max_rows: u64,
+
+    /// How many audit entries may wait for the writer; when that many wait, a proxy request waits up to 5s for room, then gets 503.
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000), help_heading = "Audit trail")]
+    pub audit_queue: u32,
 }
 
 /// Move a token store between SQLite and PostgreSQL

@@ -1,8 +1,8 @@
 //! Profiles in `$XDG_CONFIG_HOME/tok/config.toml` (`TOK_CONFIG_DIR` overrides),
 //! and the data directory of the embedded store.
 
-use crate::drivers::DriverKind;
 use crate::error::UserError;
+use crate::registry::DriverKind;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

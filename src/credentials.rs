@@ -14,8 +14,8 @@ pub mod file;
 pub mod index;
 pub mod os_keyring;
 
-use crate::drivers::DriverKind;
 use crate::error::{Kind, UserError};
+use crate::registry::DriverKind;
 use crate::secret::Secret;
 use std::fmt;
 
@@ -66,18 +66,7 @@ pub struct Credential {
 /// The environment variables that carry a driver's credential, most specific
 /// first; `TOK_ADMIN_TOKEN` works for every driver.
 pub fn env_vars(kind: DriverKind) -> &'static [&'static str] {
-    use crate::env::*;
-    match kind {
-        DriverKind::Local => &[],
-        DriverKind::Tok => &[ADMIN_TOKEN],
-        DriverKind::Vault => &[VAULT_TOKEN, ADMIN_TOKEN],
-        // The oauth2 credential is the client secret of --client-id.
-        DriverKind::Oauth2 => &[CLIENT_SECRET, ADMIN_TOKEN],
-        DriverKind::Apipark => &[APIPARK_API_KEY, ADMIN_TOKEN],
-        DriverKind::Kong => &[KONG_ADMIN_TOKEN, ADMIN_TOKEN],
-        DriverKind::Apisix => &[APISIX_ADMIN_KEY, ADMIN_TOKEN],
-        DriverKind::Tyk => &[TYK_SECRET, ADMIN_TOKEN],
-    }
+    kind.spec().credential_env
 }
 
 /// The credential from the environment, if one is set (and not empty).
@@ -102,7 +91,7 @@ fn from_env_with(kind: DriverKind, env: &dyn Fn(&str) -> Option<String>) -> Opti
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
     pub profile: Option<String>,
-    /// The gateway URL as `drivers::http_client::normalize_url` writes it.
+    /// The gateway URL as `url::normalize` writes it.
     pub url: String,
 }
 
@@ -110,7 +99,7 @@ impl Account {
     pub fn new(profile: Option<&str>, url: &str) -> anyhow::Result<Account> {
         Ok(Account {
             profile: profile.map(str::to_string),
-            url: crate::drivers::http_client::normalize_url(url)?,
+            url: crate::url::normalize(url)?,
         })
     }
 

@@ -83,6 +83,29 @@ pub struct Token {
 }
 
 impl Token {
+    /// A token known by id, creation and expiry alone, every other field empty,
+    /// its state as of now; drivers fill in what their gateway holds.
+    pub fn bare(id: String, created_at: DateTime<Utc>, expires_at: Option<DateTime<Utc>>) -> Token {
+        Token {
+            id,
+            name: None,
+            description: None,
+            scopes: Vec::new(),
+            labels: BTreeMap::new(),
+            created_at,
+            created_by: None,
+            expires_at,
+            max_uses: None,
+            uses: 0,
+            last_used_at: None,
+            state: state_of(false, expires_at, None, 0, Utc::now()),
+            revoked_at: None,
+            revoked_by: None,
+            revoke_reason: None,
+            fingerprint: "-".into(),
+        }
+    }
+
     /// The state implied by the fields at time `now`: revoked beats expired beats
     /// exhausted, so a revoked token always reads as revoked.
     pub fn state_at(&self, now: DateTime<Utc>) -> State {
@@ -313,22 +336,8 @@ mod tests {
         let now = Utc::now();
         let soon = now + chrono::TimeDelta::hours(1);
         let token = |expires_at| Token {
-            id: "t".into(),
-            name: None,
-            description: None,
-            scopes: Vec::new(),
-            labels: BTreeMap::new(),
-            created_at: now,
-            created_by: None,
-            expires_at,
-            max_uses: None,
-            uses: 0,
-            last_used_at: None,
             state: State::Active,
-            revoked_at: None,
-            revoked_by: None,
-            revoke_reason: None,
-            fingerprint: "-".into(),
+            ..Token::bare("t".into(), now, expires_at)
         };
         let within = |w| Filter {
             expiring_within: Some(w),

@@ -11,7 +11,10 @@ use anyhow::Result;
 use chrono::Utc;
 use std::collections::BTreeMap;
 
-pub fn run(ctx: &Ctx, args: CreateArgs) -> Result<()> {
+pub fn run(ctx: &Ctx, mut args: CreateArgs) -> Result<()> {
+    if let Some(source) = args.federated.take() {
+        return super::federated::run(ctx, args, source);
+    }
     let now = Utc::now();
     let explicit_lifetime = args.no_expiry || args.expires_at.is_some() || args.ttl.is_some();
     // A TTL is kept as a TTL until the gateway is open: opening one (TLS roots,

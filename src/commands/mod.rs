@@ -6,6 +6,7 @@ pub mod complete;
 pub mod completions;
 pub mod create;
 pub mod drivers;
+pub mod federated;
 pub mod generate;
 pub mod inspect;
 pub mod list;
@@ -23,8 +24,7 @@ use crate::config::{self, Config, Profile};
 use crate::credentials;
 use crate::drivers::http_client::HttpSettings;
 use crate::drivers::{
-    local::Local, oauth2::OAuth2, tok::TokDriver, vault::Vault, DriverError, DriverKind, Gateway,
-    Settings, Warn,
+    local::Local, DriverError, DriverKind, Gateway, Opening, Scope, Settings, Warn,
 };
 use crate::duration::Ttl;
 use crate::error::{self, UserError};
@@ -176,21 +176,20 @@ impl Ctx {
     /// The driver `kind` with these settings (`tok login` passes the credential
     /// it is about to check).
     pub fn gateway_with(&self, kind: DriverKind, settings: Settings) -> Result<Box<dyn Gateway>> {
-        use crate::drivers::{apipark::Apipark, apisix::Apisix, kong::Kong, tyk::Tyk};
-        let owner = self.global.owner.clone().or(self.profile.owner.clone());
-        Ok(match kind {
-            DriverKind::Local => Box::new(Local::open(&self.data_dir()?)?),
-            DriverKind::Tok => Box::new(TokDriver::new(&settings)?),
-            DriverKind::Vault => Box::new(Vault::new(&settings, self.warner())?),
-            DriverKind::Oauth2 => Box::new(OAuth2::new(&settings, self.warner())?),
-            DriverKind::Apipark => {
-                let app = self.global.app.clone().or(self.profile.app.clone());
-                Box::new(Apipark::new(settings, app)?)
-            }
-            DriverKind::Kong => Box::new(Kong::new(settings, owner)?),
-            DriverKind::Apisix => Box::new(Apisix::new(settings, owner)?),
-            DriverKind::Tyk => Box::new(Tyk::new(settings)?),
-        })
+        let data_dir = match kind {
+            DriverKind::Local => Some(self.data_dir()?),
+            _ => None,
+        };
+        Ok(crate::drivers::open(
+            kind,
+            Opening {
+                settings,
+                data_dir,
+                owner: self.global.owner.clone().or(self.profile.owner.clone()),
+                app: self.global.app.clone().or(self.profile.app.clone()),
+                warn: self.warner(),
+            },
+        )?)
     }
 
     /// Lets a driver pass the gateway's own warnings to stderr.
@@ -206,34 +205,15 @@ impl Ctx {
         }
     }
 
-    /// `--app` and `--owner` mean something to some drivers only; given to
-    /// another, they would be silently ignored, so they are refused.
+    /// `--app` and `--owner` mean something to some drivers only.
     fn check_owner_flags(&self, kind: DriverKind) -> Result<()> {
-        if self.global.app.is_some() && kind != DriverKind::Apipark {
-            return Err(UserError::usage(format!(
-                "--app is for the apipark driver, not {}",
-                kind.as_str()
-            ))
-            .hint(match kind {
-                DriverKind::Kong | DriverKind::Apisix => {
-                    "keys of this gateway belong to a consumer: use --owner CONSUMER"
-                }
-                _ => "drop --app (or TOK_APP)",
-            })
-            .into());
-        }
-        if self.global.owner.is_some() && !matches!(kind, DriverKind::Kong | DriverKind::Apisix) {
-            return Err(UserError::usage(format!(
-                "--owner is for the kong and apisix drivers, not {}",
-                kind.as_str()
-            ))
-            .hint(if kind == DriverKind::Apipark {
-                "APIPark keys belong to an app: use --app APP_ID"
-            } else {
-                "drop --owner (or TOK_OWNER)"
-            })
-            .into());
-        }
+        crate::drivers::check_scopes(
+            kind,
+            &[
+                (Scope::App, self.global.app.is_some()),
+                (Scope::Owner, self.global.owner.is_some()),
+            ],
+        )?;
         Ok(())
     }
 

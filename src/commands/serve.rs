@@ -37,7 +37,9 @@ pub fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
         tls,
         proxy,
         retention,
+        audit_queue: args.audit_queue as usize,
         header_timeout: std::time::Duration::from_secs(args.header_timeout.as_secs()),
+        federation: args.federation,
     };
     if args.dev {
         return dev(ctx, base);

@@ -7,8 +7,8 @@
 //! (0600); losing it only loses the warning until the next login or status.
 
 use super::{Account, Credential};
-use crate::drivers::Identity;
 use crate::output::{rfc3339, Out};
+use crate::registry::Identity;
 use crate::secret::Secret;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};

@@ -13,10 +13,11 @@
 //! that does not exist says so. System API keys carry no name or expiry that
 //! the automation API shows.
 
-use super::gateway_api::{self, AdminApi, Answer};
-use super::{DriverError, DriverKind, Gateway, Identity, Result, Settings};
+use super::http_client::{self, AdminApi, Answer, Dialect};
+use super::keys::{self, KeyGateway, Reach};
+use super::{DriverError, DriverKind, Identity, Result, Settings};
 use crate::error::Kind;
-use crate::model::{check_new_token, Created, Filter, NewToken, RevokeOutcome, Token};
+use crate::model::{Created, NewToken, Token};
 use crate::secret::{self, Secret};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use reqwest::Method;
@@ -26,8 +27,17 @@ use std::collections::BTreeMap;
 
 const BASE: &str = "/openapi/v1";
 const DRIVER_APIKEY: &str = "apikey";
+/// One authorization of the app.
+const ONE: &str = "/app/authorization";
 /// Where clients put the key. APIPark's console uses the same default.
 const TOKEN_HEADER: &str = "Authorization";
+
+/// APIPark answers errors inside its envelope (`open`); only the credential
+/// header and a refused credential go through the shared dialect.
+static DIALECT: Dialect = Dialect {
+    message: &["msg"],
+    ..Dialect::new(DriverKind::Apipark, "APIPark", "authorization")
+};
 
 pub struct Apipark {
     api: AdminApi,
@@ -44,48 +54,49 @@ struct Envelope {
     data: Option<Map<String, Value>>,
 }
 
+/// What an authorization says of itself, in the list and in its details.
+#[derive(Deserialize, Clone)]
+pub struct Head {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub driver: String,
+    #[serde(default)]
+    pub expire_time: i64,
+}
+
 /// An item of `GET /app/authorizations` (no secret in it).
 #[derive(Deserialize, Clone)]
-struct Item {
-    id: String,
+pub struct Item {
+    #[serde(flatten)]
+    pub head: Head,
     #[serde(default)]
-    name: String,
+    pub creator: Option<Label>,
     #[serde(default)]
-    driver: String,
-    #[serde(default)]
-    expire_time: i64,
-    #[serde(default)]
-    creator: Option<Label>,
-    #[serde(default)]
-    create_time: Option<String>,
+    pub create_time: Option<String>,
 }
 
 #[derive(Deserialize, Clone, Default)]
-struct Label {
-    #[serde(default)]
-    id: String,
-    #[serde(default)]
-    name: String,
+#[serde(default)]
+pub struct Label {
+    pub id: String,
+    pub name: String,
 }
 
 /// `data.authorization` of create, edit and get: this one holds the secret.
 #[derive(Deserialize)]
-struct Authorization {
-    id: String,
+pub struct Authorization {
+    #[serde(flatten)]
+    pub head: Head,
     #[serde(default)]
-    name: String,
+    pub position: String,
     #[serde(default)]
-    driver: String,
+    pub token_name: String,
     #[serde(default)]
-    expire_time: i64,
+    pub hide_credential: bool,
     #[serde(default)]
-    position: String,
-    #[serde(default)]
-    token_name: String,
-    #[serde(default)]
-    hide_credential: bool,
-    #[serde(default)]
-    config: Option<Map<String, Value>>,
+    pub config: Option<Map<String, Value>>,
 }
 
 impl Authorization {
@@ -94,33 +105,17 @@ impl Authorization {
     }
 
     fn labels(&self) -> BTreeMap<String, String> {
-        self.config
-            .as_ref()
-            .and_then(|c| c.get("label"))
-            .and_then(Value::as_object)
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| {
-                        (
-                            k.clone(),
-                            v.as_str().map_or_else(|| v.to_string(), String::from),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
+        keys::labels(self.config.as_ref().and_then(|c| c.get("label")))
     }
 }
 
+/// An authorization as listed, and its details once read (they hold the key).
+pub type Raw = (Item, Option<Authorization>);
+
 impl Apipark {
     pub fn new(settings: Settings, app: Option<String>) -> Result<Apipark> {
-        let credential = settings.credential.as_ref().ok_or_else(|| {
-            gateway_api::missing_credential(
-                DriverKind::Apipark,
-                "an APIPark system API key (console: System settings > API keys)",
-            )
-        })?;
-        let app = app.filter(|a| !a.trim().is_empty()).ok_or_else(|| DriverError::Gateway {
+        let api = AdminApi::needing(&settings, &DIALECT, "Bearer ")?;
+        let app = app.ok_or_else(|| DriverError::Gateway {
             message: "the apipark driver needs the app whose keys it manages".into(),
             kind: Kind::Usage,
             hint: Some(
@@ -128,107 +123,60 @@ impl Apipark {
                     .into(),
             ),
         })?;
-        let bearer = Secret::new(format!("Bearer {}", credential.secret.expose()));
-        Ok(Apipark {
-            api: AdminApi::new(&settings, Some(("authorization", &bearer)))?,
-            app,
-        })
+        Ok(Apipark { api, app })
     }
 
-    /// Sends a request and opens the envelope; `secrets` are blanked from errors.
+    /// A request about the app's authorizations (or the one with `id`), its
+    /// envelope opened; `secrets` are blanked from errors, and "not found" is
+    /// `missing`.
     fn call(
         &self,
-        method: Method,
-        path: &str,
-        query: &[(&str, &str)],
+        (method, path): (Method, &str),
+        id: Option<&str>,
         body: Option<&Value>,
         secrets: &[&Secret],
-    ) -> Result<Map<String, Value>> {
+        missing: impl FnOnce() -> DriverError,
+    ) -> Result<(Answer, Map<String, Value>)> {
+        let mut query = vec![("app", self.app.as_str())];
+        query.extend(id.map(|i| ("authorization", i)));
         let answer = self
             .api
-            .call(method, &format!("{BASE}{path}"), query, body)?;
-        open(&answer, secrets)
+            .call(method, &format!("{BASE}{path}"), &query, body)?;
+        match open(&answer, secrets) {
+            Ok(data) => Ok((answer, data)),
+            Err(DriverError::NotFound(_)) => Err(missing()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// "record not found" on the app-level list means the app does not exist.
+    fn no_app(&self) -> DriverError {
+        DriverError::Gateway {
+            message: format!("APIPark has no app `{}`", self.app),
+            kind: Kind::NotFound,
+            hint: Some(
+                "check --app (or TOK_APP, or the profile's `app`): it takes the app's id, shown in the APIPark console"
+                    .into(),
+            ),
+        }
     }
 
     /// Every `apikey` authorization of the app (other drivers are not bearer keys).
     fn items(&self) -> Result<Vec<Item>> {
-        let answer = self.api.call(
-            Method::GET,
-            &format!("{BASE}/app/authorizations"),
-            &[("app", &self.app)],
-            None,
-        )?;
-        let data = open(&answer, &[]).map_err(|e| self.app_not_found(e))?;
+        let list = (Method::GET, "/app/authorizations");
+        let (answer, data) = self.call(list, None, None, &[], || self.no_app())?;
         let items: Vec<Item> = field(&answer, data, "authorizations")?;
         Ok(items
             .into_iter()
-            .filter(|i| i.driver == DRIVER_APIKEY)
+            .filter(|i| i.head.driver == DRIVER_APIKEY)
             .collect())
     }
 
-    /// "record not found" on the app-level list means the app does not exist.
-    fn app_not_found(&self, e: DriverError) -> DriverError {
-        match e {
-            DriverError::NotFound(_) => DriverError::Gateway {
-                message: format!("APIPark has no app `{}`", self.app),
-                kind: Kind::NotFound,
-                hint: Some(
-                    "check --app (or TOK_APP, or the profile's `app`): it takes the app's id, shown in the APIPark console"
-                        .into(),
-                ),
-            },
-            other => other,
-        }
-    }
-
     fn detail(&self, id: &str) -> Result<Authorization> {
-        let answer = self.api.call(
-            Method::GET,
-            &format!("{BASE}/app/authorization"),
-            &[("app", &self.app), ("authorization", id)],
-            None,
-        )?;
-        let data = open(&answer, &[]).map_err(|e| match e {
-            DriverError::NotFound(_) => DriverError::NotFound(id.to_string()),
-            other => other,
+        let (answer, data) = self.call((Method::GET, ONE), Some(id), None, &[], || {
+            DriverError::NotFound(id.to_string())
         })?;
         field(&answer, data, "authorization")
-    }
-
-    fn to_token(&self, item: &Item, auth: Option<&Authorization>) -> Token {
-        let created_at = item
-            .create_time
-            .as_deref()
-            .and_then(parse_time)
-            .unwrap_or_else(Utc::now);
-        let mut t = gateway_api::token(item.id.clone(), created_at, expiry(item.expire_time));
-        t.name = Some(item.name.clone()).filter(|n| !n.is_empty());
-        t.created_by = item.creator.as_ref().and_then(|c| {
-            if !c.name.is_empty() && c.name != "unknown" {
-                Some(c.name.clone())
-            } else {
-                Some(c.id.clone()).filter(|i| !i.is_empty())
-            }
-        });
-        if let Some(a) = auth {
-            t.labels = a.labels();
-            if let Some(key) = a.apikey() {
-                t.fingerprint = gateway_api::fingerprint(key);
-            }
-        }
-        t
-    }
-
-    /// A token by exact id or prefix, with its details.
-    fn find(&self, id_or_prefix: &str) -> Result<(Item, Authorization)> {
-        let items = self.items()?;
-        let id = gateway_api::resolve_prefix(items.iter().map(|i| i.id.as_str()), id_or_prefix)?;
-        let item = items
-            .into_iter()
-            .find(|i| i.id == id)
-            .ok_or_else(|| DriverError::NotFound(id.clone()))?;
-        let auth = self.detail(&item.id)?;
-        Ok((item, auth))
     }
 
     fn body(
@@ -251,67 +199,55 @@ impl Apipark {
             "hide_credential": false,
         })
     }
-
-    /// Sets a new `expire_time`. An edit must carry the config again, or
-    /// APIPark rejects it, so the key goes back as it was.
-    fn edit_expiry(&self, id: &str, auth: &Authorization, until: DateTime<Utc>) -> Result<()> {
-        let key = Secret::new(auth.apikey().unwrap_or_default());
-        let mut body = Self::body(&auth.name, Some(until), &key, &auth.labels());
-        body["position"] = json!(auth.position);
-        body["token_name"] = json!(auth.token_name);
-        body["hide_credential"] = json!(auth.hide_credential);
-        if let Some(obj) = body.as_object_mut() {
-            obj.remove("driver");
-        }
-        self.call(
-            Method::PUT,
-            "/app/authorization",
-            &[("app", &self.app), ("authorization", id)],
-            Some(&body),
-            &[&key],
-        )?;
-        Ok(())
-    }
-
-    fn delete(&self, id: &str) -> Result<()> {
-        self.call(
-            Method::DELETE,
-            "/app/authorization",
-            &[("app", &self.app), ("authorization", id)],
-            None,
-            &[],
-        )
-        .map_err(|e| match e {
-            DriverError::NotFound(_) => DriverError::NotFound(id.to_string()),
-            other => other,
-        })?;
-        Ok(())
-    }
 }
 
-impl Gateway for Apipark {
-    fn kind(&self) -> DriverKind {
-        DriverKind::Apipark
+impl KeyGateway for Apipark {
+    type Raw = Raw;
+
+    fn api(&self) -> &AdminApi {
+        &self.api
     }
 
-    fn usage_note(&self) -> Option<String> {
-        Some(format!(
-            "clients send this key as is in the `{TOKEN_HEADER}` header, without `Bearer ` (APIPark apikey authorization)"
-        ))
+    /// The list carries no key: the details are read for every key, but for
+    /// prefix resolution.
+    fn list_raw(&self, reach: Reach) -> Result<Vec<Raw>> {
+        self.items()?
+            .into_iter()
+            .map(|i| match reach {
+                Reach::Ids => Ok((i, None)),
+                _ => self.complete((i, None)),
+            })
+            .collect()
+    }
+
+    /// APIPark has no read by id without the app's list: prefixes do it.
+    fn fetch(&self, _: &str) -> Result<Option<Raw>> {
+        Ok(None)
+    }
+
+    fn complete(&self, (item, _): Raw) -> Result<Raw> {
+        let auth = self.detail(&item.head.id)?;
+        Ok((item, Some(auth)))
+    }
+
+    fn id_of(&self, raw: &Raw) -> Option<String> {
+        Some(raw.0.head.id.clone())
+    }
+
+    fn key_of<'a>(&self, raw: &'a Raw) -> Option<&'a str> {
+        raw.1.as_ref()?.apikey()
+    }
+
+    fn to_token(&self, raw: &Raw) -> Result<Token> {
+        Ok(to_token(raw))
     }
 
     fn create(&self, new: &NewToken) -> Result<Created> {
-        check_new_token(new).map_err(DriverError::Invalid)?;
         let secret = Secret::generate();
         let name = new.name.clone().unwrap_or_default();
         let body = Self::body(&name, new.expires_at, &secret, &new.labels);
-        let answer = self.api.call(
-            Method::POST,
-            &format!("{BASE}/app/authorization"),
-            &[("app", &self.app)],
-            Some(&body),
-        )?;
-        let data = open(&answer, &[&secret]).map_err(|e| self.app_not_found(e))?;
+        let post = (Method::POST, ONE);
+        let (answer, data) = self.call(post, None, Some(&body), &[&secret], || self.no_app())?;
         let auth: Authorization = field(&answer, data, "authorization")?;
         if auth
             .apikey()
@@ -323,46 +259,59 @@ impl Gateway for Apipark {
             });
         }
         let item = Item {
-            id: auth.id.clone(),
-            name: auth.name.clone(),
-            driver: auth.driver.clone(),
-            expire_time: auth.expire_time,
+            head: auth.head.clone(),
             creator: None,
             create_time: None,
         };
-        let mut token = self.to_token(&item, Some(&auth));
+        let mut token = to_token(&(item, Some(auth)));
         token.created_at = Utc::now();
         Ok(Created { token, secret })
     }
 
-    fn list(&self, filter: &Filter, sink: &mut dyn FnMut(Token) -> Result<()>) -> Result<()> {
-        let mut tokens = Vec::new();
-        for item in self.items()? {
-            // The detail holds the key, read only for the fingerprint and labels.
-            let auth = self.detail(&item.id)?;
-            tokens.push(self.to_token(&item, Some(&auth)));
-        }
-        gateway_api::emit(tokens, filter, sink)
+    fn recreate(&self, _: &Raw, old: &Token, expires_at: Option<DateTime<Utc>>) -> Result<Created> {
+        let new = NewToken {
+            name: old.name.clone(),
+            labels: old.labels.clone(),
+            expires_at,
+            ..NewToken::default()
+        };
+        self.create(&new)
     }
 
-    fn get(&self, id_or_prefix: &str) -> Result<Token> {
-        let (item, auth) = self.find(id_or_prefix)?;
-        Ok(self.to_token(&item, Some(&auth)))
+    fn delete(&self, (item, _): &Raw) -> Result<()> {
+        let id = &item.head.id;
+        self.call((Method::DELETE, ONE), Some(id), None, &[], || {
+            DriverError::NotFound(id.clone())
+        })?;
+        Ok(())
     }
 
-    fn lookup(&self, secret: &Secret) -> Result<Token> {
-        for item in self.items()? {
-            let auth = self.detail(&item.id)?;
-            if auth
-                .apikey()
-                .is_some_and(|k| secret::ct_eq(k.as_bytes(), secret.expose().as_bytes()))
-            {
-                return Ok(self.to_token(&item, Some(&auth)));
+    /// Sets a new `expire_time`. An edit must carry the config again, or
+    /// APIPark rejects it, so the key goes back as it was.
+    fn set_expiry(&self, raw: Raw, until: DateTime<Utc>) -> Result<Token> {
+        let (item, auth) = match raw {
+            (i, Some(a)) => (i, a),
+            (i, None) => {
+                let a = self.detail(&i.head.id)?;
+                (i, a)
             }
+        };
+        let key = Secret::new(auth.apikey().unwrap_or_default());
+        let mut body = Self::body(&auth.head.name, Some(until), &key, &auth.labels());
+        body["position"] = json!(auth.position);
+        body["token_name"] = json!(auth.token_name);
+        body["hide_credential"] = json!(auth.hide_credential);
+        if let Some(obj) = body.as_object_mut() {
+            obj.remove("driver");
         }
-        Err(DriverError::UnknownSecret {
-            fingerprint: gateway_api::fingerprint(secret.expose()),
-        })
+        let id = &item.head.id;
+        self.call((Method::PUT, ONE), Some(id), Some(&body), &[&key], || {
+            DriverError::NotFound(id.clone())
+        })?;
+        let mut t = to_token(&(item, Some(auth)));
+        t.expires_at = Some(until);
+        t.state = t.state_at(Utc::now());
+        Ok(t)
     }
 
     fn whoami(&self) -> Result<Identity> {
@@ -378,54 +327,33 @@ impl Gateway for Apipark {
             checked: true,
         })
     }
+}
 
-    fn revoke(&self, id: &str, reason: Option<&str>) -> Result<(Token, RevokeOutcome)> {
-        let (item, auth) = self.find(id)?;
-        let token = self.to_token(&item, Some(&auth));
-        self.delete(&item.id)?;
-        Ok((gateway_api::revoked(token, reason), RevokeOutcome::Revoked))
+/// An authorization as a token (the details, where read, give labels and fingerprint).
+pub fn to_token((item, auth): &Raw) -> Token {
+    let created_at = item
+        .create_time
+        .as_deref()
+        .and_then(parse_time)
+        .unwrap_or_else(Utc::now);
+    let mut t = Token::bare(
+        item.head.id.clone(),
+        created_at,
+        keys::from_unix(item.head.expire_time),
+    );
+    t.name = Some(item.head.name.clone()).filter(|n| !n.is_empty());
+    t.created_by = item.creator.as_ref().and_then(|c| {
+        if !c.name.is_empty() && c.name != "unknown" {
+            Some(c.name.clone())
+        } else {
+            Some(c.id.clone()).filter(|i| !i.is_empty())
+        }
+    });
+    if let Some(a) = auth {
+        t.labels = a.labels();
+        t.fingerprint = a.apikey().map_or(t.fingerprint, keys::fingerprint);
     }
-
-    fn renew(&self, id: &str, increment: Option<u64>) -> Result<Token> {
-        let (item, auth) = self.find(id)?;
-        let old = self.to_token(&item, Some(&auth));
-        let until = gateway_api::renewed_until(&old, increment, Utc::now(), self.api.base())?;
-        self.edit_expiry(&item.id, &auth, until)?;
-        let mut t = old;
-        t.expires_at = Some(until);
-        t.state = t.state_at(Utc::now());
-        Ok(t)
-    }
-
-    fn rotate(&self, id: &str, grace: Option<u64>) -> Result<(Created, Token)> {
-        let (item, auth) = self.find(id)?;
-        let old = self.to_token(&item, Some(&auth));
-        let now = Utc::now();
-        let new = NewToken {
-            name: old.name.clone(),
-            labels: old.labels.clone(),
-            expires_at: gateway_api::same_lifetime(&old, now, self.api.base())?,
-            ..NewToken::default()
-        };
-        let created = self.create(&new)?;
-        let reason = format!("rotated to {}", created.token.id);
-        let old = match grace {
-            None => {
-                self.delete(&item.id)?;
-                gateway_api::revoked(old, Some(&reason))
-            }
-            Some(g) => {
-                let g = g.min(crate::duration::MAX_SECONDS) as i64;
-                let until = now + chrono::TimeDelta::seconds(g);
-                let until = old.expires_at.map_or(until, |e| e.min(until));
-                self.edit_expiry(&item.id, &auth, until)?;
-                let mut old = old;
-                old.expires_at = Some(until);
-                old
-            }
-        };
-        Ok((created, old))
-    }
+    t
 }
 
 /// Opens APIPark's envelope: HTTP 403 code -8 is a refused key; code 0 is
@@ -448,15 +376,14 @@ fn open(answer: &Answer, secrets: &[&Secret]) -> Result<Map<String, Value>> {
         }
     };
     if answer.status == 401 || answer.status == 403 || env.code == -8 {
-        return Err(gateway_api::refused_credential(
+        return Err(http_client::refused_credential(
             DriverKind::Apipark,
             answer,
-            &gateway_api::redact(&env.msg, secrets),
-            "a valid, unexpired APIPark system API key",
+            &http_client::redact(&env.msg, secrets),
         ));
     }
     if env.code != 0 {
-        let msg = gateway_api::redact(&env.msg, secrets);
+        let msg = http_client::redact(&env.msg, secrets);
         // gorm's "record not found" and APIPark's "... not exists".
         if msg.contains("not found") || msg.contains("not exist") {
             return Err(DriverError::NotFound(msg));
@@ -492,12 +419,6 @@ fn field<T: serde::de::DeserializeOwned>(
     })
 }
 
-fn expiry(expire_time: i64) -> Option<DateTime<Utc>> {
-    (expire_time > 0)
-        .then(|| gateway_api::from_unix(expire_time))
-        .flatten()
-}
-
 /// APIPark writes times as `2006-01-02 15:04:05` in the server's zone; tok
 /// reads them as UTC (APIPark's containers run in UTC).
 fn parse_time(s: &str) -> Option<DateTime<Utc>> {
@@ -517,7 +438,7 @@ mod tests {
             "2025-01-02T03:04:05+00:00"
         );
         assert!(parse_time("yesterday").is_none());
-        assert_eq!(expiry(0), None);
-        assert!(expiry(1_900_000_000).is_some());
+        assert_eq!(keys::from_unix(0), None);
+        assert!(keys::from_unix(1_900_000_000).is_some());
     }
 }

@@ -4,22 +4,37 @@
 //!
 //! A token is a credential; its id is `<consumer>/<credential id>` (tok picks
 //! the credential id, `tok-` and 16 random characters, and the key itself).
-//! `desc` is the description, `labels` the labels. APISIX credentials have no
-//! expiry: create refuses --ttl and --expires-at (capabilities), so a key that
-//! never expires is only made when --no-expiry asks for it. There is no lookup
-//! by secret: tok walks the consumers' credentials and compares in constant
-//! time. Revoking deletes.
+//! `desc` is the description, `labels` the labels. There is no lookup by
+//! secret: tok walks the consumers' credentials and compares in constant time.
+//! Revoking deletes.
+//!
+//! Lifetimes are APISIX's own: the Admin API takes `?ttl=N` on PUT
+//! (`apisix/admin/init.lua` validates it, `resource.lua` `_M:put` hands it to
+//! `core/etcd.lua` `set`, which grants an etcd lease; `t/admin/routes4.t`
+//! shows the resource gone once the lease ends). GET does not show the lease,
+//! so tok also writes the expiry into the credential's labels
+//! (`tok-expires-at`, RFC 3339) and reads it back from there. The lease is in
+//! whole seconds, at least 2 (APISIX gives `ttl=0` 2 s too, and a fractional
+//! one gets 503). A key past its expiry is gone from APISIX, so tok reports it
+//! as not found, as for Kong. Renew and rotate's grace PUT the credential again
+//! with a new ttl.
+//!
+//! A consumer with no credential answers 404 `Key not found` on its
+//! credentials list (an empty etcd range: `core/etcd.lua` `get_format`,
+//! `t/admin/credentials.t` TEST 13); tok reads that as an empty list when the
+//! consumer itself exists.
 //!
 //! `whoami` reads the first page of consumers (the smallest page APISIX
 //! takes): any key of the admin or viewer role reads it, a wrong one gets 401
 //! `{"error_msg":"failed to check token"}` (apisix/admin/init.lua).
 
-use super::gateway_api::{self, AdminApi, Answer};
-use super::{DriverError, DriverKind, Gateway, Identity, Op, Result, Settings};
+use super::http_client::{encode_segment, AdminApi, Dialect};
+use super::keys::{self, KeyGateway, Reach};
+use super::{DriverError, DriverKind, Identity, Result, Settings};
 use crate::error::Kind;
-use crate::model::{check_new_token, Created, Filter, NewToken, RevokeOutcome, Token};
+use crate::model::{Created, NewToken, Token};
 use crate::secret::{self, Secret};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -29,6 +44,17 @@ const ADMIN: &str = "/apisix/admin";
 /// APISIX's largest page (v3_adapter.lua answers 400 above it).
 const PAGE_SIZE: usize = 500;
 const PLUGIN: &str = "key-auth";
+/// The label that carries a key's expiry (APISIX's GET does not show leases).
+const EXPIRES_LABEL: &str = "tok-expires-at";
+/// The shortest lease APISIX grants.
+const TTL_MIN: i64 = 2;
+
+static DIALECT: Dialect = Dialect {
+    message: &["error_msg", "message"],
+    refusals: &[(400, Kind::Usage)],
+    bare_refusals: true,
+    ..Dialect::new(DriverKind::Apisix, "APISIX", "x-api-key")
+};
 
 pub struct Apisix {
     api: AdminApi,
@@ -37,10 +63,10 @@ pub struct Apisix {
 
 /// One entry of a v3 list, or a single v3 answer.
 #[derive(Deserialize)]
-struct Node {
-    key: String,
+pub struct Node {
+    pub key: String,
     #[serde(default)]
-    value: Map<String, Value>,
+    pub value: Map<String, Value>,
 }
 
 #[derive(Deserialize)]
@@ -54,52 +80,10 @@ struct List {
 
 impl Apisix {
     pub fn new(settings: Settings, owner: Option<String>) -> Result<Apisix> {
-        let credential = settings.credential.as_ref().ok_or_else(|| {
-            gateway_api::missing_credential(
-                DriverKind::Apisix,
-                "an APISIX admin key (deployment.admin.admin_key in config.yaml, role admin)",
-            )
-        })?;
         Ok(Apisix {
-            api: AdminApi::new(&settings, Some(("x-api-key", &credential.secret)))?,
-            owner: owner.filter(|o| !o.trim().is_empty()),
+            api: AdminApi::needing(&settings, &DIALECT, "")?,
+            owner,
         })
-    }
-
-    fn check(
-        &self,
-        answer: Answer,
-        secrets: &[&Secret],
-        missing: impl FnOnce() -> DriverError,
-    ) -> Result<Answer> {
-        if answer.ok() {
-            return Ok(answer);
-        }
-        let v = answer.value();
-        let message = v
-            .as_ref()
-            .and_then(|v| v.get("error_msg").or_else(|| v.get("message")))
-            .and_then(Value::as_str)
-            .map(|m| gateway_api::redact(m, secrets));
-        match answer.status {
-            401 | 403 => Err(gateway_api::refused_credential(
-                DriverKind::Apisix,
-                &answer,
-                message.as_deref().unwrap_or("refused"),
-                "an admin key with the admin role (a viewer key cannot write)",
-            )),
-            404 => Err(missing()),
-            400 => Err(DriverError::Gateway {
-                message: format!(
-                    "APISIX refused the request (HTTP 400 from {}): {}",
-                    answer.url,
-                    message.unwrap_or_else(|| answer.snippet(secrets))
-                ),
-                kind: Kind::Usage,
-                hint: None,
-            }),
-            _ => Err(answer.http_error(secrets)),
-        }
     }
 
     fn no_consumer(consumer: &str) -> DriverError {
@@ -119,32 +103,21 @@ impl Apisix {
         let size = PAGE_SIZE.to_string();
         for page in 1.. {
             let page_s = page.to_string();
-            let answer = self.api.call(
-                Method::GET,
-                path,
-                &[("page", page_s.as_str()), ("page_size", size.as_str())],
-                None,
-            )?;
-            let answer = self.check(answer, &[], &missing)?;
+            let query = [("page", page_s.as_str()), ("page_size", size.as_str())];
+            let answer = self
+                .api
+                .expect(Method::GET, path, &query, None, &[], |_| missing())?;
             let list: List = answer.json()?;
+            let protocol = |message: &str| DriverError::Protocol {
+                url: answer.url.clone(),
+                message: message.into(),
+            };
             let nodes: Vec<Node> = match list.list {
-                Value::Array(_) => serde_json::from_value(list.list).map_err(|e| DriverError::Protocol {
-                    url: answer.url.clone(),
-                    message: format!("`list` is not a list of {{key, value}} ({e})"),
-                })?,
+                Value::Array(_) => serde_json::from_value(list.list)
+                    .map_err(|e| protocol(&format!("`list` is not a list of {{key, value}} ({e})")))?,
                 Value::Object(m) if m.is_empty() => Vec::new(),
-                Value::Null => {
-                    return Err(DriverError::Protocol {
-                        url: answer.url.clone(),
-                        message: "the answer has no `list`; is the Admin API on admin_api_version v3 (APISIX 3.x)?".into(),
-                    })
-                }
-                _ => {
-                    return Err(DriverError::Protocol {
-                        url: answer.url.clone(),
-                        message: "`list` is not a list".into(),
-                    })
-                }
+                Value::Null => return Err(protocol("the answer has no `list`; is the Admin API on admin_api_version v3 (APISIX 3.x)?")),
+                _ => return Err(protocol("`list` is not a list")),
             };
             let n = nodes.len();
             out.extend(nodes);
@@ -178,76 +151,43 @@ impl Apisix {
 
     /// The key-auth credentials of one consumer.
     fn credentials(&self, consumer: &str) -> Result<Vec<Node>> {
-        let path = format!(
-            "{ADMIN}/consumers/{}/credentials",
-            gateway_api::encode_segment(consumer)
-        );
-        Ok(self
-            .pages(&path, || Self::no_consumer(consumer))?
-            .into_iter()
-            .filter(|n| key_of(n).is_some())
-            .collect())
-    }
-
-    fn all(&self) -> Result<Vec<Node>> {
-        let mut out = Vec::new();
-        for c in self.consumers()? {
-            out.extend(self.credentials(&c)?);
-        }
-        Ok(out)
-    }
-
-    fn fetch(&self, consumer: &str, cred: &str) -> Result<Node> {
-        let answer = self
-            .api
-            .call(Method::GET, &cred_path(consumer, cred), &[], None)?;
-        let answer = self.check(answer, &[], || {
-            DriverError::NotFound(format!("{consumer}/{cred}"))
-        })?;
-        answer.json()
-    }
-
-    fn find(&self, id_or_prefix: &str) -> Result<Node> {
-        if let Some((consumer, cred)) = id_or_prefix.split_once('/') {
-            match self.fetch(consumer, cred) {
-                Ok(n) if key_of(&n).is_some() => return Ok(n),
-                Ok(_) => {
-                    return Err(DriverError::Invalid(format!(
-                        "credential {id_or_prefix} is not a key-auth credential; tok manages key-auth only"
-                    )))
-                }
-                Err(DriverError::NotFound(_)) => {}
-                Err(e) => return Err(e),
+        let path = format!("{ADMIN}/consumers/{}/credentials", encode_segment(consumer));
+        // A consumer without credentials has no etcd range to list: 404.
+        let nodes = match self.pages(&path, || DriverError::NotFound(consumer.into())) {
+            Err(DriverError::NotFound(_)) => {
+                self.consumer_exists(consumer)?;
+                Vec::new()
             }
-        }
-        let all = self.all()?;
-        let ids: Vec<String> = all.iter().filter_map(id_of).collect();
-        let id = gateway_api::resolve_prefix(ids.iter().map(String::as_str), id_or_prefix)?;
-        all.into_iter()
-            .find(|n| id_of(n).as_deref() == Some(id.as_str()))
-            .ok_or(DriverError::NotFound(id))
+            other => other?,
+        };
+        Ok(nodes.into_iter().filter(|n| key_of(n).is_some()).collect())
     }
 
+    /// Ok when APISIX has `consumer`, else "no such consumer".
+    fn consumer_exists(&self, consumer: &str) -> Result<()> {
+        let path = format!("{ADMIN}/consumers/{}", encode_segment(consumer));
+        self.api.expect(Method::GET, &path, &[], None, &[], |_| {
+            Self::no_consumer(consumer)
+        })?;
+        Ok(())
+    }
+
+    /// Writes credential `cred` of `consumer` with `key`, leased until
+    /// `expires_at` where there is one.
     fn put(
         &self,
-        consumer: &str,
+        (consumer, cred): (&str, &str),
         desc: Option<&str>,
         labels: &BTreeMap<String, String>,
         key: &Secret,
+        expires_at: Option<DateTime<Utc>>,
     ) -> Result<Token> {
         check_labels(labels)?;
-        // The consumer must exist; asking first gives a clear error.
-        let answer = self.api.call(
-            Method::GET,
-            &format!(
-                "{ADMIN}/consumers/{}",
-                gateway_api::encode_segment(consumer)
-            ),
-            &[],
-            None,
-        )?;
-        self.check(answer, &[], || Self::no_consumer(consumer))?;
-        let cred = format!("tok-{}", secret::random_handle(16));
+        let mut labels = labels.clone();
+        let ttl = expires_at.map(|e| {
+            labels.insert(EXPIRES_LABEL.into(), crate::output::rfc3339(e));
+            keys::seconds_until(e, Utc::now()).max(TTL_MIN).to_string()
+        });
         let mut body = json!({ "plugins": { PLUGIN: { "key": key.expose() } } });
         if let Some(d) = desc {
             body["desc"] = json!(d);
@@ -255,106 +195,151 @@ impl Apisix {
         if !labels.is_empty() {
             body["labels"] = json!(labels);
         }
+        let query: Vec<(&str, &str)> = ttl.iter().map(|t| ("ttl", t.as_str())).collect();
+        let path = cred_path(consumer, cred);
         let answer = self
             .api
-            .call(Method::PUT, &cred_path(consumer, &cred), &[], Some(&body))?;
-        let answer = self.check(answer, &[key], || Self::no_consumer(consumer))?;
-        let node: Node = answer.json()?;
-        let mut t = to_token(&node).ok_or_else(|| DriverError::Protocol {
+            .expect(Method::PUT, &path, &query, Some(&body), &[key], |_| {
+                Self::no_consumer(consumer)
+            })?;
+        let mut t = to_token(&answer.json()?).ok_or_else(|| DriverError::Protocol {
             url: answer.url.clone(),
             message: "the answer does not hold the credential".into(),
         })?;
-        t.fingerprint = gateway_api::fingerprint(key.expose());
+        t.fingerprint = keys::fingerprint(key.expose());
         Ok(t)
     }
 
-    fn delete(&self, id: &str) -> Result<()> {
-        let (consumer, cred) = id
-            .split_once('/')
-            .ok_or_else(|| DriverError::NotFound(id.to_string()))?;
-        let answer = self
-            .api
-            .call(Method::DELETE, &cred_path(consumer, cred), &[], None)?;
-        self.check(answer, &[], || DriverError::NotFound(id.to_string()))?;
-        Ok(())
+    /// A new credential of `consumer`, which must exist (asking first gives a
+    /// clear error).
+    fn add(
+        &self,
+        consumer: &str,
+        desc: Option<&str>,
+        labels: &BTreeMap<String, String>,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<Created> {
+        check_labels(labels)?;
+        self.consumer_exists(consumer)?;
+        let cred = format!("tok-{}", secret::random_handle(16));
+        let secret = Secret::generate();
+        let token = self.put((consumer, &cred), desc, labels, &secret, expires_at)?;
+        Ok(Created { token, secret })
     }
 }
 
-impl Gateway for Apisix {
-    fn kind(&self) -> DriverKind {
-        DriverKind::Apisix
+impl KeyGateway for Apisix {
+    type Raw = Node;
+
+    fn api(&self) -> &AdminApi {
+        &self.api
     }
 
-    fn usage_note(&self) -> Option<String> {
-        Some(
-            "clients send this key in the `apikey` header (key-auth's default), without `Bearer `; the key never expires: revoke it when done"
-                .into(),
-        )
+    fn list_raw(&self, _: Reach) -> Result<Vec<Node>> {
+        let mut out = Vec::new();
+        for c in self.consumers()? {
+            out.extend(self.credentials(&c)?);
+        }
+        Ok(out)
+    }
+
+    fn fetch(&self, id: &str) -> Result<Option<Node>> {
+        let Some((consumer, cred)) = id.split_once('/') else {
+            return Ok(None);
+        };
+        let answer = self
+            .api
+            .call(Method::GET, &cred_path(consumer, cred), &[], None)?;
+        if answer.status == 404 {
+            return Ok(None);
+        }
+        let node: Node = self
+            .api
+            .check(answer, &[], |_| DriverError::NotFound(id.into()))?
+            .json()?;
+        if key_of(&node).is_none() {
+            return Err(DriverError::Invalid(format!(
+                "credential {id} is not a key-auth credential; tok manages key-auth only"
+            )));
+        }
+        Ok(Some(node))
+    }
+
+    fn id_of(&self, n: &Node) -> Option<String> {
+        id_of(n)
+    }
+
+    fn key_of<'a>(&self, n: &'a Node) -> Option<&'a str> {
+        key_of(n)
+    }
+
+    fn to_token(&self, n: &Node) -> Result<Token> {
+        to_token(n).ok_or_else(|| DriverError::NotFound(n.key.clone()))
     }
 
     fn create(&self, new: &NewToken) -> Result<Created> {
-        check_new_token(new).map_err(DriverError::Invalid)?;
-        if new.expires_at.is_some() {
-            return Err(DriverError::Unsupported {
-                driver: "apisix",
-                op: Op::Expiry,
-            });
-        }
-        let consumer = self.owner.as_deref().ok_or_else(|| DriverError::Gateway {
-            message: "an APISIX key belongs to a consumer, and none was named".into(),
-            kind: Kind::Usage,
-            hint: Some(
-                "pass --owner CONSUMER (or set TOK_OWNER, or `owner` in the profile)".into(),
-            ),
-        })?;
-        let secret = Secret::generate();
-        let token = self.put(consumer, new.description.as_deref(), &new.labels, &secret)?;
-        Ok(Created { token, secret })
+        let consumer = self
+            .owner
+            .as_deref()
+            .ok_or_else(|| keys::owner_needed("APISIX"))?;
+        self.add(
+            consumer,
+            new.description.as_deref(),
+            &new.labels,
+            new.expires_at,
+        )
     }
 
-    fn list(&self, filter: &Filter, sink: &mut dyn FnMut(Token) -> Result<()>) -> Result<()> {
-        let tokens = self.all()?.iter().filter_map(to_token).collect();
-        gateway_api::emit(tokens, filter, sink)
+    fn recreate(
+        &self,
+        _: &Node,
+        old: &Token,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<Created> {
+        let (consumer, _) = split(&old.id)?;
+        self.add(
+            consumer,
+            old.description.as_deref(),
+            &old.labels,
+            expires_at,
+        )
     }
 
-    fn get(&self, id_or_prefix: &str) -> Result<Token> {
-        let node = self.find(id_or_prefix)?;
-        to_token(&node).ok_or_else(|| DriverError::NotFound(id_or_prefix.to_string()))
+    fn delete(&self, n: &Node) -> Result<()> {
+        let id = id_of(n).unwrap_or_default();
+        let (consumer, cred) = split(&id)?;
+        self.api.expect(
+            Method::DELETE,
+            &cred_path(consumer, cred),
+            &[],
+            None,
+            &[],
+            |_| DriverError::NotFound(id.clone()),
+        )?;
+        Ok(())
     }
 
-    /// `CONSUMER/CREDENTIAL`: APISIX's username and credential id patterns
-    /// (`^[a-zA-Z0-9_-]+$`, `^[a-zA-Z0-9-_.]+$`), or a prefix.
-    fn looks_like_id(&self, s: &str) -> bool {
-        s.matches('/').count() <= 1 && super::id_shaped(s, 200, "-_./")
-    }
-
-    fn lookup(&self, secret: &Secret) -> Result<Token> {
-        self.all()?
-            .iter()
-            .find(|n| {
-                key_of(n).is_some_and(|k| secret::ct_eq(k.as_bytes(), secret.expose().as_bytes()))
-            })
-            .and_then(to_token)
-            .ok_or_else(|| DriverError::UnknownSecret {
-                fingerprint: gateway_api::fingerprint(secret.expose()),
-            })
+    /// Writes the credential again, leased until `until`.
+    fn set_expiry(&self, n: Node, until: DateTime<Utc>) -> Result<Token> {
+        let old = self.to_token(&n)?;
+        let key = Secret::new(key_of(&n).unwrap_or_default());
+        self.put(
+            split(&old.id)?,
+            old.description.as_deref(),
+            &old.labels,
+            &key,
+            Some(until),
+        )
     }
 
     fn whoami(&self) -> Result<Identity> {
         let path = format!("{ADMIN}/consumers");
-        let answer = self.api.call(
-            Method::GET,
-            &path,
-            &[("page", "1"), ("page_size", "10")],
-            None,
-        )?;
-        let url = answer.url.clone();
-        let answer = self.check(answer, &[], || DriverError::Protocol {
+        let url = format!("{}{path}", self.api.base());
+        let answer = self.api.expect(Method::GET, &path, &[("page", "1"), ("page_size", "10")], None, &[], |_| DriverError::Protocol {
             url: url.clone(),
             message: "GET /apisix/admin/consumers answered 404: is this APISIX's Admin API (port 9180), not its proxy?".into(),
         })?;
-        let list: List = answer.json()?;
-        if list.list.is_null() {
+        if answer.json::<List>()?.list.is_null() {
             return Err(DriverError::Protocol {
                 url,
                 message: "the answer has no `list`; is this APISIX's Admin API on admin_api_version v3 (APISIX 3.x)?".into(),
@@ -368,40 +353,23 @@ impl Gateway for Apisix {
         })
     }
 
-    fn revoke(&self, id: &str, reason: Option<&str>) -> Result<(Token, RevokeOutcome)> {
-        let node = self.find(id)?;
-        let token = to_token(&node).ok_or_else(|| DriverError::NotFound(id.to_string()))?;
-        self.delete(&token.id)?;
-        Ok((gateway_api::revoked(token, reason), RevokeOutcome::Revoked))
+    /// `CONSUMER/CREDENTIAL`: APISIX's username and credential id patterns
+    /// (`^[a-zA-Z0-9_-]+$`, `^[a-zA-Z0-9-_.]+$`), or a prefix.
+    fn looks_like_id(&self, s: &str) -> bool {
+        s.matches('/').count() <= 1 && super::id_shaped(s, 200, "-_./")
     }
+}
 
-    fn rotate(&self, id: &str, grace: Option<u64>) -> Result<(Created, Token)> {
-        if grace.is_some() {
-            return Err(DriverError::Unsupported {
-                driver: "apisix",
-                op: Op::Expiry,
-            });
-        }
-        let node = self.find(id)?;
-        let old = to_token(&node).ok_or_else(|| DriverError::NotFound(id.to_string()))?;
-        let (consumer, _) = old
-            .id
-            .split_once('/')
-            .ok_or_else(|| DriverError::NotFound(old.id.clone()))?;
-        let secret = Secret::generate();
-        let token = self.put(consumer, old.description.as_deref(), &old.labels, &secret)?;
-        let created = Created { token, secret };
-        self.delete(&old.id)?;
-        let reason = format!("rotated to {}", created.token.id);
-        Ok((created, gateway_api::revoked(old, Some(&reason))))
-    }
+fn split(id: &str) -> Result<(&str, &str)> {
+    id.split_once('/')
+        .ok_or_else(|| DriverError::NotFound(id.to_string()))
 }
 
 fn cred_path(consumer: &str, cred: &str) -> String {
     format!(
         "{ADMIN}/consumers/{}/credentials/{}",
-        gateway_api::encode_segment(consumer),
-        gateway_api::encode_segment(cred)
+        encode_segment(consumer),
+        encode_segment(cred)
     )
 }
 
@@ -416,45 +384,43 @@ fn key_of(n: &Node) -> Option<&str> {
     n.value.get("plugins")?.get(PLUGIN)?.get("key")?.as_str()
 }
 
-fn to_token(n: &Node) -> Option<Token> {
+/// A credential node as a token; None when it is not a credential.
+pub fn to_token(n: &Node) -> Option<Token> {
     let id = id_of(n)?;
     let time = |k: &str| {
         n.value
             .get(k)
             .and_then(Value::as_i64)
-            .and_then(gateway_api::from_unix)
+            .and_then(keys::from_unix)
     };
-    let mut t = gateway_api::token(id, time("create_time").unwrap_or_else(Utc::now), None);
+    let mut labels = keys::labels(n.value.get("labels"));
+    let expires_at = labels
+        .remove(EXPIRES_LABEL)
+        .and_then(|e| DateTime::parse_from_rfc3339(&e).ok())
+        .map(|e| e.with_timezone(&Utc));
+    let mut t = Token::bare(id, time("create_time").unwrap_or_else(Utc::now), expires_at);
+    t.labels = labels;
     t.description = n
         .value
         .get("desc")
         .and_then(Value::as_str)
         .map(String::from);
-    t.labels = n
-        .value
-        .get("labels")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| {
-                    (
-                        k.clone(),
-                        v.as_str().map_or_else(|| v.to_string(), String::from),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
     if let Some(k) = key_of(n) {
-        t.fingerprint = gateway_api::fingerprint(k);
+        t.fingerprint = keys::fingerprint(k);
     }
     Some(t)
 }
 
 /// APISIX label values are 1 to 256 characters without white space
-/// (`labels_def` in schema_def.lua); checked before any request.
+/// (`labels_def` in schema_def.lua); checked before any request. The expiry
+/// label is tok's own.
 fn check_labels(labels: &BTreeMap<String, String>) -> Result<()> {
     for (k, v) in labels {
+        if k == EXPIRES_LABEL {
+            return Err(DriverError::Invalid(format!(
+                "label `{k}` is where tok keeps an APISIX key's expiry; give the lifetime with --ttl or --expires-at"
+            )));
+        }
         if v.is_empty() || v.chars().count() > 256 || v.chars().any(char::is_whitespace) {
             return Err(DriverError::Invalid(format!(
                 "label `{k}={v}`: APISIX label values are 1 to 256 characters without white space"

@@ -1,9 +1,17 @@
-//! The HTTP client every network driver shares: TLS settings, timeouts, and
-//! one mapping of transport failures onto `DriverError` with useful causes.
+//! The HTTP client every network driver shares: TLS settings, timeouts, one
+//! mapping of transport failures onto `DriverError` with useful causes, and
+//! the admin client of the key gateways (in the manner of xh's middleware):
+//! the credential in one sensitive header, secrets blanked from every error,
+//! and each gateway's error dialect stated as data.
 
-use super::{DriverError, TransportCause};
+use super::{DriverError, DriverKind, Result as DResult, Settings, TransportCause};
+use crate::error::Kind;
+use crate::secret::Secret;
 use reqwest::blocking::{Client, RequestBuilder, Response};
+use reqwest::header::{HeaderName, HeaderValue};
+use reqwest::Method;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 use std::error::Error as _;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -115,60 +123,12 @@ pub fn snippet(bytes: &[u8]) -> String {
     s.replace(['\n', '\r'], " ")
 }
 
-/// Checks a base URL and drops a trailing slash. A URL with a user name or
-/// password is refused (a credential has its own ways in); errors show the
-/// input without either, nor its query.
+/// `url::normalize` as a driver error (a usage error either way).
 pub fn normalize_url(raw: &str) -> Result<String, DriverError> {
-    let url = reqwest::Url::parse(raw.trim()).map_err(|e| {
-        DriverError::Invalid(format!(
-            "`{}` is not a URL ({e}); write e.g. http://127.0.0.1:8270",
-            without_credentials(raw)
-        ))
-    })?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(DriverError::Invalid(format!(
-            "`{}` is not an http or https URL",
-            without_credentials(raw)
-        )));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(DriverError::Invalid(
-            "the URL carries a user name or password; give credentials another way".into(),
-        ));
-    }
-    Ok(url.as_str().trim_end_matches('/').to_string())
+    crate::url::normalize(raw).map_err(|e| DriverError::Invalid(e.message))
 }
 
-/// A URL as tok shows it: normalised, or where it is not a usable base URL,
-/// as given with any user name, password and query taken out.
-pub fn display_url(raw: &str) -> String {
-    normalize_url(raw).unwrap_or_else(|_| without_credentials(raw))
-}
-
-/// `raw` with the userinfo of its authority (`user:pass@`) and its query
-/// replaced by `…`, read as text so that it works on what is not a URL too.
-fn without_credentials(raw: &str) -> String {
-    let raw = raw.trim();
-    let (scheme, rest) = match raw.split_once("://") {
-        Some((s, r)) => (format!("{s}://"), r),
-        None => (String::new(), raw),
-    };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    let authority = match authority.rsplit_once('@') {
-        Some((_, host)) => format!("…@{host}"),
-        None => authority.to_string(),
-    };
-    redact_url(&format!("{scheme}{authority}{tail}"))
-}
-
-/// Drops any query string, which may carry a key (`?apikey=`), from a URL.
-pub fn redact_url(url: &str) -> String {
-    match url.split_once('?') {
-        Some((base, _)) => format!("{base}?…"),
-        None => url.to_string(),
-    }
-}
+pub use crate::url::{display as display_url, redact as redact_url};
 
 /// A request that got no answer. `url` is the one to show (query dropped):
 /// reqwest's own message names the full URL, whose query may carry a key
@@ -235,41 +195,320 @@ pub fn cut_off(url: &str, e: reqwest::Error) -> DriverError {
     }
 }
 
+/// `value` as a header value that HTTP libraries never log; `what` names the
+/// credential when it cannot go in a header (a stray newline).
+pub fn sensitive(value: &str, what: &str) -> DResult<HeaderValue> {
+    let mut v = HeaderValue::from_str(value).map_err(|_| {
+        DriverError::Invalid(format!(
+            "{what} holds characters that cannot go in an HTTP header (a stray newline?)"
+        ))
+    })?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
+/// How a gateway says what went wrong, as data: where its message lives and
+/// what a refused request means. 401/403 are always a refused credential,
+/// 404 is what the caller says it is, 5xx an HTTP error.
+pub struct Dialect {
+    pub kind: DriverKind,
+    /// The gateway's name in messages.
+    pub name: &'static str,
+    /// The header that carries the admin credential.
+    pub auth_header: &'static str,
+    /// JSON fields that may hold the message, tried in order.
+    pub message: &'static [&'static str],
+    /// Statuses the gateway uses to refuse a request, and the kind each means.
+    pub refusals: &'static [(u16, Kind)],
+    /// Whether a refusal without a message still reads as one (with the body).
+    pub bare_refusals: bool,
+}
+
+impl Dialect {
+    /// A dialect whose message is in `message` and that refuses nothing
+    /// beyond 401/403.
+    pub const fn new(kind: DriverKind, name: &'static str, auth_header: &'static str) -> Dialect {
+        Dialect {
+            kind,
+            name,
+            auth_header,
+            message: &["message"],
+            refusals: &[],
+            bare_refusals: false,
+        }
+    }
+}
+
+/// A gateway's admin API: base URL, TLS and timeouts from the settings, the
+/// admin credential in one sensitive header, and the gateway's dialect.
+pub struct AdminApi {
+    http: Http,
+    auth: Option<(HeaderName, HeaderValue)>,
+    pub dialect: &'static Dialect,
+}
+
+/// One answer, read whole. `url` is safe to show: no query string, no secret.
+pub struct Answer {
+    pub status: u16,
+    pub body: Vec<u8>,
+    pub url: String,
+}
+
+impl AdminApi {
+    /// `secret` goes in the dialect's header; `None` sends none (Kong OSS).
+    pub fn new(
+        settings: &Settings,
+        dialect: &'static Dialect,
+        secret: Option<&Secret>,
+    ) -> DResult<AdminApi> {
+        let auth = match secret {
+            None => None,
+            Some(s) => Some((
+                HeaderName::from_static(dialect.auth_header),
+                sensitive(s.expose(), "the admin credential")?,
+            )),
+        };
+        Ok(AdminApi {
+            http: Http::new(&settings.http)?,
+            auth,
+            dialect,
+        })
+    }
+
+    /// As `new`, with the credential the driver needs and a clear error without one.
+    pub fn needing(
+        settings: &Settings,
+        dialect: &'static Dialect,
+        prefix: &str,
+    ) -> DResult<AdminApi> {
+        let c = settings
+            .credential
+            .as_ref()
+            .ok_or_else(|| missing_credential(dialect.kind))?;
+        Self::new(
+            settings,
+            dialect,
+            Some(&Secret::new(format!("{prefix}{}", c.secret.expose()))),
+        )
+    }
+
+    pub fn base(&self) -> &str {
+        self.http.base()
+    }
+
+    /// A request to `path` (which starts with `/`).
+    pub fn call(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> DResult<Answer> {
+        self.send(method, path, query, body, self.http.url(path))
+    }
+
+    /// A request whose path carries a secret (`{prefix}{secret}`), as some
+    /// gateways look keys up: messages show `(secret)` in its place.
+    pub fn call_with_secret(
+        &self,
+        method: Method,
+        prefix: &str,
+        secret: &Secret,
+    ) -> DResult<Answer> {
+        let path = format!("{prefix}{}", encode_segment(secret.expose()));
+        let shown = self.http.url(&format!("{prefix}(secret)"));
+        self.send(method, &path, &[], None, shown)
+    }
+
+    fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+        shown: String,
+    ) -> DResult<Answer> {
+        let mut req = self
+            .http
+            .client()
+            .request(method, self.http.url(path))
+            .header(reqwest::header::ACCEPT, "application/json");
+        if !query.is_empty() {
+            req = req.query(query);
+        }
+        if let Some((name, value)) = &self.auth {
+            req = req.header(name.clone(), value.clone());
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        // reqwest errors name the URL, which may hold a secret: both helpers
+        // drop it and show `shown` instead.
+        let resp = req
+            .send()
+            .map_err(|e| transport_error(&shown, e, self.http.timeout))?;
+        let status = resp.status().as_u16();
+        let body = resp.bytes().map_err(|e| cut_off(&shown, e))?.to_vec();
+        Ok(Answer {
+            status,
+            body,
+            url: shown,
+        })
+    }
+
+    /// A request whose error answer is read in the gateway's dialect; a 404
+    /// is `missing` (given the gateway's message), and `secrets` never show.
+    pub fn expect(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+        secrets: &[&Secret],
+        missing: impl FnOnce(&str) -> DriverError,
+    ) -> DResult<Answer> {
+        let answer = self.call(method, path, query, body)?;
+        self.check(answer, secrets, missing)
+    }
+
+    /// Maps an answer's error status through the dialect.
+    pub fn check(
+        &self,
+        answer: Answer,
+        secrets: &[&Secret],
+        missing: impl FnOnce(&str) -> DriverError,
+    ) -> DResult<Answer> {
+        if answer.ok() {
+            return Ok(answer);
+        }
+        let d = self.dialect;
+        let message = answer.value().and_then(|v| {
+            d.message.iter().find_map(|f| {
+                v.get(*f)
+                    .and_then(Value::as_str)
+                    .map(|m| redact(m, secrets))
+            })
+        });
+        let refusal = d.refusals.iter().find(|(s, _)| *s == answer.status);
+        match (answer.status, refusal) {
+            (401 | 403, _) => Err(refused_credential(
+                d.kind,
+                &answer,
+                message.as_deref().unwrap_or("refused"),
+            )),
+            (404, _) => Err(missing(message.as_deref().unwrap_or_default())),
+            (status, Some((_, kind))) if message.is_some() || d.bare_refusals => {
+                Err(DriverError::Gateway {
+                    message: format!(
+                        "{} refused the request (HTTP {status} from {}): {}",
+                        d.name,
+                        answer.url,
+                        message.unwrap_or_else(|| answer.snippet(secrets))
+                    ),
+                    kind: *kind,
+                    hint: None,
+                })
+            }
+            _ => Err(answer.http_error(secrets)),
+        }
+    }
+}
+
+impl Answer {
+    pub fn ok(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The body as JSON of type `T`. The body itself is never quoted in the
+    /// error: answers of these APIs may carry keys.
+    pub fn json<T: DeserializeOwned>(&self) -> DResult<T> {
+        serde_json::from_slice(&self.body).map_err(|e| DriverError::Protocol {
+            url: self.url.clone(),
+            message: format!(
+                "HTTP {} with a body that is not the JSON expected ({e})",
+                self.status
+            ),
+        })
+    }
+
+    /// The body as loose JSON, if it is JSON at all.
+    pub fn value(&self) -> Option<Value> {
+        serde_json::from_slice(&self.body).ok()
+    }
+
+    /// The start of the body for an error message, with any of `secrets` blanked.
+    /// The whole body is redacted before it is cut: cut first, a secret that
+    /// straddles the cut would no longer match and its first part would show.
+    pub fn snippet(&self, secrets: &[&Secret]) -> String {
+        snippet(redact(&String::from_utf8_lossy(&self.body), secrets).as_bytes())
+    }
+
+    /// An HTTP error for a status no dialect rule covers (5xx and the like).
+    pub fn http_error(&self, secrets: &[&Secret]) -> DriverError {
+        DriverError::Http {
+            status: self.status,
+            url: self.url.clone(),
+            body: self.snippet(secrets),
+        }
+    }
+}
+
+/// Blanks every occurrence of the secrets in `text`.
+pub fn redact(text: &str, secrets: &[&Secret]) -> String {
+    let mut out = text.to_string();
+    for s in secrets.iter().filter(|s| !s.expose().is_empty()) {
+        out = out.replace(s.expose(), "(redacted)");
+    }
+    out
+}
+
+/// Percent-encodes one path segment (RFC 3986 unreserved characters stay).
+pub fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The error for a driver that needs an admin credential and found none.
+pub fn missing_credential(kind: DriverKind) -> DriverError {
+    DriverError::Gateway {
+        message: format!("no admin credential for the {} driver", kind.as_str()),
+        kind: Kind::Auth,
+        hint: Some(format!(
+            "set {} to {}",
+            kind.spec().credential_env.join(" or "),
+            kind.spec().credential
+        )),
+    }
+}
+
+/// The error for a credential the gateway refused.
+pub fn refused_credential(kind: DriverKind, answer: &Answer, detail: &str) -> DriverError {
+    DriverError::Gateway {
+        message: format!(
+            "{} refused the admin credential (HTTP {} from {}: {detail})",
+            kind.as_str(),
+            answer.status,
+            answer.url
+        ),
+        kind: Kind::Auth,
+        hint: Some(format!(
+            "check {}: it must hold {}",
+            kind.spec().credential_env.join(" or "),
+            kind.spec().credential
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn urls_are_checked_and_normalized() {
-        assert_eq!(
-            normalize_url("http://127.0.0.1:8270/").unwrap(),
-            "http://127.0.0.1:8270"
-        );
-        assert!(normalize_url("127.0.0.1:8270").is_err());
-        assert!(normalize_url("ftp://x").is_err());
-        assert!(normalize_url("https://u:p@x").is_err());
-        for raw in [
-            "https://admin:pa55word@gw.example/x",
-            "https://admin:pa55 word@gw.example",
-            "ftp://admin:pa55word@gw.example",
-            "admin:pa55word@gw.example?k=v",
-        ] {
-            let e = normalize_url(raw).unwrap_err().to_string();
-            assert!(!e.contains("pa55") && !e.contains("admin"), "{e}");
-            let shown = display_url(raw);
-            assert!(
-                !shown.contains("pa55") && !shown.contains("admin"),
-                "{shown}"
-            );
-            assert!(shown.contains("gw.example"), "{shown}");
-        }
-        assert_eq!(display_url("https://gw.example/a/"), "https://gw.example/a");
-        assert_eq!(
-            display_url("https://u@gw.example/p?apikey=s"),
-            "https://…@gw.example/p?…"
-        );
-        assert_eq!(redact_url("http://x/a?apikey=s"), "http://x/a?…");
-    }
 
     #[test]
     fn transport_errors_never_show_the_query_of_the_url() {
@@ -296,5 +535,37 @@ mod tests {
         let e = Client::new().get(&raw).send().unwrap_err();
         let shown = format!("{:?}", cut_off("http://x/keys?…", e));
         assert!(!shown.contains("s3cret"), "{shown}");
+    }
+
+    #[test]
+    fn segments_are_encoded() {
+        assert_eq!(encode_segment("tok_Ab9-._~"), "tok_Ab9-._~");
+        assert_eq!(encode_segment("a/b c+="), "a%2Fb%20c%2B%3D");
+    }
+
+    #[test]
+    fn a_secret_across_the_snippet_cut_is_redacted_whole() {
+        let secret = Secret::new("tok_straddles_the_two_hundredth_character_0123456789");
+        for at in [150, 180, 195, 199, 200] {
+            let body = format!("{}{} tail", "x".repeat(at), secret.expose());
+            let answer = Answer {
+                status: 500,
+                body: body.into_bytes(),
+                url: "http://gw/x".into(),
+            };
+            let shown = answer.snippet(&[&secret]);
+            assert!(!shown.contains("tok_straddles"), "{at}: {shown}");
+            assert!(!shown.contains("tok_"), "{at}: {shown}");
+            assert!(shown.chars().count() <= 201, "{at}: {shown}");
+            if at <= 190 {
+                assert!(shown.contains("(redacted)"), "{at}: {shown}");
+            }
+        }
+    }
+
+    #[test]
+    fn redaction_blanks_secrets() {
+        let s = Secret::new("tok_sekrit");
+        assert_eq!(redact("dup key tok_sekrit!", &[&s]), "dup key (redacted)!");
     }
 }

@@ -14,11 +14,12 @@
 //! with RBAC off answer anyone, so a token they accept is reported as not
 //! checked (`configuration.rbac` says which).
 
-use super::gateway_api::{self, AdminApi, Answer};
-use super::{DriverError, DriverKind, Gateway, Identity, Result, Settings};
+use super::http_client::{encode_segment, AdminApi, Dialect};
+use super::keys::{self, KeyGateway, Reach};
+use super::{DriverError, DriverKind, Identity, Result, Settings};
 use crate::error::Kind;
-use crate::model::{check_new_token, Created, Filter, NewToken, RevokeOutcome, Token};
-use crate::secret::{self, Secret};
+use crate::model::{Created, NewToken, Token};
+use crate::secret::Secret;
 use chrono::{DateTime, Utc};
 use reqwest::Method;
 use serde::Deserialize;
@@ -29,6 +30,11 @@ use std::collections::BTreeMap;
 const PAGE_SIZE: &str = "1000";
 /// Kong refuses a ttl above this many seconds.
 const TTL_MAX: i64 = 100_000_000;
+
+static DIALECT: Dialect = Dialect {
+    refusals: &[(400, Kind::Usage), (409, Kind::Failure)],
+    ..Dialect::new(DriverKind::Kong, "Kong", "kong-admin-token")
+};
 
 pub struct Kong {
     api: AdminApi,
@@ -46,24 +52,24 @@ struct Node {
 }
 
 #[derive(Deserialize)]
-struct Credential {
-    id: String,
+pub struct Credential {
+    pub id: String,
     #[serde(default)]
-    created_at: i64,
+    pub created_at: i64,
     #[serde(default)]
-    consumer: Option<Ref>,
+    pub consumer: Option<Ref>,
     #[serde(default)]
-    key: String,
+    pub key: String,
     /// Seconds left, as Kong counts at read time; null without a ttl.
     #[serde(default)]
-    ttl: Option<i64>,
+    pub ttl: Option<i64>,
     #[serde(default)]
-    tags: Option<Vec<String>>,
+    pub tags: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
-struct Ref {
-    id: String,
+pub struct Ref {
+    pub id: String,
 }
 
 #[derive(Deserialize)]
@@ -73,53 +79,17 @@ struct Page {
     offset: Option<String>,
 }
 
+/// A credential and when it was read (its ttl counts from then).
+type Raw = (Credential, DateTime<Utc>);
+
 impl Kong {
     pub fn new(settings: Settings, owner: Option<String>) -> Result<Kong> {
-        let auth = settings
-            .credential
-            .as_ref()
-            .map(|c| ("kong-admin-token", &c.secret));
+        let secret = settings.credential.as_ref().map(|c| &c.secret);
         Ok(Kong {
-            api: AdminApi::new(&settings, auth)?,
-            owner: owner.filter(|o| !o.trim().is_empty()),
-            token: auth.is_some(),
+            api: AdminApi::new(&settings, &DIALECT, secret)?,
+            owner,
+            token: secret.is_some(),
         })
-    }
-
-    /// Maps Kong's error answers; `missing` names what a 404 means.
-    fn check(
-        &self,
-        answer: Answer,
-        secrets: &[&Secret],
-        missing: impl FnOnce() -> DriverError,
-    ) -> Result<Answer> {
-        if answer.ok() {
-            return Ok(answer);
-        }
-        let message = answer
-            .value()
-            .and_then(|v| v.get("message").and_then(Value::as_str).map(String::from))
-            .map(|m| gateway_api::redact(&m, secrets));
-        match answer.status {
-            401 | 403 => Err(gateway_api::refused_credential(
-                DriverKind::Kong,
-                &answer,
-                message.as_deref().unwrap_or("refused"),
-                "an RBAC token with rights on consumers and key-auths (Kong Enterprise); Kong OSS needs none",
-            )),
-            404 => Err(missing()),
-            400 | 409 if message.is_some() => Err(DriverError::Gateway {
-                message: format!(
-                    "Kong refused the request (HTTP {} from {}): {}",
-                    answer.status,
-                    answer.url,
-                    message.unwrap_or_default()
-                ),
-                kind: if answer.status == 400 { Kind::Usage } else { Kind::Failure },
-                hint: None,
-            }),
-            _ => Err(answer.http_error(secrets)),
-        }
     }
 
     fn no_consumer(consumer: &str) -> DriverError {
@@ -133,61 +103,35 @@ impl Kong {
         }
     }
 
-    /// Every credential (of the owner, when one is set), all pages.
-    fn all(&self, owner: Option<&str>) -> Result<Vec<(Credential, DateTime<Utc>)>> {
+    /// Every credential (of `owner`, when one is given), all pages.
+    fn all(&self, owner: Option<&str>) -> Result<Vec<Raw>> {
         let path = match owner {
-            Some(c) => format!("/consumers/{}/key-auth", gateway_api::encode_segment(c)),
+            Some(c) => format!("/consumers/{}/key-auth", encode_segment(c)),
             None => "/key-auths".to_string(),
         };
         let mut out = Vec::new();
         let mut offset: Option<String> = None;
         loop {
             let mut query = vec![("size", PAGE_SIZE)];
-            if let Some(o) = &offset {
-                query.push(("offset", o.as_str()));
-            }
+            query.extend(offset.as_deref().map(|o| ("offset", o)));
             let read_at = Utc::now();
-            let answer = self.api.call(Method::GET, &path, &query, None)?;
-            let answer = self.check(answer, &[], || match owner {
-                Some(c) => Self::no_consumer(c),
-                None => DriverError::Protocol {
-                    url: path.clone(),
-                    message: "GET /key-auths answered 404: is the key-auth plugin enabled?".into(),
-                },
-            })?;
+            let answer =
+                self.api
+                    .expect(Method::GET, &path, &query, None, &[], |_| match owner {
+                        Some(c) => Self::no_consumer(c),
+                        None => DriverError::Protocol {
+                            url: path.clone(),
+                            message: "GET /key-auths answered 404: is the key-auth plugin enabled?"
+                                .into(),
+                        },
+                    })?;
             let page: Page = answer.json()?;
             out.extend(page.data.into_iter().map(|c| (c, read_at)));
             match page.offset {
                 Some(o) if !o.is_empty() => offset = Some(o),
-                _ => break,
+                _ => return Ok(out),
             }
         }
-        Ok(out)
-    }
-
-    fn fetch(&self, id: &str) -> Result<(Credential, DateTime<Utc>)> {
-        let read_at = Utc::now();
-        let answer = self.api.call(
-            Method::GET,
-            &format!("/key-auths/{}", gateway_api::encode_segment(id)),
-            &[],
-            None,
-        )?;
-        let answer = self.check(answer, &[], || DriverError::NotFound(id.to_string()))?;
-        Ok((answer.json()?, read_at))
-    }
-
-    /// A credential by exact id or unique id prefix.
-    fn find(&self, id_or_prefix: &str) -> Result<(Credential, DateTime<Utc>)> {
-        if is_uuid(id_or_prefix) {
-            return self.fetch(id_or_prefix);
-        }
-        // Not a whole id: Kong would read it as a key, so match prefixes here.
-        let all = self.all(None)?;
-        let id = gateway_api::resolve_prefix(all.iter().map(|(c, _)| c.id.as_str()), id_or_prefix)?;
-        all.into_iter()
-            .find(|(c, _)| c.id == id)
-            .ok_or(DriverError::NotFound(id))
     }
 
     fn post(
@@ -196,157 +140,165 @@ impl Kong {
         key: &Secret,
         expires_at: Option<DateTime<Utc>>,
         tags: Vec<String>,
-    ) -> Result<Token> {
+    ) -> Result<Created> {
         let now = Utc::now();
         let mut body = json!({ "key": key.expose() });
         if let Some(e) = expires_at {
-            let ttl = gateway_api::seconds_until(e, now);
-            if ttl > TTL_MAX {
-                return Err(DriverError::Invalid(format!(
-                    "Kong keeps a ttl of at most {TTL_MAX} seconds (about 3 years); choose a shorter --ttl or an earlier --expires-at"
-                )));
-            }
-            body["ttl"] = json!(ttl);
+            body["ttl"] = json!(ttl(
+                keys::seconds_until(e, now),
+                "--ttl or an earlier --expires-at"
+            )?);
         }
         if !tags.is_empty() {
             body["tags"] = json!(tags);
         }
-        let answer = self.api.call(
-            Method::POST,
-            &format!(
-                "/consumers/{}/key-auth",
-                gateway_api::encode_segment(consumer)
-            ),
-            &[],
-            Some(&body),
-        )?;
-        let answer = self.check(answer, &[key], || Self::no_consumer(consumer))?;
-        let cred: Credential = answer.json()?;
-        to_token(&cred, now, self.api.base())
-    }
-
-    /// A new ttl, counted from now by Kong.
-    fn set_ttl(&self, id: &str, ttl: i64) -> Result<Token> {
-        if ttl > TTL_MAX {
-            return Err(DriverError::Invalid(format!(
-                "Kong keeps a ttl of at most {TTL_MAX} seconds (about 3 years); choose a shorter --increment"
-            )));
-        }
-        let now = Utc::now();
-        let answer = self.api.call(
-            Method::PATCH,
-            &format!("/key-auths/{}", gateway_api::encode_segment(id)),
-            &[],
-            Some(&json!({ "ttl": ttl })),
-        )?;
-        let answer = self.check(answer, &[], || DriverError::NotFound(id.to_string()))?;
-        let updated: Credential = answer.json()?;
-        let mut t = to_token(&updated, now, self.api.base())?;
-        if t.expires_at.is_none() {
-            // `ttl` is at most TTL_MAX (checked above).
-            t.expires_at = Some(now + chrono::TimeDelta::seconds(ttl));
-        }
-        Ok(t)
-    }
-
-    fn delete(&self, cred: &Credential) -> Result<()> {
-        let consumer = cred
-            .consumer
-            .as_ref()
-            .ok_or_else(|| DriverError::Protocol {
-                url: self.api.base().to_string(),
-                message: format!("credential {} has no consumer", cred.id),
+        let path = format!("/consumers/{}/key-auth", encode_segment(consumer));
+        let answer = self
+            .api
+            .expect(Method::POST, &path, &[], Some(&body), &[key], |_| {
+                Self::no_consumer(consumer)
             })?;
-        let answer = self.api.call(
-            Method::DELETE,
-            &format!(
-                "/consumers/{}/key-auth/{}",
-                gateway_api::encode_segment(&consumer.id),
-                gateway_api::encode_segment(&cred.id)
-            ),
-            &[],
-            None,
-        )?;
-        self.check(answer, &[], || DriverError::NotFound(cred.id.clone()))?;
-        Ok(())
+        Ok(Created {
+            token: to_token(&answer.json()?, now, self.api.base())?,
+            secret: key.clone(),
+        })
     }
 }
 
-impl Gateway for Kong {
-    fn kind(&self) -> DriverKind {
-        DriverKind::Kong
+/// `secs` as a ttl Kong takes, or advice to choose a shorter `what`.
+fn ttl(secs: i64, what: &str) -> Result<i64> {
+    if secs > TTL_MAX {
+        return Err(DriverError::Invalid(format!(
+            "Kong keeps a ttl of at most {TTL_MAX} seconds (about 3 years); choose a shorter {what}"
+        )));
+    }
+    Ok(secs)
+}
+
+fn consumer_of(c: &Credential, url: &str) -> Result<String> {
+    c.consumer
+        .as_ref()
+        .map(|r| r.id.clone())
+        .ok_or_else(|| DriverError::Protocol {
+            url: url.to_string(),
+            message: format!("credential {} has no consumer", c.id),
+        })
+}
+
+impl KeyGateway for Kong {
+    type Raw = Raw;
+
+    fn api(&self) -> &AdminApi {
+        &self.api
     }
 
-    fn usage_note(&self) -> Option<String> {
-        Some(
-            "clients send this key in the `apikey` header (key-auth's default key_names), without `Bearer `"
-                .into(),
-        )
+    fn list_raw(&self, reach: Reach) -> Result<Vec<Raw>> {
+        // Ids and secrets are looked for among every consumer's keys.
+        self.all(self.owner.as_deref().filter(|_| reach == Reach::List))
+    }
+
+    /// Only a whole id: Kong would read anything else in that place as a key.
+    fn fetch(&self, id: &str) -> Result<Option<Raw>> {
+        if !is_uuid(id) {
+            return Ok(None);
+        }
+        let read_at = Utc::now();
+        let path = format!("/key-auths/{}", encode_segment(id));
+        let answer = self.api.expect(Method::GET, &path, &[], None, &[], |_| {
+            DriverError::NotFound(id.into())
+        })?;
+        Ok(Some((answer.json()?, read_at)))
+    }
+
+    fn id_of(&self, raw: &Raw) -> Option<String> {
+        Some(raw.0.id.clone())
+    }
+
+    fn key_of<'a>(&self, raw: &'a Raw) -> Option<&'a str> {
+        Some(&raw.0.key)
+    }
+
+    fn to_token(&self, raw: &Raw) -> Result<Token> {
+        to_token(&raw.0, raw.1, self.api.base())
     }
 
     fn create(&self, new: &NewToken) -> Result<Created> {
-        check_new_token(new).map_err(DriverError::Invalid)?;
-        let consumer = self.owner.as_deref().ok_or_else(|| DriverError::Gateway {
-            message: "a Kong key belongs to a consumer, and none was named".into(),
-            kind: Kind::Usage,
-            hint: Some(
-                "pass --owner CONSUMER (or set TOK_OWNER, or `owner` in the profile)".into(),
-            ),
-        })?;
+        let consumer = self
+            .owner
+            .as_deref()
+            .ok_or_else(|| keys::owner_needed("Kong"))?;
         let tags = tags_of(&new.labels)?;
-        let secret = Secret::generate();
-        let token = self.post(consumer, &secret, new.expires_at, tags)?;
-        Ok(Created { token, secret })
+        self.post(consumer, &Secret::generate(), new.expires_at, tags)
     }
 
-    fn list(&self, filter: &Filter, sink: &mut dyn FnMut(Token) -> Result<()>) -> Result<()> {
-        let tokens = self
-            .all(self.owner.as_deref())?
-            .iter()
-            .map(|(c, at)| to_token(c, *at, self.api.base()))
-            .collect::<Result<_>>()?;
-        gateway_api::emit(tokens, filter, sink)
+    /// The tags go over as they are, labels or not.
+    fn recreate(
+        &self,
+        raw: &Raw,
+        _old: &Token,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<Created> {
+        let consumer = consumer_of(&raw.0, self.api.base())?;
+        self.post(
+            &consumer,
+            &Secret::generate(),
+            expires_at,
+            raw.0.tags.clone().unwrap_or_default(),
+        )
     }
 
-    fn get(&self, id_or_prefix: &str) -> Result<Token> {
-        let (cred, at) = self.find(id_or_prefix)?;
-        to_token(&cred, at, self.api.base())
+    fn delete(&self, (cred, _): &Raw) -> Result<()> {
+        let path = format!(
+            "/consumers/{}/key-auth/{}",
+            encode_segment(&consumer_of(cred, self.api.base())?),
+            encode_segment(&cred.id)
+        );
+        self.api
+            .expect(Method::DELETE, &path, &[], None, &[], |_| {
+                DriverError::NotFound(cred.id.clone())
+            })?;
+        Ok(())
     }
 
-    /// Kong ids are UUIDs.
-    fn looks_like_id(&self, s: &str) -> bool {
-        super::hex_shaped(s, 36)
+    /// A new ttl, counted from now by Kong.
+    fn set_expiry(&self, (cred, _): Raw, until: DateTime<Utc>) -> Result<Token> {
+        let now = Utc::now();
+        let ttl = ttl(keys::seconds_until(until, now), "--increment")?;
+        let path = format!("/key-auths/{}", encode_segment(&cred.id));
+        let body = json!({ "ttl": ttl });
+        let answer = self
+            .api
+            .expect(Method::PATCH, &path, &[], Some(&body), &[], |_| {
+                DriverError::NotFound(cred.id.clone())
+            })?;
+        let mut t = to_token(&answer.json()?, now, self.api.base())?;
+        // `ttl` is at most TTL_MAX (checked above).
+        t.expires_at = t.expires_at.or(Some(now + chrono::TimeDelta::seconds(ttl)));
+        Ok(t)
     }
 
-    fn lookup(&self, secret: &Secret) -> Result<Token> {
-        let unknown = || DriverError::UnknownSecret {
-            fingerprint: gateway_api::fingerprint(secret.expose()),
-        };
+    /// Kong looks a key up itself, but reads a UUID in that place as an id.
+    fn lookup(&self, secret: &Secret) -> Result<Option<Token>> {
         if is_uuid(secret.expose()) {
-            // Kong reads a UUID in that place as an id, not a key.
-            return self
-                .all(None)?
-                .iter()
-                .find(|(c, _)| secret::ct_eq(c.key.as_bytes(), secret.expose().as_bytes()))
-                .ok_or_else(unknown)
-                .and_then(|(c, at)| to_token(c, *at, self.api.base()));
+            return Ok(None);
         }
         let read_at = Utc::now();
         let answer = self
             .api
-            .call_with_secret(Method::GET, "/key-auths/", secret, "", &[])?;
-        let answer = self.check(answer, &[secret], unknown)?;
-        let cred: Credential = answer.json()?;
-        to_token(&cred, read_at, self.api.base())
+            .call_with_secret(Method::GET, "/key-auths/", secret)?;
+        let answer = self
+            .api
+            .check(answer, &[secret], |_| keys::unknown_secret(secret))?;
+        to_token(&answer.json()?, read_at, self.api.base()).map(Some)
     }
 
     fn whoami(&self) -> Result<Identity> {
-        let answer = self.api.call(Method::GET, "/", &[], None)?;
-        let url = answer.url.clone();
-        let answer = self.check(answer, &[], || DriverError::Protocol {
-            url: url.clone(),
-            message: "GET / answered 404: is this Kong's Admin API (port 8001), not its proxy?"
-                .into(),
+        let answer = self.api.expect(Method::GET, "/", &[], None, &[], |_| {
+            DriverError::Protocol {
+                url: format!("{}/", self.api.base()),
+                message: "GET / answered 404: is this Kong's Admin API (port 8001), not its proxy?"
+                    .into(),
+            }
         })?;
         let node: Node = answer.json()?;
         // Kong Enterprise's `enforce_rbac`: on, both and entity check tokens.
@@ -372,65 +324,15 @@ impl Gateway for Kong {
         })
     }
 
-    fn revoke(&self, id: &str, reason: Option<&str>) -> Result<(Token, RevokeOutcome)> {
-        let (cred, at) = self.find(id)?;
-        let token = to_token(&cred, at, self.api.base())?;
-        self.delete(&cred)?;
-        Ok((gateway_api::revoked(token, reason), RevokeOutcome::Revoked))
-    }
-
-    fn renew(&self, id: &str, increment: Option<u64>) -> Result<Token> {
-        let (cred, at) = self.find(id)?;
-        let now = Utc::now();
-        let until = gateway_api::renewed_until(
-            &to_token(&cred, at, self.api.base())?,
-            increment,
-            now,
-            self.api.base(),
-        )?;
-        self.set_ttl(&cred.id, gateway_api::seconds_until(until, now))
-    }
-
-    fn rotate(&self, id: &str, grace: Option<u64>) -> Result<(Created, Token)> {
-        let (cred, at) = self.find(id)?;
-        let old = to_token(&cred, at, self.api.base())?;
-        let consumer = cred
-            .consumer
-            .as_ref()
-            .map(|c| c.id.clone())
-            .ok_or_else(|| DriverError::Protocol {
-                url: self.api.base().to_string(),
-                message: format!("credential {} has no consumer", cred.id),
-            })?;
-        let now = Utc::now();
-        let secret = Secret::generate();
-        // The tags go over as they are, labels or not.
-        let token = self.post(
-            &consumer,
-            &secret,
-            gateway_api::same_lifetime(&old, now, self.api.base())?,
-            cred.tags.clone().unwrap_or_default(),
-        )?;
-        let created = Created { token, secret };
-        let old = match grace {
-            None => {
-                self.delete(&cred)?;
-                gateway_api::revoked(old, Some(&format!("rotated to {}", created.token.id)))
-            }
-            Some(g) => {
-                let g = g.min(TTL_MAX as u64) as i64;
-                let ttl = cred.ttl.map_or(g, |left| left.clamp(1, g.max(1)));
-                self.set_ttl(&cred.id, ttl)?
-            }
-        };
-        Ok((created, old))
+    /// Kong ids are UUIDs.
+    fn looks_like_id(&self, s: &str) -> bool {
+        super::hex_shaped(s, 36)
     }
 }
 
 /// The token of credential `c` as read at `read_at` from the gateway at `url`;
 /// a ttl past any date is a `Protocol` error (Kong itself allows 100000000s).
-fn to_token(c: &Credential, read_at: DateTime<Utc>, url: &str) -> Result<Token> {
-    let created_at = gateway_api::from_unix(c.created_at).unwrap_or(read_at);
+pub fn to_token(c: &Credential, read_at: DateTime<Utc>, url: &str) -> Result<Token> {
     let expires_at = c
         .ttl
         .map(|left| {
@@ -445,9 +347,10 @@ fn to_token(c: &Credential, read_at: DateTime<Utc>, url: &str) -> Result<Token> 
             })
         })
         .transpose()?;
-    let mut t = gateway_api::token(c.id.clone(), created_at, expires_at);
+    let created_at = keys::from_unix(c.created_at).unwrap_or(read_at);
+    let mut t = Token::bare(c.id.clone(), created_at, expires_at);
     t.labels = labels_of(c.tags.as_deref().unwrap_or_default());
-    t.fingerprint = gateway_api::fingerprint(&c.key);
+    t.fingerprint = keys::fingerprint(&c.key);
     Ok(t)
 }
 

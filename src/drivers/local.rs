@@ -54,9 +54,7 @@ impl Gateway for Local {
     }
 
     fn lookup(&self, secret: &Secret) -> Result<Token> {
-        secret
-            .validate()
-            .map_err(|e| DriverError::Invalid(format!("that is not a valid tok secret: {e}")))?;
+        super::check_tok_secret(secret)?;
         self.store
             .lookup(secret, Utc::now())?
             .ok_or_else(|| DriverError::UnknownSecret {

@@ -3,8 +3,8 @@
 
 pub mod apipark;
 pub mod apisix;
-mod gateway_api;
 pub mod http_client;
+pub mod keys;
 pub mod kong;
 pub mod local;
 pub mod oauth2;
@@ -14,172 +14,71 @@ pub mod vault;
 
 use crate::error::Kind;
 use crate::model::{Created, Filter, NewToken, RevokeOutcome, Token};
+pub use crate::registry::{Capabilities, DriverKind, Identity, Op, Scope, OP_NAMES};
 use crate::secret::Secret;
-use serde::Serialize;
-
-/// The drivers tok knows. `local` is the embedded default.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum DriverKind {
-    /// The embedded SQLite store in your data directory (the default).
-    Local,
-    /// tok's own HTTP admin API (`tok serve`).
-    Tok,
-    /// OpenBao or HashiCorp Vault token auth: tokens by accessor, policies as scopes.
-    Vault,
-    /// An OAuth 2 authorization server: client_credentials, RFC 7662 and RFC 7009.
-    Oauth2,
-    /// APIPark: `apikey` authorizations of an app, through the /openapi/v1 automation API.
-    Apipark,
-    /// Kong Gateway: key-auth credentials of consumers, through the Admin API.
-    Kong,
-    /// Apache APISIX 3.11+: key-auth credentials of consumers, through the Admin API.
-    Apisix,
-    /// Tyk Gateway: keys under /tyk/keys, through the Gateway API (hashed keys).
-    Tyk,
-}
-
-impl DriverKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DriverKind::Local => "local",
-            DriverKind::Tok => "tok",
-            DriverKind::Vault => "vault",
-            DriverKind::Oauth2 => "oauth2",
-            DriverKind::Apipark => "apipark",
-            DriverKind::Kong => "kong",
-            DriverKind::Apisix => "apisix",
-            DriverKind::Tyk => "tyk",
-        }
-    }
-
-    /// What the driver can do, known without contacting anything.
-    pub fn capabilities(self) -> Capabilities {
-        // What the four key gateways can hold; nothing here is emulated by tok.
-        let gateway = Capabilities {
-            scopes: false,
-            labels: true,
-            expiry: true,
-            use_limits: false,
-            names: false,
-            descriptions: false,
-            ..Capabilities::ALL
-        };
-        match self {
-            DriverKind::Local | DriverKind::Tok => Capabilities {
-                renew: false,
-                ..Capabilities::ALL
-            },
-            // Vault keeps no description and forgets tokens once they are
-            // revoked or expired, but does everything else by accessor.
-            DriverKind::Vault => Capabilities {
-                no_expiry: false,
-                descriptions: false,
-                ..Capabilities::ALL
-            },
-            // OAuth 2 servers know tokens only by their secret and choose the
-            // lifetime themselves; there is no standard way to list tokens.
-            DriverKind::Oauth2 => Capabilities {
-                create: true,
-                list: false,
-                inspect_by_id: false,
-                inspect_by_secret: true,
-                revoke: true,
-                rotate: false,
-                renew: false,
-                scopes: true,
-                labels: false,
-                expiry: false,
-                no_expiry: false,
-                use_limits: false,
-                names: false,
-                descriptions: false,
-            },
-            // Authorization names; labels in the apikey config's `label` map;
-            // renew sets a new `expire_time`.
-            DriverKind::Apipark => Capabilities {
-                names: true,
-                ..gateway
-            },
-            // Labels are the credential's tags; ttl is the expiry (renew: a new ttl).
-            DriverKind::Kong => gateway,
-            // Credentials carry `desc` and `labels` but no expiry at all.
-            DriverKind::Apisix => Capabilities {
-                expiry: false,
-                renew: false,
-                descriptions: true,
-                ..gateway
-            },
-            // `alias` is the name, `meta_data` the labels, access rights the scopes.
-            DriverKind::Tyk => Capabilities {
-                scopes: true,
-                names: true,
-                ..gateway
-            },
-        }
-    }
-
-    /// Whether the driver refuses to work without an admin credential. Kong
-    /// OSS has no Admin API authentication, so the kong driver takes one only
-    /// where Kong Enterprise's RBAC asks for it.
-    pub fn needs_credential(self) -> bool {
-        !matches!(self, DriverKind::Local | DriverKind::Kong)
-    }
-
-    pub fn from_name(name: &str) -> Option<DriverKind> {
-        <DriverKind as clap::ValueEnum>::value_variants()
-            .iter()
-            .copied()
-            .find(|k| k.as_str() == name)
-    }
-
-    pub fn about(self) -> &'static str {
-        match self {
-            DriverKind::Local => "embedded SQLite store in your data directory",
-            DriverKind::Tok => "tok's own HTTP admin API (tok serve)",
-            DriverKind::Vault => "OpenBao or HashiCorp Vault token auth (VAULT_TOKEN)",
-            DriverKind::Oauth2 => "OAuth 2 server: client_credentials, introspection, revocation",
-            DriverKind::Apipark => "APIPark apikey authorizations of an app (/openapi/v1)",
-            DriverKind::Kong => "Kong key-auth credentials of consumers (Admin API)",
-            DriverKind::Apisix => "APISIX 3.11+ key-auth credentials of consumers (Admin API)",
-            DriverKind::Tyk => "Tyk Gateway keys (/tyk/keys, hashed keys)",
-        }
-    }
-
-    /// Why this driver cannot do `op`, and what to do instead, where there is
-    /// more to say than what it can do.
-    pub fn unsupported_hint(self, op: Op) -> Option<&'static str> {
-        Some(match (self, op) {
-            (DriverKind::Apipark, Op::Scopes) => {
-                "APIPark keys carry no scopes: a key reaches what its app's approved service subscriptions allow; subscribe the app to services in the APIPark console, or use another app"
-            }
-            (DriverKind::Kong, Op::Scopes) => {
-                "Kong scopes are ACL groups of the consumer, not of one key (POST /consumers/{consumer}/acls); give the consumer the groups, or use another consumer (--owner)"
-            }
-            (DriverKind::Apisix, Op::Scopes) => {
-                "APISIX keys carry no scopes: restrict the consumer (consumer-restriction plugin) or use another consumer (--owner)"
-            }
-            (DriverKind::Apisix, Op::Expiry | Op::Renew) => {
-                "APISIX credentials have no expiry time; pass --no-expiry to create a key that lives until you revoke it (and revoke it when done)"
-            }
-            (DriverKind::Kong | DriverKind::Apisix, Op::Names) => {
-                "its credentials have no name field; drop --name and tell keys apart by --label"
-            }
-            (DriverKind::Apipark | DriverKind::Kong | DriverKind::Tyk, Op::Descriptions) => {
-                "its keys have no description field; drop --description (a --label can carry a short note)"
-            }
-            (
-                DriverKind::Apipark | DriverKind::Kong | DriverKind::Apisix | DriverKind::Tyk,
-                Op::UseLimits,
-            ) => "the gateway cannot limit how often one key is used; drop --uses/--single-use",
-            _ => return None,
-        })
-    }
-}
 
 /// How a driver shows a gateway's warnings (a TTL capped by the server, a
 /// policy that does not exist): on stderr, through the command's `Out`.
 pub type Warn = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
+
+/// What opening a driver takes; each driver reads what it needs.
+pub struct Opening {
+    pub settings: Settings,
+    /// The local store's directory (the local driver only).
+    pub data_dir: Option<std::path::PathBuf>,
+    /// `--owner`, `TOK_OWNER` or the profile's `owner`.
+    pub owner: Option<String>,
+    /// `--app`, `TOK_APP` or the profile's `app`.
+    pub app: Option<String>,
+    pub warn: Warn,
+}
+
+/// The driver of `kind`: the one place that turns a registry entry into code.
+pub fn open(kind: DriverKind, o: Opening) -> Result<Box<dyn Gateway>> {
+    use keys::Keys;
+    let owner = o.owner.filter(|v| !v.trim().is_empty());
+    let app = o.app.filter(|v| !v.trim().is_empty());
+    Ok(match kind {
+        DriverKind::Local => Box::new(local::Local::open(&o.data_dir.unwrap_or_default())?),
+        DriverKind::Tok => Box::new(tok::TokDriver::new(&o.settings)?),
+        DriverKind::Vault => Box::new(vault::Vault::new(&o.settings, o.warn)?),
+        DriverKind::Oauth2 => Box::new(oauth2::OAuth2::new(&o.settings, o.warn)?),
+        DriverKind::Apipark => Box::new(Keys(apipark::Apipark::new(o.settings, app)?)),
+        DriverKind::Kong => Box::new(Keys(kong::Kong::new(o.settings, owner)?)),
+        DriverKind::Apisix => Box::new(Keys(apisix::Apisix::new(o.settings, owner)?)),
+        DriverKind::Tyk => Box::new(Keys(tyk::Tyk::new(o.settings)?)),
+    })
+}
+
+/// Refuses `--app` and `--owner` where the driver takes neither: given to
+/// another, they would be silently ignored.
+pub fn check_scopes(
+    kind: DriverKind,
+    given: &[(Scope, bool)],
+) -> Result<(), crate::error::UserError> {
+    for &(scope, set) in given {
+        if !set || kind.spec().scopes.contains(&scope) {
+            continue;
+        }
+        let takers: Vec<&str> = DriverKind::taking(scope)
+            .iter()
+            .map(|k| k.as_str())
+            .collect();
+        let hint = match kind.spec().scopes.first() {
+            Some(other) => other.instead().to_string(),
+            None => format!("drop {} (or {})", scope.flag(), scope.env()),
+        };
+        return Err(crate::error::UserError::usage(format!(
+            "{} is for the {} driver{}, not {}",
+            scope.flag(),
+            takers.join(" and "),
+            if takers.len() == 1 { "" } else { "s" },
+            kind.as_str()
+        ))
+        .hint(hint));
+    }
+    Ok(())
+}
 
 /// What a network driver is given to connect with.
 #[derive(Debug, Clone)]
@@ -188,141 +87,6 @@ pub struct Settings {
     /// None when no credential was found; the driver decides if it needs one.
     pub credential: Option<crate::credentials::Credential>,
     pub profile: crate::config::Profile,
-}
-
-/// What a driver can do. A command a driver cannot do is refused before any
-/// request is sent, with the unsupported exit code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Capabilities {
-    pub create: bool,
-    pub list: bool,
-    pub inspect_by_id: bool,
-    pub inspect_by_secret: bool,
-    pub revoke: bool,
-    pub rotate: bool,
-    /// Extend a live token's lifetime (`tok renew`).
-    pub renew: bool,
-    pub scopes: bool,
-    pub labels: bool,
-    pub expiry: bool,
-    /// Make a token that lives until revoked (`--no-expiry`).
-    pub no_expiry: bool,
-    pub use_limits: bool,
-    pub names: bool,
-    pub descriptions: bool,
-}
-
-impl Capabilities {
-    pub const ALL: Capabilities = Capabilities {
-        create: true,
-        list: true,
-        inspect_by_id: true,
-        inspect_by_secret: true,
-        revoke: true,
-        rotate: true,
-        renew: true,
-        scopes: true,
-        labels: true,
-        expiry: true,
-        no_expiry: true,
-        use_limits: true,
-        names: true,
-        descriptions: true,
-    };
-}
-
-/// One operation, for capability checks and messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Op {
-    Create,
-    List,
-    InspectById,
-    InspectBySecret,
-    Revoke,
-    Rotate,
-    Renew,
-    Scopes,
-    Labels,
-    Expiry,
-    NoExpiry,
-    UseLimits,
-    Names,
-    Descriptions,
-    Whoami,
-    Audit,
-}
-
-impl Op {
-    pub fn describe(self) -> &'static str {
-        match self {
-            Op::Create => "create tokens",
-            Op::List => "list tokens",
-            Op::InspectById => "inspect a token by id",
-            Op::InspectBySecret => "look a token up by its secret",
-            Op::Revoke => "revoke tokens",
-            Op::Rotate => "rotate tokens",
-            Op::Renew => "renew tokens",
-            Op::Scopes => "attach scopes to a token",
-            Op::Labels => "attach labels to a token",
-            Op::Expiry => "give a token an expiry time",
-            Op::NoExpiry => "make a token that never expires",
-            Op::UseLimits => "limit how often a token is used",
-            Op::Names => "give a token a name",
-            Op::Descriptions => "give a token a description",
-            Op::Whoami => "check an admin credential",
-            Op::Audit => "read an audit trail",
-        }
-    }
-}
-
-/// Each capability's short name, as `tok drivers` prints it.
-pub const OP_NAMES: [(Op, &str); 14] = [
-    (Op::Create, "create"),
-    (Op::List, "list"),
-    (Op::InspectById, "inspect"),
-    (Op::InspectBySecret, "inspect-secret"),
-    (Op::Revoke, "revoke"),
-    (Op::Rotate, "rotate"),
-    (Op::Renew, "renew"),
-    (Op::Scopes, "scopes"),
-    (Op::Labels, "labels"),
-    (Op::Expiry, "expiry"),
-    (Op::NoExpiry, "no-expiry"),
-    (Op::UseLimits, "use-limits"),
-    (Op::Names, "names"),
-    (Op::Descriptions, "descriptions"),
-];
-
-impl Capabilities {
-    /// The short names of what is supported, in `OP_NAMES` order.
-    pub fn names(&self) -> Vec<&'static str> {
-        OP_NAMES
-            .iter()
-            .filter(|(op, _)| self.supports(*op))
-            .map(|(_, n)| *n)
-            .collect()
-    }
-
-    pub fn supports(&self, op: Op) -> bool {
-        match op {
-            Op::Create => self.create,
-            Op::List => self.list,
-            Op::InspectById => self.inspect_by_id,
-            Op::InspectBySecret => self.inspect_by_secret,
-            Op::Revoke => self.revoke,
-            Op::Rotate => self.rotate,
-            Op::Renew => self.renew,
-            Op::Scopes => self.scopes,
-            Op::Labels => self.labels,
-            Op::Expiry => self.expiry,
-            Op::NoExpiry => self.no_expiry,
-            Op::UseLimits => self.use_limits,
-            Op::Names => self.names,
-            Op::Descriptions => self.descriptions,
-            // Not capability flags: the trait's default methods refuse these.
-            Op::Whoami | Op::Audit => true,
-        }
-    }
 }
 
 /// Why a request got no answer, for the hint.
@@ -342,6 +106,13 @@ pub fn id_shaped(s: &str, max: usize, extra: &str) -> bool {
         && s.len() <= max
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || extra.contains(c))
+}
+
+/// Refuses what is not a tok secret before tok's own stores look it up.
+pub fn check_tok_secret(secret: &Secret) -> Result<()> {
+    secret
+        .validate()
+        .map_err(|e| DriverError::Invalid(format!("that is not a valid tok secret: {e}")))
 }
 
 /// Whether `s` is hexadecimal digits and `-`, at most `max` of them: a UUID
@@ -489,21 +260,6 @@ impl DriverError {
     }
 }
 
-/// Who a credential belongs to, as the gateway says.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Identity {
-    /// A name or id for the principal, e.g. the admin token's id and name.
-    pub principal: String,
-    /// When the credential itself expires, where the gateway says so.
-    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
-    /// Scopes, policies or roles the credential carries, where known.
-    pub scopes: Vec<String>,
-    /// Whether the gateway checked the credential at all. Kong OSS (or Kong
-    /// Enterprise with RBAC off) answers whatever it is sent, so a credential
-    /// it accepted proves nothing and `tok login` does not store it.
-    pub checked: bool,
-}
-
 pub type Result<T, E = DriverError> = std::result::Result<T, E>;
 
 /// A token gateway. Every command talks to its driver only through this trait.
@@ -555,7 +311,7 @@ pub trait Gateway {
     /// How clients of the gateway present a new secret, said once after create
     /// and rotate (on stderr), when that is not `Authorization: Bearer`.
     fn usage_note(&self) -> Option<String> {
-        None
+        self.kind().spec().usage.map(String::from)
     }
 
     /// Whether `s`, given where an id or a secret may stand, is one of this

@@ -5,13 +5,13 @@ use super::http_client::{read_json, redact_url, snippet, Http};
 use super::{DriverError, DriverKind, Gateway, Identity, Result, Settings};
 use crate::model::{check_new_token, Created, Filter, NewToken, RevokeOutcome, StateFilter, Token};
 use crate::secret::Secret;
-use crate::server::auth::principal_of;
-use crate::server::wire::{
-    code, AuditPage, CreateRequest, CreatedResponse, ErrorBody, ListResponse, LookupRequest,
-    RevokeRequest, RevokeResponse, RotateRequest, RotateResponse, WireSecret, ID_MAX, PAGE_MAX,
-};
 use crate::store::audit::{AuditFilter, Entry};
 use crate::store::ID_PREFIX;
+use crate::wire::{
+    code, principal_of, AuditPage, CreateRequest, CreatedResponse, ErrorBody, ListResponse,
+    LookupRequest, RevokeRequest, RevokeResponse, RotateRequest, RotateResponse, WireSecret,
+    ID_MAX, PAGE_MAX,
+};
 use reqwest::blocking::{RequestBuilder, Response};
 use reqwest::header::{CONTENT_TYPE, LOCATION};
 
@@ -266,9 +266,7 @@ impl Gateway for TokDriver {
     }
 
     fn lookup(&self, secret: &Secret) -> Result<Token> {
-        secret
-            .validate()
-            .map_err(|e| DriverError::Invalid(format!("that is not a valid tok secret: {e}")))?;
+        super::check_tok_secret(secret)?;
         let body = LookupRequest {
             secret: WireSecret(secret.clone()),
         };

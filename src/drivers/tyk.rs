@@ -15,10 +15,11 @@
 //! /tyk/ route, so a wrong secret gets 403 before any handler; a right one gets
 //! the list, or Tyk's own 404 saying that hashed key listing is off.
 
-use super::gateway_api::{self, AdminApi, Answer};
-use super::{DriverError, DriverKind, Gateway, Identity, Result, Settings};
+use super::http_client::{encode_segment, AdminApi, Dialect};
+use super::keys::{self, KeyGateway, Reach};
+use super::{DriverError, DriverKind, Identity, Result, Settings};
 use crate::error::Kind;
-use crate::model::{check_new_token, Created, Filter, NewToken, RevokeOutcome, Token};
+use crate::model::{Created, NewToken, Token};
 use crate::secret::Secret;
 use base64::Engine;
 use chrono::{DateTime, Utc};
@@ -29,6 +30,11 @@ use sha2::{Digest, Sha256};
 
 const POLICY: &str = "policy:";
 const LISTING_OFF: &str = "enable_hashed_keys_listing";
+
+static DIALECT: Dialect = Dialect {
+    refusals: &[(400, Kind::Usage)],
+    ..Dialect::new(DriverKind::Tyk, "Tyk", "x-tyk-authorization")
+};
 
 pub struct Tyk {
     api: AdminApi,
@@ -47,134 +53,61 @@ struct Keys {
     keys: Vec<String>,
 }
 
+/// A key's hash, and its session once read.
+type Raw = (String, Option<Map<String, Value>>);
+
 impl Tyk {
     pub fn new(settings: Settings) -> Result<Tyk> {
-        let credential = settings.credential.as_ref().ok_or_else(|| {
-            gateway_api::missing_credential(
-                DriverKind::Tyk,
-                "the gateway's API secret (`secret` in tyk.conf, TYK_GW_SECRET)",
-            )
-        })?;
         Ok(Tyk {
-            api: AdminApi::new(&settings, Some(("x-tyk-authorization", &credential.secret)))?,
+            api: AdminApi::needing(&settings, &DIALECT, "")?,
         })
-    }
-
-    fn check(
-        &self,
-        answer: Answer,
-        secrets: &[&Secret],
-        missing: impl FnOnce(&str) -> DriverError,
-    ) -> Result<Answer> {
-        if answer.ok() {
-            return Ok(answer);
-        }
-        let message = answer
-            .value()
-            .and_then(|v| v.get("message").and_then(Value::as_str).map(String::from))
-            .map(|m| gateway_api::redact(&m, secrets))
-            .unwrap_or_default();
-        match answer.status {
-            401 | 403 => Err(gateway_api::refused_credential(
-                DriverKind::Tyk,
-                &answer,
-                &message,
-                "the gateway's API secret (`secret` in tyk.conf)",
-            )),
-            404 => Err(missing(&message)),
-            400 if !message.is_empty() => Err(DriverError::Gateway {
-                message: format!(
-                    "Tyk refused the request (HTTP 400 from {}): {message}",
-                    answer.url
-                ),
-                kind: Kind::Usage,
-                hint: None,
-            }),
-            _ => Err(answer.http_error(secrets)),
-        }
-    }
-
-    fn listing_off(answer_url: &str) -> DriverError {
-        DriverError::Gateway {
-            message: format!("Tyk does not list hashed keys ({answer_url} answered 404)"),
-            kind: Kind::Failure,
-            hint: Some(format!(
-                "set `{LISTING_OFF}: true` in tyk.conf (TYK_GW_ENABLEHASHEDKEYSLISTING=true); inspect by id still works"
-            )),
-        }
     }
 
     /// The hashes of every key.
     fn hashes(&self) -> Result<Vec<String>> {
-        let answer = self.api.call(Method::GET, "/tyk/keys", &[], None)?;
-        let url = answer.url.clone();
-        let answer = self.check(answer, &[], |_| Self::listing_off(&url))?;
-        let keys: Keys = answer.json()?;
-        Ok(keys.keys)
+        let answer = self.api.expect(Method::GET, "/tyk/keys", &[], None, &[], |_| DriverError::Gateway {
+            message: format!("Tyk does not list hashed keys ({}/tyk/keys answered 404)", self.api.base()),
+            kind: Kind::Failure,
+            hint: Some(format!(
+                "set `{LISTING_OFF}: true` in tyk.conf (TYK_GW_ENABLEHASHEDKEYSLISTING=true); inspect by id still works"
+            )),
+        })?;
+        Ok(answer.json::<Keys>()?.keys)
     }
 
     /// A key's session by its hash; None when Tyk no longer has it.
     fn session(&self, hash: &str) -> Result<Option<Map<String, Value>>> {
-        let answer = self.api.call(
-            Method::GET,
-            &format!("/tyk/keys/{}", gateway_api::encode_segment(hash)),
-            &[("hashed", "true")],
-            None,
-        )?;
+        let path = format!("/tyk/keys/{}", encode_segment(hash));
+        let answer = self
+            .api
+            .call(Method::GET, &path, &[("hashed", "true")], None)?;
         if answer.status == 404 {
             return Ok(None);
         }
-        let answer = self.check(answer, &[], |_| DriverError::NotFound(hash.to_string()))?;
+        let answer = self
+            .api
+            .check(answer, &[], |_| DriverError::NotFound(hash.to_string()))?;
         Ok(Some(answer.json()?))
     }
 
-    /// Every key with its session, skipping keys that went away meanwhile.
-    fn all(&self) -> Result<Vec<Token>> {
-        let mut out = Vec::new();
-        for h in self.hashes()? {
-            if let Some(s) = self.session(&h)? {
-                out.push(to_token(&h, &s));
-            }
-        }
-        Ok(out)
-    }
-
-    fn find(&self, id_or_prefix: &str) -> Result<(String, Map<String, Value>)> {
-        if !id_or_prefix.is_empty() {
-            if let Some(s) = self.session(id_or_prefix)? {
-                return Ok((id_or_prefix.to_string(), s));
-            }
-        }
-        let hashes = match self.hashes() {
-            Ok(h) => h,
-            // Without listing there is no prefix to match: it is just not there.
-            Err(DriverError::Gateway { .. }) => {
-                return Err(DriverError::NotFound(id_or_prefix.to_string()))
-            }
-            Err(e) => return Err(e),
-        };
-        let id = gateway_api::resolve_prefix(hashes.iter().map(String::as_str), id_or_prefix)?;
-        let s = self
-            .session(&id)?
-            .ok_or_else(|| DriverError::NotFound(id.clone()))?;
-        Ok((id, s))
-    }
-
     fn add(&self, body: &Value) -> Result<Created> {
-        let answer = self.api.call(Method::POST, "/tyk/keys", &[], Some(body))?;
-        let answer = self.check(answer, &[], |m| DriverError::Gateway {
-            message: format!("Tyk answered 404 to POST /tyk/keys: {m}"),
-            kind: Kind::Failure,
-            hint: None,
-        })?;
+        let answer = self
+            .api
+            .expect(Method::POST, "/tyk/keys", &[], Some(body), &[], |m| {
+                DriverError::Gateway {
+                    message: format!("Tyk answered 404 to POST /tyk/keys: {m}"),
+                    kind: Kind::Failure,
+                    hint: None,
+                }
+            })?;
         let added: Added = answer.json()?;
         let secret = Secret::new(added.key);
         let Some(hash) = added.key_hash.filter(|h| !h.is_empty()) else {
             // Without hashing, the listing would show keys: undo and refuse.
-            let undo = self
+            let undone = self
                 .api
-                .call_with_secret(Method::DELETE, "/tyk/keys/", &secret, "", &[]);
-            let undone = undo.map(|a| a.ok()).unwrap_or(false);
+                .call_with_secret(Method::DELETE, "/tyk/keys/", &secret)
+                .is_ok_and(|a| a.ok());
             return Err(DriverError::Gateway {
                 message: format!(
                     "Tyk answered without `key_hash`: this gateway does not hash keys, and tok will not show keys as ids ({})",
@@ -197,51 +130,63 @@ impl Tyk {
         }
         Ok(Created { token, secret })
     }
-
-    /// Writes the session back with a new `expires`, keeping quotas and rates.
-    fn set_expires(
-        &self,
-        hash: &str,
-        mut session: Map<String, Value>,
-        until: DateTime<Utc>,
-    ) -> Result<Token> {
-        session.insert("expires".into(), json!(until.timestamp()));
-        let answer = self.api.call(
-            Method::PUT,
-            &format!("/tyk/keys/{}", gateway_api::encode_segment(hash)),
-            &[("hashed", "true"), ("suppress_reset", "1")],
-            Some(&Value::Object(session.clone())),
-        )?;
-        self.check(answer, &[], |_| DriverError::NotFound(hash.to_string()))?;
-        Ok(to_token(hash, &session))
-    }
-
-    fn delete(&self, hash: &str) -> Result<()> {
-        let answer = self.api.call(
-            Method::DELETE,
-            &format!("/tyk/keys/{}", gateway_api::encode_segment(hash)),
-            &[("hashed", "true")],
-            None,
-        )?;
-        self.check(answer, &[], |_| DriverError::NotFound(hash.to_string()))?;
-        Ok(())
-    }
 }
 
-impl Gateway for Tyk {
-    fn kind(&self) -> DriverKind {
-        DriverKind::Tyk
+impl KeyGateway for Tyk {
+    type Raw = Raw;
+
+    fn api(&self) -> &AdminApi {
+        &self.api
     }
 
-    fn usage_note(&self) -> Option<String> {
-        Some(
-            "clients send this key in the `Authorization` header (with or without `Bearer `), as Tyk's auth token APIs expect"
-                .into(),
-        )
+    /// Every key, with its session unless only ids are wanted; keys that went
+    /// away meanwhile are skipped.
+    fn list_raw(&self, reach: Reach) -> Result<Vec<Raw>> {
+        let hashes = match (self.hashes(), reach) {
+            // Without listing there is no prefix to match: it is just not there.
+            (Err(DriverError::Gateway { .. }), Reach::Ids) => Vec::new(),
+            (h, _) => h?,
+        };
+        if reach == Reach::Ids {
+            return Ok(hashes.into_iter().map(|h| (h, None)).collect());
+        }
+        let mut out = Vec::new();
+        for h in hashes {
+            if let Some(s) = self.session(&h)? {
+                out.push((h, Some(s)));
+            }
+        }
+        Ok(out)
+    }
+
+    fn fetch(&self, id: &str) -> Result<Option<Raw>> {
+        if id.is_empty() {
+            return Ok(None);
+        }
+        Ok(self.session(id)?.map(|s| (id.to_string(), Some(s))))
+    }
+
+    fn complete(&self, (hash, _): Raw) -> Result<Raw> {
+        let s = self
+            .session(&hash)?
+            .ok_or_else(|| DriverError::NotFound(hash.clone()))?;
+        Ok((hash, Some(s)))
+    }
+
+    fn id_of(&self, raw: &Raw) -> Option<String> {
+        Some(raw.0.clone())
+    }
+
+    /// Tyk lists hashes, never keys; lookup asks Tyk itself.
+    fn key_of<'a>(&self, _: &'a Raw) -> Option<&'a str> {
+        None
+    }
+
+    fn to_token(&self, (hash, s): &Raw) -> Result<Token> {
+        Ok(to_token(hash, s.as_ref().unwrap_or(&Map::new())))
     }
 
     fn create(&self, new: &NewToken) -> Result<Created> {
-        check_new_token(new).map_err(DriverError::Invalid)?;
         if new.scopes.is_empty() {
             return Err(DriverError::Gateway {
                 message: "a Tyk key without access rights reaches every API (a master key)".into(),
@@ -280,24 +225,67 @@ impl Gateway for Tyk {
         self.add(&body)
     }
 
-    fn list(&self, filter: &Filter, sink: &mut dyn FnMut(Token) -> Result<()>) -> Result<()> {
-        gateway_api::emit(self.all()?, filter, sink)
+    /// The new key is the old session (rights, limits, policies, meta data)
+    /// with a fresh start and the same lifetime.
+    fn recreate(
+        &self,
+        (_, session): &Raw,
+        _old: &Token,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<Created> {
+        let mut body = session.clone().unwrap_or_default();
+        for k in [
+            "date_created",
+            "last_updated",
+            "quota_renews",
+            "quota_remaining",
+            "key_id",
+        ] {
+            body.remove(k);
+        }
+        body.insert(
+            "expires".into(),
+            json!(expires_at.map_or(0, |e| e.timestamp())),
+        );
+        self.add(&Value::Object(body))
     }
 
-    fn get(&self, id_or_prefix: &str) -> Result<Token> {
-        let (hash, s) = self.find(id_or_prefix)?;
-        Ok(to_token(&hash, &s))
+    fn delete(&self, (hash, _): &Raw) -> Result<()> {
+        let path = format!("/tyk/keys/{}", encode_segment(hash));
+        self.api.expect(
+            Method::DELETE,
+            &path,
+            &[("hashed", "true")],
+            None,
+            &[],
+            |_| DriverError::NotFound(hash.clone()),
+        )?;
+        Ok(())
     }
 
-    fn lookup(&self, secret: &Secret) -> Result<Token> {
+    /// Writes the session back with a new `expires`, keeping quotas and rates.
+    fn set_expiry(&self, (hash, session): Raw, until: DateTime<Utc>) -> Result<Token> {
+        let mut session = session.unwrap_or_default();
+        session.insert("expires".into(), json!(until.timestamp()));
+        let path = format!("/tyk/keys/{}", encode_segment(&hash));
+        let body = Value::Object(session.clone());
+        let query = [("hashed", "true"), ("suppress_reset", "1")];
+        self.api
+            .expect(Method::PUT, &path, &query, Some(&body), &[], |_| {
+                DriverError::NotFound(hash.clone())
+            })?;
+        Ok(to_token(&hash, &session))
+    }
+
+    fn lookup(&self, secret: &Secret) -> Result<Option<Token>> {
         let answer = self
             .api
-            .call_with_secret(Method::GET, "/tyk/keys/", secret, "", &[])?;
-        let answer = self.check(answer, &[secret], |_| DriverError::UnknownSecret {
-            fingerprint: gateway_api::fingerprint(secret.expose()),
-        })?;
+            .call_with_secret(Method::GET, "/tyk/keys/", secret)?;
+        let answer = self
+            .api
+            .check(answer, &[secret], |_| keys::unknown_secret(secret))?;
         let session: Map<String, Value> = answer.json()?;
-        Ok(to_token(&key_hash(secret.expose()), &session))
+        Ok(Some(to_token(&key_hash(secret.expose()), &session)))
     }
 
     fn whoami(&self) -> Result<Identity> {
@@ -310,8 +298,8 @@ impl Gateway for Tyk {
             format!("Tyk Gateway API secret (hashed key listing is off: `tok list` needs `{LISTING_OFF}: true`)")
         } else {
             let url = answer.url.clone();
-            let answer = self.check(answer, &[], |m| DriverError::Protocol {
-                url: url.clone(),
+            let answer = self.api.check(answer, &[], |m| DriverError::Protocol {
+                url,
                 message: format!(
                     "GET /tyk/keys answered 404 ({m}): is this Tyk's Gateway API (`listen_port` or `control_api_port`)?"
                 ),
@@ -328,26 +316,6 @@ impl Gateway for Tyk {
         })
     }
 
-    fn revoke(&self, id: &str, reason: Option<&str>) -> Result<(Token, RevokeOutcome)> {
-        let (hash, s) = self.find(id)?;
-        self.delete(&hash)?;
-        Ok((
-            gateway_api::revoked(to_token(&hash, &s), reason),
-            RevokeOutcome::Revoked,
-        ))
-    }
-
-    fn renew(&self, id: &str, increment: Option<u64>) -> Result<Token> {
-        let (hash, session) = self.find(id)?;
-        let until = gateway_api::renewed_until(
-            &to_token(&hash, &session),
-            increment,
-            Utc::now(),
-            self.api.base(),
-        )?;
-        self.set_expires(&hash, session, until)
-    }
-
     /// Tyk keys are base64 JSON (`{"org":..,"id":..,"h":..}`) or tok's own format.
     fn is_secret(&self, s: &str) -> bool {
         crate::secret::looks_like_secret(s) || is_tyk_key(s)
@@ -357,57 +325,19 @@ impl Gateway for Tyk {
     fn looks_like_id(&self, s: &str) -> bool {
         super::hex_shaped(s, 64)
     }
-
-    fn rotate(&self, id: &str, grace: Option<u64>) -> Result<(Created, Token)> {
-        let (hash, session) = self.find(id)?;
-        let old = to_token(&hash, &session);
-        let now = Utc::now();
-        // The new key is the old session (rights, limits, policies, meta data)
-        // with a fresh start and the same lifetime.
-        let mut body = session.clone();
-        for k in [
-            "date_created",
-            "last_updated",
-            "quota_renews",
-            "quota_remaining",
-            "key_id",
-        ] {
-            body.remove(k);
-        }
-        body.insert(
-            "expires".into(),
-            json!(gateway_api::same_lifetime(&old, now, self.api.base())?
-                .map_or(0, |e| e.timestamp())),
-        );
-        let created = self.add(&Value::Object(body))?;
-        let old = match grace {
-            None => {
-                self.delete(&hash)?;
-                gateway_api::revoked(old, Some(&format!("rotated to {}", created.token.id)))
-            }
-            Some(g) => {
-                let g = g.min(crate::duration::MAX_SECONDS) as i64;
-                let until = now + chrono::TimeDelta::seconds(g);
-                let until = old.expires_at.map_or(until, |e| e.min(until));
-                self.set_expires(&hash, session, until)?
-            }
-        };
-        Ok((created, old))
-    }
 }
 
-fn to_token(hash: &str, s: &Map<String, Value>) -> Token {
+/// A key's session as a token.
+pub fn to_token(hash: &str, s: &Map<String, Value>) -> Token {
     let str_of = |k: &str| s.get(k).and_then(Value::as_str);
     let created_at = str_of("date_created")
         .and_then(|d| DateTime::parse_from_rfc3339(d).ok())
-        .map(|d| d.with_timezone(&Utc))
-        .unwrap_or_else(|| DateTime::<Utc>::UNIX_EPOCH);
+        .map_or(DateTime::<Utc>::UNIX_EPOCH, |d| d.with_timezone(&Utc));
     let expires_at = s
         .get("expires")
         .and_then(Value::as_i64)
-        .filter(|e| *e > 0)
-        .and_then(gateway_api::from_unix);
-    let mut t = gateway_api::token(hash.to_string(), created_at, expires_at);
+        .and_then(keys::from_unix);
+    let mut t = Token::bare(hash.to_string(), created_at, expires_at);
     t.name = str_of("alias").filter(|a| !a.is_empty()).map(String::from);
     let mut scopes: Vec<String> = s
         .get("access_rights")
@@ -423,24 +353,11 @@ fn to_token(hash: &str, s: &Map<String, Value>) -> Token {
         );
     }
     t.scopes = scopes;
-    t.labels = s
-        .get("meta_data")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| {
-                    (
-                        k.clone(),
-                        v.as_str().map_or_else(|| v.to_string(), String::from),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    t.labels = keys::labels(s.get("meta_data"));
     if s.get("is_inactive").and_then(Value::as_bool) == Some(true) {
         let at = str_of("last_updated")
             .and_then(|u| u.parse::<i64>().ok())
-            .and_then(gateway_api::from_unix)
+            .and_then(keys::from_unix)
             .unwrap_or_else(Utc::now);
         t.revoked_at = Some(at);
         t.revoke_reason = Some("marked inactive in Tyk (is_inactive)".into());
@@ -526,24 +443,22 @@ fn murmur3_x64_128(data: &[u8]) -> (u64, u64) {
         k = k.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
         k ^ (k >> 33)
     }
+    let mix1 = |k: u64| k.wrapping_mul(C1).rotate_left(31).wrapping_mul(C2);
+    let mix2 = |k: u64| k.wrapping_mul(C2).rotate_left(33).wrapping_mul(C1);
+    let round = |h: u64, r: u32, other: u64, add: u64| {
+        h.rotate_left(r)
+            .wrapping_add(other)
+            .wrapping_mul(5)
+            .wrapping_add(add)
+    };
     let (mut h1, mut h2) = (0u64, 0u64);
     let chunks = data.chunks_exact(16);
     let tail = chunks.remainder();
     for c in chunks {
         let k1 = u64::from_le_bytes(c[0..8].try_into().expect("8 bytes"));
         let k2 = u64::from_le_bytes(c[8..16].try_into().expect("8 bytes"));
-        h1 ^= k1.wrapping_mul(C1).rotate_left(31).wrapping_mul(C2);
-        h1 = h1
-            .rotate_left(27)
-            .wrapping_add(h2)
-            .wrapping_mul(5)
-            .wrapping_add(0x52dc_e729);
-        h2 ^= k2.wrapping_mul(C2).rotate_left(33).wrapping_mul(C1);
-        h2 = h2
-            .rotate_left(31)
-            .wrapping_add(h1)
-            .wrapping_mul(5)
-            .wrapping_add(0x3849_5ab5);
+        h1 = round(h1 ^ mix1(k1), 27, h2, 0x52dc_e729);
+        h2 = round(h2 ^ mix2(k2), 31, h1, 0x3849_5ab5);
     }
     let (mut k1, mut k2) = (0u64, 0u64);
     for (i, b) in tail.iter().enumerate() {
@@ -554,10 +469,10 @@ fn murmur3_x64_128(data: &[u8]) -> (u64, u64) {
         }
     }
     if tail.len() > 8 {
-        h2 ^= k2.wrapping_mul(C2).rotate_left(33).wrapping_mul(C1);
+        h2 ^= mix2(k2);
     }
     if !tail.is_empty() {
-        h1 ^= k1.wrapping_mul(C1).rotate_left(31).wrapping_mul(C2);
+        h1 ^= mix1(k1);
     }
     let len = data.len() as u64;
     h1 ^= len;

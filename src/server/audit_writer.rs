@@ -4,10 +4,14 @@
 //! what has gathered in a single transaction every `FLUSH_EVERY` or every
 //! `MAX_BATCH` entries, whichever comes first, and applies the retention
 //! policy now and then. When the channel is full, requests wait for room
-//! (back-pressure) rather than lose an entry. A batch that cannot be written
-//! (the store busy past its timeout, a full disk) is kept and tried again with
-//! growing pauses, and only given up, loudly, after about a minute. On
-//! shutdown the task drains the channel and writes the rest.
+//! (back-pressure) rather than lose an entry: the proxy takes a [`Slot`]
+//! before it decides, and answers 503, saying why in the log, when none frees
+//! up within `SLOT_WAIT`; so every request it answers otherwise has its entry.
+//! A batch that cannot be written (the store busy past its timeout, a full
+//! disk) is kept and tried again with growing pauses for as long as the server
+//! runs, while the channel fills and pushes back. On shutdown the task drains
+//! the channel and writes the rest, giving up, loudly, only after about a
+//! minute of failures.
 
 use crate::store::audit::{Entry, Retention, Uses};
 use crate::store::{Store, StoreError};
@@ -19,16 +23,17 @@ use tokio::sync::mpsc;
 
 pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
 pub const MAX_BATCH: usize = 1_000;
-const CHANNEL: usize = 10_000;
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// How long a request waits for room in the audit channel before it is
+/// refused with 503.
+pub const SLOT_WAIT: Duration = Duration::from_secs(5);
 
 enum Record {
     Entry(Entry),
-    /// A use of a token without a use limit: counted and timed in the batch.
-    Use {
-        id: String,
-        at: DateTime<Utc>,
-    },
+    /// An allowed request's entry and a use of its token, which has no use
+    /// limit: counted and timed in the batch.
+    EntryAndUse(Entry),
 }
 
 /// The sending side; cheap to clone, one per request handler.
@@ -44,18 +49,41 @@ impl AuditSink {
         let _ = self.tx.send(Record::Entry(e)).await;
     }
 
-    pub async fn used(&self, id: String, at: DateTime<Utc>) {
-        let _ = self.tx.send(Record::Use { id, at }).await;
+    /// Room for one entry, waited for up to `SLOT_WAIT`; None when the writer
+    /// is that far behind.
+    pub async fn slot(&self) -> Option<Slot<'_>> {
+        match tokio::time::timeout(SLOT_WAIT, self.tx.reserve()).await {
+            Ok(Ok(permit)) => Some(Slot(permit)),
+            _ => None,
+        }
     }
 }
 
-/// Starts the writer task over the store in `dir`.
+/// Room in the audit channel, held while a request is decided: sending into it
+/// cannot wait or fail.
+pub struct Slot<'a>(mpsc::Permit<'a, Record>);
+
+impl Slot<'_> {
+    pub fn entry(self, e: Entry) {
+        self.0.send(Record::Entry(e));
+    }
+
+    /// An allowed request of a token without a use limit: its entry, and a use
+    /// counted with its time in the same batch.
+    pub fn entry_and_use(self, e: Entry) {
+        self.0.send(Record::EntryAndUse(e));
+    }
+}
+
+/// Starts the writer task over the store in `dir`; up to `queue` entries may
+/// wait for it.
 pub fn spawn(
     dir: PathBuf,
     retention: Retention,
+    queue: usize,
 ) -> Result<(AuditSink, tokio::task::JoinHandle<()>), crate::store::StoreError> {
     let store = Store::open(&dir)?;
-    let (tx, rx) = mpsc::channel(CHANNEL);
+    let (tx, rx) = mpsc::channel(queue.max(1));
     let handle = tokio::spawn(run(store, rx, retention));
     Ok((AuditSink { tx }, handle))
 }
@@ -88,14 +116,20 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Record>, retention: Retention)
         }
         let batch = std::sync::Arc::new(split(batch));
         let mut pause = Duration::from_millis(100);
+        let mut given = Duration::ZERO;
         loop {
             let (store, b) = (std::sync::Arc::clone(&store), std::sync::Arc::clone(&batch));
             match blocking(move || lock(&store).write_batch(&b.0, &b.1)).await {
                 Ok(()) => break,
-                Err(e) if pause <= GIVE_UP_AFTER => {
+                // While the server runs a batch is never given up: the channel
+                // fills and requests wait or get 503 instead.
+                Err(e) if (open && !rx.is_closed()) || given <= GIVE_UP_AFTER => {
                     tracing::error!(error = %e, entries = batch.0.len(), retry_in_ms = pause.as_millis() as u64, "could not write audit entries; will retry");
                     tokio::time::sleep(pause).await;
-                    pause *= 2;
+                    pause = (pause * 2).min(MAX_PAUSE);
+                    if !open || rx.is_closed() {
+                        given += pause;
+                    }
                 }
                 Err(e) => {
                     tracing::error!(error = %e, lost = batch.0.len(), "audit entries could not be written and are dropped");
@@ -129,8 +163,10 @@ async fn blocking<T: Send + 'static>(
         .and_then(|r| r)
 }
 
-/// Retries of a batch double their pause up to this one (about a minute in all).
-const GIVE_UP_AFTER: Duration = Duration::from_secs(30);
+/// Retries of a batch double their pause up to this one.
+const MAX_PAUSE: Duration = Duration::from_secs(10);
+/// On shutdown, a batch that still cannot be written after this long is dropped.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(60);
 
 /// Audit entries, and uses per token (count, latest time).
 fn split(batch: Vec<Record>) -> (Vec<Entry>, Box<Uses>) {
@@ -139,10 +175,13 @@ fn split(batch: Vec<Record>) -> (Vec<Entry>, Box<Uses>) {
     for r in batch {
         match r {
             Record::Entry(e) => entries.push(e),
-            Record::Use { id, at } => {
-                let u = uses.entry(id).or_insert((0, at));
-                u.0 += 1;
-                u.1 = u.1.max(at);
+            Record::EntryAndUse(e) => {
+                if let Some(id) = &e.token_id {
+                    let u = uses.entry(id.clone()).or_insert((0, e.at));
+                    u.0 += 1;
+                    u.1 = u.1.max(e.at);
+                }
+                entries.push(e);
             }
         }
     }

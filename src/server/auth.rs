@@ -58,12 +58,7 @@ impl<N: Need> Auth<N> {
     }
 }
 
-pub fn principal_of(t: &Token) -> String {
-    match &t.name {
-        Some(n) => format!("{} ({n})", t.id),
-        None => t.id.clone(),
-    }
-}
+pub use crate::wire::principal_of;
 
 /// Where the request log finds out who made a request (set once authenticated).
 #[derive(Clone, Default)]

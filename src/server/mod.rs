@@ -4,14 +4,18 @@
 //! Layout: `router.rs` assembles the routes and layers,
 //! `api.rs` holds the `/v1` admin handlers, `auth.rs` the bearer extractor
 //! (`Auth<Admin>`, `Auth<Read>`), `state.rs` the shared state (store pool),
-//! `extract.rs` strict bodies and queries, `error.rs` the one error shape,
+//! `extract.rs` strict bodies and queries, `admission.rs` and `cache.rs` the
+//! proxy's token decisions and their cache, `error.rs` the one error shape,
 //! `wire.rs` the JSON types the `tok` driver shares, `tls.rs` HTTPS.
 
+pub mod admission;
 pub mod api;
 pub mod audit_writer;
 pub mod auth;
+pub mod cache;
 pub mod error;
 pub mod extract;
+pub mod federation;
 pub mod listen;
 pub mod oauth;
 pub mod proxy;
@@ -19,7 +23,8 @@ pub mod router;
 pub mod routes;
 pub mod state;
 pub mod tls;
-pub mod wire;
+/// The admin API's wire types live beside the server, shared with the `tok` driver.
+pub use crate::wire;
 
 use crate::duration::Ttl;
 use crate::error::{Kind, UserError};
@@ -41,8 +46,12 @@ pub struct Config {
     /// The enforcing reverse proxy, when asked for.
     pub proxy: Option<ProxyConfig>,
     pub retention: crate::store::audit::Retention,
+    /// How many audit entries may wait for the writer (`--audit-queue`).
+    pub audit_queue: usize,
     /// How long a client may take to send a request's headers (both listeners).
     pub header_timeout: Duration,
+    /// `--federation FILE`: trust policies for token exchange, read again on SIGHUP.
+    pub federation: Option<PathBuf>,
 }
 
 /// `--proxy-listen`, `--upstream`, `--routes`, `--upstream-timeout`.
@@ -147,6 +156,10 @@ pub fn run(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
 
 async fn serve(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
     let state = state::AppState::open(&config.data_dir)?;
+    let federation = match &config.federation {
+        Some(path) => Some(federation_from(path)?),
+        None => None,
+    };
     let tls = match &config.tls {
         Some((cert, key)) => Some(tls::config(cert, key)?),
         None => None,
@@ -174,7 +187,11 @@ async fn serve(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
             config.data_dir.display()
         );
     }
-    let (audit, writer) = audit_writer::spawn(config.data_dir.clone(), config.retention)?;
+    let (audit, writer) = audit_writer::spawn(
+        config.data_dir.clone(),
+        config.retention,
+        config.audit_queue,
+    )?;
 
     // One signal stops both listeners; each finishes its requests in flight.
     let signal = shutdown_signal()?;
@@ -213,12 +230,17 @@ async fn serve(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
                 routes = p.routes.routes.len(),
                 "proxy listening"
             );
+            let admission = admission::Admitter::sqlite(
+                state.pool(),
+                &config.data_dir,
+                cache::Bounds::default(),
+            )?;
             let app = proxy::router(std::sync::Arc::new(proxy::Proxy {
-                pool: state.pool(),
+                admission: std::sync::Arc::new(admission),
                 routes: p.routes,
                 upstream: p.upstream,
-                client: proxy::upstream_client(p.upstream_timeout)
-                    .context("could not set up the upstream client")?,
+                client: proxy::upstream_client(p.upstream_timeout),
+                upstream_timeout: p.upstream_timeout,
                 audit: audit.clone(),
             }));
             // The proxy speaks TLS with the admin API's certificate when given one.
@@ -235,11 +257,18 @@ async fn serve(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
     };
     on_listening(&url);
 
+    let exchange = federation.map(|f| {
+        std::sync::Arc::new(federation::endpoint::Exchange {
+            federation: f,
+            pool: state.pool(),
+            audit: audit.clone(),
+        })
+    });
     let oauth = std::sync::Arc::new(oauth::OAuth {
         pool: state.pool(),
         audit,
     });
-    let app = router::router(state, oauth);
+    let app = router::router(state, oauth, exchange.map(federation::endpoint::router));
     match tls {
         None => listen::serve(tcp, app, config.header_timeout, stopped()).await,
         Some(cfg) => {
@@ -257,6 +286,41 @@ async fn serve(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Loads the trust policies and reloads them on SIGHUP, keeping the old ones
+/// when the file has become bad.
+fn federation_from(path: &std::path::Path) -> Result<std::sync::Arc<federation::Federation>> {
+    let policies = federation::policy::Policies::load(path).map_err(|e| {
+        UserError::usage(format!("bad --federation file: {e}"))
+            .hint("see docs/federation.md for the format")
+    })?;
+    tracing::info!(
+        file = %path.display(),
+        policies = policies.policies.len(),
+        "federation policies loaded"
+    );
+    let fed = std::sync::Arc::new(
+        federation::Federation::new(path.to_path_buf(), policies)
+            .context("could not set up the client for issuers' keys")?,
+    );
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hup = signal(SignalKind::hangup()).context("could not handle SIGHUP")?;
+        let f = std::sync::Arc::clone(&fed);
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                match f.reload() {
+                    Ok(n) => tracing::info!(policies = n, "federation policies reloaded"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "federation policies not reloaded; the previous ones stay in force")
+                    }
+                }
+            }
+        });
+    }
+    Ok(fed)
 }
 
 fn bind_error(flag: &str, addr: SocketAddr, e: std::io::Error) -> anyhow::Error {

@@ -47,7 +47,8 @@ pub struct TokenForm {
     token_type_hint: Option<String>,
 }
 
-fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
+/// An RFC 6749 §5.2 error answer, never cached (the token endpoint uses it too).
+pub fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
     let mut r = (
         status,
         Json(json!({"error": error, "error_description": description})),

@@ -2,24 +2,31 @@
 //! the route's scopes goes to the upstream, bodies streamed both ways; any
 //! other gets the RFC 6750 answer. Every decision goes to the audit trail.
 //!
-//! The hot path: one indexed read of the token by the hash of its secret per
-//! request, so a revoke committed by any process (the admin API, or `tok
-//! revoke` on the same store) refuses the very next request. Tokens with a use
-//! limit spend their use in one conditional UPDATE, which keeps limits exact
-//! across processes; that is their only synchronous write. Use counts of other
-//! tokens, last-used times and audit entries are written in batches by the
-//! audit writer, off the request path.
+//! The hot path: admission (`admission.rs`) answers from its cache for a token
+//! seen before, after one cheap check that no other process committed a change
+//! since; a token with a use limit spends its use in the store. Use counts of
+//! other tokens, last-used times and audit entries are written in batches by
+//! the audit writer, off the request path; a request takes its room in the
+//! audit channel first (see `audit_writer.rs`). The upstream is reached through
+//! hyper-util's pooled client: kept-alive connections, nothing set up per
+//! request.
+//!
+//! A request goes: audit slot -> canonical path -> route -> [`authorize`] ->
+//! forward -> [`record`]. Every outcome, allowed or refused, ends in `record`.
 
-use super::audit_writer::AuditSink;
+use super::admission::{Admitter, Verdict};
+use super::audit_writer::{AuditSink, Slot};
 use super::routes::Routes;
-use super::state::Pool;
+use crate::model::Token;
 use crate::secret::Secret;
 use crate::store::audit::{Decision, Entry, Event};
-use crate::store::{Admission, Spend, StoreError};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State as AxState};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
 use chrono::Utc;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,22 +47,43 @@ pub const TOKEN_ID_HEADER: &str = "x-tok-token-id";
 pub const SCOPES_HEADER: &str = "x-tok-scopes";
 
 pub struct Proxy {
-    pub pool: Arc<Pool>,
+    pub admission: Arc<Admitter>,
     pub routes: Routes,
     /// Base URL of the default upstream, without a trailing slash.
     pub upstream: String,
-    pub client: reqwest::Client,
+    pub client: UpstreamClient,
+    /// How long the upstream may take to answer with its status and headers.
+    pub upstream_timeout: Duration,
     pub audit: AuditSink,
 }
 
-/// Settings for the upstream client.
-pub fn upstream_client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .connect_timeout(timeout.min(Duration::from_secs(10)))
-        .read_timeout(timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .pool_max_idle_per_host(64)
-        .build()
+pub type UpstreamClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
+
+/// The pooled upstream client: HTTP/1.1 with keep-alive, plain or TLS (verified
+/// against the system's roots), redirects passed back to the client as they are.
+pub fn upstream_client(timeout: Duration) -> UpstreamClient {
+    let mut http = HttpConnector::new();
+    http.set_connect_timeout(Some(timeout.min(Duration::from_secs(10))));
+    http.set_nodelay(true);
+    http.enforce_http(false);
+    let tls = match hyper_rustls::HttpsConnectorBuilder::new().with_native_roots() {
+        Ok(b) => b,
+        Err(e) => {
+            // Plain upstreams work on; an https one fails its handshake (502).
+            tracing::debug!(error = %e, "no system root certificates; https upstreams will fail");
+            let roots = tokio_rustls::rustls::RootCertStore::empty();
+            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(
+                tokio_rustls::rustls::ClientConfig::builder()
+                    .with_root_certificates(roots)
+                    .with_no_client_auth(),
+            )
+        }
+    };
+    let connector = tls.https_or_http().enable_http1().wrap_connector(http);
+    Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_max_idle_per_host(256)
+        .build(connector)
 }
 
 pub fn router(proxy: Arc<Proxy>) -> axum::Router {
@@ -63,7 +91,7 @@ pub fn router(proxy: Arc<Proxy>) -> axum::Router {
 }
 
 /// Why a request was refused, and how to say so.
-struct Deny {
+pub struct Deny {
     status: StatusCode,
     challenge: String,
     code: &'static str,
@@ -100,10 +128,20 @@ impl Deny {
             message: format!("the token lacks the scope {needed}"),
         }
     }
-    fn response(&self) -> Response<Body> {
+    fn unavailable() -> Deny {
+        Deny {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            challenge: String::new(),
+            code: "unavailable",
+            message: "the token store is not available; try again".into(),
+        }
+    }
+    pub fn response(&self) -> Response<Body> {
         let mut r = json_response(self.status, self.code, &self.message);
-        if let Ok(v) = HeaderValue::from_str(&self.challenge) {
-            r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        if !self.challenge.is_empty() {
+            if let Ok(v) = HeaderValue::from_str(&self.challenge) {
+                r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+            }
         }
         r
     }
@@ -140,18 +178,62 @@ fn bearer(headers: &HeaderMap) -> Result<Option<Secret>, ()> {
     Ok(Some(Secret::new(t)))
 }
 
-impl Proxy {
-    /// Checks a secret and the scopes `needed`; spends a use of a use-limited
-    /// token only when the request is let through.
-    async fn check(&self, secret: Secret, needed: Vec<String>) -> Result<Admission, StoreError> {
-        let now = Utc::now();
-        self.pool
-            .run(move |s| {
-                s.admit(&secret, now, Spend::Limited, |t| {
-                    needed.iter().all(|n| t.scopes.contains(n))
-                })
-            })
-            .await
+/// The decision for a request's headers against the scopes `needed`, shared
+/// by the proxy and the forward-auth endpoint. Fills the entry's token id,
+/// decision and reason; spends a use of a use-limited token only when it lets
+/// the request through.
+pub async fn authorize(
+    admission: &Admitter,
+    headers: &HeaderMap,
+    needed: &[String],
+    entry: &mut Entry,
+) -> Result<Arc<Token>, Deny> {
+    let verdict = match bearer(headers) {
+        Ok(None) => Err(Deny::missing()),
+        Err(()) => Err(Deny::invalid("malformed token")),
+        Ok(Some(secret)) => match admission.admit(secret, needed, Utc::now()).await {
+            Ok(Verdict::Admitted(t)) => Ok(t),
+            Ok(Verdict::Refused(r)) => Err(Deny::invalid(r.as_str())),
+            Ok(Verdict::Forbidden(t)) => {
+                entry.token_id = Some(t.id.clone());
+                let missing: Vec<String> = needed
+                    .iter()
+                    .filter(|n| !t.scopes.contains(n))
+                    .cloned()
+                    .collect();
+                Err(Deny::scope(&missing))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "token check failed");
+                entry.decision = Some(Decision::Deny);
+                entry.reason = Some("store error".into());
+                return Err(Deny::unavailable());
+            }
+        },
+    };
+    match &verdict {
+        Ok(t) => {
+            entry.token_id = Some(t.id.clone());
+            entry.decision = Some(Decision::Allow);
+        }
+        Err(d) => {
+            entry.decision = Some(Decision::Deny);
+            entry.reason = Some(d.message.clone());
+        }
+    }
+    verdict
+}
+
+/// Where every proxied request ends: its audit entry, with the time it took.
+/// (Outcome counters belong here too: `entry.decision` and `entry.reason` say
+/// what happened.) `counted_use`: an allowed request of a token without a use
+/// limit, whose use is counted in the writer's batch.
+pub fn record(slot: Slot<'_>, mut entry: Entry, started: Instant, counted_use: bool) {
+    entry.latency_ms = Some(started.elapsed().as_millis() as u64);
+    if counted_use {
+        slot.entry_and_use(entry);
+    } else {
+        slot.entry(entry);
     }
 }
 
@@ -216,6 +298,16 @@ async fn handle(
     req: Request<Body>,
 ) -> Response<Body> {
     let started = Instant::now();
+    // Room for this request's audit entry comes first: a request that could
+    // not be recorded is not served.
+    let Some(slot) = p.audit.slot().await else {
+        tracing::error!(client = %client.ip(), method = %req.method(), "the audit trail is behind; refused a proxy request with 503");
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "audit_unavailable",
+            "the audit trail cannot keep up; try again",
+        );
+    };
     let method = req.method().clone();
     let mut entry = Entry::new(Event::Request, Utc::now());
     entry.method = Some(method.to_string());
@@ -224,73 +316,94 @@ async fn handle(
         entry.path = Some(req.uri().path().chars().take(512).collect());
         entry.decision = Some(Decision::Deny);
         entry.reason = Some("path cannot be made canonical".into());
-        p.audit.entry(entry).await;
+        record(slot, entry, started, false);
         return json_response(
             StatusCode::BAD_REQUEST,
             "invalid_request",
             "the path has an encoded `/`, `\\` or NUL, or `..` above the root",
         );
     };
-    entry.path = Some(path.clone());
     let path_and_query = match req.uri().query() {
         Some(q) => format!("{}?{q}", encode_path(&path)),
         None => encode_path(&path),
     };
-
-    let route = p.routes.find(method.as_str(), &path).cloned();
-    let needed = route.as_ref().map(|r| r.scopes.clone()).unwrap_or_default();
-    let verdict = match bearer(req.headers()) {
-        Ok(None) => Err(Deny::missing()),
-        Err(()) => Err(Deny::invalid("malformed token")),
-        Ok(Some(secret)) => match p.check(secret, needed.clone()).await {
-            Ok(Admission::Admitted(t)) => Ok(t),
-            Ok(Admission::Refused(r)) => Err(Deny::invalid(r.as_str())),
-            Ok(Admission::Forbidden(t)) => {
-                entry.token_id = Some(t.id.clone());
-                let missing: Vec<String> = needed
-                    .iter()
-                    .filter(|n| !t.scopes.contains(n))
-                    .cloned()
-                    .collect();
-                Err(Deny::scope(&missing))
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "token check failed");
-                entry.decision = Some(Decision::Deny);
-                entry.reason = Some("store error".into());
-                entry.latency_ms = Some(started.elapsed().as_millis() as u64);
-                p.audit.entry(entry).await;
-                return json_response(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "the token store is not available; try again",
-                );
-            }
-        },
-    };
-    let token = match verdict {
+    let route = p.routes.find(method.as_str(), &path);
+    entry.path = Some(path);
+    let needed: &[String] = route.map(|r| r.scopes.as_slice()).unwrap_or_default();
+    let token = match authorize(&p.admission, req.headers(), needed, &mut entry).await {
         Ok(t) => t,
         Err(d) => {
-            entry.decision = Some(Decision::Deny);
-            entry.reason = Some(d.message.clone());
-            entry.latency_ms = Some(started.elapsed().as_millis() as u64);
-            p.audit.entry(entry).await;
+            record(slot, entry, started, false);
             return d.response();
         }
     };
-    entry.token_id = Some(token.id.clone());
-    entry.decision = Some(Decision::Allow);
-    if token.max_uses.is_none() {
-        p.audit.used(token.id.clone(), entry.at).await;
-    }
+    let counted_use = token.max_uses.is_none();
 
     let base = route
-        .as_ref()
-        .and_then(|r| r.upstream.clone())
-        .unwrap_or_else(|| p.upstream.clone());
-    let url = format!("{base}{path_and_query}");
+        .and_then(|r| r.upstream.as_deref())
+        .unwrap_or(&p.upstream);
     let (parts, body) = req.into_parts();
-    let mut headers = forwardable(&parts.headers);
+    let headers = upstream_headers(&parts.headers, &token, client);
+    let fail = |status: StatusCode, code: &str, message: String, entry: Entry, slot| {
+        tracing::warn!(upstream = %base, %message, "upstream failed");
+        let mut entry: Entry = entry;
+        entry.upstream_status = Some(status.as_u16());
+        entry.reason = Some(message.clone());
+        record(slot, entry, started, counted_use);
+        json_response(status, code, &message)
+    };
+    let uri: Uri = match format!("{base}{path_and_query}").parse() {
+        Ok(u) => u,
+        Err(e) => {
+            return fail(
+                StatusCode::BAD_GATEWAY,
+                "upstream_unavailable",
+                format!("the upstream URL {base}{path_and_query} is not valid: {e}"),
+                entry,
+                slot,
+            )
+        }
+    };
+    let mut upstream_req = Request::new(body);
+    *upstream_req.method_mut() = parts.method;
+    *upstream_req.uri_mut() = uri;
+    *upstream_req.headers_mut() = headers;
+    let resp = match tokio::time::timeout(p.upstream_timeout, p.client.request(upstream_req)).await
+    {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            tracing::debug!(error = ?e, "upstream error");
+            return fail(
+                StatusCode::BAD_GATEWAY,
+                "upstream_unavailable",
+                format!("the upstream {base} could not be reached"),
+                entry,
+                slot,
+            );
+        }
+        Err(_) => {
+            return fail(
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+                format!("the upstream {base} did not answer in time"),
+                entry,
+                slot,
+            )
+        }
+    };
+    entry.upstream_status = Some(resp.status().as_u16());
+    record(slot, entry, started, counted_use);
+
+    let (mut parts, body) = resp.into_parts();
+    parts.headers = forwardable(&parts.headers);
+    Response::from_parts(parts, Body::new(body))
+}
+
+/// The headers the upstream gets: the client's, minus hop-by-hop ones, the
+/// secret and anything that would speak for the proxy; plus the token's
+/// identity and the forwarding headers.
+fn upstream_headers(client_headers: &HeaderMap, token: &Token, client: SocketAddr) -> HeaderMap {
+    let mut headers = forwardable(client_headers);
     headers.remove(header::AUTHORIZATION);
     headers.remove(header::HOST);
     // What the proxy says about the request is the proxy's alone: a client's
@@ -316,8 +429,7 @@ async fn handle(
     if let Ok(v) = HeaderValue::from_str(&token.scopes.join(" ")) {
         headers.insert(SCOPES_HEADER, v);
     }
-    let forwarded_for = match parts
-        .headers
+    let forwarded_for = match client_headers
         .get("x-forwarded-for")
         .and_then(|v| v.to_str().ok())
     {
@@ -327,50 +439,11 @@ async fn handle(
     if let Ok(v) = HeaderValue::from_str(&forwarded_for) {
         headers.insert("x-forwarded-for", v);
     }
-    if let Some(host) = parts.headers.get(header::HOST) {
+    if let Some(host) = client_headers.get(header::HOST) {
         headers.insert("x-forwarded-host", host.clone());
     }
     headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
-    let upstream = p
-        .client
-        .request(parts.method, &url)
-        .headers(headers)
-        .body(reqwest::Body::wrap_stream(body.into_data_stream()))
-        .send()
-        .await;
-    let resp = match upstream {
-        Ok(r) => r,
-        Err(e) => {
-            let (status, code, message) = if e.is_timeout() {
-                (
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "upstream_timeout",
-                    format!("the upstream {base} did not answer in time"),
-                )
-            } else {
-                (
-                    StatusCode::BAD_GATEWAY,
-                    "upstream_unavailable",
-                    format!("the upstream {base} could not be reached"),
-                )
-            };
-            tracing::warn!(upstream = %base, error = %e, "upstream failed");
-            entry.upstream_status = Some(status.as_u16());
-            entry.reason = Some(message.clone());
-            entry.latency_ms = Some(started.elapsed().as_millis() as u64);
-            p.audit.entry(entry).await;
-            return json_response(status, code, &message);
-        }
-    };
-    entry.upstream_status = Some(resp.status().as_u16());
-    entry.latency_ms = Some(started.elapsed().as_millis() as u64);
-    p.audit.entry(entry).await;
-
-    let mut out = Response::new(Body::empty());
-    *out.status_mut() = resp.status();
-    *out.headers_mut() = forwardable(resp.headers());
-    *out.body_mut() = Body::from_stream(resp.bytes_stream());
-    out
+    headers
 }
 
 /// The headers of `h` that may cross this hop.

@@ -1,6 +1,7 @@
 //! The whole HTTP surface: the `/v1` admin routes (api.rs), the body cap, the
 //! request log, and JSON answers for unknown paths and methods, with the
-//! RFC 7662/7009 endpoints (oauth.rs) merged in. The proxy has its own listener.
+//! RFC 7662/7009 endpoints (oauth.rs) and, with --federation, token exchange
+//! (federation/endpoint.rs) merged in. The proxy has its own listener.
 
 use super::api;
 use super::auth::PrincipalSlot;
@@ -14,13 +15,20 @@ use axum::response::Response;
 use axum::Router;
 use std::time::Instant;
 
-pub fn router(state: AppState, oauth: std::sync::Arc<super::oauth::OAuth>) -> Router {
+/// `extra` holds optional endpoints (token exchange, with `--federation`); they
+/// get the same request log as the rest.
+pub fn router(
+    state: AppState,
+    oauth: std::sync::Arc<super::oauth::OAuth>,
+    extra: Option<Router>,
+) -> Router {
     Router::new()
         .merge(api::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
         .merge(super::oauth::router(oauth))
+        .merge(extra.unwrap_or_default())
         .layer(DefaultBodyLimit::max(BODY_MAX))
         .layer(middleware::from_fn(log_request))
 }

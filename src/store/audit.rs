@@ -21,6 +21,8 @@ pub enum Event {
     Create,
     Revoke,
     Rotate,
+    /// A token exchange (RFC 8693) at `/oauth/token`, allowed or refused.
+    Exchange,
 }
 
 impl Event {
@@ -31,6 +33,7 @@ impl Event {
             Event::Create => "create",
             Event::Revoke => "revoke",
             Event::Rotate => "rotate",
+            Event::Exchange => "exchange",
         }
     }
     fn parse(s: &str) -> Event {
@@ -39,6 +42,7 @@ impl Event {
             "introspect" => Event::Introspect,
             "create" => Event::Create,
             "revoke" => Event::Revoke,
+            "exchange" => Event::Exchange,
             _ => Event::Rotate,
         }
     }

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod backend;
 pub mod copy;
 pub mod postgres;
+pub mod changes;
 mod schema;
 pub mod sqlite;
 
@@ -94,6 +95,9 @@ impl StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A token's use count and last-used time after one use was spent.
+pub type Spent = (u64, Option<DateTime<Utc>>);
 
 /// Why a presented secret was refused, for enforcement and admin auth.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -473,21 +477,43 @@ impl Store {
         if !write {
             return Ok(Admission::Admitted(t));
         }
+        Ok(match self.spend(&t.id, now)? {
+            Ok((uses, last_used_at)) => Admission::Admitted(Token {
+                uses,
+                last_used_at,
+                ..t
+            }),
+            Err(r) => Admission::Refused(r),
+        })
+    }
+
+    /// Spends one use of token `id` in one conditional UPDATE, so use limits
+    /// hold exactly under concurrency, across processes: Ok with its use count
+    /// and last-used time after, or why it could not (another request took the
+    /// last use, or a revoke or the expiry landed first).
+    pub fn spend(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<std::result::Result<Spent, Refusal>> {
         let now_ms = now.timestamp_millis();
-        let spent = self.conn.execute(
-            "UPDATE tokens SET uses = uses + 1, last_used_at = ?2
-             WHERE id = ?1 AND revoked_at IS NULL
-               AND (expires_at IS NULL OR expires_at > ?2)
-               AND (max_uses IS NULL OR uses < max_uses)",
-            params![t.id, now_ms],
-        )?;
-        if spent == 1 {
-            let t = self.get(&t.id, now)?.ok_or(StoreError::NotFound(t.id))?;
-            return Ok(Admission::Admitted(t));
+        let spent: Option<(i64, Option<i64>)> = self
+            .conn
+            .query_row(
+                "UPDATE tokens SET uses = uses + 1, last_used_at = ?2
+                 WHERE id = ?1 AND revoked_at IS NULL
+                   AND (expires_at IS NULL OR expires_at > ?2)
+                   AND (max_uses IS NULL OR uses < max_uses)
+                 RETURNING uses, last_used_at",
+                params![id, now_ms],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        if let Some((uses, at)) = spent {
+            return Ok(Ok((uses.max(0) as u64, at.and_then(from_ms))));
         }
-        // Another request took the last use (or a revoke landed) in between.
-        let now_state = self.get(&t.id, now)?.map(|t| t.state);
-        Ok(Admission::Refused(match now_state {
+        let now_state = self.get(id, now)?.map(|t| t.state);
+        Ok(Err(match now_state {
             Some(State::Revoked) => Refusal::Revoked,
             Some(State::Expired) => Refusal::Expired,
             None => Refusal::Unknown,

@@ -41,4 +41,30 @@ pub const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX audit_at ON audit (at);
     CREATE INDEX audit_token ON audit (token_id, seq);",
+    // 3: the change log the server's admission cache follows: one row per token,
+    // its seq raised by every commit that changes what admission reads (a new
+    // token, a revoke, a new expiry, scopes or use limit). Use counts and
+    // last-used times are not admission facts a cache may hold, so they do not
+    // count as changes.
+    "CREATE TABLE token_changes (
+        token_id TEXT PRIMARY KEY,
+        seq      INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX token_changes_seq ON token_changes (seq);
+    CREATE TRIGGER tokens_changed_insert AFTER INSERT ON tokens BEGIN
+        INSERT INTO token_changes (token_id, seq)
+        VALUES (new.id, (SELECT coalesce(max(seq), 0) + 1 FROM token_changes))
+        ON CONFLICT (token_id) DO UPDATE SET seq = excluded.seq;
+    END;
+    CREATE TRIGGER tokens_changed_update
+    AFTER UPDATE OF secret_hash, scopes, expires_at, max_uses, revoked_at ON tokens BEGIN
+        INSERT INTO token_changes (token_id, seq)
+        VALUES (new.id, (SELECT coalesce(max(seq), 0) + 1 FROM token_changes))
+        ON CONFLICT (token_id) DO UPDATE SET seq = excluded.seq;
+    END;
+    CREATE TRIGGER tokens_changed_delete AFTER DELETE ON tokens BEGIN
+        INSERT INTO token_changes (token_id, seq)
+        VALUES (old.id, (SELECT coalesce(max(seq), 0) + 1 FROM token_changes))
+        ON CONFLICT (token_id) DO UPDATE SET seq = excluded.seq;
+    END;",
 ];

@@ -1,13 +1,16 @@
 //! One integration binary: every test runs the real `tok` binary in a hermetic
 //! environment (cleared env, temp HOME and XDG dirs, fixed COLUMNS, NO_COLOR).
 
+mod admission;
 mod audit;
 mod auth;
 mod auth_server;
 mod common;
 mod completions;
+mod conformance;
 mod doubles;
 mod errors;
+mod federation;
 mod gateways;
 mod lifecycle;
 mod oauth2;

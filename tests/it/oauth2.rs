@@ -179,21 +179,6 @@ fn oauth2_client_credentials() {
 }
 
 #[test]
-fn oauth2_server_down() {
-    let op = Oidc::start();
-    let mut env = env_for(&op);
-    env.set("TOK_URL", &format!("http://127.0.0.1:{}", free_port()));
-    let o = env.run(&["create", "--scope", "orders:read"]);
-    assert_fails(
-        &o,
-        exit::FAILURE,
-        &["connection refused", "is the server running"],
-    );
-    let o = env.run_stdin(&["inspect", "-"], "some-opaque-token-value-123");
-    assert_fails(&o, exit::FAILURE, &["connection refused"]);
-}
-
-#[test]
 fn oauth2_explicit_endpoints_in_a_profile() {
     let op = Oidc::start();
     let mut env = Env::new();

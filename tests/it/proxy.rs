@@ -11,19 +11,20 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use std::io::Write;
 
-struct Gate {
-    server: Server,
-    upstream: Upstream,
-    proxy: String,
-    http: Client,
+/// A real upstream behind a real `tok serve --proxy-listen`.
+pub struct Gate {
+    pub server: Server,
+    pub upstream: Upstream,
+    pub proxy: String,
+    pub http: Client,
 }
 
 impl Gate {
-    fn start(routes: Option<&str>) -> Gate {
+    pub fn start(routes: Option<&str>) -> Gate {
         Self::start_with(routes, &[])
     }
 
-    fn start_with(routes: Option<&str>, extra: &[&str]) -> Gate {
+    pub fn start_with(routes: Option<&str>, extra: &[&str]) -> Gate {
         let upstream = Upstream::start();
         let routes_file = routes.map(|r| {
             let mut f = tempfile::NamedTempFile::new().unwrap();
@@ -50,11 +51,11 @@ impl Gate {
     }
 
     /// A token from the admin API; returns (id, secret).
-    fn token(&self, args: &[&str]) -> (String, String) {
+    pub fn token(&self, args: &[&str]) -> (String, String) {
         self.server.client().create_json(args)
     }
 
-    fn get(&self, path: &str, secret: Option<&str>) -> reqwest::blocking::Response {
+    pub fn get(&self, path: &str, secret: Option<&str>) -> reqwest::blocking::Response {
         let mut r = self.http.get(format!("{}{path}", self.proxy));
         if let Some(s) = secret {
             r = r.bearer_auth(s);
@@ -64,7 +65,7 @@ impl Gate {
 
     /// The audit trail once `ready` holds for it: the writer batches, so the
     /// test waits for what it expects (up to a guard against hanging).
-    fn audit_until(&self, ready: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    pub fn audit_until(&self, ready: impl Fn(&[Value]) -> bool) -> Vec<Value> {
         let env = self.server.local();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         loop {

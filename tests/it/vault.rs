@@ -433,23 +433,6 @@ fn vault_bad_policy_ttl_and_scope() {
 }
 
 #[test]
-fn vault_server_down() {
-    let bao = Bao::start();
-    let mut env = env_for(&bao);
-    let port = crate::servers::free_port();
-    env.set("TOK_URL", &format!("http://127.0.0.1:{port}"));
-    let o = env.run(&["list"]);
-    assert_fails(
-        &o,
-        exit::FAILURE,
-        &["connection refused", "is the server running"],
-    );
-    let o = env.run(&["create", "--ttl", "1m", "--scope", "default"]);
-    assert_fails(&o, exit::FAILURE, &["connection refused"]);
-    assert_eq!(stdout(&o), "");
-}
-
-#[test]
 fn vault_admin_credential() {
     let bao = Bao::start();
     let mut env = env_for(&bao);

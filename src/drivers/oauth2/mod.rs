@@ -182,12 +182,11 @@ impl OAuth2 {
         } else {
             // RFC 6749 §2.3.1: both parts are form-encoded before base64.
             let pair = format!("{}:{}", form_encode(id), form_encode(secret.expose()));
-            let mut v = reqwest::header::HeaderValue::from_str(&format!(
+            let basic = format!(
                 "Basic {}",
                 base64::engine::general_purpose::STANDARD.encode(pair)
-            ))
-            .map_err(|_| DriverError::Invalid("the client id cannot go in a header".into()))?;
-            v.set_sensitive(true);
+            );
+            let v = super::http_client::sensitive(&basic, "the client id")?;
             req = req.header(reqwest::header::AUTHORIZATION, v);
         }
         req = req

@@ -3,7 +3,7 @@
 //! model.
 
 use crate::drivers::{DriverError, Result};
-use crate::model::{State, Token};
+use crate::model::Token;
 use crate::secret::Secret;
 use chrono::{DateTime, TimeZone, Utc};
 use serde::Deserialize;
@@ -136,23 +136,14 @@ pub(super) fn to_token(secret: &Secret, i: &Introspection, now: DateTime<Utc>) -
         }),
     );
     put("token_type", i.token_type.clone());
+    let created_at = epoch(i.iat).unwrap_or(now);
     let mut t = Token {
-        id: handle_of(secret),
         name: i.username.clone(),
-        description: None,
         scopes: split_scopes(i.scope.as_deref()),
         labels,
-        created_at: epoch(i.iat).unwrap_or(now),
         created_by: i.client_id.clone(),
-        expires_at: epoch(i.exp),
-        max_uses: None,
-        uses: 0,
-        last_used_at: None,
-        state: State::Active,
-        revoked_at: None,
-        revoked_by: None,
-        revoke_reason: None,
         fingerprint: secret.fingerprint(),
+        ..Token::bare(handle_of(secret), created_at, epoch(i.exp))
     };
     t.state = t.state_at(now);
     t

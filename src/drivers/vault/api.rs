@@ -57,15 +57,11 @@ impl Vault {
         })?;
         let url = self.url(path);
         let mut req = self.http.client().request(method, &url);
-        let mut token =
-            reqwest::header::HeaderValue::from_str(cred.secret.expose()).map_err(|_| {
-                DriverError::Invalid(format!(
-                    "the Vault token from {} contains characters that cannot go in a header",
-                    cred.source
-                ))
-            })?;
-        token.set_sensitive(true);
-        req = req.header("X-Vault-Token", token);
+        let what = format!("the Vault token from {}", cred.source);
+        req = req.header(
+            "X-Vault-Token",
+            super::super::http_client::sensitive(cred.secret.expose(), &what)?,
+        );
         if let Some(ns) = &self.namespace {
             req = req.header("X-Vault-Namespace", ns);
         }

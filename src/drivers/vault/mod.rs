@@ -200,22 +200,13 @@ impl Vault {
                 ));
                 let (max_uses, uses) = uses_of(auth.num_uses, auth.metadata.as_ref());
                 Token {
-                    id: auth.accessor.clone(),
-                    name: None,
-                    description: None,
                     scopes: auth.policies.unwrap_or_default(),
                     labels: labels_of(auth.metadata.as_ref()),
-                    created_at: now,
-                    created_by: None,
-                    expires_at,
                     max_uses,
                     uses,
-                    last_used_at: None,
                     state: State::Active,
-                    revoked_at: None,
-                    revoked_by: None,
-                    revoke_reason: None,
                     fingerprint: NO_FINGERPRINT.into(),
+                    ..Token::bare(auth.accessor.clone(), now, expires_at)
                 }
             }
         };

@@ -150,23 +150,15 @@ pub(super) fn to_token(d: &TokenData, now: DateTime<Utc>) -> Token {
                 .and_then(|s| Utc.timestamp_opt(s, 0).single())
         })
         .unwrap_or(now);
+    let expires_at = parse_time(d.expire_time.as_deref());
     let mut t = Token {
-        id: d.accessor.clone(),
         name: name_of(d.display_name.as_deref()),
-        description: None,
         scopes: d.policies.clone().unwrap_or_default(),
         labels: labels_of(d.meta.as_ref()),
-        created_at,
-        created_by: None,
-        expires_at: parse_time(d.expire_time.as_deref()),
         max_uses,
         uses,
-        last_used_at: None,
-        state: State::Active,
-        revoked_at: None,
-        revoked_by: None,
-        revoke_reason: None,
         fingerprint: NO_FINGERPRINT.into(),
+        ..Token::bare(d.accessor.clone(), created_at, expires_at)
     };
     t.state = t.state_at(now);
     t

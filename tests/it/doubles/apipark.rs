@@ -15,16 +15,14 @@
 //!   `{"code":-1,"success":"fail","msg":...}`, success `{"code":0,"success":"success","data":{...}}`
 //!   (`data` omitted when empty); auto.TimeLabel renders "2006-01-02 15:04:05".
 
-use super::{json, Server};
-use axum::body::Bytes;
-use axum::extract::{Query, Request, State};
-use axum::http::{HeaderMap, Method};
+use super::{json, Call, Double, Shared};
+use axum::extract::State;
+use axum::http::Method;
 use axum::response::Response;
 use axum::routing::any;
 use axum::Router;
 use serde_json::{json as j, Value};
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeSet;
 
 #[derive(Clone, Debug)]
 pub struct Auth {
@@ -49,34 +47,22 @@ pub struct Inner {
     seq: u64,
 }
 
-pub struct Apipark {
-    pub server: Server,
-    pub state: Arc<Mutex<Inner>>,
-}
+pub type Apipark = Double<Inner>;
 
 impl Apipark {
     pub fn start(api_key: &str, apps: &[&str]) -> Apipark {
-        let state = Arc::new(Mutex::new(Inner {
+        let inner = Inner {
             api_key: api_key.into(),
             apps: apps.iter().map(|a| a.to_string()).collect(),
             ..Inner::default()
-        }));
-        let router = Router::new()
-            .route("/openapi/v1/{*rest}", any(handle))
-            .with_state(state.clone());
-        Apipark {
-            server: Server::start(router),
-            state,
-        }
-    }
-
-    pub fn url(&self) -> &str {
-        &self.server.url
+        };
+        let router = Router::new().route("/openapi/v1/{*rest}", any(handle));
+        Double::serve(inner, router)
     }
 
     /// The authorizations of `app` as the server holds them.
     pub fn auths(&self, app: &str) -> Vec<Auth> {
-        let s = self.state.lock().unwrap();
+        let s = self.lock();
         s.auths.iter().filter(|a| a.app == app).cloned().collect()
     }
 
@@ -89,7 +75,7 @@ impl Apipark {
         apikey: &str,
         expire_time: i64,
     ) -> String {
-        let mut s = self.state.lock().unwrap();
+        let mut s = self.lock();
         s.seq += 1;
         let id = super::uuid4();
         let seq = s.seq;
@@ -133,21 +119,23 @@ fn detail(a: &Auth) -> Value {
     })
 }
 
-async fn handle(
-    State(state): State<Arc<Mutex<Inner>>>,
-    Query(q): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-    req: Request,
-) -> Response {
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
-    let body: Bytes = axum::body::to_bytes(req.into_body(), 1 << 20)
-        .await
-        .unwrap_or_default();
+/// What create and edit refuse: an apikey authorization without a key, and
+/// an app that does not exist.
+fn refuse_input(input: &Value, needs_key: bool, app_exists: bool) -> Option<Response> {
+    let key = input["config"]["apikey"].as_str().unwrap_or_default();
+    if needs_key && key.is_empty() {
+        return Some(fail("apikey is empty"));
+    }
+    (!app_exists).then(|| fail("record not found"))
+}
+
+async fn handle(State(state): Shared<Inner>, call: Call) -> Response {
+    let (q, body) = (&call.query, &call.body);
     let mut s = state.lock().unwrap();
 
     // check.go: header (Bearer stripped) or ?apikey=, else 403 code -8.
-    let presented = headers
+    let presented = call
+        .headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .map(String::from)
@@ -163,7 +151,7 @@ async fn handle(
     let app = q.get("app").cloned().unwrap_or_default();
     let aid = q.get("authorization").cloned().unwrap_or_default();
     let app_exists = s.apps.contains(&app);
-    match (method, path.as_str()) {
+    match (call.method.clone(), call.path.as_str()) {
         (Method::GET, "/openapi/v1/app/authorizations") => {
             if !app_exists {
                 return fail("record not found");
@@ -196,7 +184,7 @@ async fn handle(
             }
         }
         (Method::POST, "/openapi/v1/app/authorization") => {
-            let input: Value = match serde_json::from_slice(&body) {
+            let input: Value = match serde_json::from_slice(body) {
                 Ok(v) => v,
                 Err(e) => return fail(&format!("invald request:{e}")),
             };
@@ -204,16 +192,8 @@ async fn handle(
             if !["apikey", "basic", "jwt", "aksk", "oauth2"].contains(&driver.as_str()) {
                 return fail(&format!("unknown driver {driver}"));
             }
-            if driver == "apikey"
-                && input["config"]["apikey"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .is_empty()
-            {
-                return fail("apikey is empty");
-            }
-            if !app_exists {
-                return fail("record not found");
+            if let Some(r) = refuse_input(&input, driver == "apikey", app_exists) {
+                return r;
             }
             s.seq += 1;
             let id = input["uuid"]
@@ -239,7 +219,7 @@ async fn handle(
             ok(Some(j!({ "authorization": d })))
         }
         (Method::PUT, "/openapi/v1/app/authorization") => {
-            let input: Value = match serde_json::from_slice(&body) {
+            let input: Value = match serde_json::from_slice(body) {
                 Ok(v) => v,
                 Err(e) => return fail(&format!("invald request:{e}")),
             };
@@ -247,15 +227,8 @@ async fn handle(
                 return fail("record not found");
             }
             // Edit builds the driver config from the input: no config, no key.
-            if input["config"]["apikey"]
-                .as_str()
-                .unwrap_or_default()
-                .is_empty()
-            {
-                return fail("apikey is empty");
-            }
-            if !app_exists {
-                return fail("record not found");
+            if let Some(r) = refuse_input(&input, true, app_exists) {
+                return r;
             }
             s.seq += 1;
             let seq = s.seq;

@@ -1,7 +1,7 @@
 //! Contract double of the Apache APISIX 3.11 Admin API for consumers and
 //! their credentials.
 //!
-//! Follows apache/apisix:
+//! Follows apache/apisix (3.11.0, compared with 3.18.0):
 //! - apisix/admin/init.lua (key from `X-API-KEY`, `?api_key=` or the cookie;
 //!   a wrong or missing one is 401 `{"error_msg":"failed to check token"}`;
 //!   /consumers/<u>/credentials[/<id>] routed to the credentials resource;
@@ -15,18 +15,22 @@
 //!   `page_size` with page_size between 10 and 500, else a plain-text 400;
 //!   single answers `{key, value}`)
 //! - apisix/core/etcd.lua (`{"message":"Key not found"}` with 404; delete
-//!   answers `{"deleted":"1","key":...}`)
+//!   answers `{"deleted":"1","key":...}`; `get_format` answers that 404 for
+//!   an empty range too, so listing the credentials of a consumer that has
+//!   none is a 404, as `t/admin/credentials.t` TEST 13 expects)
+//! - apisix/admin/init.lua and resource.lua `_M:put` (`?ttl=N` on PUT is an
+//!   etcd lease: the resource is gone once it ends, `t/admin/routes4.t`; etcd
+//!   grants at least 2 s, `ttl=0` included; a fractional ttl gets 503; GET
+//!   does not show the lease)
 
-use super::{json, now, Server};
-use axum::body::Bytes;
-use axum::extract::{Query, Request, State};
-use axum::http::{header, HeaderMap, Method};
+use super::{json, now, Call, Double, Shared};
+use axum::extract::State;
+use axum::http::{header, Method};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
 use serde_json::{json as j, Map, Value};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 
 #[derive(Clone, Debug)]
 pub struct Entry {
@@ -34,6 +38,8 @@ pub struct Entry {
     pub value: Value,
     pub created_index: u64,
     pub modified_index: u64,
+    /// When the etcd lease of a PUT with `?ttl=` ends.
+    pub lease_until: Option<std::time::Instant>,
 }
 
 #[derive(Default)]
@@ -45,7 +51,23 @@ pub struct Inner {
 }
 
 impl Inner {
-    fn put(&mut self, key: String, mut value: Value) -> (bool, Entry) {
+    /// Drops what outlived its lease, as etcd does.
+    fn expire(&mut self) {
+        let now = std::time::Instant::now();
+        self.entries
+            .retain(|e| e.lease_until.is_none_or(|until| until > now));
+    }
+
+    fn put(&mut self, key: String, value: Value) -> (bool, Entry) {
+        self.put_leased(key, value, None)
+    }
+
+    fn put_leased(
+        &mut self,
+        key: String,
+        mut value: Value,
+        lease_until: Option<std::time::Instant>,
+    ) -> (bool, Entry) {
         self.revision += 1;
         let rev = self.revision;
         let t = now();
@@ -54,6 +76,7 @@ impl Inner {
             value["update_time"] = j!(t);
             e.value = value;
             e.modified_index = rev;
+            e.lease_until = lease_until;
             return (false, e.clone());
         }
         value["create_time"] = j!(t);
@@ -63,16 +86,14 @@ impl Inner {
             value,
             created_index: rev,
             modified_index: rev,
+            lease_until,
         };
         self.entries.push(e.clone());
         (true, e)
     }
 }
 
-pub struct Apisix {
-    pub server: Server,
-    pub state: Arc<Mutex<Inner>>,
-}
+pub type Apisix = Double<Inner>;
 
 impl Apisix {
     pub fn start(admin_key: &str, consumers: &[&str]) -> Apisix {
@@ -83,23 +104,14 @@ impl Apisix {
         for u in consumers {
             inner.put(format!("/apisix/consumers/{u}"), j!({ "username": u }));
         }
-        let state = Arc::new(Mutex::new(inner));
-        let router = Router::new()
-            .route("/apisix/admin/{*rest}", any(handle))
-            .with_state(state.clone());
-        Apisix {
-            server: Server::start(router),
-            state,
-        }
-    }
-
-    pub fn url(&self) -> &str {
-        &self.server.url
+        let router = Router::new().route("/apisix/admin/{*rest}", any(handle));
+        Double::serve(inner, router)
     }
 
     /// The credentials the server holds: (etcd key, value).
     pub fn credentials(&self) -> Vec<(String, Value)> {
-        let s = self.state.lock().unwrap();
+        let mut s = self.lock();
+        s.expire();
         s.entries
             .iter()
             .filter(|e| e.key.contains("/credentials/"))
@@ -109,7 +121,7 @@ impl Apisix {
 
     /// Adds `n` key-auth credentials to a consumer, as other tools would.
     pub fn seed(&self, consumer: &str, n: usize) {
-        let mut s = self.state.lock().unwrap();
+        let mut s = self.lock();
         for i in 0..n {
             let id = format!("seed-{i}");
             s.put(
@@ -201,20 +213,12 @@ fn check_credential(v: &Value) -> Option<String> {
     None
 }
 
-async fn handle(
-    State(state): State<Arc<Mutex<Inner>>>,
-    Query(q): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-    req: Request,
-) -> Response {
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
-    let body: Bytes = axum::body::to_bytes(req.into_body(), 1 << 20)
-        .await
-        .unwrap_or_default();
+async fn handle(State(state): Shared<Inner>, call: Call) -> Response {
+    let (method, path, body, q) = (call.method, call.path, call.body, call.query);
     let mut s = state.lock().unwrap();
+    s.expire();
     let presented = q.get("api_key").cloned().or_else(|| {
-        headers
+        call.headers
             .get("x-api-key")
             .and_then(|v| v.to_str().ok())
             .map(String::from)
@@ -249,12 +253,16 @@ async fn handle(
         }
         (Method::GET, ["consumers", u, "credentials"]) => {
             let prefix = format!("/apisix/consumers/{u}/credentials/");
-            let items = s
+            let items: Vec<Entry> = s
                 .entries
                 .iter()
                 .filter(|e| e.key.starts_with(&prefix))
                 .cloned()
                 .collect();
+            if items.is_empty() {
+                // Nothing under the prefix yet: etcd has no range to answer.
+                return key_not_found();
+            }
             list(items, &q)
         }
         (Method::GET, ["consumers", u, "credentials", id]) => {
@@ -277,8 +285,28 @@ async fn handle(
             if let Some(err) = check_credential(&v) {
                 return json(400, j!({ "error_msg": err }));
             }
+            let lease = match q.get("ttl") {
+                None => None,
+                Some(t) => match t.parse::<f64>() {
+                    Err(_) => {
+                        return json(
+                            400,
+                            j!({ "error_msg": "invalid argument ttl: should be a number" }),
+                        )
+                    }
+                    // etcd's grant refuses a fractional lease; APISIX passes that on.
+                    Ok(t) if t.fract() != 0.0 => {
+                        return json(503, j!({ "error_msg": "etcd grant lease failed" }))
+                    }
+                    Ok(t) => Some(
+                        std::time::Instant::now()
+                            + std::time::Duration::from_secs((t as u64).max(2)),
+                    ),
+                },
+            };
             v["id"] = j!(id);
-            let (created, e) = s.put(format!("/apisix/consumers/{u}/credentials/{id}"), v);
+            let (created, e) =
+                s.put_leased(format!("/apisix/consumers/{u}/credentials/{id}"), v, lease);
             json(
                 if created { 201 } else { 200 },
                 j!({ "key": e.key, "value": e.value }),

@@ -23,16 +23,15 @@
 //! does, and its node information says so (`configuration.rbac = "on"`, the
 //! value of `enforce_rbac`; Kong Enterprise's version and edition).
 
-use super::{json, now, Server};
+use super::{json, now, Call, Double, Shared};
 use axum::body::Bytes;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
 use serde_json::{json as j, Value};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 
 #[derive(Clone, Debug)]
 pub struct Consumer {
@@ -79,14 +78,11 @@ impl Inner {
     }
 }
 
-pub struct Kong {
-    pub server: Server,
-    pub state: Arc<Mutex<Inner>>,
-}
+pub type Kong = Double<Inner>;
 
 impl Kong {
     pub fn start(admin_token: Option<&str>, consumers: &[&str]) -> Kong {
-        let state = Arc::new(Mutex::new(Inner {
+        let inner = Inner {
             admin_token: admin_token.map(String::from),
             consumers: consumers
                 .iter()
@@ -96,36 +92,28 @@ impl Kong {
                 })
                 .collect(),
             creds: Vec::new(),
-        }));
-        let router = Router::new()
+        };
+        let routes = Router::new()
             .route("/consumers/{c}/key-auth", any(nested_collection))
             .route("/consumers/{c}/key-auth/{id}", any(nested_entity))
             .route("/", any(root))
             .route("/key-auths", any(collection))
-            .route("/key-auths/{id}", any(entity))
-            .with_state(state.clone());
-        Kong {
-            server: Server::start(router),
-            state,
-        }
-    }
-
-    pub fn url(&self) -> &str {
-        &self.server.url
+            .route("/key-auths/{id}", any(entity));
+        Double::serve(inner, routes)
     }
 
     /// Live credentials as Kong would select them.
     pub fn creds(&self) -> Vec<Cred> {
-        self.state.lock().unwrap().live()
+        self.lock().live()
     }
 
     pub fn consumer_id(&self, username: &str) -> String {
-        self.state.lock().unwrap().consumer(username).unwrap().id
+        self.lock().consumer(username).unwrap().id
     }
 
     /// Adds `n` credentials to a consumer directly, as other tools would.
     pub fn seed(&self, username: &str, n: usize) {
-        let mut s = self.state.lock().unwrap();
+        let mut s = self.lock();
         let c = s.consumer(username).unwrap();
         for i in 0..n {
             s.creds.push(Cred {
@@ -141,24 +129,24 @@ impl Kong {
 
     /// Moves a credential's expiry into the past, as time passing would.
     pub fn expire(&self, id: &str) {
-        let mut s = self.state.lock().unwrap();
+        let mut s = self.lock();
         if let Some(c) = s.creds.iter_mut().find(|c| c.id == id) {
             c.expires_at = Some(now() - 1);
         }
     }
 }
 
-async fn root(
-    State(state): State<Arc<Mutex<Inner>>>,
-    headers: HeaderMap,
-    req: Request,
-) -> Response {
+/// A read-only endpoint: the credential, then GET alone.
+fn get_only(s: &Inner, call: &Call) -> Option<Response> {
+    auth(s, &call.headers).or_else(|| {
+        (call.method != Method::GET).then(|| json(405, j!({ "message": "Method not allowed" })))
+    })
+}
+
+async fn root(State(state): Shared<Inner>, call: Call) -> Response {
     let s = state.lock().unwrap();
-    if let Some(r) = auth(&s, &headers) {
+    if let Some(r) = get_only(&s, &call) {
         return r;
-    }
-    if req.method() != Method::GET {
-        return json(405, j!({ "message": "Method not allowed" }));
     }
     let enterprise = s.admin_token.is_some();
     let mut configuration = j!({
@@ -280,34 +268,29 @@ fn check_ttl(v: &Value) -> Result<Option<i64>, Box<Response>> {
 }
 
 async fn nested_collection(
-    State(state): State<Arc<Mutex<Inner>>>,
+    State(state): Shared<Inner>,
     Path(c): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-    req: Request,
+    call: Call,
 ) -> Response {
-    let method = req.method().clone();
-    let body = axum::body::to_bytes(req.into_body(), 1 << 20)
-        .await
-        .unwrap_or_default();
+    let (q, body) = (&call.query, &call.body);
     let mut s = state.lock().unwrap();
-    if let Some(r) = auth(&s, &headers) {
+    if let Some(r) = auth(&s, &call.headers) {
         return r;
     }
     let Some(consumer) = s.consumer(&c) else {
         return not_found();
     };
-    match method {
+    match call.method {
         Method::GET => {
             let list = s
                 .live()
                 .into_iter()
                 .filter(|x| x.consumer == consumer.id)
                 .collect();
-            page(list, &q, &format!("/consumers/{}/key-auth", consumer.id))
+            page(list, q, &format!("/consumers/{}/key-auth", consumer.id))
         }
         Method::POST => {
-            let v = match parse_body(&body) {
+            let v = match parse_body(body) {
                 Ok(v) => v,
                 Err(r) => return *r,
             };
@@ -352,14 +335,12 @@ async fn nested_collection(
 }
 
 async fn nested_entity(
-    State(state): State<Arc<Mutex<Inner>>>,
+    State(state): Shared<Inner>,
     Path((c, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    req: Request,
+    call: Call,
 ) -> Response {
-    let method = req.method().clone();
     let mut s = state.lock().unwrap();
-    if let Some(r) = auth(&s, &headers) {
+    if let Some(r) = auth(&s, &call.headers) {
         return r;
     }
     let Some(consumer) = s.consumer(&c) else {
@@ -372,7 +353,7 @@ async fn nested_entity(
     if cred.consumer != consumer.id {
         return not_found();
     }
-    match method {
+    match call.method {
         Method::GET => json(200, render(cred)),
         Method::DELETE => {
             let cid = cred.id.clone();
@@ -383,20 +364,12 @@ async fn nested_entity(
     }
 }
 
-async fn collection(
-    State(state): State<Arc<Mutex<Inner>>>,
-    Query(q): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-    req: Request,
-) -> Response {
+async fn collection(State(state): Shared<Inner>, call: Call) -> Response {
     let s = state.lock().unwrap();
-    if let Some(r) = auth(&s, &headers) {
+    if let Some(r) = get_only(&s, &call) {
         return r;
     }
-    if req.method() != Method::GET {
-        return json(405, j!({ "message": "Method not allowed" }));
-    }
-    page(s.live(), &q, "/key-auths")
+    page(s.live(), &call.query, "/key-auths")
 }
 
 fn is_uuid(s: &str) -> bool {
@@ -407,18 +380,9 @@ fn is_uuid(s: &str) -> bool {
         })
 }
 
-async fn entity(
-    State(state): State<Arc<Mutex<Inner>>>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    req: Request,
-) -> Response {
-    let method = req.method().clone();
-    let body = axum::body::to_bytes(req.into_body(), 1 << 20)
-        .await
-        .unwrap_or_default();
+async fn entity(State(state): Shared<Inner>, Path(id): Path<String>, call: Call) -> Response {
     let mut s = state.lock().unwrap();
-    if let Some(r) = auth(&s, &headers) {
+    if let Some(r) = auth(&s, &call.headers) {
         return r;
     }
     // A UUID is the primary key; anything else is read as the endpoint key.
@@ -431,10 +395,10 @@ async fn entity(
     let Some(cred) = found.cloned() else {
         return not_found();
     };
-    match method {
+    match call.method {
         Method::GET => json(200, render(&cred)),
         Method::PATCH => {
-            let v = match parse_body(&body) {
+            let v = match parse_body(&call.body) {
                 Ok(v) => v,
                 Err(r) => return *r,
             };

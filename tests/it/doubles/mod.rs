@@ -11,12 +11,13 @@ pub mod apisix;
 pub mod kong;
 pub mod tyk;
 
-use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::http::{header, StatusCode};
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequest, Query, Request, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 /// A canned answer that replaces every real one while set.
@@ -99,6 +100,63 @@ async fn control_layer(State(c): State<Arc<Control>>, req: Request, next: Next) 
             .body(Body::from(f.body))
             .unwrap(),
         None => next.run(req).await,
+    }
+}
+
+/// One request as a double reads it, whole.
+pub struct Call {
+    pub method: Method,
+    pub path: String,
+    pub query: HashMap<String, String>,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl<S: Send + Sync> FromRequest<S> for Call {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request(req: Request, _: &S) -> Result<Call, Self::Rejection> {
+        let (parts, body) = req.into_parts();
+        let query = Query::<HashMap<String, String>>::try_from_uri(&parts.uri)
+            .map(|q| q.0)
+            .unwrap_or_default();
+        Ok(Call {
+            method: parts.method,
+            path: parts.uri.path().to_string(),
+            query,
+            headers: parts.headers,
+            body: axum::body::to_bytes(body, 1 << 20)
+                .await
+                .unwrap_or_default(),
+        })
+    }
+}
+
+/// A running double and the state its handlers share.
+pub struct Double<S> {
+    pub server: Server,
+    pub state: Arc<Mutex<S>>,
+}
+
+/// The state a double's handlers are given.
+pub type Shared<S> = State<Arc<Mutex<S>>>;
+
+impl<S: Send + 'static> Double<S> {
+    /// Serves `routes` over `inner`.
+    pub fn serve(inner: S, routes: Router<Arc<Mutex<S>>>) -> Double<S> {
+        let state = Arc::new(Mutex::new(inner));
+        Double {
+            server: Server::start(routes.with_state(state.clone())),
+            state,
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.server.url
+    }
+
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, S> {
+        self.state.lock().unwrap()
     }
 }
 

@@ -18,9 +18,8 @@
 //! - user/session.go: the session fields (expires, access_rights,
 //!   apply_policies, meta_data, alias, date_created, last_updated, is_inactive...).
 
-use super::{json, now, Server};
-use axum::body::Bytes;
-use axum::extract::{Path, Query, Request, State};
+use super::{json, now, Call, Double, Shared};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method};
 use axum::response::Response;
 use axum::routing::any;
@@ -28,8 +27,7 @@ use axum::Router;
 use base64::Engine;
 use serde_json::{json as j, Map, Value};
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
 
 pub struct Inner {
     pub secret: String,
@@ -42,10 +40,7 @@ pub struct Inner {
     pub sessions: BTreeMap<String, Map<String, Value>>,
 }
 
-pub struct Tyk {
-    pub server: Server,
-    pub state: Arc<Mutex<Inner>>,
-}
+pub type Tyk = Double<Inner>;
 
 /// `hex(sha256(key))`, as HashStr does for keys whose `h` is "sha256".
 pub fn sha256_hex(key: &str) -> String {
@@ -57,43 +52,33 @@ pub fn sha256_hex(key: &str) -> String {
 
 impl Tyk {
     pub fn start(secret: &str, hash_keys: bool, listing: bool) -> Tyk {
-        let state = Arc::new(Mutex::new(Inner {
+        let inner = Inner {
             secret: secret.into(),
             hash_keys,
             listing,
             org: "5e9d9544a1dcd60001d0ed20".into(),
             policies: BTreeMap::new(),
             sessions: BTreeMap::new(),
-        }));
+        };
         let router = Router::new()
             .route("/tyk/keys", any(collection))
-            .route("/tyk/keys/{key}", any(entity))
-            .with_state(state.clone());
-        Tyk {
-            server: Server::start(router),
-            state,
-        }
-    }
-
-    pub fn url(&self) -> &str {
-        &self.server.url
+            .route("/tyk/keys/{key}", any(entity));
+        Double::serve(inner, router)
     }
 
     pub fn sessions(&self) -> BTreeMap<String, Map<String, Value>> {
-        self.state.lock().unwrap().sessions.clone()
+        self.lock().sessions.clone()
     }
 
     pub fn add_policy(&self, id: &str, apis: &[&str]) {
-        self.state
-            .lock()
-            .unwrap()
+        self.lock()
             .policies
             .insert(id.into(), apis.iter().map(|a| a.to_string()).collect());
     }
 
     /// Moves a key's expiry into the past; Tyk keeps the session until its lifetime ends.
     pub fn expire(&self, hash: &str) {
-        let mut s = self.state.lock().unwrap();
+        let mut s = self.lock();
         if let Some(sess) = s.sessions.get_mut(hash) {
             sess.insert("expires".into(), j!(now() - 10));
         }
@@ -160,23 +145,21 @@ fn defaults(org: &str) -> Map<String, Value> {
     v.as_object().cloned().unwrap()
 }
 
-async fn collection(
-    State(state): State<Arc<Mutex<Inner>>>,
-    headers: HeaderMap,
-    req: Request,
-) -> Response {
-    let method = req.method().clone();
-    let body: Bytes = axum::body::to_bytes(req.into_body(), 1 << 20)
-        .await
-        .unwrap_or_default();
+/// Every /tyk/ route is guarded by checkIsAPIOwner.
+fn refused() -> Response {
+    error(
+        403,
+        "Attempted administrative access with invalid or missing key!",
+    )
+}
+
+async fn collection(State(state): Shared<Inner>, call: Call) -> Response {
+    let body = &call.body;
     let mut s = state.lock().unwrap();
-    if !authorized(&s, &headers) {
-        return error(
-            403,
-            "Attempted administrative access with invalid or missing key!",
-        );
+    if !authorized(&s, &call.headers) {
+        return refused();
     }
-    match method {
+    match call.method {
         Method::GET => {
             if s.hash_keys && !s.listing {
                 return error(
@@ -188,7 +171,7 @@ async fn collection(
             json(200, j!({ "keys": keys }))
         }
         Method::POST => {
-            let input: Map<String, Value> = match serde_json::from_slice(&body) {
+            let input: Map<String, Value> = match serde_json::from_slice(body) {
                 Ok(v) => v,
                 Err(_) => return error(400, "Request malformed"),
             };
@@ -233,23 +216,16 @@ async fn collection(
     }
 }
 
-async fn entity(
-    State(state): State<Arc<Mutex<Inner>>>,
-    Path(key): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-    req: Request,
-) -> Response {
-    let method = req.method().clone();
-    let body: Bytes = axum::body::to_bytes(req.into_body(), 1 << 20)
-        .await
-        .unwrap_or_default();
+async fn entity(State(state): Shared<Inner>, Path(key): Path<String>, call: Call) -> Response {
+    let Call {
+        method,
+        body,
+        query: q,
+        ..
+    } = call;
     let mut s = state.lock().unwrap();
-    if !authorized(&s, &headers) {
-        return error(
-            403,
-            "Attempted administrative access with invalid or missing key!",
-        );
+    if !authorized(&s, &call.headers) {
+        return refused();
     }
     let hashed = q.get("hashed").is_some_and(|h| !h.is_empty());
     if hashed && !s.hash_keys && method == Method::GET {

@@ -3,7 +3,6 @@
 use super::{create, env_for, inspect_secret, list_all, secs_until};
 use crate::common::*;
 use crate::doubles::kong::Kong;
-use crate::doubles::{dead_url, Fault};
 
 fn setup() -> (Kong, Env) {
     let gw = Kong::start(None, &["alice", "bob"]);
@@ -170,40 +169,6 @@ fn kong_admin_token_is_sent_and_a_bad_one_exits_4() {
         exit::AUTH,
         &["refused the admin credential"],
     );
-}
-
-#[test]
-fn kong_not_found_exits_3() {
-    let (_gw, env) = setup();
-    let o = env.run(&["inspect", "4e3ad2e4-0bc4-4638-8e34-c84a417ba39b"]);
-    assert_fails(&o, exit::NOT_FOUND, &["no token matches"]);
-    let o = env.run(&["revoke", "4e3a", "--yes"]);
-    assert_fails(&o, exit::NOT_FOUND, &["4e3a"]);
-    let o = env.run_stdin(&["inspect", "-"], &crate::gateways::tok_secret());
-    assert_fails(&o, exit::NOT_FOUND, &["no token has that secret"]);
-}
-
-#[test]
-fn kong_5xx_malformed_json_and_gateway_down() {
-    let (gw, env) = setup();
-    gw.server.control.fail_with(Fault::status(
-        500,
-        r#"{"message":"An unexpected error occurred"}"#,
-    ));
-    let o = env.run(&["create", "--ttl", "15m"]);
-    assert_fails(
-        &o,
-        exit::FAILURE,
-        &["HTTP 500", "An unexpected error occurred"],
-    );
-    assert!(stdout(&o).is_empty());
-
-    gw.server.control.fail_with(Fault::garbage());
-    let o = env.run(&["list"]);
-    assert_fails(&o, exit::FAILURE, &["not the JSON expected"]);
-
-    let down = env_for("kong", &dead_url(), &[]);
-    assert_fails(&down.run(&["list"]), exit::FAILURE, &["connection refused"]);
 }
 
 #[test]

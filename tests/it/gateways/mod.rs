@@ -76,7 +76,8 @@ fn drivers_lists_the_gateways_and_what_they_cannot_do() {
     assert_eq!(caps("apipark")["scopes"], false);
     assert_eq!(caps("apipark")["expiry"], true);
     assert_eq!(caps("kong")["names"], false);
-    assert_eq!(caps("apisix")["expiry"], false);
+    assert_eq!(caps("apisix")["expiry"], true);
+    assert_eq!(caps("apisix")["renew"], true);
     assert_eq!(caps("apisix")["descriptions"], true);
     assert_eq!(caps("tyk")["scopes"], true);
     for d in ["apipark", "kong", "apisix", "tyk"] {
@@ -96,11 +97,6 @@ fn owner_flags_are_refused_where_they_mean_nothing() {
         exit::USAGE,
         &["--owner is for the kong and apisix", "--app APP_ID"],
     );
-}
-
-/// A well-formed tok secret that no gateway holds.
-pub fn tok_secret() -> String {
-    tok::secret::Secret::generate().expose().to_string()
 }
 
 #[test]

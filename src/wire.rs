@@ -159,6 +159,14 @@ pub mod code {
     pub const UNAVAILABLE: &str = "unavailable";
 }
 
+/// How a caller is recorded in created_by and revoked_by: `tk_abc (ci-admin)`.
+pub fn principal_of(t: &Token) -> String {
+    match &t.name {
+        Some(n) => format!("{} ({n})", t.id),
+        None => t.id.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

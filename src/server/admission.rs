@@ -1,0 +1,274 @@
+//! Admission: may this secret pass, with these scopes? One answer for the
+//! enforcing proxy and the forward-auth endpoint, so use limits, revocation,
+//! expiry, scopes and audit mean the same for both.
+//!
+//! The hot path asks the [`Cache`] and touches the store only when it must:
+//! 1. the change source catches the cache up ([`SqliteFollower`]: one
+//!    `PRAGMA data_version` on a connection of its own, and only when that
+//!    moved, one indexed read of the change log), so a revoke committed by any
+//!    process before the request arrived is applied before the cache is read;
+//! 2. a cached answer decides on the spot: the token row is judged against the
+//!    clock on each request, so expiry holds to the second;
+//! 3. a miss reads the token by its secret's hash on the blocking pool and keeps
+//!    the answer (positive or negative);
+//! 4. a token with a use limit spends its use in the store, in one conditional
+//!    `UPDATE ... RETURNING`, so limits stay exact across processes.
+//!
+//! Steps 1 and 2 run on the request's own task: a token seen before costs no
+//! trip to the blocking pool. See docs/proxy.md for why each guarantee holds.
+
+use super::cache::{Bounds, Cache, Change, Freshness, Hit};
+use super::state::Pool;
+use crate::model::{State, Token};
+use crate::secret::Secret;
+use crate::store::{Refusal, Store, StoreError};
+use chrono::{DateTime, Utc};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+/// What admission decided.
+#[derive(Debug, Clone)]
+pub enum Verdict {
+    /// Let through; a use-limited token has spent its use.
+    Admitted(Arc<Token>),
+    /// Not usable: unknown, expired, revoked or used up.
+    Refused(Refusal),
+    /// Usable, but without a needed scope; no use was spent.
+    Forbidden(Arc<Token>),
+}
+
+pub struct Admitter {
+    pool: Arc<Pool>,
+    cache: Cache,
+    fresh: Box<dyn Freshness>,
+}
+
+impl Admitter {
+    /// Admission over the SQLite store in `dir`, following its commits.
+    pub fn sqlite(pool: Arc<Pool>, dir: &Path, bounds: Bounds) -> Result<Admitter, StoreError> {
+        Ok(Admitter {
+            pool,
+            cache: Cache::new(bounds),
+            fresh: Box::new(SqliteFollower::open(dir)?),
+        })
+    }
+
+    /// Decides on `secret` for a request that needs the scopes `needed`, at `now`.
+    pub async fn admit(
+        &self,
+        secret: Secret,
+        needed: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<Verdict, StoreError> {
+        if secret.validate().is_err() {
+            return Ok(Verdict::Refused(Refusal::Unknown));
+        }
+        let key = secret.hash();
+        // A cache that cannot be brought up to date is not used: read the store.
+        let fresh = match self.fresh.catch_up(&self.cache) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not follow the store's changes; reading the store");
+                false
+            }
+        };
+        let hit = if fresh {
+            self.cache.get(&key)
+        } else {
+            Hit::Miss
+        };
+        let token = match hit {
+            Hit::Known(t) => t,
+            Hit::Unknown => return Ok(Verdict::Refused(Refusal::Unknown)),
+            Hit::Miss => {
+                let epoch = self.cache.epoch();
+                let found = self
+                    .pool
+                    .run(move |s| s.lookup(&secret, now))
+                    .await?
+                    .map(Arc::new);
+                if fresh {
+                    self.cache.insert(epoch, key, found.clone());
+                }
+                match found {
+                    Some(t) => t,
+                    None => return Ok(Verdict::Refused(Refusal::Unknown)),
+                }
+            }
+        };
+        match token.state_at(now) {
+            State::Active => {}
+            State::Expired => return Ok(Verdict::Refused(Refusal::Expired)),
+            State::Revoked => return Ok(Verdict::Refused(Refusal::Revoked)),
+            State::Exhausted => return Ok(Verdict::Refused(Refusal::Exhausted)),
+        }
+        if !needed.iter().all(|n| token.scopes.contains(n)) {
+            return Ok(Verdict::Forbidden(token));
+        }
+        if token.max_uses.is_none() {
+            return Ok(Verdict::Admitted(token));
+        }
+        let id = token.id.clone();
+        Ok(match self.pool.run(move |s| s.spend(&id, now)).await? {
+            Ok(_) => Verdict::Admitted(token),
+            Err(r) => Verdict::Refused(r),
+        })
+    }
+
+    /// Applies a change this process made or heard of.
+    pub fn forget(&self, change: &Change) {
+        self.cache.forget(change);
+    }
+}
+
+/// Follows the SQLite store's commits, from any process, through a connection
+/// of its own (see `store::changes`).
+pub struct SqliteFollower {
+    state: Mutex<Following>,
+}
+
+struct Following {
+    store: Store,
+    version: i64,
+    seq: i64,
+}
+
+impl SqliteFollower {
+    pub fn open(dir: &Path) -> Result<SqliteFollower, StoreError> {
+        let store = Store::open(dir)?;
+        let version = store.data_version()?;
+        let seq = store.last_change()?;
+        Ok(SqliteFollower {
+            state: Mutex::new(Following {
+                store,
+                version,
+                seq,
+            }),
+        })
+    }
+}
+
+impl Freshness for SqliteFollower {
+    fn catch_up(&self, cache: &Cache) -> Result<(), StoreError> {
+        let mut f = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let result = (|| {
+            let version = f.store.data_version()?;
+            if version == f.version {
+                return Ok(());
+            }
+            // Read the log after the version: a commit between the two is
+            // either in this read or moves the version again.
+            let (ids, seq) = f.store.changes_since(f.seq)?;
+            for id in ids {
+                cache.forget(&Change::Token(id));
+            }
+            f.version = version;
+            f.seq = seq;
+            Ok(())
+        })();
+        if result.is_err() {
+            cache.forget(&Change::All);
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::NewToken;
+    use chrono::TimeDelta;
+
+    fn setup() -> (tempfile::TempDir, Admitter, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = Arc::new(Pool::open(dir.path()).unwrap());
+        let a = Admitter::sqlite(pool, dir.path(), Bounds::default()).unwrap();
+        let other = Store::open(dir.path()).unwrap();
+        (dir, a, other)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cached_answers_follow_other_connections_commits() {
+        let (_d, a, other) = setup();
+        let now = Utc::now();
+        let c = other.create(&NewToken::default(), None, now).unwrap();
+        let s = || Secret::new(c.secret.expose());
+        assert!(matches!(
+            a.admit(s(), &[], now).await.unwrap(),
+            Verdict::Admitted(_)
+        ));
+        assert_eq!(a.cache.len().0, 1, "cached");
+        other.revoke(&c.token.id, None, None, now).unwrap();
+        assert!(matches!(
+            a.admit(s(), &[], now).await.unwrap(),
+            Verdict::Refused(Refusal::Revoked)
+        ));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn expiry_is_judged_per_request_from_the_cached_row() {
+        let (_d, a, other) = setup();
+        let now = Utc::now();
+        let new = NewToken {
+            expires_at: Some(now + TimeDelta::seconds(1)),
+            ..NewToken::default()
+        };
+        let c = other.create(&new, None, now).unwrap();
+        let s = || Secret::new(c.secret.expose());
+        assert!(matches!(
+            a.admit(s(), &[], now).await.unwrap(),
+            Verdict::Admitted(_)
+        ));
+        let at_expiry = now + TimeDelta::seconds(1);
+        assert!(matches!(
+            a.admit(s(), &[], at_expiry).await.unwrap(),
+            Verdict::Refused(Refusal::Expired)
+        ));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unknown_secrets_are_remembered_until_a_token_changes() {
+        let (_d, a, other) = setup();
+        let now = Utc::now();
+        let wrong = Secret::generate();
+        let w = || Secret::new(wrong.expose());
+        assert!(matches!(
+            a.admit(w(), &[], now).await.unwrap(),
+            Verdict::Refused(Refusal::Unknown)
+        ));
+        assert_eq!(a.cache.len(), (0, 1));
+        other.create(&NewToken::default(), None, now).unwrap();
+        a.admit(w(), &[], now).await.unwrap();
+        // The create was applied (dropping the entry), then the read kept it again.
+        assert_eq!(a.cache.len(), (0, 1));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn use_limits_are_spent_in_the_store_even_when_cached() {
+        let (_d, a, other) = setup();
+        let now = Utc::now();
+        let new = NewToken {
+            max_uses: Some(2),
+            scopes: vec!["x".into()],
+            ..NewToken::default()
+        };
+        let c = other.create(&new, None, now).unwrap();
+        let s = || Secret::new(c.secret.expose());
+        let y = ["y".to_string()];
+        assert!(matches!(
+            a.admit(s(), &y, now).await.unwrap(),
+            Verdict::Forbidden(_)
+        ));
+        for _ in 0..2 {
+            assert!(matches!(
+                a.admit(s(), &[], now).await.unwrap(),
+                Verdict::Admitted(_)
+            ));
+        }
+        assert!(matches!(
+            a.admit(s(), &[], now).await.unwrap(),
+            Verdict::Refused(Refusal::Exhausted)
+        ));
+        assert_eq!(other.get(&c.token.id, now).unwrap().unwrap().uses, 2);
+    }
+}
