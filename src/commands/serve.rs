@@ -17,14 +17,19 @@ pub fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
     if let Some(ServeCommand::Init(a)) = args.command {
         return init(ctx, a);
     }
-    if args.store.is_some() {
-        // Phase 2 of #12 serves from PostgreSQL; until then say so plainly.
-        return Err(UserError::usage(
-            "this tok can initialise and copy a PostgreSQL store, but not yet serve from one",
-        )
-        .hint("serve the SQLite store with --data-dir for now")
-        .into());
-    }
+    let from_env = ctx
+        .matches
+        .subcommand_matches("serve")
+        .and_then(|m| m.value_source("store"))
+        == Some(clap::parser::ValueSource::EnvVariable);
+    let store = match store_spec(ctx, args.store.as_deref(), from_env)? {
+        Spec::Postgres(t) if args.dev => {
+            drop(t);
+            return Err(UserError::usage("--dev serves a temporary SQLite store; drop --store").into());
+        }
+        Spec::Postgres(t) => Some(t),
+        Spec::Sqlite(_) => None,
+    };
     let proxy = proxy_config(&args)?;
     let retention = Retention {
         max_age_secs: args.audit_max_age.as_secs(),
@@ -38,6 +43,8 @@ pub fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
         proxy,
         retention,
         audit_queue: args.audit_queue as usize,
+        store,
+        node_name: node_name(args.node_name.as_deref()),
         header_timeout: std::time::Duration::from_secs(args.header_timeout.as_secs()),
         federation: args.federation,
     };

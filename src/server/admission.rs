@@ -18,7 +18,9 @@
 //! trip to the blocking pool. See docs/proxy.md for why each guarantee holds.
 
 use super::cache::{Bounds, Cache, Change, Freshness, Hit};
-use super::state::Pool;
+use crate::store::any::AnyStore;
+use crate::store::backend::{self, Backend};
+use crate::store::postgres::notify::{self, Follower};
 use crate::model::{State, Token};
 use crate::secret::Secret;
 use crate::store::{Refusal, Store, StoreError};
@@ -38,18 +40,23 @@ pub enum Verdict {
 }
 
 pub struct Admitter {
-    pool: Arc<Pool>,
+    store: Arc<AnyStore>,
     cache: Cache,
     fresh: Box<dyn Freshness>,
 }
 
 impl Admitter {
-    /// Admission over the SQLite store in `dir`, following its commits.
-    pub fn sqlite(pool: Arc<Pool>, dir: &Path, bounds: Bounds) -> Result<Admitter, StoreError> {
+    /// Admission over `store`, following its changes: SQLite's commits from
+    /// any process, or PostgreSQL's notifications from every node.
+    pub fn new(store: Arc<AnyStore>, bounds: Bounds) -> Result<Admitter, StoreError> {
+        let fresh: Box<dyn Freshness> = match &*store {
+            AnyStore::Sqlite(s) => Box::new(SqliteFollower::open(s.dir())?),
+            AnyStore::Postgres(p) => Box::new(PgFollower(Follower::start(p.target().clone()))),
+        };
         Ok(Admitter {
-            pool,
+            store,
             cache: Cache::new(bounds),
-            fresh: Box::new(SqliteFollower::open(dir)?),
+            fresh,
         })
     }
 
@@ -59,7 +66,7 @@ impl Admitter {
         secret: Secret,
         needed: &[String],
         now: DateTime<Utc>,
-    ) -> Result<Verdict, StoreError> {
+    ) -> Result<Verdict, backend::Error> {
         if secret.validate().is_err() {
             return Ok(Verdict::Refused(Refusal::Unknown));
         }
@@ -82,11 +89,7 @@ impl Admitter {
             Hit::Unknown => return Ok(Verdict::Refused(Refusal::Unknown)),
             Hit::Miss => {
                 let epoch = self.cache.epoch();
-                let found = self
-                    .pool
-                    .run(move |s| s.lookup(&secret, now))
-                    .await?
-                    .map(Arc::new);
+                let found = self.store.lookup(&secret, now).await?.map(Arc::new);
                 if fresh {
                     self.cache.insert(epoch, key, found.clone());
                 }
@@ -109,7 +112,7 @@ impl Admitter {
             return Ok(Verdict::Admitted(token));
         }
         let id = token.id.clone();
-        Ok(match self.pool.run(move |s| s.spend(&id, now)).await? {
+        Ok(match backend::spend(&*self.store, &id, now).await? {
             Ok(_) => Verdict::Admitted(token),
             Err(r) => Verdict::Refused(r),
         })
@@ -118,6 +121,22 @@ impl Admitter {
     /// Applies a change this process made or heard of.
     pub fn forget(&self, change: &Change) {
         self.cache.forget(change);
+    }
+}
+
+/// Follows PostgreSQL's change notifications from every node (see
+/// `store::postgres::notify`). While they are not heard, every request reads
+/// through to the database.
+pub struct PgFollower(Follower);
+
+impl Freshness for PgFollower {
+    fn catch_up(&self, cache: &Cache) -> Result<(), StoreError> {
+        self.0
+            .catch_up(|c| match c {
+                notify::Change::Token { id, .. } => cache.forget(&Change::Token(id)),
+                notify::Change::Resync => cache.forget(&Change::All),
+            })
+            .map_err(|e| StoreError::Task(e.to_string()))
     }
 }
 
@@ -181,8 +200,8 @@ mod tests {
 
     fn setup() -> (tempfile::TempDir, Admitter, Store) {
         let dir = tempfile::tempdir().unwrap();
-        let pool = Arc::new(Pool::open(dir.path()).unwrap());
-        let a = Admitter::sqlite(pool, dir.path(), Bounds::default()).unwrap();
+        let store = AnyStore::Sqlite(crate::store::sqlite::Sqlite::open(dir.path()).unwrap());
+        let a = Admitter::new(Arc::new(store), Bounds::default()).unwrap();
         let other = Store::open(dir.path()).unwrap();
         (dir, a, other)
     }

@@ -13,11 +13,12 @@
 //! the channel and writes the rest, giving up, loudly, only after about a
 //! minute of failures.
 
+use crate::store::any::AnyStore;
 use crate::store::audit::{Entry, Retention, Uses};
-use crate::store::{Store, StoreError};
+use crate::store::backend::Backend;
+use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -75,21 +76,18 @@ impl Slot<'_> {
     }
 }
 
-/// Starts the writer task over the store in `dir`; up to `queue` entries may
-/// wait for it.
+/// Starts the writer task over `store`; up to `queue` entries may wait for it.
 pub fn spawn(
-    dir: PathBuf,
+    store: Arc<AnyStore>,
     retention: Retention,
     queue: usize,
-) -> Result<(AuditSink, tokio::task::JoinHandle<()>), crate::store::StoreError> {
-    let store = Store::open(&dir)?;
+) -> (AuditSink, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(queue.max(1));
     let handle = tokio::spawn(run(store, rx, retention));
-    Ok((AuditSink { tx }, handle))
+    (AuditSink { tx }, handle)
 }
 
-async fn run(store: Store, mut rx: mpsc::Receiver<Record>, retention: Retention) {
-    let store: Shared = std::sync::Arc::new(std::sync::Mutex::new(store));
+async fn run(store: Arc<AnyStore>, mut rx: mpsc::Receiver<Record>, retention: Retention) {
     let mut last_prune = tokio::time::Instant::now();
     let mut open = true;
     while open {
@@ -114,12 +112,11 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Record>, retention: Retention)
         if prune {
             last_prune = tokio::time::Instant::now();
         }
-        let batch = std::sync::Arc::new(split(batch));
+        let batch = split(batch);
         let mut pause = Duration::from_millis(100);
         let mut given = Duration::ZERO;
         loop {
-            let (store, b) = (std::sync::Arc::clone(&store), std::sync::Arc::clone(&batch));
-            match blocking(move || lock(&store).write_batch(&b.0, &b.1)).await {
+            match store.write_batch(&batch.0, &batch.1).await {
                 Ok(()) => break,
                 // While the server runs a batch is never given up: the channel
                 // fills and requests wait or get 503 instead.
@@ -138,29 +135,11 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Record>, retention: Retention)
             }
         }
         if prune {
-            let store = std::sync::Arc::clone(&store);
-            if let Err(e) =
-                blocking(move || lock(&store).prune_audit(retention, Utc::now()).map(drop)).await
-            {
+            if let Err(e) = store.prune_audit(retention, Utc::now()).await {
                 tracing::warn!(error = %e, "could not apply the audit retention; will try again");
             }
         }
     }
-}
-
-type Shared = std::sync::Arc<std::sync::Mutex<Store>>;
-
-fn lock(store: &Shared) -> std::sync::MutexGuard<'_, Store> {
-    store.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| StoreError::Task(e.to_string()))
-        .and_then(|r| r)
 }
 
 /// Retries of a batch double their pause up to this one.

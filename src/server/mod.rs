@@ -29,6 +29,7 @@ pub use crate::wire;
 use crate::duration::Ttl;
 use crate::error::{Kind, UserError};
 use crate::model::{Created, Filter, NewToken, StateFilter, Token};
+use crate::store::any::Spec;
 use crate::store::backend::{self, Backend};
 use anyhow::{Context, Result};
 use chrono::Utc;
@@ -41,6 +42,11 @@ use std::time::Duration;
 pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// A PostgreSQL store shared with other nodes, instead of the SQLite
+    /// store in `data_dir`.
+    pub store: Option<Box<crate::store::postgres::Target>>,
+    /// This node's name in the audit entries it writes to PostgreSQL.
+    pub node_name: String,
     /// PEM certificate chain and key: serve HTTPS.
     pub tls: Option<(PathBuf, PathBuf)>,
     /// The enforcing reverse proxy, when asked for.
@@ -155,11 +161,25 @@ pub fn run(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
 }
 
 async fn serve(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
-    let state = state::AppState::open(&config.data_dir)?;
     let federation = match &config.federation {
         Some(path) => Some(federation_from(path)?),
         None => None,
     };
+    let spec = match config.store.clone() {
+        Some(t) => Spec::Postgres(t),
+        None => Spec::Sqlite(config.data_dir.clone()),
+    };
+    let store = std::sync::Arc::new(
+        spec.open(&config.node_name)
+            .await
+            .map_err(|e| store_error(e, "could not open the store"))?,
+    );
+    let where_ = store.describe();
+    let init_hint = match &config.store {
+        Some(t) => format!("tok serve init --store {}", t.display),
+        None => format!("tok serve init --data-dir {}", config.data_dir.display()),
+    };
+    let state = state::AppState::new(std::sync::Arc::clone(&store));
     let tls = match &config.tls {
         Some((cert, key)) => Some(tls::config(cert, key)?),
         None => None,
@@ -178,20 +198,19 @@ async fn serve(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
         None => None,
     };
 
-    let admin = active_admin(&crate::store::sqlite::Sqlite::open(&config.data_dir)?)
+    let admin = active_admin(&*store)
         .await
         .map_err(|e| store_error(e, "could not read the store"))?;
     if admin.is_none() {
         tracing::warn!(
-            "the store has no active token with the tok:admin scope, so no request can authenticate; make one with `tok serve init --data-dir {}`",
-            config.data_dir.display()
+            "the store has no active token with the tok:admin scope, so no request can authenticate; make one with `{init_hint}`"
         );
     }
     let (audit, writer) = audit_writer::spawn(
-        config.data_dir.clone(),
+        std::sync::Arc::clone(&store),
         config.retention,
         config.audit_queue,
-    )?;
+    );
 
     // One signal stops both listeners; each finishes its requests in flight.
     let signal = shutdown_signal()?;
@@ -212,7 +231,8 @@ async fn serve(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
     }
     tracing::info!(
         %url,
-        data_dir = %config.data_dir.display(),
+        store = %where_,
+        node = %config.node_name,
         tls = tls.is_some(),
         version = env!("CARGO_PKG_VERSION"),
         "listening"
@@ -230,11 +250,8 @@ async fn serve(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
                 routes = p.routes.routes.len(),
                 "proxy listening"
             );
-            let admission = admission::Admitter::sqlite(
-                state.pool(),
-                &config.data_dir,
-                cache::Bounds::default(),
-            )?;
+            let admission =
+                admission::Admitter::new(std::sync::Arc::clone(&store), cache::Bounds::default())?;
             let app = proxy::router(std::sync::Arc::new(proxy::Proxy {
                 admission: std::sync::Arc::new(admission),
                 routes: p.routes,
@@ -260,12 +277,12 @@ async fn serve(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
     let exchange = federation.map(|f| {
         std::sync::Arc::new(federation::endpoint::Exchange {
             federation: f,
-            pool: state.pool(),
+            store: state.shared(),
             audit: audit.clone(),
         })
     });
     let oauth = std::sync::Arc::new(oauth::OAuth {
-        pool: state.pool(),
+        store: state.shared(),
         audit,
     });
     let app = router::router(state, oauth, exchange.map(federation::endpoint::router));

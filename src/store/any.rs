@@ -120,8 +120,8 @@ impl Backend for AnyStore {
     ) -> Result<()> {
         each!(self, s => s.write_batch(entries, uses).await)
     }
-    async fn audit(&self, filter: &AuditFilter) -> Result<Vec<Entry>> {
-        each!(self, s => s.audit(filter).await)
+    async fn audit(&self, filter: &AuditFilter, max: Option<u64>) -> Result<Vec<Entry>> {
+        each!(self, s => s.audit(filter, max).await)
     }
     async fn prune_audit(&self, r: Retention, now: DateTime<Utc>) -> Result<usize> {
         each!(self, s => s.prune_audit(r, now).await)

@@ -181,8 +181,13 @@ pub trait Backend: Send + Sync {
         uses: &[(String, u64, DateTime<Utc>)],
     ) -> impl Future<Output = Result<()>> + Send;
 
-    /// Matching entries, oldest first.
-    fn audit(&self, filter: &AuditFilter) -> impl Future<Output = Result<Vec<Entry>>> + Send;
+    /// Matching entries, oldest first; at most `max` of them (the oldest)
+    /// when given. (`filter.limit` asks for the newest instead.)
+    fn audit(
+        &self,
+        filter: &AuditFilter,
+        max: Option<u64>,
+    ) -> impl Future<Output = Result<Vec<Entry>>> + Send;
 
     /// Deletes entries past the retention; returns how many.
     fn prune_audit(
@@ -247,12 +252,24 @@ pub async fn admit<B: Backend>(
     if !write {
         return Ok(Admission::Admitted(t));
     }
-    if let Some(t) = b.spend(&t.id, now).await? {
-        return Ok(Admission::Admitted(t));
+    Ok(match self::spend(b, &t.id, now).await? {
+        Ok(t) => Admission::Admitted(t),
+        Err(r) => Admission::Refused(r),
+    })
+}
+
+/// Spends one use of `id`: the token after, or why not (another request took
+/// the last use, or a revoke or the expiry landed first).
+pub async fn spend<B: Backend>(
+    b: &B,
+    id: &str,
+    now: DateTime<Utc>,
+) -> Result<std::result::Result<Token, Refusal>> {
+    if let Some(t) = b.spend(id, now).await? {
+        return Ok(Ok(t));
     }
-    // Another request took the last use (or a revoke landed) in between.
-    let now_state = b.get(&t.id, now).await?.map(|t| t.state);
-    Ok(Admission::Refused(match now_state {
+    let now_state = b.get(id, now).await?.map(|t| t.state);
+    Ok(Err(match now_state {
         Some(State::Revoked) => Refusal::Revoked,
         Some(State::Expired) => Refusal::Expired,
         None => Refusal::Unknown,

@@ -68,6 +68,18 @@ impl Sqlite {
     }
 }
 
+/// Why a scan stopped.
+enum Stop {
+    Full,
+    Store(StoreError),
+}
+
+impl From<StoreError> for Stop {
+    fn from(e: StoreError) -> Self {
+        Stop::Store(e)
+    }
+}
+
 impl Backend for Sqlite {
     fn describe(&self) -> String {
         self.inner.dir.join(super::DB_FILE).display().to_string()
@@ -159,15 +171,23 @@ impl Backend for Sqlite {
         let (entries, uses) = (entries.to_vec(), uses.to_vec());
         self.run(move |s| s.write_batch(&entries, &uses)).await
     }
-    async fn audit(&self, filter: &AuditFilter) -> Result<Vec<Entry>> {
+    async fn audit(&self, filter: &AuditFilter, max: Option<u64>) -> Result<Vec<Entry>> {
         let filter = filter.clone();
         self.run(move |s| {
             let mut found = Vec::new();
-            s.audit::<StoreError>(&filter, &mut |e| {
+            // A full page ends the scan early; that stop is not an error.
+            let full = |n: usize| max.is_some_and(|m| n as u64 >= m);
+            let scan = s.audit::<Stop>(&filter, &mut |e| {
+                if full(found.len()) {
+                    return Err(Stop::Full);
+                }
                 found.push(e);
                 Ok(())
-            })?;
-            Ok(found)
+            });
+            match scan {
+                Ok(()) | Err(Stop::Full) => Ok(found),
+                Err(Stop::Store(e)) => Err(e),
+            }
         })
         .await
     }

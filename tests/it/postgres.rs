@@ -405,7 +405,7 @@ async fn audit_room_names_nodes_filters_and_prunes_on_one_node() {
         .unwrap();
     assert_eq!(a.get(&c.token.id, now).await.unwrap().unwrap().uses, 5);
 
-    let all = a.audit(&AuditFilter::default()).await.unwrap();
+    let all = a.audit(&AuditFilter::default(), None).await.unwrap();
     let events: Vec<_> = all.iter().map(|e| e.event).collect();
     assert_eq!(events, [Event::Create, Event::Request, Event::Request]);
     assert_eq!(all[2].upstream_status, Some(200));
@@ -415,7 +415,7 @@ async fn audit_room_names_nodes_filters_and_prunes_on_one_node() {
         .audit(&AuditFilter {
             decision: Some(Decision::Deny),
             ..Default::default()
-        })
+        }, None)
         .await
         .unwrap();
     assert_eq!(denied.len(), 1);
@@ -424,7 +424,7 @@ async fn audit_room_names_nodes_filters_and_prunes_on_one_node() {
         .audit(&AuditFilter {
             limit: Some(1),
             ..Default::default()
-        })
+        }, None)
         .await
         .unwrap();
     assert_eq!(newest[0].seq, all[2].seq);
@@ -436,7 +436,7 @@ async fn audit_room_names_nodes_filters_and_prunes_on_one_node() {
     };
     let (x, y) = tokio::join!(a.prune_audit(r, now), b.prune_audit(r, now));
     assert_eq!(x.unwrap() + y.unwrap(), 2);
-    assert_eq!(a.audit(&AuditFilter::default()).await.unwrap().len(), 1);
+    assert_eq!(a.audit(&AuditFilter::default(), None).await.unwrap().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -109,7 +109,7 @@ impl PgStore {
         r.map_err(|e| self.failed(e))
     }
 
-    pub(super) async fn read_audit(&self, f: &AuditFilter) -> Result<Vec<Entry>> {
+    pub(super) async fn read_audit(&self, f: &AuditFilter, max: Option<u64>) -> Result<Vec<Entry>> {
         let mut clauses = Vec::new();
         let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
         if let Some(t) = &f.token_id {
@@ -139,7 +139,10 @@ impl PgStore {
                  AS newest ORDER BY seq",
                 clamp_i64(n)
             ),
-            None => format!("SELECT {COLUMNS} FROM audit {where_sql} ORDER BY seq"),
+            None => format!(
+                "SELECT {COLUMNS} FROM audit {where_sql} ORDER BY seq {}",
+                max.map_or_else(String::new, |m| format!("LIMIT {}", clamp_i64(m)))
+            ),
         };
         self.query_entries(&sql, &args).await
     }

@@ -297,8 +297,8 @@ impl Backend for PgStore {
     ) -> Result<()> {
         self.write_audit_batch(entries, uses).await
     }
-    async fn audit(&self, filter: &AuditFilter) -> Result<Vec<Entry>> {
-        self.read_audit(filter).await
+    async fn audit(&self, filter: &AuditFilter, max: Option<u64>) -> Result<Vec<Entry>> {
+        self.read_audit(filter, max).await
     }
     async fn prune_audit(&self, r: Retention, now: DateTime<Utc>) -> Result<usize> {
         self.prune(r, now).await
