@@ -25,7 +25,9 @@ pub fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
     let store = match store_spec(ctx, args.store.as_deref(), from_env)? {
         Spec::Postgres(t) if args.dev => {
             drop(t);
-            return Err(UserError::usage("--dev serves a temporary SQLite store; drop --store").into());
+            return Err(
+                UserError::usage("--dev serves a temporary SQLite store; drop --store").into(),
+            );
         }
         Spec::Postgres(t) => Some(t),
         Spec::Sqlite(_) => None,

@@ -18,11 +18,11 @@
 //! trip to the blocking pool. See docs/proxy.md for why each guarantee holds.
 
 use super::cache::{Bounds, Cache, Change, Freshness, Hit};
+use crate::model::{State, Token};
+use crate::secret::Secret;
 use crate::store::any::AnyStore;
 use crate::store::backend::{self, Backend};
 use crate::store::postgres::notify::{self, Follower};
-use crate::model::{State, Token};
-use crate::secret::Secret;
 use crate::store::{Refusal, Store, StoreError};
 use chrono::{DateTime, Utc};
 use std::path::Path;

@@ -1,7 +1,6 @@
 //! The admin API handlers under `/v1`: tokens, lookup, revoke, rotate, whoami,
 //! health. Each reads straight down: auth -> input checks -> store -> JSON.
 
-use crate::store::backend::Backend;
 use super::auth::{Admin, Auth, Read};
 use super::error::ApiError;
 use super::extract::{audit_query, list_query, JsonBody};
@@ -14,6 +13,7 @@ use crate::duration::MAX_SECONDS;
 use crate::model::{check_new_token, limits, NewToken, Token};
 use crate::output::rfc3339;
 use crate::secret;
+use crate::store::backend::Backend;
 use crate::store::Cursor;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};

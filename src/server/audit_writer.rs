@@ -16,9 +16,9 @@
 use crate::store::any::AnyStore;
 use crate::store::audit::{Entry, Retention, Uses};
 use crate::store::backend::Backend;
-use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 

@@ -229,14 +229,24 @@ async fn serve(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
     if tls.is_none() && !local.ip().is_loopback() {
         tracing::warn!(%url, "the admin API is reachable from other hosts without TLS: admin tokens cross the network in clear; use --tls-cert and --tls-key");
     }
-    tracing::info!(
-        %url,
-        store = %where_,
-        node = %config.node_name,
-        tls = tls.is_some(),
-        version = env!("CARGO_PKG_VERSION"),
-        "listening"
-    );
+    if config.store.is_some() {
+        tracing::info!(
+            %url,
+            store = %where_,
+            node = %config.node_name,
+            tls = tls.is_some(),
+            version = env!("CARGO_PKG_VERSION"),
+            "listening"
+        );
+    } else {
+        tracing::info!(
+            %url,
+            data_dir = %config.data_dir.display(),
+            tls = tls.is_some(),
+            version = env!("CARGO_PKG_VERSION"),
+            "listening"
+        );
+    }
     let proxy_task = match (config.proxy, proxy_tcp) {
         (Some(p), Some(listener)) => {
             let proxy_addr = listener.local_addr()?;

@@ -8,11 +8,11 @@
 //! secret as client_secret.
 
 use super::audit_writer::AuditSink;
-use crate::store::any::AnyStore;
-use crate::store::backend::{self, Backend};
 use crate::model::Token;
 use crate::secret::{self, Secret};
+use crate::store::any::AnyStore;
 use crate::store::audit::{Decision, Entry, Event};
+use crate::store::backend::{self, Backend};
 use crate::store::{Admission, Spend};
 use axum::extract::State as AxState;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};

@@ -96,6 +96,8 @@ pub struct Deny {
     challenge: String,
     code: &'static str,
     message: String,
+    /// Seconds for `Retry-After` (503).
+    retry_after: Option<u64>,
 }
 
 impl Deny {
@@ -105,6 +107,7 @@ impl Deny {
             challenge: "Bearer realm=\"tok\"".into(),
             code: "missing_token",
             message: "this endpoint needs `Authorization: Bearer <token>`".into(),
+            retry_after: None,
         }
     }
     fn invalid(why: &str) -> Deny {
@@ -115,6 +118,7 @@ impl Deny {
             ),
             code: "invalid_token",
             message: why.to_string(),
+            retry_after: None,
         }
     }
     fn scope(missing: &[String]) -> Deny {
@@ -126,18 +130,24 @@ impl Deny {
             ),
             code: "insufficient_scope",
             message: format!("the token lacks the scope {needed}"),
+            retry_after: None,
         }
     }
-    fn unavailable() -> Deny {
+    fn unavailable(retry_after: std::time::Duration) -> Deny {
         Deny {
             status: StatusCode::SERVICE_UNAVAILABLE,
             challenge: String::new(),
             code: "unavailable",
-            message: "the token store is not available; try again".into(),
+            message: "the token store is not available; nothing was decided, try again".into(),
+            retry_after: Some(retry_after.as_secs().max(1)),
         }
     }
     pub fn response(&self) -> Response<Body> {
         let mut r = json_response(self.status, self.code, &self.message);
+        if let Some(secs) = self.retry_after {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if !self.challenge.is_empty() {
             if let Ok(v) = HeaderValue::from_str(&self.challenge) {
                 r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
@@ -207,7 +217,9 @@ pub async fn authorize(
                 tracing::error!(error = %e, "token check failed");
                 entry.decision = Some(Decision::Deny);
                 entry.reason = Some("store error".into());
-                return Err(Deny::unavailable());
+                return Err(Deny::unavailable(
+                    e.retry_after().unwrap_or(std::time::Duration::from_secs(1)),
+                ));
             }
         },
     };

@@ -7,9 +7,9 @@
 pub mod any;
 pub mod audit;
 pub mod backend;
+pub mod changes;
 pub mod copy;
 pub mod postgres;
-pub mod changes;
 mod schema;
 pub mod sqlite;
 

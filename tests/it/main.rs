@@ -13,6 +13,7 @@ mod errors;
 mod federation;
 mod gateways;
 mod lifecycle;
+mod nodes;
 mod oauth2;
 mod openapi;
 mod pg;

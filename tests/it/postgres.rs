@@ -412,19 +412,25 @@ async fn audit_room_names_nodes_filters_and_prunes_on_one_node() {
     let nodes = db.query_text("SELECT string_agg(node, ',' ORDER BY seq) FROM audit");
     assert_eq!(nodes, "node-a,node-b,node-b");
     let denied = b
-        .audit(&AuditFilter {
-            decision: Some(Decision::Deny),
-            ..Default::default()
-        }, None)
+        .audit(
+            &AuditFilter {
+                decision: Some(Decision::Deny),
+                ..Default::default()
+            },
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(denied.len(), 1);
     assert_eq!(denied[0].reason.as_deref(), Some("token revoked"));
     let newest = b
-        .audit(&AuditFilter {
-            limit: Some(1),
-            ..Default::default()
-        }, None)
+        .audit(
+            &AuditFilter {
+                limit: Some(1),
+                ..Default::default()
+            },
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(newest[0].seq, all[2].seq);
@@ -436,7 +442,10 @@ async fn audit_room_names_nodes_filters_and_prunes_on_one_node() {
     };
     let (x, y) = tokio::join!(a.prune_audit(r, now), b.prune_audit(r, now));
     assert_eq!(x.unwrap() + y.unwrap(), 2);
-    assert_eq!(a.audit(&AuditFilter::default(), None).await.unwrap().len(), 1);
+    assert_eq!(
+        a.audit(&AuditFilter::default(), None).await.unwrap().len(),
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -62,6 +62,29 @@ impl Server {
         s
     }
 
+    /// A node on a shared PostgreSQL store (`tok serve --store`), whose
+    /// admin token `tok serve init --store` made; the password from
+    /// PGPASSWORD. `local()` does not apply: read the database instead.
+    pub fn start_on_store(url: &str, password: &str, admin: &str, extra: &[&str]) -> Server {
+        let mut env = Env::new();
+        env.set("PGPASSWORD", password);
+        let data_dir = env.home().join("unused-sqlite-store");
+        let mut all = vec!["--store".to_string(), url.to_string()];
+        all.extend(extra.iter().map(|s| s.to_string()));
+        let mut s = Server {
+            env,
+            data_dir,
+            url: String::new(),
+            admin: admin.to_string(),
+            extra: all,
+            child: None,
+            reader: None,
+            log: Arc::new(Mutex::new(String::new())),
+        };
+        s.spawn();
+        s
+    }
+
     fn spawn(&mut self) {
         let mut cmd = self.env.std_cmd();
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
