@@ -191,6 +191,7 @@ async fn revoke(
         .store()
         .revoke(&id, Some(&by), req.reason.as_deref(), Utc::now())
         .await?;
+    state.changed(&token.id);
     tracing::info!(id = %token.id, by = %auth.token.id, ?outcome, "token revoked");
     Ok(Json(RevokeResponse { token, outcome }))
 }
@@ -214,6 +215,7 @@ async fn rotate(
         .store()
         .rotate(&id, req.grace_seconds, Some(&by), Utc::now())
         .await?;
+    state.changed(&old.id);
     tracing::info!(old = %old.id, new = %created.token.id, by = %auth.token.id, "token rotated");
     Ok(with_secret(
         StatusCode::CREATED,

@@ -179,7 +179,11 @@ async fn serve(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
         Some(t) => format!("tok serve init --store {}", t.display),
         None => format!("tok serve init --data-dir {}", config.data_dir.display()),
     };
-    let state = state::AppState::new(std::sync::Arc::clone(&store));
+    let admission = std::sync::Arc::new(admission::Admitter::new(
+        std::sync::Arc::clone(&store),
+        cache::Bounds::default(),
+    )?);
+    let state = state::AppState::new(std::sync::Arc::clone(&store), admission);
     let tls = match &config.tls {
         Some((cert, key)) => Some(tls::config(cert, key)?),
         None => None,
@@ -260,10 +264,8 @@ async fn serve(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
                 routes = p.routes.routes.len(),
                 "proxy listening"
             );
-            let admission =
-                admission::Admitter::new(std::sync::Arc::clone(&store), cache::Bounds::default())?;
             let app = proxy::router(std::sync::Arc::new(proxy::Proxy {
-                admission: std::sync::Arc::new(admission),
+                admission: state.admission(),
                 routes: p.routes,
                 upstream: p.upstream,
                 client: proxy::upstream_client(p.upstream_timeout),
@@ -292,7 +294,7 @@ async fn serve(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
         })
     });
     let oauth = std::sync::Arc::new(oauth::OAuth {
-        store: state.shared(),
+        state: state.clone(),
         audit,
     });
     let app = router::router(state, oauth, exchange.map(federation::endpoint::router));

@@ -8,9 +8,9 @@
 //! secret as client_secret.
 
 use super::audit_writer::AuditSink;
+use super::state::AppState;
 use crate::model::Token;
 use crate::secret::{self, Secret};
-use crate::store::any::AnyStore;
 use crate::store::audit::{Decision, Entry, Event};
 use crate::store::backend::{self, Backend};
 use crate::store::{Admission, Spend};
@@ -29,7 +29,7 @@ pub const INTROSPECT_PATH: &str = "/oauth/introspect";
 pub const REVOKE_PATH: &str = "/oauth/revoke";
 
 pub struct OAuth {
-    pub store: Arc<AnyStore>,
+    pub state: AppState,
     pub audit: AuditSink,
 }
 
@@ -119,9 +119,13 @@ async fn authenticate(state: &OAuth, h: &HeaderMap) -> Result<Token, Response> {
             .any(|s| s == SCOPE_INTROSPECT || s == "tok:admin")
     };
     // Checked before a use is spent: a refused client call costs nothing.
-    let checked = backend::admit(&*state.store, &secret, Utc::now(), Spend::Always, |t| {
-        id_matches(t) && may(t)
-    })
+    let checked = backend::admit(
+        state.state.store(),
+        &secret,
+        Utc::now(),
+        Spend::Always,
+        |t| id_matches(t) && may(t),
+    )
     .await;
     match checked {
         Ok(Admission::Admitted(t)) => Ok(t),
@@ -157,7 +161,14 @@ fn principal(t: &Token) -> String {
 /// as it would at tok's own proxy; other tokens are only looked at.
 async fn admit(state: &OAuth, token: &str) -> Result<Admission, backend::Error> {
     let secret = Secret::new(token);
-    backend::admit(&*state.store, &secret, Utc::now(), Spend::Limited, |_| true).await
+    backend::admit(
+        state.state.store(),
+        &secret,
+        Utc::now(),
+        Spend::Limited,
+        |_| true,
+    )
+    .await
 }
 
 /// What both endpoints need first: an authenticated client and the `token`.
@@ -244,11 +255,13 @@ async fn revoke(
     if secret.validate().is_ok() {
         let done = async {
             let now = Utc::now();
-            if let Some(t) = state.store.lookup(&secret, now).await? {
+            if let Some(t) = state.state.store().lookup(&secret, now).await? {
                 state
-                    .store
+                    .state
+                    .store()
                     .revoke(&t.id, Some(&by), Some("revoked through RFC 7009"), now)
                     .await?;
+                state.state.changed(&t.id);
             }
             Ok::<_, backend::Error>(())
         }
