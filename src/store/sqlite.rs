@@ -146,20 +146,9 @@ impl Backend for Sqlite {
     }
     async fn spend(&self, id: &str, now: DateTime<Utc>) -> Result<Option<Token>> {
         let id = id.to_string();
-        self.run(move |s| {
-            let now_ms = now.timestamp_millis();
-            let spent = s.conn.execute(
-                "UPDATE tokens SET uses = uses + 1, last_used_at = ?2
-                 WHERE id = ?1 AND revoked_at IS NULL
-                   AND (expires_at IS NULL OR expires_at > ?2)
-                   AND (max_uses IS NULL OR uses < max_uses)",
-                params![id, now_ms],
-            )?;
-            if spent == 1 {
-                s.get(&id, now)
-            } else {
-                Ok(None)
-            }
+        self.run(move |s| match s.spend(&id, now)? {
+            Ok(_) => s.get(&id, now),
+            Err(_) => Ok(None),
         })
         .await
     }
