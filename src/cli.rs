@@ -19,14 +19,18 @@ Exit status:
   3  not found: no token, profile or file by that name
   4  authentication failed: a missing, wrong or expired credential
   5  partial failure: some items of a bulk operation failed
-  6  unsupported: the driver cannot do this";
+  6  unsupported: the driver cannot do this
+  7  cancelled: the answer at a prompt was no";
+
+/// Where `tok --help` points for the exit codes.
+const EXIT_CODES_POINTER: &str = "Exit codes: run `tok help exit-codes` (and see man tok).";
 
 /// Create, list, inspect, revoke and rotate bearer tokens
 ///
 /// With nothing configured, tok keeps tokens in an embedded store in your data
 /// directory; profiles and --url point it at a tok server.
 #[derive(Debug, Parser)]
-#[command(name = "tok", version, propagate_version = true, after_long_help = EXIT_CODES_HELP)]
+#[command(name = "tok", version, propagate_version = true, after_long_help = EXIT_CODES_POINTER)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -107,15 +111,20 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
-    /// A table for people (comfy-table), with relative times.
+    /// A table for people, fitted to the terminal, with relative times.
     Table,
+    /// A table with every column, not fitted.
+    Wide,
+    /// Aligned rows with exact (RFC 3339) times: the default off a terminal.
+    Plain,
     /// JSON: an object, or an array for lists (schema: docs/json-output.md).
     Json,
     /// One JSON object per line, streamed.
     Jsonl,
     /// Tab-separated values with a header row.
     Tsv,
-    /// A `TOK_TOKEN=...` line, for `>> $GITHUB_ENV` (create and rotate only).
+    /// `NAME=value` lines: `TOK_TOKEN=...` for `>> $GITHUB_ENV` (create,
+    /// rotate), `TOK_ID=...` and more for inspect.
     Env,
 }
 
@@ -226,6 +235,20 @@ pub struct CreateArgs {
     pub audience: Option<String>,
 }
 
+/// `--json FIELDS` and `--jq EXPR`, as gh has them, on every command that
+/// lists or shows records.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "JSON")]
+pub struct JsonArgs {
+    /// Print JSON with only these fields (comma-separated; give none to list them).
+    #[arg(long = "json", value_name = "FIELDS", value_delimiter = ',', num_args = 0..=1)]
+    pub fields: Option<Vec<String>>,
+
+    /// Filter the JSON through this jq program (e.g. '.[].id').
+    #[arg(long, value_name = "EXPR")]
+    pub jq: Option<String>,
+}
+
 /// The filters shared by `list` and bulk `revoke`.
 #[derive(Debug, Clone, Default, Args)]
 pub struct FilterArgs {
@@ -280,8 +303,11 @@ pub struct ListArgs {
     pub filter: FilterArgs,
 
     /// Show at most this many tokens.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub limit: Option<u64>,
+
+    #[command(flatten)]
+    pub json: JsonArgs,
 }
 
 /// Show every field of a token, by id, id prefix, or secret on stdin
@@ -299,6 +325,9 @@ pub struct InspectArgs {
     /// Token id, unique id prefix, or `-` to read a secret from stdin.
     #[arg(value_name = "ID|-", add = ArgValueCompleter::new(completion::any_token_id))]
     pub id: String,
+
+    #[command(flatten)]
+    pub json: JsonArgs,
 }
 
 /// Revoke tokens by id, by secret on stdin, or by filter
@@ -337,6 +366,9 @@ pub struct RevokeArgs {
     /// Why the tokens are revoked (kept with them).
     #[arg(long)]
     pub reason: Option<String>,
+
+    #[command(flatten)]
+    pub json: JsonArgs,
 }
 
 /// Replace a token with a new one of the same name, scopes, labels and lifetime
@@ -394,7 +426,7 @@ pub enum ProfileCommand {
     ///   tok profile list
     ///   tok profile list -o json
     #[command(verbatim_doc_comment)]
-    List,
+    List(ProfileListArgs),
     /// Show a profile's settings (a profile holds no secret)
     ///
     /// Examples:
@@ -408,6 +440,28 @@ pub enum ProfileCommand {
     ///   tok profile remove staging
     #[command(verbatim_doc_comment)]
     Remove(ProfileNameArg),
+    Use(ProfileUseArgs),
+}
+
+/// Make a profile the default, or (with --none) have no default
+///
+/// The default profile is used when neither --profile nor TOK_PROFILE names
+/// one. With no default, tok uses the local store (or --url / TOK_URL).
+///
+/// Examples:
+///   tok profile use prod
+///   tok profile use --none
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+#[group(required = true, multiple = false)]
+pub struct ProfileUseArgs {
+    /// The profile to use by default.
+    #[arg(add = ArgValueCompleter::new(completion::profile_name))]
+    pub name: Option<String>,
+
+    /// Clear the default profile.
+    #[arg(long)]
+    pub none: bool,
 }
 
 /// Add or replace a profile.
@@ -446,6 +500,12 @@ pub struct ProfileAddArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ProfileListArgs {
+    #[command(flatten)]
+    pub json: JsonArgs,
+}
+
+#[derive(Debug, Args)]
 pub struct ProfileNameArg {
     #[arg(add = ArgValueCompleter::new(completion::profile_name))]
     pub name: String,
@@ -476,12 +536,15 @@ pub struct AuditArgs {
     pub decision: Option<crate::store::audit::Decision>,
 
     /// At most the newest N entries.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub limit: Option<u64>,
 
     /// Keep running and print new entries as they are recorded.
     #[arg(short, long)]
     pub follow: bool,
+
+    #[command(flatten)]
+    pub json: JsonArgs,
 }
 
 /// `--since`: a duration back from now, or a point in time.
@@ -489,6 +552,22 @@ pub struct AuditArgs {
 pub enum Since {
     Ago(Ttl),
     At(DateTime<Utc>),
+}
+
+impl Command {
+    /// The --json / --jq options of this command, when it has them.
+    pub fn json_args(&self) -> Option<&JsonArgs> {
+        match self {
+            Command::List(a) => Some(&a.json),
+            Command::Inspect(a) => Some(&a.json),
+            Command::Revoke(a) => Some(&a.json),
+            Command::Audit(a) => Some(&a.json),
+            Command::Drivers(a) => Some(&a.json),
+            Command::Profile(ProfileCommand::List(a)) => Some(&a.json),
+            Command::Auth(AuthCommand::Status(a)) => Some(&a.json),
+            _ => None,
+        }
+    }
 }
 
 impl Since {
@@ -516,7 +595,10 @@ pub fn parse_since(s: &str) -> Result<Since, String> {
 ///   tok drivers -o json
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
-pub struct DriversArgs {}
+pub struct DriversArgs {
+    #[command(flatten)]
+    pub json: JsonArgs,
+}
 
 /// Store the gateway's admin credential in the OS keyring, once
 ///
@@ -562,6 +644,25 @@ pub struct LogoutArgs {}
 #[derive(Debug, Subcommand)]
 pub enum AuthCommand {
     Status(AuthStatusArgs),
+    Token(AuthTokenArgs),
+}
+
+/// Print the credential this run would send to its gateway, for scripts
+///
+/// The credential is found as every command finds it: TOK_ADMIN_TOKEN (or the
+/// driver's own variable) > the OS keyring > the --insecure-storage file. It
+/// goes to stdout alone, with one newline, only when stdout is not a terminal
+/// (a pipe, a file, `$(...)`), or with --yes; where it came from goes to stderr.
+///
+/// Examples:
+///   curl -H "Authorization: Bearer $(tok auth token --profile prod)" https://tok.example.com/v1/tokens
+///   tok auth token --profile prod | docker login --password-stdin ...
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct AuthTokenArgs {
+    /// Print it on a terminal too.
+    #[arg(short, long)]
+    pub yes: bool,
 }
 
 /// Show each profile's gateway, driver, credential source and expiry, and whether it works
@@ -574,7 +675,10 @@ pub enum AuthCommand {
 ///   tok auth status --profile prod -o json
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
-pub struct AuthStatusArgs {}
+pub struct AuthStatusArgs {
+    #[command(flatten)]
+    pub json: JsonArgs,
+}
 /// Run tok's HTTP admin API, and optionally the enforcing proxy, over a token store
 ///
 /// Serves the store in --data-dir (by default the local driver's store) at

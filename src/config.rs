@@ -1,5 +1,8 @@
 //! Profiles in `$XDG_CONFIG_HOME/tok/config.toml` (`TOK_CONFIG_DIR` overrides),
-//! and the data directory of the embedded store.
+//! the data directory of the embedded store, and the run's settings resolved
+//! once from flags, environment and profile ([`Resolved`]), each remembering
+//! where it came from so that an error can say "from TOK_URL" or "from
+//! profile `prod`" (ripgrep's lowargs → hiargs shape).
 
 use crate::error::UserError;
 use crate::registry::DriverKind;
@@ -10,6 +13,195 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub const CONFIG_FILE: &str = "config.toml";
+
+/// Where a setting came from, strongest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// Typed on the command line (the flag's name).
+    Flag(&'static str),
+    /// An environment variable (its name).
+    Env(&'static str),
+    /// A profile, and whether it is in use because it is the default one.
+    Profile { name: String, default: bool },
+    /// tok's own default.
+    Default,
+}
+
+impl Source {
+    /// Flag > environment > profile > default.
+    fn rank(&self) -> u8 {
+        match self {
+            Source::Flag(_) => 3,
+            Source::Env(_) => 2,
+            Source::Profile { .. } => 1,
+            Source::Default => 0,
+        }
+    }
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Flag(flag) => write!(f, "{flag}"),
+            Source::Env(var) => write!(f, "{var}"),
+            Source::Profile {
+                name,
+                default: true,
+            } => write!(f, "profile `{name}` (the default profile)"),
+            Source::Profile { name, .. } => write!(f, "profile `{name}`"),
+            Source::Default => write!(f, "tok's default"),
+        }
+    }
+}
+
+/// A value and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sourced<T> {
+    pub value: T,
+    pub source: Source,
+}
+
+impl<T> Sourced<T> {
+    pub fn new(value: T, source: Source) -> Self {
+        Sourced { value, source }
+    }
+}
+
+/// Which gateway this run talks to, decided once before any command runs.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// The profile in use: from --profile, TOK_PROFILE or the config's default.
+    pub profile: Option<Sourced<String>>,
+    pub driver: Sourced<DriverKind>,
+    pub url: Option<Sourced<String>>,
+    /// The local store's directory when given; else `default_data_dir()`.
+    pub data_dir: Option<Sourced<PathBuf>>,
+    /// Settings that contradict each other; refused when a driver is opened
+    /// (so that `tok serve --data-dir` and `tok profile add` still work).
+    pub conflict: Option<(String, String)>,
+}
+
+/// The global options that choose the gateway, with the source clap saw for
+/// each (flag or environment variable).
+pub struct Given {
+    pub profile: Option<Sourced<String>>,
+    pub driver: Option<Sourced<DriverKind>>,
+    pub url: Option<Sourced<String>>,
+    pub data_dir: Option<Sourced<PathBuf>>,
+}
+
+impl Resolved {
+    /// Resolves the gateway settings: flag > environment > profile > default.
+    ///
+    /// With no driver named, a URL means the tok driver and a data directory
+    /// the local one; when both are given, the stronger source wins
+    /// (`--data-dir` typed beats `TOK_URL` from the environment), and two of
+    /// the same strength are refused.
+    pub fn new(given: Given, config: &Config, profile: &Profile) -> Resolved {
+        let profile_name = given.profile.clone().or_else(|| {
+            config.default_profile.clone().map(|n| {
+                Sourced::new(
+                    n.clone(),
+                    Source::Profile {
+                        name: n,
+                        default: true,
+                    },
+                )
+            })
+        });
+        let from_profile = || match &profile_name {
+            Some(p) => Source::Profile {
+                name: p.value.clone(),
+                default: matches!(p.source, Source::Profile { .. }),
+            },
+            None => Source::Default,
+        };
+        let url = given
+            .url
+            .or_else(|| profile.url.clone().map(|u| Sourced::new(u, from_profile())));
+        let data_dir = given.data_dir.or_else(|| {
+            profile
+                .data_dir
+                .clone()
+                .map(|d| Sourced::new(d, from_profile()))
+        });
+        let driver = given
+            .driver
+            .or_else(|| profile.driver.map(|d| Sourced::new(d, from_profile())));
+        let mut conflict = None;
+        let driver = match driver {
+            Some(d) => {
+                if let Some(dir) = data_dir
+                    .as_ref()
+                    .filter(|d| matches!(d.source, Source::Flag(_)))
+                {
+                    if d.value != DriverKind::Local {
+                        conflict = Some((
+                            format!(
+                                "{} is for the local driver, but the driver is {} (from {})",
+                                dir.source,
+                                d.value.as_str(),
+                                d.source
+                            ),
+                            "drop --data-dir, or pass --driver local".to_string(),
+                        ));
+                    }
+                }
+                d
+            }
+            None => match (&url, &data_dir) {
+                (None, None) => Sourced::new(DriverKind::Local, Source::Default),
+                (Some(u), None) => Sourced::new(DriverKind::Tok, u.source.clone()),
+                (None, Some(d)) => Sourced::new(DriverKind::Local, d.source.clone()),
+                (Some(u), Some(d)) if d.source.rank() > u.source.rank() => {
+                    Sourced::new(DriverKind::Local, d.source.clone())
+                }
+                (Some(u), Some(d)) => {
+                    if u.source.rank() == d.source.rank() && u.source.rank() >= 2 {
+                        conflict = Some((
+                            format!(
+                                "both a URL (from {}) and a data directory (from {}) are given: the first means the tok server there, the second the local store",
+                                u.source, d.source
+                            ),
+                            "give one of them, or name the driver with --driver".to_string(),
+                        ));
+                    }
+                    Sourced::new(DriverKind::Tok, u.source.clone())
+                }
+            },
+        };
+        Resolved {
+            profile: profile_name,
+            driver,
+            url,
+            data_dir,
+            conflict,
+        }
+    }
+
+    /// What this run talks to and where each part came from, for errors:
+    /// "URL https://… from profile `prod` (the default profile)".
+    pub fn describe(&self) -> String {
+        match (&self.driver.value, &self.url) {
+            (DriverKind::Local, _) => match &self.data_dir {
+                Some(d) => format!(
+                    "the local store in {} (from {})",
+                    d.value.display(),
+                    d.source
+                ),
+                None => "the local store in the default data directory".to_string(),
+            },
+            (kind, Some(u)) => format!(
+                "the {} driver (from {}) at {} (URL from {})",
+                kind.as_str(),
+                self.driver.source,
+                crate::drivers::http_client::display_url(&u.value),
+                u.source
+            ),
+            (kind, None) => format!("the {} driver (from {})", kind.as_str(), self.driver.source),
+        }
+    }
+}
 
 /// The whole config file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -193,6 +385,74 @@ pub fn write_private_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn given() -> Given {
+        Given {
+            profile: None,
+            driver: None,
+            url: None,
+            data_dir: None,
+        }
+    }
+
+    #[test]
+    fn the_stronger_source_picks_the_store() {
+        let url = |src| Some(Sourced::new("http://127.0.0.1:1".to_string(), src));
+        let dir = |src| Some(Sourced::new(PathBuf::from("./srv"), src));
+        let c = Config::default();
+        let p = Profile::default();
+        // --data-dir typed beats TOK_URL from the environment.
+        let r = Resolved::new(
+            Given {
+                url: url(Source::Env("TOK_URL")),
+                data_dir: dir(Source::Flag("--data-dir")),
+                ..given()
+            },
+            &c,
+            &p,
+        );
+        assert_eq!(r.driver.value, DriverKind::Local);
+        assert_eq!(r.driver.source, Source::Flag("--data-dir"));
+        assert!(r.conflict.is_none());
+        // Both typed: refused, naming both.
+        let r = Resolved::new(
+            Given {
+                url: url(Source::Flag("--url")),
+                data_dir: dir(Source::Flag("--data-dir")),
+                ..given()
+            },
+            &c,
+            &p,
+        );
+        let (msg, _) = r.conflict.unwrap();
+        assert!(msg.contains("--url") && msg.contains("--data-dir"), "{msg}");
+        // A profile's URL and the default: the tok driver, from the profile.
+        let c = Config {
+            default_profile: Some("prod".into()),
+            ..Config::default()
+        };
+        let p = Profile {
+            url: Some("https://tok.example".into()),
+            ..Profile::default()
+        };
+        let r = Resolved::new(given(), &c, &p);
+        assert_eq!(r.driver.value, DriverKind::Tok);
+        assert_eq!(
+            r.url.unwrap().source.to_string(),
+            "profile `prod` (the default profile)"
+        );
+        // --driver vault with --data-dir typed: refused.
+        let r = Resolved::new(
+            Given {
+                driver: Some(Sourced::new(DriverKind::Vault, Source::Flag("--driver"))),
+                data_dir: dir(Source::Flag("--data-dir")),
+                ..given()
+            },
+            &Config::default(),
+            &Profile::default(),
+        );
+        assert!(r.conflict.unwrap().0.contains("local driver"));
+    }
 
     #[test]
     fn round_trips_and_rejects_unknown_keys() {

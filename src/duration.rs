@@ -1,4 +1,4 @@
-//! TTL parsing (`15m`, `1h30m`, `2w`) and human rendering (`in 14m`, `3d ago`).
+//! TTL parsing (`15m`, `1h30m`, `2w`) and human rendering (`in 15m`, `3d ago`).
 
 use chrono::{DateTime, TimeDelta, Utc};
 use std::fmt;
@@ -138,38 +138,46 @@ pub fn compact(mut secs: u64) -> String {
     out
 }
 
-/// A rounded, two-unit rendering for people: `14m`, `1h 30m`, `3d 4h`.
+/// A span for people, in one form everywhere: one unit, rounded to the
+/// nearest (`15m`, `1d`, `3h`; 1h40m is `2h`). The unit is the largest that
+/// the span reaches; days are the largest unit (times past a year are shown
+/// as dates, see `relative`).
 pub fn rough(secs: u64) -> String {
-    const UNITS: [(&str, u64); 5] = [
-        ("w", 604_800),
-        ("d", 86_400),
-        ("h", 3_600),
-        ("m", 60),
-        ("s", 1),
-    ];
+    rough_ms(secs.saturating_mul(1000))
+}
+
+const UNITS: [(&str, u64); 4] = [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)];
+
+fn rough_ms(ms: u64) -> String {
+    // A unit is reached when the span, rounded to the next smaller unit, is at
+    // least one of it: a token made with --ttl 1d has 23h59m59s left when it
+    // is shown, and that is 1d to a person (and --ttl 15m is 15m).
     for (i, (unit, size)) in UNITS.iter().enumerate() {
-        if secs >= *size {
-            let major = secs / size;
-            let rest = secs % size;
-            if let Some((unit2, size2)) = UNITS.get(i + 1) {
-                let minor = rest / size2;
-                if minor > 0 && major < 10 {
-                    return format!("{major}{unit} {minor}{unit2}");
-                }
-            }
-            return format!("{major}{unit}");
+        let smaller = UNITS.get(i + 1).map_or(1, |(_, s)| *s);
+        let size_ms = size * 1000;
+        if ms.saturating_add(smaller * 500) >= size_ms {
+            return format!("{}{unit}", (ms + size_ms / 2) / size_ms);
         }
     }
     "0s".into()
 }
 
-/// `in 14m`, `3d ago`, or `now`, relative to `now`.
+/// Past this, a relative time is shown as a date.
+const YEAR_SECS: i64 = 365 * 86_400;
+
+/// `in 15m`, `3d ago`, `now`, or a date (`2031-05-01`) beyond a year.
 pub fn relative(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
-    let d = t.signed_duration_since(now).num_seconds();
-    match d {
-        0 => "now".into(),
-        d if d > 0 => format!("in {}", rough(d as u64)),
-        d => format!("{} ago", rough(d.unsigned_abs())),
+    let ms = t.signed_duration_since(now).num_milliseconds();
+    if ms.abs() >= YEAR_SECS * 1000 {
+        return t.format("%Y-%m-%d").to_string();
+    }
+    if ms.abs() < 500 {
+        return "now".into();
+    }
+    if ms > 0 {
+        format!("in {}", rough_ms(ms as u64))
+    } else {
+        format!("{} ago", rough_ms(ms.unsigned_abs()))
     }
 }
 
@@ -233,13 +241,39 @@ mod tests {
     #[test]
     fn renders() {
         assert_eq!(compact(5400), "1h30m");
-        assert_eq!(rough(5400), "1h 30m");
-        assert_eq!(rough(899), "14m");
-        assert_eq!(rough(539), "8m 59s");
-        assert_eq!(rough(86_400 * 12), "1w 5d");
-        assert_eq!(rough(86_400 * 70), "10w");
+        assert_eq!(rough(5400), "2h");
+        assert_eq!(rough(899), "15m");
+        assert_eq!(rough(539), "9m");
+        assert_eq!(rough(59), "59s");
+        assert_eq!(rough(86_400 * 12), "12d");
+        assert_eq!(rough(86_400 * 70), "70d");
+        assert_eq!(rough(0), "0s");
         let now = Utc::now();
-        assert_eq!(relative(now + TimeDelta::minutes(14), now), "in 14m");
+        let ms = TimeDelta::milliseconds;
+        // What a token made a moment ago with --ttl 15m or 1d shows.
+        assert_eq!(
+            relative(now + TimeDelta::minutes(15) - ms(80), now),
+            "in 15m"
+        );
+        assert_eq!(relative(now + TimeDelta::days(1) - ms(80), now), "in 1d");
+        assert_eq!(relative(now + TimeDelta::days(1) - ms(5_000), now), "in 1d");
+        assert_eq!(
+            relative(now + TimeDelta::minutes(15) - ms(20_000), now),
+            "in 15m"
+        );
+        assert_eq!(
+            relative(now + TimeDelta::minutes(100) - ms(20_000), now),
+            "in 2h"
+        );
+        assert_eq!(
+            relative(now + TimeDelta::minutes(59) + ms(40_000), now),
+            "in 1h"
+        );
+        assert_eq!(relative(now + TimeDelta::hours(23), now), "in 23h");
         assert_eq!(relative(now - TimeDelta::days(3), now), "3d ago");
+        assert_eq!(relative(now + ms(200), now), "now");
+        let far = now + TimeDelta::weeks(161);
+        assert_eq!(relative(far, now), far.format("%Y-%m-%d").to_string());
+        assert_eq!(relative(now - TimeDelta::days(400), now).len(), 10);
     }
 }

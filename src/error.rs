@@ -14,6 +14,7 @@ pub mod exit {
     pub const AUTH: i32 = 4;
     pub const PARTIAL: i32 = 5;
     pub const UNSUPPORTED: i32 = 6;
+    pub const CANCELLED: i32 = 7;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +25,8 @@ pub enum Kind {
     Auth,
     Partial,
     Unsupported,
+    /// The user answered no at a prompt.
+    Cancelled,
 }
 
 impl Kind {
@@ -35,6 +38,7 @@ impl Kind {
             Kind::Auth => exit::AUTH,
             Kind::Partial => exit::PARTIAL,
             Kind::Unsupported => exit::UNSUPPORTED,
+            Kind::Cancelled => exit::CANCELLED,
         }
     }
 }
@@ -70,6 +74,45 @@ impl UserError {
         self.hint = Some(hint.into());
         self
     }
+}
+
+/// `s` for an error message: whole when short, else its first `max`
+/// characters and how long it was, so that a 120 kB argument is never echoed.
+pub fn shorten(s: &str, max: usize) -> String {
+    let n = s.chars().count();
+    if n <= max {
+        return s.to_string();
+    }
+    let head: String = s.chars().take(max).collect();
+    format!("{head}… ({n} characters)")
+}
+
+/// Longest word an error message shows whole; longer ones (a 120 kB argument
+/// echoed back) are cut by `shorten_words`.
+const LONGEST_WORD: usize = 200;
+
+/// `text` with each whitespace-separated word longer than `LONGEST_WORD`
+/// characters shortened: errors name what was wrong without echoing it whole.
+pub fn shorten_words(text: &str) -> String {
+    if text.len() <= LONGEST_WORD {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len().min(4096));
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        out.push_str(&shorten(word, LONGEST_WORD));
+        word.clear();
+    };
+    for c in text.chars() {
+        if c.is_whitespace() {
+            flush(&mut word, &mut out);
+            out.push(c);
+        } else {
+            word.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
 }
 
 /// A bulk operation in which some items failed; each was already reported.
@@ -116,6 +159,12 @@ pub fn classify(err: &anyhow::Error) -> (Kind, Option<String>) {
             if io.kind() == std::io::ErrorKind::BrokenPipe {
                 return (Kind::Failure, None);
             }
+            if io.get_ref().is_some_and(|e| e.is::<crate::jq::JqError>()) {
+                return (
+                    Kind::Usage,
+                    Some("check the --jq program against `-o json` output".into()),
+                );
+            }
         }
     }
     (Kind::Failure, None)
@@ -133,25 +182,110 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
-/// Prints the error, its causes and its hint on stderr; returns the exit code.
-pub fn report(err: &anyhow::Error) -> i32 {
+/// What a run talked to, and where each part came from, for errors.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// `Resolved::describe`: the driver, URL or store, and their sources.
+    pub target: String,
+    /// Where the credential came from and the URL it was sent to.
+    pub credential: Option<(crate::credentials::Source, String)>,
+}
+
+/// Whether a gateway's answer (or silence) is behind the error: then the
+/// report says which gateway, and where its URL and credential came from.
+fn from_gateway(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.downcast_ref::<DriverError>()
+            .is_some_and(|d| matches!(d.kind(), Kind::Auth | Kind::Failure))
+    })
+}
+
+/// A TLS handshake answered in plain HTTP (rustls: "received corrupt message
+/// of type InvalidContentType"): an https:// URL to an http:// server.
+fn plain_http_answer(err: &anyhow::Error) -> bool {
+    err.chain()
+        .any(|c| c.to_string().contains("InvalidContentType"))
+}
+
+/// Prints the error, its causes and its hint on stderr, with what the run
+/// talked to when a gateway is involved; returns the exit code.
+pub fn report(err: &anyhow::Error, sources: Option<&Sources>) -> i32 {
     if is_broken_pipe(err) {
         return exit::SUCCESS;
     }
-    let (kind, hint) = classify(err);
+    let (kind, mut hint) = classify(err);
     let mut out = std::io::stderr().lock();
-    let _ = writeln!(out, "error: {err}");
+    let _ = writeln!(out, "error: {}", shorten_words(&err.to_string()));
     let mut last = err.to_string();
     for cause in err.chain().skip(1) {
         let text = cause.to_string();
         // anyhow chains often repeat the inner message; show each once.
         if text != last && !last.ends_with(&text) {
-            let _ = writeln!(out, "  caused by: {text}");
+            let _ = writeln!(out, "  caused by: {}", shorten_words(&text));
         }
         last = text;
     }
+    if let Some(src) = sources.filter(|_| from_gateway(err)) {
+        use crate::credentials::Source as Cred;
+        let _ = writeln!(out, "  talking to: {}", src.target);
+        // Rejected (401): the credential itself is wrong; forbidden (403):
+        // it works but may not do this, and the driver's hint says why.
+        let rejected = err.chain().any(|c| {
+            matches!(
+                c.downcast_ref::<DriverError>(),
+                Some(DriverError::Unauthorized(_))
+            )
+        });
+        match &src.credential {
+            Some((Cred::Env(var), url)) if rejected => {
+                let url = crate::drivers::http_client::display_url(url);
+                let _ = writeln!(out, "  the credential from {var} was rejected by {url}");
+                hint = Some(format!(
+                    "{var} is set, and {url} does not accept it: check its value, or unset {var} to use the credential `tok login` stored"
+                ));
+            }
+            Some((source, url)) if rejected => {
+                let url = crate::drivers::http_client::display_url(url);
+                let _ = writeln!(
+                    out,
+                    "  the credential from the {source} was rejected by {url}"
+                );
+                hint = Some(format!(
+                    "store a working one with `tok login` for {url}, or set TOK_ADMIN_TOKEN"
+                ));
+            }
+            Some((source, _)) if kind == Kind::Auth => {
+                let _ = writeln!(out, "  credential: from the {source}");
+            }
+            _ => {}
+        }
+        if plain_http_answer(err) {
+            hint = Some(
+                "the server answered in plain HTTP, not TLS: use its http:// URL (or give it a certificate with `tok serve --tls-cert`)"
+                    .into(),
+            );
+        }
+    }
     if let Some(h) = hint {
-        let _ = writeln!(out, "\nhint: {h}");
+        let _ = writeln!(out, "\nhint: {}", shorten_words(&h));
     }
     kind.code()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_words_are_shortened_and_short_text_is_kept() {
+        assert_eq!(shorten_words("a short message"), "a short message");
+        let huge = "x".repeat(120_000);
+        let msg = shorten_words(&format!("`{huge}` is not a duration; use 15m"));
+        assert!(msg.len() < 300, "{}", msg.len());
+        assert!(
+            msg.ends_with("(120002 characters) is not a duration; use 15m"),
+            "{msg}"
+        );
+        assert_eq!(shorten("abcdef", 3), "abc… (6 characters)");
+    }
 }

@@ -117,7 +117,7 @@ fn page(root: &clap::Command, cmd: &clap::Command, parent: Option<&str>) -> Page
         )
     });
     section(&|w| man.render_name_section(w));
-    section(&|w| man.render_synopsis_section(w));
+    section(&|w| roff_synopsis(root, cmd, parent).to_writer(w));
     section(&|w| roff_description(&description).to_writer(w));
     if cmd.get_arguments().any(|a| !a.is_hide_set()) {
         section(&|w| man.render_options_section(w));
@@ -198,6 +198,78 @@ fn subcommand_examples(cmd: &clap::Command) -> Vec<String> {
 }
 
 /// Plain lines are filled into paragraphs; indented lines are kept as they are.
+/// `tok list [--state STATE] [--name GLOB] ... [GLOBAL OPTIONS]`: the
+/// command's own options with their value names, then its arguments; the
+/// global options, listed on `tok.1`, stand as one item.
+fn roff_synopsis(root: &clap::Command, cmd: &clap::Command, parent: Option<&str>) -> Roff {
+    let mut r = Roff::new();
+    r.control("SH", ["SYNOPSIS"]);
+    // `tok-profile` (the display name of the parent page) is typed `tok profile`.
+    let name = match parent {
+        Some(p) => format!("{} {}", p.replace('-', " "), cmd.get_name()),
+        None => display_name(cmd),
+    };
+    let mut line = vec![bold(name)];
+    let own = |a: &&clap::Arg| {
+        !a.is_hide_set()
+            && (parent.is_none() || !a.is_global_set())
+            && !matches!(a.get_id().as_str(), "help" | "version")
+    };
+    let value = |a: &clap::Arg| {
+        a.get_value_names()
+            .and_then(|v| v.first())
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| a.get_id().as_str().to_uppercase())
+    };
+    for a in cmd
+        .get_arguments()
+        .filter(own)
+        .filter(|a| !a.is_positional())
+    {
+        let flag = match (a.get_short(), a.get_long()) {
+            (_, Some(l)) => format!("--{l}"),
+            (Some(c), None) => format!("-{c}"),
+            _ => continue,
+        };
+        line.push(roman(" ["));
+        line.push(bold(flag));
+        if a.get_action().takes_values() {
+            line.push(roman(" "));
+            line.push(italic(value(a)));
+        }
+        line.push(roman("]"));
+        if matches!(
+            a.get_action(),
+            clap::ArgAction::Append | clap::ArgAction::Count
+        ) {
+            line.push(roman("..."));
+        }
+    }
+    for a in cmd.get_positionals().filter(own) {
+        let v = value(a);
+        line.push(roman(" "));
+        line.push(if a.is_required_set() {
+            italic(v)
+        } else {
+            roman(format!("[{v}]"))
+        });
+        if matches!(a.get_action(), clap::ArgAction::Append) {
+            line.push(roman("..."));
+        }
+    }
+    if parent.is_some() && root.get_arguments().any(|a| a.is_global_set()) {
+        line.push(roman(" ["));
+        line.push(italic("GLOBAL OPTIONS"));
+        line.push(roman("]"));
+    }
+    if cmd.has_subcommands() {
+        line.push(roman(" "));
+        line.push(italic("COMMAND"));
+    }
+    r.text(line);
+    r
+}
+
 fn roff_description(text: &str) -> Roff {
     let mut r = Roff::new();
     r.control("SH", ["DESCRIPTION"]);

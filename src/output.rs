@@ -1,11 +1,26 @@
-//! Rendering: tables, plain rows, JSON, JSONL, TSV and the bare secret; colour
-//! and TTY decisions. stdout is data only; everything for people goes to stderr.
+//! Rendering, in one place: every kind of row (token, audit entry, revoke
+//! report, auth status, profile, driver) declares its columns once, as a
+//! [`Record`], and one emitter, [`Printer`], writes it as a table, plain rows,
+//! JSON, JSONL, TSV or env lines. Colour and TTY decisions live here, and every
+//! field of a terminal or line format passes through [`text::terminal_safe`]
+//! here, once; JSON keeps the exact values.
+//!
+//! stdout is data only; everything for people goes to stderr.
+//!
+//! Tables follow kubectl's and gh's (`cli/go-gh` tableprinter): borderless,
+//! fitted to the terminal, the id never cut (see `table`).
+
+mod printer;
+mod rows;
+pub mod table;
+
+pub use printer::{check_json, col, print_one, Cell, Column, Mode, Printer, Record, Show};
 
 use crate::cli::{ColorChoice, OutputFormat};
 use crate::duration;
 use crate::model::{State, Token};
+use crate::text;
 use chrono::{DateTime, SecondsFormat, Utc};
-use comfy_table::{presets, Cell, Color, ContentArrangement, Table};
 use serde::Serialize;
 use std::io::{self, IsTerminal, Write};
 
@@ -13,6 +28,13 @@ use std::io::{self, IsTerminal, Write};
 #[derive(Debug, Clone)]
 pub struct Out {
     pub format: Option<OutputFormat>,
+    /// The format came from TOK_OUTPUT, not from `-o`: a command that has no
+    /// such form falls back to its default instead of failing.
+    pub format_from_env: bool,
+    /// `--json FIELDS`: only these fields, in JSON.
+    pub fields: Option<Vec<String>>,
+    /// `--jq EXPR`: JSON filtered through jq (jaq).
+    pub jq: Option<String>,
     pub color: bool,
     pub stdout_tty: bool,
     pub stderr_tty: bool,
@@ -26,6 +48,9 @@ impl Out {
         let stdout_tty = io::stdout().is_terminal();
         Out {
             format,
+            format_from_env: false,
+            fields: None,
+            jq: None,
             color: use_color(choice, stdout_tty),
             stdout_tty,
             stderr_tty: io::stderr().is_terminal(),
@@ -50,6 +75,37 @@ impl Out {
     /// Prompts are allowed only when a person can see and answer them.
     pub fn interactive(&self) -> bool {
         self.stdin_tty && self.stderr_tty
+    }
+
+    /// Asks a yes/no question on stderr and reads a whole line from stdin.
+    pub fn confirm(&self, question: &str) -> io::Result<bool> {
+        confirm(&mut io::stdin().lock(), &mut io::stderr(), question)
+    }
+}
+
+/// Asks `question` and reads whole lines: `y`/`yes` is yes, `n`/`no`, an empty
+/// line or the end of input is no (any case); anything else asks again.
+/// Reading the line in the terminal's own line mode (no raw single key, as
+/// dialoguer's Confirm does) leaves nothing typed for the shell: `yes⏎` is
+/// consumed whole.
+pub fn confirm(
+    input: &mut dyn io::BufRead,
+    tty: &mut dyn Write,
+    question: &str,
+) -> io::Result<bool> {
+    loop {
+        write!(tty, "{question} [y/N] ")?;
+        tty.flush()?;
+        let mut line = String::new();
+        if input.read_line(&mut line)? == 0 {
+            writeln!(tty)?;
+            return Ok(false);
+        }
+        match line.trim().to_ascii_lowercase().as_str() {
+            "y" | "yes" => return Ok(true),
+            "" | "n" | "no" => return Ok(false),
+            _ => writeln!(tty, "please answer yes or no")?,
+        }
     }
 }
 
@@ -77,22 +133,6 @@ pub fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-fn opt_time(t: Option<DateTime<Utc>>) -> String {
-    t.map(rfc3339).unwrap_or_else(|| "-".into())
-}
-
-fn rel_time(t: Option<DateTime<Utc>>, none: &str, now: DateTime<Utc>) -> String {
-    t.map(|t| duration::relative(t, now))
-        .unwrap_or_else(|| none.into())
-}
-
-fn uses(t: &Token) -> String {
-    match t.max_uses {
-        Some(m) => format!("{}/{m}", t.uses),
-        None => t.uses.to_string(),
-    }
-}
-
 fn labels(t: &Token) -> String {
     t.labels
         .iter()
@@ -113,277 +153,16 @@ pub fn write_json_pretty<T: Serialize + ?Sized>(w: &mut dyn Write, v: &T) -> io:
     writeln!(w)
 }
 
-const TSV_HEADER: &[&str] = &[
-    "id",
-    "name",
-    "state",
-    "scopes",
-    "labels",
-    "created_at",
-    "created_by",
-    "expires_at",
-    "last_used_at",
-    "uses",
-    "max_uses",
-    "fingerprint",
-    "description",
-    "revoked_at",
-    "revoked_by",
-    "revoke_reason",
-];
-
-fn tsv_field(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('\t', "\\t")
-        .replace('\n', "\\n")
-        .replace('\r', "\\r")
-}
-
-fn tsv_row(t: &Token) -> String {
-    let opt = |s: &Option<String>| s.clone().unwrap_or_default();
-    let time = |t: Option<DateTime<Utc>>| t.map(rfc3339).unwrap_or_default();
-    [
-        t.id.clone(),
-        opt(&t.name),
-        t.state.as_str().to_string(),
-        t.scopes.join(","),
-        labels(t),
-        rfc3339(t.created_at),
-        opt(&t.created_by),
-        time(t.expires_at),
-        time(t.last_used_at),
-        t.uses.to_string(),
-        t.max_uses.map(|m| m.to_string()).unwrap_or_default(),
-        t.fingerprint.clone(),
-        opt(&t.description),
-        time(t.revoked_at),
-        opt(&t.revoked_by),
-        opt(&t.revoke_reason),
-    ]
-    .iter()
-    .map(|f| tsv_field(f))
-    .collect::<Vec<_>>()
-    .join("\t")
-}
-
-const PLAIN_HEADER: [&str; 9] = [
-    "ID",
-    "NAME",
-    "STATE",
-    "EXPIRES",
-    "LAST USED",
-    "USES",
-    "SCOPES",
-    "CREATED BY",
-    "FINGERPRINT",
-];
-
-fn plain_cells(t: &Token) -> [String; 9] {
-    let dash = |s: String| if s.is_empty() { "-".into() } else { s };
-    [
-        t.id.clone(),
-        t.name.clone().unwrap_or_else(|| "-".into()),
-        t.state.as_str().into(),
-        opt_time(t.expires_at),
-        opt_time(t.last_used_at),
-        uses(t),
-        dash(t.scopes.join(",")),
-        t.created_by.clone().unwrap_or_else(|| "-".into()),
-        t.fingerprint.clone(),
-    ]
-}
-
-fn table_cells(t: &Token, now: DateTime<Utc>) -> [String; 9] {
-    let mut c = plain_cells(t);
-    c[3] = rel_time(t.expires_at, "never", now);
-    c[4] = rel_time(t.last_used_at, "never", now);
-    c
-}
-
-fn state_color(s: State) -> Color {
-    match s {
-        State::Active => Color::Green,
-        State::Expired => Color::Yellow,
-        State::Revoked => Color::Red,
-        State::Exhausted => Color::Magenta,
-    }
-}
-
-/// How many rows a table or plain listing holds before it writes them out:
-/// enough to align columns, small enough that memory does not grow with the store.
-const CHUNK: usize = 500;
-
-/// Streams a list of tokens in the chosen format.
-pub struct ListWriter<'a> {
-    out: &'a Out,
-    w: Box<dyn Write + 'a>,
-    mode: ListMode,
-    count: usize,
-    pending: Vec<Token>,
-    widths: Option<Vec<usize>>,
-    now: DateTime<Utc>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum ListMode {
-    Table,
-    Plain,
-    Json,
-    Jsonl,
-    Tsv,
-}
-
-impl<'a> ListWriter<'a> {
-    pub fn new(out: &'a Out, w: Box<dyn Write + 'a>) -> Result<Self, crate::error::UserError> {
-        let mode = match out.format {
-            None if out.stdout_tty => ListMode::Table,
-            None => ListMode::Plain,
-            Some(OutputFormat::Table) => ListMode::Table,
-            Some(OutputFormat::Json) => ListMode::Json,
-            Some(OutputFormat::Jsonl) => ListMode::Jsonl,
-            Some(OutputFormat::Tsv) => ListMode::Tsv,
-            Some(OutputFormat::Env) => {
-                return Err(crate::error::UserError::usage(
-                    "`-o env` is only for create and rotate",
-                )
-                .hint("use -o json, jsonl, tsv or table"))
-            }
-        };
-        Ok(ListWriter {
-            out,
-            w,
-            mode,
-            count: 0,
-            pending: Vec::new(),
-            widths: None,
-            now: Utc::now(),
-        })
-    }
-
-    pub fn push(&mut self, t: Token) -> io::Result<()> {
-        match self.mode {
-            ListMode::Json => {
-                self.w
-                    .write_all(if self.count == 0 { b"[\n  " } else { b",\n  " })?;
-                write_json(&mut self.w, &t)?;
-            }
-            ListMode::Jsonl => {
-                write_json(&mut self.w, &t)?;
-                self.w.write_all(b"\n")?;
-            }
-            ListMode::Tsv => {
-                if self.count == 0 {
-                    writeln!(self.w, "{}", TSV_HEADER.join("\t"))?;
-                }
-                writeln!(self.w, "{}", tsv_row(&t))?;
-            }
-            ListMode::Table | ListMode::Plain => {
-                self.pending.push(t);
-                if self.pending.len() >= CHUNK {
-                    self.flush_pending()?;
-                }
-            }
-        }
-        self.count += 1;
-        Ok(())
-    }
-
-    fn flush_pending(&mut self) -> io::Result<()> {
-        let rows = std::mem::take(&mut self.pending);
-        match self.mode {
-            ListMode::Table => {
-                let mut table = Table::new();
-                table
-                    .load_preset(presets::UTF8_BORDERS_ONLY)
-                    .set_content_arrangement(ContentArrangement::Dynamic)
-                    .set_header(PLAIN_HEADER);
-                if self.out.color {
-                    table.enforce_styling();
-                }
-                // A pty may report no width (or 0): then use COLUMNS, or do not wrap.
-                let columns = std::env::var("COLUMNS")
-                    .ok()
-                    .and_then(|c| c.parse::<u16>().ok());
-                match columns.or(table.width()).filter(|w| *w >= 40) {
-                    Some(w) => {
-                        table.set_width(w);
-                    }
-                    None => {
-                        table.set_content_arrangement(ContentArrangement::Disabled);
-                    }
-                }
-                for t in &rows {
-                    let cells = table_cells(t, self.now);
-                    let mut row: Vec<Cell> = cells.into_iter().map(Cell::new).collect();
-                    if self.out.color {
-                        row[2] = Cell::new(t.state.as_str()).fg(state_color(t.state));
-                    }
-                    table.add_row(row);
-                }
-                writeln!(self.w, "{table}")?;
-            }
-            ListMode::Plain => {
-                let cells: Vec<[String; 9]> = rows.iter().map(plain_cells).collect();
-                let widths = self.widths.get_or_insert_with(|| {
-                    let mut w: Vec<usize> = PLAIN_HEADER.iter().map(|h| h.len()).collect();
-                    for row in &cells {
-                        for (i, c) in row.iter().enumerate() {
-                            w[i] = w[i].max(c.chars().count());
-                        }
-                    }
-                    w
-                });
-                let line = |cols: &[&str]| {
-                    let mut s = String::new();
-                    for (i, c) in cols.iter().enumerate() {
-                        if i + 1 == cols.len() {
-                            s.push_str(c);
-                        } else {
-                            s.push_str(&format!("{c:<w$}  ", w = widths[i]));
-                        }
-                    }
-                    s
-                };
-                if self.count == rows.len() {
-                    writeln!(self.w, "{}", line(&PLAIN_HEADER))?;
-                }
-                for row in &cells {
-                    let refs: Vec<&str> = row.iter().map(String::as_str).collect();
-                    writeln!(self.w, "{}", line(&refs))?;
-                }
-            }
-            _ => {}
-        }
-        Ok(())
-    }
-
-    /// Ends the listing; returns how many tokens were written.
-    pub fn finish(mut self) -> io::Result<usize> {
-        match self.mode {
-            ListMode::Json => {
-                self.w
-                    .write_all(if self.count == 0 { b"[]\n" } else { b"\n]\n" })?;
-            }
-            ListMode::Table | ListMode::Plain if !self.pending.is_empty() => {
-                self.flush_pending()?;
-            }
-            _ => {}
-        }
-        self.w.flush()?;
-        if self.count == 0 && matches!(self.mode, ListMode::Table | ListMode::Plain) {
-            self.out.info("no tokens match");
-        }
-        Ok(self.count)
-    }
-}
-
 /// Every field of one token, for `inspect` without `-o`.
 pub fn write_details(w: &mut dyn Write, t: &Token, now: DateTime<Utc>) -> io::Result<()> {
     let rel = |x: Option<DateTime<Utc>>, none: &str| match x {
         Some(x) => format!("{} ({})", rfc3339(x), duration::relative(x, now)),
         None => none.to_string(),
     };
-    let dash = |s: &Option<String>| s.clone().unwrap_or_else(|| "-".into());
+    let dash = |s: &Option<String>| match s {
+        Some(s) => text::terminal_safe(s).into_owned(),
+        None => "-".into(),
+    };
     let mut rows: Vec<(&str, String)> = vec![
         ("id", t.id.clone()),
         ("name", dash(&t.name)),
@@ -395,7 +174,7 @@ pub fn write_details(w: &mut dyn Write, t: &Token, now: DateTime<Utc>) -> io::Re
             if t.scopes.is_empty() {
                 "-".into()
             } else {
-                t.scopes.join(", ")
+                text::terminal_safe(&t.scopes.join(", ")).into_owned()
             },
         ),
         (
@@ -403,7 +182,7 @@ pub fn write_details(w: &mut dyn Write, t: &Token, now: DateTime<Utc>) -> io::Re
             if t.labels.is_empty() {
                 "-".into()
             } else {
-                labels(t)
+                text::terminal_safe(&labels(t)).into_owned()
             },
         ),
         ("created", rel(Some(t.created_at), "-")),
@@ -434,4 +213,103 @@ pub fn write_details(w: &mut dyn Write, t: &Token, now: DateTime<Utc>) -> io::Re
         writeln!(w, "{k:<width$}  {v}")?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn out(format: OutputFormat) -> Out {
+        Out {
+            format: Some(format),
+            format_from_env: false,
+            fields: None,
+            jq: None,
+            color: false,
+            stdout_tty: false,
+            stderr_tty: false,
+            stdin_tty: false,
+            quiet: true,
+            verbose: 0,
+        }
+    }
+
+    fn hostile() -> Token {
+        let now = Utc::now();
+        Token {
+            id: "tk_0123456789ab".into(),
+            name: Some("x\u{1b}]0;OWNED\u{7}\u{1b}[2J\n\u{202e}forged".into()),
+            description: Some("tab\there".into()),
+            scopes: vec!["a\u{9b}b".into()],
+            labels: [("k".to_string(), "v\r".to_string())].into(),
+            created_at: now,
+            created_by: Some("local:\u{200b}me".into()),
+            expires_at: None,
+            max_uses: None,
+            uses: 0,
+            last_used_at: None,
+            state: State::Active,
+            revoked_at: None,
+            revoked_by: None,
+            revoke_reason: Some("\u{1b}[31mred".into()),
+            fingerprint: "tok_abcdef…".into(),
+        }
+    }
+
+    #[test]
+    fn untrusted_fields_are_made_safe_in_every_line_format_and_exact_in_json() {
+        for format in [
+            OutputFormat::Table,
+            OutputFormat::Wide,
+            OutputFormat::Plain,
+            OutputFormat::Tsv,
+        ] {
+            let o = out(format);
+            let mut buf = Vec::new();
+            let mut p = Printer::new(&o, Box::new(&mut buf)).unwrap();
+            p.push(hostile()).unwrap();
+            p.finish().unwrap();
+            let text = String::from_utf8(buf).unwrap();
+            let lines: Vec<&str> = text.lines().collect();
+            assert_eq!(lines.len(), 2, "{format:?}: {text}");
+            assert!(
+                !text
+                    .chars()
+                    .any(|c| c != '\n' && c != '\t' && text::is_unsafe(c)),
+                "{format:?}: {text:?}"
+            );
+            assert!(text.contains("\\u{001b}]0;OWNED"), "{format:?}: {text}");
+        }
+        let o = out(OutputFormat::Json);
+        let mut buf = Vec::new();
+        let mut p = Printer::new(&o, Box::new(&mut buf)).unwrap();
+        p.push(hostile()).unwrap();
+        p.finish().unwrap();
+        let v: Vec<Token> = serde_json::from_slice(&buf).unwrap();
+        assert_eq!(v[0], hostile_at(v[0].created_at));
+    }
+
+    fn hostile_at(at: DateTime<Utc>) -> Token {
+        Token {
+            created_at: at,
+            ..hostile()
+        }
+    }
+
+    #[test]
+    fn confirm_reads_whole_lines() {
+        let ask = |typed: &str| {
+            let mut screen = Vec::new();
+            let answer = confirm(&mut typed.as_bytes(), &mut screen, "Go?").unwrap();
+            (answer, String::from_utf8(screen).unwrap())
+        };
+        for yes in ["y\n", "yes\n", "YES\n", " Yes \r\n", "maybe\ny\n"] {
+            assert!(ask(yes).0, "{yes:?}");
+        }
+        for no in ["\n", "n\n", "No\n", "", "nope\n\n"] {
+            assert!(!ask(no).0, "{no:?}");
+        }
+        let (_, screen) = ask("maybe\nn\n");
+        assert_eq!(screen, "Go? [y/N] please answer yes or no\nGo? [y/N] ");
+    }
 }

@@ -9,13 +9,14 @@
 //! `TOK_ADMIN_TOKEN` meant for one gateway never reaches another.
 
 use super::Ctx;
-use crate::cli::{AuthCommand, AuthStatusArgs, GlobalArgs, OutputFormat};
+use crate::cli::{AuthCommand, AuthStatusArgs, AuthTokenArgs, GlobalArgs};
 use crate::config::Profile;
 use crate::credentials::{expiry, Account, Source};
 use crate::drivers::http_client::display_url;
 use crate::drivers::DriverKind;
 use crate::error::{Kind, UserError};
-use crate::output::{self, rfc3339};
+use crate::output::{col, rfc3339, Cell, Column, Mode, Printer, Record, Show};
+use crate::text;
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -24,7 +25,50 @@ use std::io::Write;
 pub fn run(ctx: &Ctx, cmd: AuthCommand) -> Result<()> {
     match cmd {
         AuthCommand::Status(a) => status(ctx, a),
+        AuthCommand::Token(a) => token(ctx, a),
     }
+}
+
+/// `tok auth token`: the credential alone on stdout, as `gh auth token`.
+fn token(ctx: &Ctx, args: AuthTokenArgs) -> Result<()> {
+    let kind = ctx.driver_kind();
+    if kind == DriverKind::Local {
+        return Err(UserError::usage(format!(
+            "the local driver (from {}) uses no credential",
+            ctx.resolved.driver.source
+        ))
+        .hint("pick a gateway with --profile NAME or --url URL")
+        .into());
+    }
+    if ctx.out.stdout_tty && !args.yes {
+        return Err(
+            UserError::usage("refusing to print a credential on a terminal")
+                .hint("pipe it or capture it (`$(tok auth token)`), or pass --yes to show it here")
+                .into(),
+        );
+    }
+    let url = ctx.require_url(kind)?;
+    let credential =
+        crate::credentials::resolve(kind, ctx.profile_name.as_deref(), Some(&url))?.ok_or_else(
+            || {
+                UserError::new(Kind::Auth, format!("no credential for {}", display_url(&url))).hint(
+                "store one with `tok login`, or set TOK_ADMIN_TOKEN (or the driver's own variable)",
+            )
+            },
+        )?;
+    let secret = credential.secret.expose();
+    if std::env::var(crate::env::GITHUB_ACTIONS).as_deref() == Ok("true") {
+        eprintln!("::add-mask::{secret}");
+    }
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{secret}")?;
+    stdout.flush()?;
+    ctx.out.info(format!(
+        "the credential from the {} for {}",
+        credential.source,
+        display_url(&url)
+    ));
+    Ok(())
 }
 
 /// One line of `tok auth status -o json`.
@@ -54,11 +98,7 @@ pub struct Status {
 }
 
 fn status(ctx: &Ctx, _args: AuthStatusArgs) -> Result<()> {
-    if ctx.global.output == Some(OutputFormat::Env) {
-        return Err(UserError::usage("`-o env` is only for create and rotate")
-            .hint("use -o json, jsonl, tsv or table")
-            .into());
-    }
+    ctx.out.list_mode()?;
     let rows: Vec<Status> = targets(ctx).iter().map(|t| check(ctx, t)).collect();
     if rows.is_empty() {
         ctx.out.info(
@@ -66,12 +106,13 @@ fn status(ctx: &Ctx, _args: AuthStatusArgs) -> Result<()> {
         );
         return Ok(());
     }
-    print(ctx, &rows)?;
     let failed = rows.iter().filter(|r| !r.ok).count();
+    let total = rows.len();
+    print(ctx, rows)?;
     if failed > 0 {
         return Err(UserError::new(
             Kind::Auth,
-            format!("{failed} of {} cannot authenticate", rows.len()),
+            format!("{failed} of {total} cannot authenticate"),
         )
         .hint("run `tok login --profile NAME` (or `tok login --url URL`) for each, or set TOK_ADMIN_TOKEN")
         .into());
@@ -91,13 +132,15 @@ struct Target {
 /// with this run's options, the others as configured) and the --url gateway
 /// when no profile is in use.
 fn targets(ctx: &Ctx) -> Vec<Target> {
-    let view = |name: Option<String>, profile: Profile, global: GlobalArgs| Ctx {
-        global,
-        matches: ctx.matches.clone(),
-        config: ctx.config.clone(),
-        profile_name: name,
-        profile,
-        out: ctx.out.clone(),
+    let view = |name: Option<String>, profile: Profile, global: GlobalArgs| {
+        Ctx::view(
+            global,
+            ctx.matches.clone(),
+            ctx.config.clone(),
+            name,
+            profile,
+            ctx.out.clone(),
+        )
     };
     let current = || Target {
         ctx: view(
@@ -261,50 +304,62 @@ fn env_not_sent(ctx: &Ctx, kind: DriverKind) -> Option<String> {
     ))
 }
 
-fn print(ctx: &Ctx, rows: &[Status]) -> Result<()> {
-    let mut w = std::io::stdout().lock();
-    match ctx.global.output {
-        Some(OutputFormat::Json) => output::write_json_pretty(&mut w, rows)?,
-        Some(OutputFormat::Jsonl) => {
-            for r in rows {
-                output::write_json(&mut w, r)?;
-                writeln!(w)?;
-            }
-        }
-        Some(OutputFormat::Tsv) => {
-            writeln!(
-                w,
-                "profile\tdefault\turl\tdriver\tcredential\tok\tprincipal\texpires_at\terror\tnote"
-            )?;
-            for r in rows {
-                let f = |s: Option<&str>| s.unwrap_or("").replace(['\t', '\n'], " ");
-                writeln!(
-                    w,
-                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
-                    f(r.profile.as_deref()),
-                    r.default,
-                    f(r.url.as_deref()),
-                    r.driver,
-                    r.credential,
-                    r.ok,
-                    f(r.principal.as_deref()),
-                    r.expires_at.map(rfc3339).unwrap_or_default(),
-                    f(r.error.as_deref()),
-                    f(r.note.as_deref()),
-                )?;
-            }
-        }
-        _ => {
-            let now = Utc::now();
-            for (i, r) in rows.iter().enumerate() {
-                if i > 0 {
-                    writeln!(w)?;
-                }
-                write_block(&mut w, r, now)?;
-            }
+impl Record for Status {
+    const COLUMNS: &'static [Column] = &[
+        col("profile", "PROFILE", Show::Always, 0),
+        col("default", "DEFAULT", Show::Always, 1),
+        col("url", "GATEWAY", Show::Always, 2),
+        col("driver", "DRIVER", Show::Always, 3),
+        col("credential", "CREDENTIAL", Show::Always, 4),
+        col("ok", "OK", Show::Always, 5),
+        col("principal", "PRINCIPAL", Show::Fit, 6),
+        col("expires_at", "EXPIRES", Show::Fit, 7),
+        col("error", "ERROR", Show::Fit, 8),
+        col("note", "NOTE", Show::Wide, 9),
+        col("credential_detail", "FROM", Show::Wide, 10),
+        col("scopes", "SCOPES", Show::Wide, 11),
+    ];
+    const NONE: &'static str = "nothing to check";
+
+    fn cell(&self, i: usize, _human: bool) -> Cell {
+        match Self::COLUMNS[i].key {
+            "profile" => Cell::opt(self.profile.as_deref()),
+            "default" => Cell::Text(self.default.to_string()),
+            "url" => Cell::opt(self.url.as_deref()),
+            "driver" => Cell::Text(self.driver.into()),
+            "credential" => Cell::Text(self.credential.into()),
+            "ok" => Cell::Text(self.ok.to_string()),
+            "principal" => Cell::opt(self.principal.as_deref()),
+            "expires_at" => Cell::Time(self.expires_at, "-"),
+            "error" => Cell::opt(self.error.as_deref()),
+            "note" => Cell::opt(self.note.as_deref()),
+            "credential_detail" => Cell::opt(self.credential_detail.as_deref()),
+            _ => Cell::Text(self.scopes.join(",")),
         }
     }
-    w.flush()?;
+}
+
+/// A block per gateway for people (as `inspect` shows a token); the columns
+/// above for -o json, jsonl, tsv, table and wide.
+fn print(ctx: &Ctx, rows: Vec<Status>) -> Result<()> {
+    let mode = ctx.out.list_mode()?;
+    let mut w = std::io::stdout().lock();
+    if mode == Mode::Plain || (mode == Mode::Table { wide: false } && ctx.out.format.is_none()) {
+        let now = Utc::now();
+        for (i, r) in rows.iter().enumerate() {
+            if i > 0 {
+                writeln!(w)?;
+            }
+            write_block(&mut w, r, now)?;
+        }
+        w.flush()?;
+        return Ok(());
+    }
+    let mut p = Printer::with_mode(&ctx.out, Box::new(w), mode)?;
+    for r in rows {
+        p.push(r)?;
+    }
+    p.finish()?;
     Ok(())
 }
 
@@ -314,7 +369,7 @@ fn write_block(w: &mut dyn Write, r: &Status, now: DateTime<Utc>) -> std::io::Re
         Some(p) => p.clone(),
         None => "(no profile)".into(),
     };
-    writeln!(w, "{title}")?;
+    writeln!(w, "{}", text::terminal_safe(&title))?;
     let credential = match (r.credential, &r.credential_detail) {
         ("env", Some(v)) => format!("environment ({v})"),
         ("keyring", _) => "OS keyring".into(),
@@ -342,7 +397,8 @@ fn write_block(w: &mut dyn Write, r: &Status, now: DateTime<Utc>) -> std::io::Re
     ];
     let note = r.note.as_ref().map(|n| ("note", n.clone()));
     for (k, v) in rows.into_iter().chain(note) {
-        writeln!(w, "  {:<11} {v}", format!("{k}:"))?;
+        // Errors and principals come from the gateway: made safe to show.
+        writeln!(w, "  {:<11} {}", format!("{k}:"), text::terminal_safe(&v))?;
     }
     Ok(())
 }

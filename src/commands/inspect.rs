@@ -89,27 +89,9 @@ pub fn secret_in_argv(kind: DriverKind) -> UserError {
 }
 
 pub fn print_token(ctx: &Ctx, t: &Token) -> Result<()> {
-    let mut stdout = std::io::stdout().lock();
-    match ctx.global.output {
-        None | Some(OutputFormat::Table) => output::write_details(&mut stdout, t, Utc::now())?,
-        Some(OutputFormat::Json) => output::write_json_pretty(&mut stdout, t)?,
-        Some(OutputFormat::Jsonl) => {
-            output::write_json(&mut stdout, t)?;
-            writeln!(stdout)?;
-        }
-        Some(OutputFormat::Tsv) => {
-            let mut w = output::ListWriter::new(&ctx.out, Box::new(&mut stdout))?;
-            w.push(t.clone())?;
-            w.finish()?;
-        }
-        Some(OutputFormat::Env) => {
-            return Err(UserError::usage("`-o env` is only for create and rotate")
-                .hint("use -o json")
-                .into())
-        }
-    }
-    stdout.flush()?;
-    Ok(())
+    output::print_one(&ctx.out, t.clone(), |w| {
+        output::write_details(w, t, Utc::now())
+    })
 }
 
 /// A JWT's decoded header and claims. The signature is not checked.

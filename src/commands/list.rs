@@ -4,7 +4,7 @@ use super::{driver, Ctx};
 use crate::cli::{FilterArgs, ListArgs};
 use crate::drivers::Op;
 use crate::model::{Filter, StateFilter};
-use crate::output::ListWriter;
+use crate::output::Printer;
 use anyhow::Result;
 use std::io::BufWriter;
 
@@ -13,7 +13,7 @@ pub fn run(ctx: &Ctx, args: ListArgs) -> Result<()> {
     let gw = ctx.gateway()?;
     gw.require(Op::List)?;
     let stdout = std::io::stdout().lock();
-    let mut writer = ListWriter::new(&ctx.out, Box::new(BufWriter::new(stdout)))?;
+    let mut writer = Printer::new(&ctx.out, Box::new(BufWriter::new(stdout)))?;
     driver(gw.list(&filter, &mut |t| Ok(writer.push(t)?)), || {
         "could not list tokens".into()
     })?;

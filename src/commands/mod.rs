@@ -20,7 +20,7 @@ pub mod serve;
 pub mod store;
 
 use crate::cli::{Cli, Command, GlobalArgs, OutputFormat};
-use crate::config::{self, Config, Profile};
+use crate::config::{self, Config, Given, Profile, Resolved, Source, Sourced};
 use crate::credentials;
 use crate::drivers::http_client::HttpSettings;
 use crate::drivers::{
@@ -31,7 +31,8 @@ use crate::error::{self, UserError};
 use crate::model::Created;
 use crate::output::{self, Out};
 use anyhow::{Context, Result};
-use clap::{ArgMatches, CommandFactory, FromArgMatches};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, FromArgMatches};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -46,27 +47,105 @@ pub struct Ctx {
     pub profile_name: Option<String>,
     pub profile: Profile,
     pub out: Out,
+    /// Which gateway, resolved once, with the source of each part.
+    pub resolved: Resolved,
+    /// Where the credential in use came from and where it goes, once a
+    /// network driver is opened; errors name it.
+    pub credential_note: std::cell::RefCell<Option<(credentials::Source, String)>>,
 }
 
 /// Parses argv, runs the command, and returns the process exit code.
 pub fn main() -> i32 {
     crate::completion::handle_env();
-    let matches = Cli::command().get_matches();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.len() == 3 && args[1] == "help" && args[2] == "exit-codes" {
+        println!("{}", crate::cli::EXIT_CODES_HELP);
+        return error::exit::SUCCESS;
+    }
+    let matches = match crate::help::command_for(&args).try_get_matches_from(&args) {
+        Ok(m) => m,
+        Err(e) => return usage_error(e),
+    };
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
-        Err(e) => e.exit(),
+        Err(e) => return usage_error(e),
     };
-    let out = Out::new(
+    let mut out = Out::new(
         cli.global.output,
         cli.global.color,
         cli.global.quiet,
         cli.global.verbose,
     );
-    let result = Ctx::new(cli.global, matches, out).and_then(|ctx| run(&ctx, cli.command));
-    match result {
-        Ok(()) => error::exit::SUCCESS,
-        Err(e) => error::report(&e),
+    out.format_from_env = source_of(&matches, "output") == Some(ValueSource::EnvVariable);
+    if let Some(j) = cli.command.json_args() {
+        out.fields = j.fields.clone();
+        out.jq = j.jq.clone();
     }
+    let ctx = match check_json_flags(&out).and_then(|()| Ctx::new(cli.global, matches, out)) {
+        Ok(ctx) => ctx,
+        Err(e) => return error::report(&e, None),
+    };
+    match run(&ctx, cli.command) {
+        Ok(()) => error::exit::SUCCESS,
+        Err(e) => error::report(&e, Some(&ctx.sources())),
+    }
+}
+
+/// Prints clap's error (help and version go to stdout and exit 0), never
+/// echoing a huge argument whole, and with a tip for gh's `--json`/`--jq`
+/// habits on a command that has neither.
+fn usage_error(e: clap::Error) -> i32 {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !e.use_stderr() {
+        let _ = e.print();
+        return error::exit::SUCCESS;
+    }
+    let text = e.render().to_string();
+    let _ = write!(std::io::stderr(), "{}", error::shorten_words(&text));
+    let json_flag = e.kind() == ErrorKind::UnknownArgument
+        && matches!(e.get(ContextKind::InvalidArg), Some(ContextValue::String(a))
+            if a.starts_with("--json") || a.starts_with("--jq"));
+    if json_flag {
+        let _ = writeln!(
+            std::io::stderr(),
+            "\ntip: this command has no --json or --jq; use -o json (list, inspect, audit, drivers, profile list and auth status have --json FIELDS and --jq EXPR)"
+        );
+    }
+    e.exit_code()
+}
+
+/// Where the value of global option `id` came from: the command line beats
+/// the environment, wherever on the line it was typed.
+pub fn source_of(matches: &ArgMatches, id: &str) -> Option<ValueSource> {
+    let mut best = None;
+    let mut m = Some(matches);
+    while let Some(cur) = m {
+        if let Ok(Some(src)) = cur.try_get_raw(id).map(|v| v.and(cur.value_source(id))) {
+            if best.is_none_or(|b| src > b) {
+                best = Some(src);
+            }
+        }
+        m = cur.subcommand().map(|(_, sub)| sub);
+    }
+    best
+}
+
+/// `--json` and `--jq` print JSON: with `-o` typed as anything else, the
+/// user meant two things at once.
+fn check_json_flags(out: &Out) -> Result<()> {
+    let json = out.fields.is_some() || out.jq.is_some();
+    let other = !matches!(
+        out.format,
+        None | Some(OutputFormat::Json | OutputFormat::Jsonl)
+    );
+    if json && other && !out.format_from_env {
+        return Err(
+            UserError::usage("--json and --jq print JSON, not another -o format")
+                .hint("drop -o, or use -o json or -o jsonl with them")
+                .into(),
+        );
+    }
+    Ok(())
 }
 
 fn run(ctx: &Ctx, command: Command) -> Result<()> {
@@ -99,44 +178,90 @@ impl Ctx {
             .clone()
             .or_else(|| config.default_profile.clone());
         let profile = match &profile_name {
-            Some(name) => config.profile(name)?.clone(),
+            Some(name) => config
+                .profile(name)
+                .map_err(|e| {
+                    // Name where the profile's name came from.
+                    let from = match source_of(&matches, "profile") {
+                        Some(ValueSource::CommandLine) => "--profile".to_string(),
+                        Some(ValueSource::EnvVariable) => crate::env::PROFILE.to_string(),
+                        _ => format!(
+                            "default_profile in {}",
+                            Config::path()
+                                .map(|p| p.display().to_string())
+                                .unwrap_or_default()
+                        ),
+                    };
+                    e.context(format!(
+                        "profile `{name}` (from {from}) is not in the config"
+                    ))
+                })?
+                .clone(),
             None => Profile::default(),
         };
-        Ok(Ctx {
+        Ok(Ctx::view(
             global,
             matches,
             config,
             profile_name,
             profile,
             out,
-        })
+        ))
+    }
+
+    /// A context for `profile` with these options: `tok auth status` checks
+    /// each profile through one.
+    pub fn view(
+        global: GlobalArgs,
+        matches: ArgMatches,
+        config: Config,
+        profile_name: Option<String>,
+        profile: Profile,
+        out: Out,
+    ) -> Ctx {
+        let resolved = resolve(&global, &matches, &config, &profile);
+        Ctx {
+            global,
+            matches,
+            config,
+            profile_name,
+            profile,
+            out,
+            resolved,
+            credential_note: Default::default(),
+        }
+    }
+
+    /// What this run talks to, and whence, for an error report.
+    pub fn sources(&self) -> error::Sources {
+        error::Sources {
+            target: self.resolved.describe(),
+            credential: self.credential_note.borrow().clone(),
+        }
     }
 
     pub fn url(&self) -> Option<&str> {
-        self.global.url.as_deref().or(self.profile.url.as_deref())
+        self.resolved.url.as_ref().map(|u| u.value.as_str())
     }
 
-    /// flag/env > profile > (a URL means tok) > local.
+    /// flag > environment > profile; with no driver named, a URL means tok
+    /// and a data directory the local driver (see `Resolved::new`).
     pub fn driver_kind(&self) -> DriverKind {
-        self.global
-            .driver
-            .or(self.profile.driver)
-            .unwrap_or(if self.url().is_some() {
-                DriverKind::Tok
-            } else {
-                DriverKind::Local
-            })
+        self.resolved.driver.value
     }
 
     pub fn data_dir(&self) -> Result<PathBuf> {
-        match self
-            .global
-            .data_dir
-            .clone()
-            .or(self.profile.data_dir.clone())
-        {
-            Some(d) => Ok(d),
+        match &self.resolved.data_dir {
+            Some(d) => Ok(d.value.clone()),
             None => config::default_data_dir(),
+        }
+    }
+
+    /// Refuses settings that contradict each other, before a driver opens.
+    fn check_conflict(&self) -> Result<()> {
+        match &self.resolved.conflict {
+            Some((msg, hint)) => Err(UserError::usage(msg.clone()).hint(hint.clone()).into()),
+            None => Ok(()),
         }
     }
 
@@ -156,6 +281,7 @@ impl Ctx {
 
     /// The driver this run talks to.
     pub fn gateway(&self) -> Result<Box<dyn Gateway>> {
+        self.check_conflict()?;
         let kind = self.driver_kind();
         self.check_owner_flags(kind)?;
         if kind == DriverKind::Local {
@@ -238,6 +364,7 @@ impl Ctx {
             credentials::resolve_login(kind, profile, &http.base_url)?
         };
         if let Some(c) = &credential {
+            *self.credential_note.borrow_mut() = Some((c.source.clone(), http.base_url.clone()));
             // From what login or auth status learnt: no request just for this.
             credentials::expiry::warn_if_expiring(
                 &self.out,
@@ -276,9 +403,14 @@ impl Ctx {
             .map(str::to_string)
             .or(vault_addr)
             .ok_or_else(|| {
-                UserError::usage(format!("the {} driver needs a URL", kind.as_str())).hint(
-                "pass --url, set TOK_URL, or add a profile with `tok profile add NAME --url URL`",
-            )
+                UserError::usage(format!(
+                    "the {} driver (from {}) needs a URL",
+                    kind.as_str(),
+                    self.resolved.driver.source
+                ))
+                .hint(
+                    "pass --url, set TOK_URL, or add a profile with `tok profile add NAME --url URL`",
+                )
             })?;
         Ok(crate::drivers::http_client::normalize_url(&url)?)
     }
@@ -325,6 +457,41 @@ impl Ctx {
         }
         p
     }
+}
+
+/// The gateway settings of `global` and `profile`, each with its source.
+fn resolve(
+    global: &GlobalArgs,
+    matches: &ArgMatches,
+    config: &Config,
+    profile: &Profile,
+) -> Resolved {
+    let source = |id: &str, flag: &'static str, var: &'static str| match source_of(matches, id) {
+        Some(ValueSource::EnvVariable) => Source::Env(var),
+        _ => Source::Flag(flag),
+    };
+    use crate::env;
+    Resolved::new(
+        Given {
+            profile: global
+                .profile
+                .clone()
+                .map(|p| Sourced::new(p, source("profile", "--profile", env::PROFILE))),
+            driver: global
+                .driver
+                .map(|d| Sourced::new(d, source("driver", "--driver", env::DRIVER))),
+            url: global
+                .url
+                .clone()
+                .map(|u| Sourced::new(u, source("url", "--url", env::URL))),
+            data_dir: global
+                .data_dir
+                .clone()
+                .map(|d| Sourced::new(d, source("data_dir", "--data-dir", env::DATA_DIR))),
+        },
+        config,
+        profile,
+    )
 }
 
 /// Refuses, before any request, an output format that cannot carry a secret:
@@ -376,7 +543,10 @@ pub fn emit_secret(ctx: &Ctx, created: &Created, no_newline: bool) -> Result<()>
     }
     let mut stdout = std::io::stdout().lock();
     match ctx.global.output {
-        None | Some(OutputFormat::Table) | Some(OutputFormat::Tsv) => {
+        None
+        | Some(
+            OutputFormat::Table | OutputFormat::Wide | OutputFormat::Plain | OutputFormat::Tsv,
+        ) => {
             stdout.write_all(secret.as_bytes())?;
             if !no_newline {
                 stdout.write_all(b"\n")?;

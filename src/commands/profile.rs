@@ -1,22 +1,23 @@
 //! `tok profile add|list|show|remove`.
 
 use super::Ctx;
-use crate::cli::{OutputFormat, ProfileAddArgs, ProfileCommand, ProfileNameArg};
+use crate::cli::{OutputFormat, ProfileAddArgs, ProfileCommand, ProfileNameArg, ProfileUseArgs};
 use crate::config::{Config, Profile};
 use crate::drivers::http_client::display_url;
 use crate::error::{Kind, UserError};
-use crate::output;
+use crate::output::{self, col, Cell, Column, Printer, Record, Show};
 use anyhow::Result;
 use clap::parser::ValueSource;
-use serde_json::json;
+use serde::Serialize;
 use std::io::Write;
 
 pub fn run(ctx: &Ctx, cmd: ProfileCommand) -> Result<()> {
     match cmd {
         ProfileCommand::Add(a) => add(ctx, a),
-        ProfileCommand::List => list(ctx),
+        ProfileCommand::List(_) => list(ctx),
         ProfileCommand::Show(a) => show(ctx, a),
         ProfileCommand::Remove(a) => remove(ctx, a),
+        ProfileCommand::Use(a) => use_default(ctx, a),
     }
 }
 
@@ -125,54 +126,53 @@ fn checked_url(flag: &str, raw: &str) -> Result<String, UserError> {
         .map_err(|e| UserError::usage(format!("{flag}: {e}")))
 }
 
-fn list(ctx: &Ctx) -> Result<()> {
-    let config = &ctx.config;
-    let mut stdout = std::io::stdout().lock();
-    let driver_of = |p: &Profile| {
-        p.driver
-            .unwrap_or(if p.url.is_some() {
-                crate::drivers::DriverKind::Tok
-            } else {
-                crate::drivers::DriverKind::Local
-            })
-            .as_str()
-    };
-    match ctx.global.output {
-        Some(OutputFormat::Json | OutputFormat::Jsonl) => {
-            let v: Vec<_> = config
-                .profiles
-                .iter()
-                .map(|(name, p)| {
-                    json!({
-                        "name": name,
-                        "default": config.default_profile.as_deref() == Some(name),
-                        "driver": driver_of(p),
-                        "url": p.url.as_deref().map(display_url),
-                    })
-                })
-                .collect();
-            output::write_json_pretty(&mut stdout, &v)?;
-        }
-        _ => {
-            for (name, p) in &config.profiles {
-                let mark = if config.default_profile.as_deref() == Some(name) {
-                    "*"
-                } else {
-                    " "
-                };
-                writeln!(
-                    stdout,
-                    "{mark} {name}\t{}\t{}",
-                    driver_of(p),
-                    p.url.as_deref().map_or("-".into(), display_url)
-                )?;
-            }
-            if config.profiles.is_empty() {
-                ctx.out
-                    .info("no profiles; add one with `tok profile add NAME --url URL`");
-            }
+/// One line of `tok profile list`.
+#[derive(Serialize)]
+struct Row {
+    name: String,
+    default: bool,
+    driver: &'static str,
+    url: Option<String>,
+}
+
+impl Record for Row {
+    const COLUMNS: &'static [Column] = &[
+        col("name", "NAME", Show::Always, 0),
+        col("default", "DEFAULT", Show::Always, 1),
+        col("driver", "DRIVER", Show::Always, 2),
+        col("url", "URL", Show::Always, 3),
+    ];
+    const NONE: &'static str = "no profiles; add one with `tok profile add NAME --url URL`";
+
+    fn cell(&self, i: usize, human: bool) -> Cell {
+        match i {
+            0 => Cell::Text(self.name.clone()),
+            1 if human => Cell::Text(if self.default { "*" } else { "" }.into()),
+            1 => Cell::Text(self.default.to_string()),
+            2 => Cell::Text(self.driver.into()),
+            _ => Cell::opt(self.url.as_deref()),
         }
     }
+}
+
+fn list(ctx: &Ctx) -> Result<()> {
+    let config = &ctx.config;
+    let stdout = std::io::stdout().lock();
+    let mut w = Printer::new(&ctx.out, Box::new(stdout))?;
+    for (name, p) in &config.profiles {
+        let driver = p.driver.unwrap_or(if p.url.is_some() {
+            crate::drivers::DriverKind::Tok
+        } else {
+            crate::drivers::DriverKind::Local
+        });
+        w.push(Row {
+            name: name.clone(),
+            default: config.default_profile.as_deref() == Some(name),
+            driver: driver.as_str(),
+            url: p.url.as_deref().map(display_url),
+        })?;
+    }
+    w.finish()?;
     Ok(())
 }
 
@@ -208,5 +208,24 @@ fn remove(ctx: &Ctx, a: ProfileNameArg) -> Result<()> {
     }
     config.save()?;
     ctx.out.info(format!("removed profile `{}`", a.name));
+    Ok(())
+}
+
+fn use_default(ctx: &Ctx, a: ProfileUseArgs) -> Result<()> {
+    let mut config = Config::load()?;
+    let before = config.default_profile.clone();
+    match &a.name {
+        Some(name) => {
+            config.profile(name)?;
+            config.default_profile = Some(name.clone());
+        }
+        None => config.default_profile = None,
+    }
+    config.save()?;
+    ctx.out.info(match (&a.name, before) {
+        (Some(name), _) => format!("`{name}` is now the default profile"),
+        (None, Some(old)) => format!("no default profile (was `{old}`)"),
+        (None, None) => "no default profile (there was none)".to_string(),
+    });
     Ok(())
 }

@@ -1,11 +1,11 @@
 //! `tok revoke`: by id, by id or secret on stdin, or by filter (bulk).
 
 use super::{inspect::not_an_id, list::to_filter, read_stdin, Ctx};
-use crate::cli::{OutputFormat, RevokeArgs};
+use crate::cli::RevokeArgs;
 use crate::drivers::{DriverError, Gateway, Op};
 use crate::error::{Partial, UserError};
 use crate::model::{limits, RevokeOutcome, StateFilter, Token};
-use crate::output::{self, ListWriter};
+use crate::output::{col, Cell, Column, Mode, Printer, Record, Show};
 use crate::secret::{self, Secret};
 use anyhow::Result;
 use serde::Serialize;
@@ -40,6 +40,7 @@ impl Target {
     }
 }
 
+/// What became of one token: `-o json`, `jsonl` and `tsv` print one each.
 #[derive(Serialize)]
 struct Report {
     id: String,
@@ -50,7 +51,33 @@ struct Report {
     error: Option<String>,
 }
 
+impl Record for Report {
+    const COLUMNS: &'static [Column] = &[
+        col("id", "ID", Show::Always, 0),
+        col("name", "NAME", Show::Always, 1),
+        col("outcome", "OUTCOME", Show::Always, 2),
+        col("error", "ERROR", Show::Always, 3),
+    ];
+    const NONE: &'static str = "nothing was revoked";
+
+    fn cell(&self, i: usize, _human: bool) -> Cell {
+        match i {
+            0 => Cell::Text(self.id.clone()),
+            1 => Cell::opt(self.name.as_deref()),
+            2 => Cell::Text(self.outcome.into()),
+            _ => Cell::opt(self.error.as_deref()),
+        }
+    }
+}
+
 pub fn run(ctx: &Ctx, args: RevokeArgs) -> Result<()> {
+    // What --json and --jq will print: reports, or tokens for --dry-run.
+    if args.dry_run {
+        crate::output::check_json::<Token>(&ctx.out)?;
+    } else {
+        crate::output::check_json::<Report>(&ctx.out)?;
+    }
+    ctx.out.list_mode()?;
     if let Some(r) = &args.reason {
         if r.chars().count() > limits::REASON_MAX {
             return Err(UserError::usage(format!(
@@ -137,7 +164,7 @@ pub fn run(ctx: &Ctx, args: RevokeArgs) -> Result<()> {
 
     if args.dry_run {
         let stdout = std::io::stdout().lock();
-        let mut w = ListWriter::new(&ctx.out, Box::new(std::io::BufWriter::new(stdout)))?;
+        let mut w = Printer::new(&ctx.out, Box::new(std::io::BufWriter::new(stdout)))?;
         for t in &tokens {
             w.push(t.clone())?;
         }
@@ -168,25 +195,37 @@ pub fn run(ctx: &Ctx, args: RevokeArgs) -> Result<()> {
             .hint("pass --yes to revoke without a prompt (or --dry-run to see what would go)")
             .into());
         }
-        let names: Vec<String> = tokens
-            .iter()
-            .take(5)
-            .map(|t| match &t.name {
-                Some(n) => format!("{} ({n})", t.id),
-                None => t.id.clone(),
-            })
-            .collect();
-        let more = if tokens.len() > 5 {
-            format!(" and {} more", tokens.len() - 5)
-        } else {
-            String::new()
+        let label = |t: &Token| match &t.name {
+            Some(n) => format!("{} ({})", t.id, crate::text::terminal_safe(n)),
+            None => t.id.clone(),
         };
-        let ok = dialoguer::Confirm::new()
-            .with_prompt(format!("Revoke {}{more}?", names.join(", ")))
-            .default(false)
-            .interact()?;
-        if !ok {
-            return Err(UserError::usage("revoke cancelled; nothing was revoked").into());
+        let question = if tokens.len() == 1 {
+            format!("Revoke {}?", label(&tokens[0]))
+        } else {
+            let shown = tokens.len().min(PROMPT_SHOWN);
+            for t in &tokens[..shown] {
+                ctx.out.info(format!("  {}", label(t)));
+            }
+            if tokens.len() > shown {
+                ctx.out
+                    .info(format!("  ... and {} more", tokens.len() - shown));
+            }
+            format!(
+                "Revoke {} tokens ({} shown above)?",
+                tokens.len(),
+                if shown == tokens.len() {
+                    "all".to_string()
+                } else {
+                    shown.to_string()
+                }
+            )
+        };
+        if !ctx.out.confirm(&question)? {
+            return Err(UserError::new(
+                crate::error::Kind::Cancelled,
+                "revoke cancelled; nothing was revoked",
+            )
+            .into());
         }
     }
 
@@ -252,19 +291,24 @@ pub fn run(ctx: &Ctx, args: RevokeArgs) -> Result<()> {
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    if matches!(
-        ctx.global.output,
-        Some(OutputFormat::Json | OutputFormat::Jsonl)
-    ) {
-        let mut stdout = std::io::stdout().lock();
-        if ctx.global.output == Some(OutputFormat::Json) {
-            output::write_json_pretty(&mut stdout, &reports)?;
-        } else {
-            for r in &reports {
-                output::write_json(&mut stdout, r)?;
-                writeln!(stdout)?;
-            }
+    if bulk {
+        let count = |o: &str| reports.iter().filter(|r| r.outcome == o).count();
+        ctx.out.info(format!(
+            "done: {} revoked, {} already revoked, {} failed",
+            count("revoked"),
+            count("already_revoked"),
+            failures.len()
+        ));
+    }
+    // People read the lines on stderr; scripts asked for a format get reports.
+    let mode = ctx.out.list_mode()?;
+    if matches!(mode, Mode::Json | Mode::Jsonl | Mode::Tsv) {
+        let stdout = std::io::stdout().lock();
+        let mut w = Printer::with_mode(&ctx.out, Box::new(std::io::BufWriter::new(stdout)), mode)?;
+        for r in reports {
+            w.push(r)?;
         }
+        w.finish()?;
     }
     finish(failures, total)
 }
@@ -303,6 +347,9 @@ fn finish(mut failures: Vec<(String, anyhow::Error)>, total: usize) -> Result<()
             .context("some tokens could not be revoked")),
     }
 }
+
+/// How many tokens a bulk revoke prompt names before asking.
+const PROMPT_SHOWN: usize = 5;
 
 fn plural(n: usize) -> &'static str {
     if n == 1 {

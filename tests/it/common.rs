@@ -202,6 +202,7 @@ pub mod exit {
     pub const AUTH: i32 = 4;
     pub const PARTIAL: i32 = 5;
     pub const UNSUPPORTED: i32 = 6;
+    pub const CANCELLED: i32 = 7;
 }
 
 /// Every byte of every file under `dir`.

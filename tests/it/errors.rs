@@ -135,7 +135,7 @@ fn unknown_output_format_and_misplaced_formats() {
     assert_fails(
         &env.run(&["list", "-o", "env"]),
         exit::USAGE,
-        &["only for create and rotate"],
+        &["not a list"],
     );
     assert_fails(
         &env.run(&["create", "--ttl", "1m", "-o", "tsv"]),

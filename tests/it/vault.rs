@@ -651,7 +651,7 @@ fn vault_mount_namespace_and_profile() {
 #[test]
 fn drivers_lists_vault_and_oauth2() {
     let env = Env::new();
-    let out = env.ok(&["drivers"]);
+    let out = env.ok(&["drivers", "-o", "tsv"]);
     let line = |name: &str| {
         out.lines()
             .find(|l| l.starts_with(&format!("{name}\t")))
