@@ -153,7 +153,7 @@ pub enum Command {
     Logout(LogoutArgs),
     #[command(subcommand)]
     Auth(AuthCommand),
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     Audit(AuditArgs),
     #[command(subcommand)]
     Store(StoreCommand),
@@ -174,6 +174,7 @@ pub enum Command {
 ///   TOKEN=$(tok create --ttl 10m --name deploy-$RUN_ID)
 ///   tok create --ttl 1h -o env >> "$GITHUB_ENV"
 ///   tok create --expires-at 2030-01-01T00:00:00Z --label team=payments
+///   tok create --ttl 10m --single-use --rate 10/s --allow-ip 10.8.0.0/16   # a CI job's token
 ///   TOKEN=$(tok create --federated --ttl 10m --scope deploy)   # CI job, no admin credential
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
@@ -214,6 +215,22 @@ pub struct CreateArgs {
     #[arg(long)]
     pub single_use: bool,
 
+    /// Requests per second, minute or hour the proxy lets through: N/s, N/m, N/h (docs/reuse.md).
+    #[arg(long, value_name = "N/UNIT", help_heading = "Limits")]
+    pub rate: Option<crate::limits::RateArg>,
+
+    /// How many requests may arrive at once under --rate [default: N of the rate].
+    #[arg(long, value_name = "N", requires = "rate", value_parser = clap::value_parser!(u64).range(1..=crate::limits::MAX_COUNT as i64 as u64), help_heading = "Limits")]
+    pub burst: Option<u64>,
+
+    /// Requests the proxy lets through per period, counted from creation: N/PERIOD (10000/30d).
+    #[arg(long, value_name = "N/PERIOD", help_heading = "Limits")]
+    pub quota: Option<crate::limits::Quota>,
+
+    /// Admit the token only from this client address range, IPv4 or IPv6 (repeatable; CIDR or one address).
+    #[arg(long = "allow-ip", value_name = "CIDR", value_parser = crate::limits::parse_cidr, help_heading = "Limits")]
+    pub allow_ip: Vec<ipnet::IpNet>,
+
     /// Do not print a newline after the secret.
     #[arg(long)]
     pub no_newline: bool,
@@ -253,7 +270,7 @@ pub struct JsonArgs {
 #[derive(Debug, Clone, Default, Args)]
 pub struct FilterArgs {
     /// Tokens whose name matches this glob (`deploy-*`).
-    #[arg(long, value_name = "GLOB")]
+    #[arg(long, value_name = "GLOB", value_parser = parse_name_glob)]
     pub name: Option<String>,
 
     /// Tokens with this label (repeatable; all must match).
@@ -698,6 +715,15 @@ pub struct AuthStatusArgs {
 /// route needs (--routes), streams them to the upstream, and records every
 /// decision in the audit trail (`tok audit`). See docs/proxy.md.
 ///
+/// With --auth-listen it answers the same decisions for a proxy you already run
+/// (nginx, Caddy, Traefik, Envoy), which then guards the service itself. See
+/// docs/forward-auth.md.
+///
+/// Every setting can live in one TOML file (--config, docs/serve.example.toml);
+/// flags override it. SIGHUP reloads the routes, the audit retention and the
+/// TLS certificate. Operators get /metrics (Prometheus), /v1/health/live and
+/// /v1/health/ready, JSON logs and systemd readiness: see docs/operating.md.
+///
 /// With --federation, CI jobs trade their OIDC ID token for a short-lived token
 /// at POST /oauth/token, as the trust policies allow; SIGHUP rereads the file.
 /// See docs/federation.md.
@@ -710,16 +736,27 @@ pub struct AuthStatusArgs {
 ///       --tls-cert /etc/tok/cert.pem --tls-key /etc/tok/key.pem
 ///   tok serve --data-dir ./srv --proxy-listen 127.0.0.1:8080 \
 ///       --upstream http://127.0.0.1:3000 --routes routes.toml
+///   tok serve --data-dir ./srv --auth-listen 127.0.0.1:8271   # for nginx auth_request
+///   tok serve --config /etc/tok/serve.toml --log-format json
+///   tok serve check-config /etc/tok/serve.toml
 ///   tok serve --data-dir /var/lib/tok --federation /etc/tok/federation.toml
 #[derive(Debug, Args)]
-#[command(verbatim_doc_comment, args_conflicts_with_subcommands = true)]
+#[command(
+    verbatim_doc_comment,
+    args_conflicts_with_subcommands = true,
+    group = clap::ArgGroup::new("listeners").args(["proxy_listen", "auth_listen"]).multiple(true)
+)]
 pub struct ServeArgs {
     #[command(subcommand)]
     pub command: Option<ServeCommand>,
 
-    /// Address to listen on (port 0 picks a free port; the log says which).
-    #[arg(long, value_name = "ADDR", env = env::LISTEN, default_value = "127.0.0.1:8270")]
-    pub listen: SocketAddr,
+    /// Read the serve settings from this TOML file; flags override it (docs/serve.example.toml).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Address to listen on (port 0 picks a free port; the log says which) [default: 127.0.0.1:8270].
+    #[arg(long, value_name = "ADDR", env = env::LISTEN)]
+    pub listen: Option<SocketAddr>,
 
     /// Serve a temporary store with a new admin token, and print the
     /// `export TOK_URL=...` and `export TOK_ADMIN_TOKEN=...` lines on stdout.
@@ -744,67 +781,96 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
-    /// Close a connection whose request headers have not all arrived after this long.
-    #[arg(long, value_name = "DURATION", default_value = "10s")]
-    pub header_timeout: Ttl,
+    /// Close a connection whose request headers have not all arrived after this long [default: 10s].
+    #[arg(long, value_name = "DURATION")]
+    pub header_timeout: Option<Ttl>,
 
-    /// Also run the enforcing reverse proxy on this address (needs --upstream).
-    #[arg(
-        long,
-        value_name = "ADDR",
-        requires = "upstream",
-        help_heading = "Proxy"
-    )]
+    /// How log lines are written on stderr [default: text].
+    #[arg(long, value_name = "FORMAT", help_heading = "Operating")]
+    pub log_format: Option<crate::server::LogFormat>,
+
+    /// Also serve /metrics and the health routes, without a token, on this address.
+    #[arg(long, value_name = "ADDR", help_heading = "Operating")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Record no metrics (/metrics still answers, with every count at 0).
+    #[arg(long, help_heading = "Operating")]
+    pub no_metrics: bool,
+
+    /// Also run the enforcing reverse proxy on this address (needs an upstream).
+    #[arg(long, value_name = "ADDR", help_heading = "Proxy")]
     pub proxy_listen: Option<SocketAddr>,
 
     /// Where the proxy sends the requests it lets through.
-    #[arg(
-        long,
-        value_name = "URL",
-        requires = "proxy_listen",
-        help_heading = "Proxy"
-    )]
+    #[arg(long, value_name = "URL", help_heading = "Proxy")]
     pub upstream: Option<String>,
 
-    /// Route rules (TOML): the scopes each method and path needs, and their upstreams (docs/routes.example.toml).
-    #[arg(
-        long,
-        value_name = "FILE",
-        requires = "proxy_listen",
-        help_heading = "Proxy"
-    )]
+    /// Route rules (TOML): the scopes each method and path needs, and their upstreams (docs/routes.example.toml); for the proxy and forward auth.
+    #[arg(long, value_name = "FILE", help_heading = "Proxy")]
     pub routes: Option<PathBuf>,
 
-    /// Give up on the upstream after this long without an answer (504).
+    /// Give up on the upstream after this long without an answer (504) [default: 30s].
+    #[arg(long, value_name = "DURATION", help_heading = "Proxy")]
+    pub upstream_timeout: Option<Ttl>,
+
+    /// A proxy in front of this one whose X-Forwarded-For names the client (repeatable; CIDR), read right to left as nginx's realip does (docs/reuse.md).
     #[arg(
         long,
-        value_name = "DURATION",
-        default_value = "30s",
+        value_name = "CIDR",
+        value_parser = crate::limits::parse_cidr,
         help_heading = "Proxy"
     )]
-    pub upstream_timeout: Ttl,
+    pub trusted_proxy: Vec<ipnet::IpNet>,
 
-    /// Delete audit entries older than this.
+    /// Also answer forward-auth checks on this address: nginx auth_request, Caddy forward_auth, Traefik ForwardAuth, Envoy ext_authz (docs/forward-auth.md). When TOK_AUTH_SECRET is set, callers must send it in X-Tok-Auth-Secret.
+    #[arg(long, value_name = "ADDR", help_heading = "Forward auth")]
+    pub auth_listen: Option<SocketAddr>,
+
+    /// Only callers in this address range may ask (repeatable) [default: 127.0.0.0/8 and ::1].
+    #[arg(
+        long = "auth-allow",
+        value_name = "CIDR",
+        requires = "auth_listen",
+        value_parser = crate::limits::parse_cidr,
+        help_heading = "Forward auth"
+    )]
+    pub auth_allow: Vec<ipnet::IpNet>,
+
+    /// Let the proxy cache an allowed answer this long (Cache-Control), trading revocation delay for speed; never for use-limited tokens [default: never].
     #[arg(
         long,
         value_name = "DURATION",
-        default_value = "90d",
-        help_heading = "Audit trail"
+        requires = "auth_listen",
+        help_heading = "Forward auth"
     )]
-    pub audit_max_age: Ttl,
+    pub auth_cache_ttl: Option<Ttl>,
+
+    /// Delete request entries (proxy, introspection and exchange decisions) older than this [default: 90d].
+    #[arg(long, value_name = "DURATION", help_heading = "Audit trail")]
+    pub audit_max_age: Option<Ttl>,
 
     /// Trust policies (TOML) for CI jobs that trade their OIDC ID token for a
     /// tok token at POST /oauth/token; read again on SIGHUP (docs/federation.md).
     #[arg(long, value_name = "FILE", help_heading = "Federation")]
     pub federation: Option<PathBuf>,
 
-    /// Keep at most this many audit entries (the oldest go first).
-    #[arg(long, value_name = "N", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..), help_heading = "Audit trail")]
-    pub audit_max_rows: u64,
+    /// Keep at most this many request entries (the oldest go first) [default: 1000000].
+    ///
+    /// Admin actions are counted apart and never evicted by requests.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), help_heading = "Audit trail")]
+    pub audit_max_rows: Option<u64>,
 
-    /// How many audit entries may wait for the writer; when that many wait, a proxy request waits up to 5s for room, then gets 503.
-    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000), help_heading = "Audit trail")]
-    pub audit_queue: u32,
+    /// Delete admin actions (create, revoke, rotate) older than this [default: 730d].
+    #[arg(long, value_name = "DURATION", help_heading = "Audit trail")]
+    pub audit_admin_max_age: Option<Ttl>,
+
+    /// Keep at most this many admin actions (the oldest go first) [default: 1000000].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), help_heading = "Audit trail")]
+    pub audit_admin_max_rows: Option<u64>,
+
+    /// How many audit entries may wait for the writer; when that many wait, a proxy request waits up to 5s for room, then gets 503 [default: 10000].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000), help_heading = "Audit trail")]
+    pub audit_queue: Option<u32>,
 }
 
 /// Move a token store between SQLite and PostgreSQL
@@ -845,6 +911,24 @@ pub struct StoreCopyArgs {
 #[derive(Debug, Subcommand)]
 pub enum ServeCommand {
     Init(ServeInitArgs),
+    CheckConfig(CheckConfigArgs),
+}
+
+/// Check a `tok serve` config file without starting anything
+///
+/// Reads FILE as `tok serve --config FILE` would and checks every setting: addresses, durations, the upstream
+/// URL, the routes, and that the TLS certificate and key load. Errors name
+/// the line and the key; exits 2 when something is wrong.
+///
+/// Examples:
+///   tok serve check-config /etc/tok/serve.toml
+///   tok serve check-config docs/serve.example.toml
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct CheckConfigArgs {
+    /// The config file.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
 }
 
 /// Create the server's store and print a first admin token alone on stdout
@@ -956,7 +1040,20 @@ pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
         })
 }
 
+/// A name glob, at most as long as a name (as the admin API caps it).
+pub fn parse_name_glob(s: &str) -> Result<String, String> {
+    let max = crate::model::limits::NAME_MAX;
+    let n = s.chars().count();
+    if n > max {
+        return Err(format!(
+            "the pattern is {n} characters long; a name has at most {max}"
+        ));
+    }
+    Ok(s.to_string())
+}
+
 /// `key=value`.
+/// A client range: `10.0.0.0/8`, `::1/128`, or one address.
 pub fn parse_label(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
@@ -981,5 +1078,25 @@ mod tests {
         assert!(parse_label("nokey").is_err());
         assert!(parse_time("2030-01-01T00:00:00Z").is_ok());
         assert!(parse_time("2030-01-01").is_err());
+    }
+
+    #[test]
+    fn cidr_parser() {
+        let net = |s: &str| crate::limits::parse_cidr(s).map(|n| n.to_string());
+        assert_eq!(net("10.0.0.0/8").unwrap(), "10.0.0.0/8");
+        assert_eq!(
+            net("10.1.2.3/8").unwrap(),
+            "10.0.0.0/8",
+            "host bits dropped"
+        );
+        assert_eq!(net("192.0.2.7").unwrap(), "192.0.2.7/32");
+        assert_eq!(net("::1").unwrap(), "::1/128");
+        assert_eq!(net("fd00::/8").unwrap(), "fd00::/8");
+        for bad in ["", "10.0.0.0/33", "localhost", "10.0.0/8"] {
+            assert!(
+                net(bad).unwrap_err().contains("not an address range"),
+                "{bad}"
+            );
+        }
     }
 }

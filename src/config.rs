@@ -315,8 +315,8 @@ impl Config {
     }
 
     pub fn load_from(path: &Path) -> Result<Config> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
+        let text = match std::fs::read(path) {
+            Ok(t) => crate::text::utf8_text(t, &path.display().to_string())?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
             Err(e) => return Err(e).with_context(|| format!("could not read {}", path.display())),
         };

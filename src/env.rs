@@ -10,6 +10,8 @@ pub const CA_CERT: &str = "TOK_CA_CERT";
 pub const DATA_DIR: &str = "TOK_DATA_DIR";
 pub const CONFIG_DIR: &str = "TOK_CONFIG_DIR";
 pub const ADMIN_TOKEN: &str = "TOK_ADMIN_TOKEN";
+/// The shared secret forward-auth callers must send (`tok serve --auth-listen`).
+pub const AUTH_SECRET: &str = "TOK_AUTH_SECRET";
 pub const KEYRING_TIMEOUT: &str = "TOK_KEYRING_TIMEOUT";
 pub const LISTEN: &str = "TOK_LISTEN";
 pub const APP: &str = "TOK_APP";

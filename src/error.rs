@@ -182,6 +182,15 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
+/// `text` with its line breaks kept (multi-line messages, such as a TOML
+/// parser's, stay readable) and every line made safe for a terminal.
+fn safe_lines(text: &str) -> String {
+    text.split('\n')
+        .map(|l| crate::text::terminal_safe(l.strip_suffix('\r').unwrap_or(l)))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// What a run talked to, and where each part came from, for errors.
 #[derive(Debug, Clone, Default)]
 pub struct Sources {
@@ -215,13 +224,17 @@ pub fn report(err: &anyhow::Error, sources: Option<&Sources>) -> i32 {
     }
     let (kind, mut hint) = classify(err);
     let mut out = std::io::stderr().lock();
-    let _ = writeln!(out, "error: {}", shorten_words(&err.to_string()));
+    let _ = writeln!(
+        out,
+        "error: {}",
+        safe_lines(&shorten_words(&err.to_string()))
+    );
     let mut last = err.to_string();
     for cause in err.chain().skip(1) {
         let text = cause.to_string();
         // anyhow chains often repeat the inner message; show each once.
         if text != last && !last.ends_with(&text) {
-            let _ = writeln!(out, "  caused by: {}", shorten_words(&text));
+            let _ = writeln!(out, "  caused by: {}", safe_lines(&shorten_words(&text)));
         }
         last = text;
     }
@@ -270,6 +283,27 @@ pub fn report(err: &anyhow::Error, sources: Option<&Sources>) -> i32 {
         let _ = writeln!(out, "\nhint: {}", shorten_words(&h));
     }
     kind.code()
+}
+
+/// The longest single argument tok takes. A longer one is refused before
+/// parsing, without echoing it (a name, a description and a label all fit).
+pub const ARG_MAX: usize = 4096;
+
+/// The command line, refused when an argument is longer than `ARG_MAX`.
+pub fn bounded_args(
+    args: impl Iterator<Item = std::ffi::OsString>,
+) -> Result<Vec<std::ffi::OsString>, UserError> {
+    let args: Vec<std::ffi::OsString> = args.collect();
+    for (i, a) in args.iter().enumerate().skip(1) {
+        if a.len() > ARG_MAX {
+            return Err(UserError::usage(format!(
+                "argument {i} is {} bytes long; tok takes at most {ARG_MAX} in one argument",
+                a.len()
+            ))
+            .hint("pass long text through a file or stdin"));
+        }
+    }
+    Ok(args)
 }
 
 #[cfg(test)]

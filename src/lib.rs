@@ -14,6 +14,7 @@ pub mod error;
 pub mod help;
 pub mod jose;
 pub mod jq;
+pub mod limits;
 pub mod man;
 pub mod model;
 pub mod output;

@@ -44,6 +44,10 @@ const OTHER_ENV: &[(&str, &str)] = &[
         "The vault driver's server address when neither --url, $TOK_URL nor the profile gives one, as Vault's own CLI reads it.",
     ),
     (
+        crate::env::AUTH_SECRET,
+        "tok serve --auth-listen: a shared secret that forward-auth callers must send in X-Tok-Auth-Secret (see docs/forward-auth.md).",
+    ),
+    (
         crate::env::NO_COLOR,
         "When set and not empty, no colour (--color always still colours).",
     ),

@@ -1,5 +1,6 @@
 //! The vendor-neutral token model: one type for every driver and every output.
 
+use crate::limits::{Quota, Rate};
 use crate::secret::Secret;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -80,6 +81,15 @@ pub struct Token {
     pub revoked_by: Option<String>,
     pub revoke_reason: Option<String>,
     pub fingerprint: String,
+    /// Requests per second, minute or hour, enforced by `tok serve`'s proxy.
+    #[serde(default)]
+    pub rate: Option<Rate>,
+    /// Admitted requests per period, enforced by `tok serve`'s proxy.
+    #[serde(default)]
+    pub quota: Option<Quota>,
+    /// Client address ranges the proxy admits the token from; empty: any.
+    #[serde(default, with = "crate::limits::cidrs")]
+    pub allow_ip: Vec<ipnet::IpNet>,
 }
 
 impl Token {
@@ -103,6 +113,9 @@ impl Token {
             revoked_by: None,
             revoke_reason: None,
             fingerprint: "-".into(),
+            rate: None,
+            quota: None,
+            allow_ip: Vec::new(),
         }
     }
 
@@ -156,6 +169,12 @@ pub struct NewToken {
     /// None means the token never expires; callers decide that explicitly.
     pub expires_at: Option<DateTime<Utc>>,
     pub max_uses: Option<u64>,
+    #[serde(default)]
+    pub rate: Option<Rate>,
+    #[serde(default)]
+    pub quota: Option<Quota>,
+    #[serde(default, with = "crate::limits::cidrs")]
+    pub allow_ip: Vec<ipnet::IpNet>,
 }
 
 /// The only place a secret travels with its token: the create and rotate result.
@@ -255,6 +274,28 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 }
 
 /// Limits on what a token may carry, shared by the CLI and the server.
+/// How many ids an "ambiguous prefix" error lists.
+pub const AMBIGUOUS_SHOWN: usize = 10;
+
+/// The message for an id prefix that matches several tokens: the true count
+/// (`total`; None when only "more than the ids found" is known) and at most
+/// [`AMBIGUOUS_SHOWN`] of the ids.
+pub fn ambiguous(prefix: &str, total: Option<usize>, candidates: &[String]) -> String {
+    let shown = &candidates[..candidates.len().min(AMBIGUOUS_SHOWN)];
+    let count = match total {
+        Some(n) => n.to_string(),
+        None => format!("more than {}", shown.len()),
+    };
+    let more = match total {
+        Some(n) if n <= shown.len() => String::new(),
+        _ => format!(" (first {} shown)", shown.len()),
+    };
+    format!(
+        "`{prefix}` matches {count} tokens: {}{more}",
+        shown.join(", ")
+    )
+}
+
 pub mod limits {
     pub const NAME_MAX: usize = 128;
     pub const DESCRIPTION_MAX: usize = 1024;
@@ -270,13 +311,19 @@ pub mod limits {
 
 /// Checks a new token against the limits; the message names the limit broken.
 pub fn check_new_token(t: &NewToken) -> Result<(), String> {
+    use crate::duration::MAX_SECONDS;
     use limits::*;
     fn text(what: &str, s: &str, max: usize) -> Result<(), String> {
         if s.chars().count() > max {
             return Err(format!("{what} is longer than {max} characters"));
         }
-        if s.chars().any(|c| c.is_control()) {
-            return Err(format!("{what} contains a control character"));
+        // Control characters, bidi overrides and invisible format characters
+        // would let a name show one thing on a terminal and hold another.
+        if let Some(c) = s.chars().find(|&c| crate::text::is_unsafe(c)) {
+            return Err(format!(
+                "{what} contains the control or invisible character U+{:04X}; use visible characters only",
+                c as u32
+            ));
         }
         Ok(())
     }
@@ -292,7 +339,10 @@ pub fn check_new_token(t: &NewToken) -> Result<(), String> {
     if t.scopes.len() > SCOPES_PER_TOKEN {
         return Err(format!("more than {SCOPES_PER_TOKEN} scopes"));
     }
-    for s in &t.scopes {
+    for (i, s) in t.scopes.iter().enumerate() {
+        if t.scopes[..i].contains(s) {
+            return Err(format!("scope `{s}` is given twice; give each scope once"));
+        }
         if s.is_empty() || s.chars().any(char::is_whitespace) {
             return Err(format!("scope `{s}` is empty or contains white space"));
         }
@@ -308,11 +358,34 @@ pub fn check_new_token(t: &NewToken) -> Result<(), String> {
         text("a label key", k, LABEL_KEY_MAX)?;
         text("a label value", v, LABEL_VALUE_MAX)?;
     }
+    // As far as `--ttl` reaches, plus a day of clock skew between a client
+    // that computed the time and the server that checks it.
+    let latest = crate::duration::checked_after_u64(Utc::now(), MAX_SECONDS + 86_400);
+    if let (Some(e), Some(latest)) = (t.expires_at, latest) {
+        if e > latest {
+            return Err(format!(
+                "expires_at {} is more than 10 years away; use no expiry for a token that never expires",
+                crate::output::rfc3339(e)
+            ));
+        }
+    }
     if t.max_uses == Some(0) {
         return Err("a use limit must be at least 1".into());
     }
     if t.max_uses.is_some_and(|m| m > MAX_USES_MAX) {
         return Err(format!("a use limit must be at most {MAX_USES_MAX}"));
+    }
+    if let Some(r) = &t.rate {
+        r.check()?;
+    }
+    if let Some(q) = &t.quota {
+        q.check()?;
+    }
+    if t.allow_ip.len() > crate::limits::RANGES_PER_TOKEN {
+        return Err(format!(
+            "more than {} address ranges",
+            crate::limits::RANGES_PER_TOKEN
+        ));
     }
     Ok(())
 }

@@ -202,6 +202,16 @@ pub fn write_details(w: &mut dyn Write, t: &Token, now: DateTime<Utc>) -> io::Re
             None => format!("{} (no limit)", t.uses),
         },
     ));
+    if let Some(r) = &t.rate {
+        rows.push(("rate", r.describe()));
+    }
+    if let Some(q) = &t.quota {
+        rows.push(("quota", q.to_string()));
+    }
+    if !t.allow_ip.is_empty() {
+        let ranges: Vec<String> = t.allow_ip.iter().map(|n| n.to_string()).collect();
+        rows.push(("allowed from", ranges.join(", ")));
+    }
     rows.push(("last used", rel(t.last_used_at, "never")));
     if t.revoked_at.is_some() {
         rows.push(("revoked", rel(t.revoked_at, "-")));
@@ -210,7 +220,7 @@ pub fn write_details(w: &mut dyn Write, t: &Token, now: DateTime<Utc>) -> io::Re
     }
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (k, v) in rows {
-        writeln!(w, "{k:<width$}  {v}")?;
+        writeln!(w, "{k:<width$}  {}", crate::text::terminal_safe(&v))?;
     }
     Ok(())
 }
@@ -253,6 +263,9 @@ mod tests {
             revoked_by: None,
             revoke_reason: Some("\u{1b}[31mred".into()),
             fingerprint: "tok_abcdef…".into(),
+            rate: None,
+            quota: None,
+            allow_ip: Vec::new(),
         }
     }
 

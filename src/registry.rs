@@ -97,6 +97,9 @@ const GATEWAY: Capabilities = Capabilities {
     use_limits: false,
     names: false,
     descriptions: false,
+    rate_limits: false,
+    quotas: false,
+    ip_ranges: false,
     ..Capabilities::ALL
 };
 
@@ -145,6 +148,9 @@ pub const VAULT: Spec = Spec {
     capabilities: Capabilities {
         no_expiry: false,
         descriptions: false,
+        rate_limits: false,
+        quotas: false,
+        ip_ranges: false,
         ..Capabilities::ALL
     },
     credential_env: &[env::VAULT_TOKEN, env::ADMIN_TOKEN],
@@ -172,6 +178,9 @@ pub const OAUTH2: Spec = Spec {
         use_limits: false,
         names: false,
         descriptions: false,
+        rate_limits: false,
+        quotas: false,
+        ip_ranges: false,
     },
     // The oauth2 credential is the client secret of --client-id.
     credential_env: &[env::CLIENT_SECRET, env::ADMIN_TOKEN],
@@ -323,6 +332,12 @@ impl DriverKind {
             .iter()
             .find(|(o, _)| *o == op)
             .map(|(_, h)| *h)
+            .or(match op {
+                Op::RateLimits | Op::Quotas | Op::IpRanges => Some(
+                    "its tokens cannot carry a rate, a quota or address ranges; drop --rate/--burst/--quota/--allow-ip, or put the service behind tok serve's proxy and use the local or tok driver (docs/reuse.md)",
+                ),
+                _ => None,
+            })
     }
 
     /// The drivers that take `scope`.
@@ -355,6 +370,12 @@ pub struct Capabilities {
     pub use_limits: bool,
     pub names: bool,
     pub descriptions: bool,
+    /// Hold a request rate per token (`--rate`, `--burst`).
+    pub rate_limits: bool,
+    /// Hold a request quota per period per token (`--quota`).
+    pub quotas: bool,
+    /// Bind a token to client address ranges (`--allow-ip`).
+    pub ip_ranges: bool,
 }
 
 impl Capabilities {
@@ -373,6 +394,9 @@ impl Capabilities {
         use_limits: true,
         names: true,
         descriptions: true,
+        rate_limits: true,
+        quotas: true,
+        ip_ranges: true,
     };
 }
 
@@ -393,6 +417,9 @@ pub enum Op {
     UseLimits,
     Names,
     Descriptions,
+    RateLimits,
+    Quotas,
+    IpRanges,
     Whoami,
     Audit,
 }
@@ -414,6 +441,9 @@ impl Op {
             Op::UseLimits => "limit how often a token is used",
             Op::Names => "give a token a name",
             Op::Descriptions => "give a token a description",
+            Op::RateLimits => "limit a token's request rate",
+            Op::Quotas => "give a token a request quota",
+            Op::IpRanges => "bind a token to client address ranges",
             Op::Whoami => "check an admin credential",
             Op::Audit => "read an audit trail",
         }
@@ -421,7 +451,7 @@ impl Op {
 }
 
 /// Each capability's short name, as `tok drivers` prints it.
-pub const OP_NAMES: [(Op, &str); 14] = [
+pub const OP_NAMES: [(Op, &str); 17] = [
     (Op::Create, "create"),
     (Op::List, "list"),
     (Op::InspectById, "inspect"),
@@ -436,6 +466,9 @@ pub const OP_NAMES: [(Op, &str); 14] = [
     (Op::UseLimits, "use-limits"),
     (Op::Names, "names"),
     (Op::Descriptions, "descriptions"),
+    (Op::RateLimits, "rate-limits"),
+    (Op::Quotas, "quotas"),
+    (Op::IpRanges, "ip-ranges"),
 ];
 
 impl Capabilities {
@@ -464,6 +497,9 @@ impl Capabilities {
             Op::UseLimits => self.use_limits,
             Op::Names => self.names,
             Op::Descriptions => self.descriptions,
+            Op::RateLimits => self.rate_limits,
+            Op::Quotas => self.quotas,
+            Op::IpRanges => self.ip_ranges,
             // Not capability flags: the trait's default methods refuse these.
             Op::Whoami | Op::Audit => true,
         }

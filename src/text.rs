@@ -64,6 +64,54 @@ pub fn terminal_safe(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Bytes read from stdin or a file as text: text that is not UTF-8 is a usage
+/// error (exit 2) that names `what` and the offset, never a lossy guess.
+pub fn utf8_text(bytes: Vec<u8>, what: &str) -> Result<String, crate::error::UserError> {
+    String::from_utf8(bytes).map_err(|e| {
+        crate::error::UserError::usage(format!(
+            "{what} is not UTF-8 text (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        ))
+        .hint("save it as UTF-8")
+    })
+}
+
+/// How many characters of an outside value an error message shows.
+pub const SHOWN_MAX: usize = 64;
+
+/// `s` as an error message may quote it: whole when short, else its first
+/// `SHOWN_MAX` characters and its length, so that a huge argument or parameter
+/// is never echoed in full.
+pub fn clipped(s: &str) -> Cow<'_, str> {
+    match s.char_indices().nth(SHOWN_MAX) {
+        None => Cow::Borrowed(s),
+        Some((cut, _)) => Cow::Owned(format!("{}… ({} bytes)", &s[..cut], s.len())),
+    }
+}
+
+/// `text` with every run quoted in `'…'` or `` `…` `` that is longer than
+/// `SHOWN_MAX` clipped (clap quotes the values it refuses one way, tok's own
+/// parsers the other).
+pub fn clip_quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(4096));
+    let mut rest = text;
+    while let Some(open) = rest.find(['\'', '`']) {
+        let q = rest[open..].chars().next().unwrap_or('\'');
+        out.push_str(&rest[..=open]);
+        rest = &rest[open + 1..];
+        match rest.find(q) {
+            Some(close) => {
+                out.push_str(&clipped(&rest[..close]));
+                out.push(q);
+                rest = &rest[close + 1..];
+            }
+            None => break,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,5 +160,19 @@ mod tests {
         for c in ['a', ' ', 'é', '名', '\u{1f600}'] {
             assert!(!is_unsafe(c), "{c:?}");
         }
+    }
+
+    #[test]
+    fn long_values_are_clipped_in_messages() {
+        assert_eq!(clipped("short"), "short");
+        let long = "x".repeat(120_000);
+        let c = clipped(&long);
+        assert!(c.len() < 100 && c.ends_with("(120000 bytes)"), "{c}");
+        let msg = format!("error: invalid value '{long}' for '--ttl <D>': `{long}`: bad\n");
+        let m = clip_quoted(&msg);
+        assert!(
+            m.len() < 300 && m.contains("'--ttl <D>'") && m.ends_with(": bad\n"),
+            "{m}"
+        );
     }
 }

@@ -51,6 +51,16 @@ pub struct CreateRequest {
     pub expires_at: Option<Option<DateTime<Utc>>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_uses: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<crate::limits::Rate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<crate::limits::Quota>,
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        with = "crate::limits::cidrs"
+    )]
+    pub allow_ip: Vec<ipnet::IpNet>,
 }
 
 /// Tells a field given as `null` (`Some(None)`) from a missing one (`None`).
@@ -152,6 +162,7 @@ pub mod code {
     pub const NOT_FOUND: &str = "not_found";
     pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
     pub const TOKEN_REVOKED: &str = "token_revoked";
+    pub const TOKEN_ROTATED: &str = "token_rotated";
     pub const PAYLOAD_TOO_LARGE: &str = "payload_too_large";
     pub const UNSUPPORTED_MEDIA_TYPE: &str = "unsupported_media_type";
     pub const INTERNAL: &str = "internal_error";

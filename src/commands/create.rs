@@ -45,6 +45,9 @@ pub fn run(ctx: &Ctx, mut args: CreateArgs) -> Result<()> {
         labels: labels_map(args.labels)?,
         expires_at,
         max_uses: if args.single_use { Some(1) } else { args.uses },
+        rate: args.rate.map(|r| r.with_burst(args.burst)),
+        quota: args.quota,
+        allow_ip: args.allow_ip,
     };
     check_new_token(&new).map_err(|e| UserError::usage(format!("cannot create the token: {e}")))?;
 
@@ -63,6 +66,15 @@ pub fn run(ctx: &Ctx, mut args: CreateArgs) -> Result<()> {
     }
     if new.max_uses.is_some() {
         gw.require(Op::UseLimits)?;
+    }
+    if new.rate.is_some() {
+        gw.require(Op::RateLimits)?;
+    }
+    if new.quota.is_some() {
+        gw.require(Op::Quotas)?;
+    }
+    if !new.allow_ip.is_empty() {
+        gw.require(Op::IpRanges)?;
     }
     let caps = gw.capabilities();
     if args.no_expiry {
@@ -111,6 +123,16 @@ pub fn summary(ctx: &Ctx, verb: &str, t: &crate::model::Token) {
     }
     if let Some(m) = t.max_uses {
         line.push_str(&format!(", {m} use{}", if m == 1 { "" } else { "s" }));
+    }
+    if let Some(r) = &t.rate {
+        line.push_str(&format!(", rate {}", r.describe()));
+    }
+    if let Some(q) = &t.quota {
+        line.push_str(&format!(", quota {q}"));
+    }
+    if !t.allow_ip.is_empty() {
+        let ranges: Vec<String> = t.allow_ip.iter().map(|n| n.to_string()).collect();
+        line.push_str(&format!(", from {}", ranges.join(" ")));
     }
     ctx.out.info(line);
 }

@@ -185,10 +185,10 @@ fn input(ctx: &Ctx, args: &LoginArgs) -> Result<Input> {
 fn read_credential(input: Input, account: &Account) -> Result<Secret> {
     let raw = match input {
         Input::Stdin => {
-            let mut buf = String::new();
-            std::io::Read::read_to_string(&mut std::io::stdin(), &mut buf)
+            let mut buf = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
                 .context("could not read the credential from stdin")?;
-            buf
+            crate::text::utf8_text(buf, "the credential on stdin")?
         }
         Input::Prompt => dialoguer::Password::new()
             .with_prompt(format!("Admin credential for {}", account.describe()))

@@ -57,7 +57,10 @@ pub struct Ctx {
 /// Parses argv, runs the command, and returns the process exit code.
 pub fn main() -> i32 {
     crate::completion::handle_env();
-    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let args = match error::bounded_args(std::env::args_os()) {
+        Ok(args) => args,
+        Err(e) => return error::report(&e.into(), None),
+    };
     if args.len() == 3 && args[1] == "help" && args[2] == "exit-codes" {
         println!("{}", crate::cli::EXIT_CODES_HELP);
         return error::exit::SUCCESS;
@@ -161,7 +164,7 @@ fn run(ctx: &Ctx, command: Command) -> Result<()> {
         Command::Login(a) => login::run(ctx, a),
         Command::Logout(a) => logout::run(ctx, a),
         Command::Auth(c) => auth::run(ctx, c),
-        Command::Serve(a) => serve::run(ctx, a),
+        Command::Serve(a) => serve::run(ctx, *a),
         Command::Audit(a) => audit::run(ctx, a),
         Command::Store(c) => store::run(ctx, c),
         Command::Completions(a) => completions::run(ctx, a),
@@ -585,11 +588,11 @@ pub fn read_stdin(ctx: &Ctx, prompt: Option<&str>) -> Result<String> {
                 .into(),
         );
     }
-    let mut buf = String::new();
+    let mut buf = Vec::new();
     std::io::stdin()
-        .read_to_string(&mut buf)
+        .read_to_end(&mut buf)
         .context("could not read stdin")?;
-    Ok(buf)
+    Ok(crate::text::utf8_text(buf, "stdin")?)
 }
 
 /// Maps a driver error to anyhow with context, keeping its kind for the exit code.

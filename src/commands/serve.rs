@@ -3,88 +3,153 @@
 use super::Ctx;
 use crate::cli::{ServeArgs, ServeCommand, ServeInitArgs};
 use crate::error::UserError;
-use crate::server::routes::Routes;
-use crate::server::{self, Config, ProxyConfig};
+use crate::server::settings::{self, Flags, Resolved};
+use crate::server::{self, Config, ForwardAuthConfig};
 use crate::store::any::Spec;
-use crate::store::audit::Retention;
 use crate::store::backend::Backend;
 use crate::store::sqlite::Sqlite;
 use anyhow::{Context, Result};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
-    if let Some(ServeCommand::Init(a)) = args.command {
-        return init(ctx, a);
+    match args.command {
+        Some(ServeCommand::Init(a)) => return init(ctx, a),
+        Some(ServeCommand::CheckConfig(a)) => return check_config(ctx, &a.file),
+        None => {}
     }
+    let flags = flags(ctx, &args);
+    let file = args.config.as_deref().map(load).transpose()?;
+    let forward_auth = forward_auth_config(&args, &flags, file.as_ref())?;
+    if args.dev {
+        let mut resolved = settings::resolve(&flags, file.as_ref(), || Ok(PathBuf::new()))?;
+        if resolved.config.store.is_some() {
+            return Err(UserError::usage(
+                "--dev serves a temporary SQLite store; drop --store (or `store` in the config file)",
+            )
+            .into());
+        }
+        resolved.config.forward_auth = forward_auth;
+        return dev(ctx, resolved);
+    }
+    let mut resolved = settings::resolve(&flags, file.as_ref(), || ctx.data_dir())?;
+    resolved.config.forward_auth = forward_auth;
+    server::init_logging(ctx.global.quiet, ctx.global.verbose, resolved.log_format);
+    // SIGHUP reads the file again, with the same flags over it.
+    let default_dir = resolved.config.data_dir.clone();
+    let reload: server::Reload = Box::new(move || {
+        let file = args.config.as_deref().map(load).transpose()?;
+        let dir = default_dir.clone();
+        Ok(settings::resolve(&flags, file.as_ref(), move || Ok(dir))?.config)
+    });
+    server::run(resolved.config, Some(reload), |_| {})
+}
+
+/// The forward-auth settings (flags and `TOK_AUTH_SECRET`), with the route
+/// rules the proxy uses.
+fn forward_auth_config(
+    args: &ServeArgs,
+    flags: &Flags,
+    file: Option<&settings::Loaded>,
+) -> Result<Option<ForwardAuthConfig>> {
+    let Some(listen) = args.auth_listen else {
+        return Ok(None);
+    };
+    let secret = match std::env::var(crate::env::AUTH_SECRET) {
+        Ok(s) if s.trim().is_empty() => {
+            return Err(
+                UserError::usage(format!("{} is set but empty", crate::env::AUTH_SECRET))
+                    .hint(format!(
+                        "unset {} or give it a long random value",
+                        crate::env::AUTH_SECRET
+                    ))
+                    .into(),
+            )
+        }
+        Ok(s) => Some(crate::secret::Secret::new(s.trim())),
+        Err(_) => None,
+    };
+    Ok(Some(ForwardAuthConfig {
+        listen,
+        allow: if args.auth_allow.is_empty() {
+            crate::server::forward_auth::loopback()
+        } else {
+            args.auth_allow.clone()
+        },
+        secret,
+        cache_ttl: std::time::Duration::from_secs(args.auth_cache_ttl.map_or(0, |t| t.as_secs())),
+        routes: settings::routes_of(flags, file)?,
+    }))
+}
+
+/// The command line's serve settings; None where not given.
+fn flags(ctx: &Ctx, args: &ServeArgs) -> Flags {
     let from_env = ctx
         .matches
         .subcommand_matches("serve")
         .and_then(|m| m.value_source("store"))
         == Some(clap::parser::ValueSource::EnvVariable);
-    let store = match store_spec(ctx, args.store.as_deref(), from_env)? {
-        Spec::Postgres(t) if args.dev => {
-            drop(t);
-            return Err(
-                UserError::usage("--dev serves a temporary SQLite store; drop --store").into(),
-            );
-        }
-        Spec::Postgres(t) => Some(t),
-        Spec::Sqlite(_) => None,
-    };
-    let proxy = proxy_config(&args)?;
-    let retention = Retention {
-        max_age_secs: args.audit_max_age.as_secs(),
-        max_rows: args.audit_max_rows,
-    };
-    let tls = args.tls_cert.zip(args.tls_key);
-    let base = Config {
+    Flags {
+        data_dir: ctx.global.data_dir.clone(),
+        store: args.store.clone().map(|s| (s, from_env)),
+        node_name: args.node_name.clone(),
         listen: args.listen,
-        data_dir: PathBuf::new(),
-        tls,
-        proxy,
-        retention,
-        audit_queue: args.audit_queue as usize,
-        store,
-        node_name: node_name(args.node_name.as_deref()),
-        header_timeout: std::time::Duration::from_secs(args.header_timeout.as_secs()),
-        federation: args.federation,
-    };
-    if args.dev {
-        return dev(ctx, base);
+        tls: args.tls_cert.clone().zip(args.tls_key.clone()),
+        header_timeout: args.header_timeout,
+        log_format: args.log_format,
+        no_metrics: args.no_metrics,
+        metrics_listen: args.metrics_listen,
+        proxy_listen: args.proxy_listen,
+        upstream: args.upstream.clone(),
+        routes: args.routes.clone(),
+        upstream_timeout: args.upstream_timeout,
+        trusted_proxy: args.trusted_proxy.clone(),
+        audit_max_age: args.audit_max_age,
+        audit_max_rows: args.audit_max_rows,
+        audit_admin_max_age: args.audit_admin_max_age,
+        audit_admin_max_rows: args.audit_admin_max_rows,
+        audit_queue: args.audit_queue,
+        federation: args.federation.clone(),
+        auth_listen: args.auth_listen,
     }
-    server::init_logging(ctx.global.quiet, ctx.global.verbose);
-    server::run(
-        Config {
-            data_dir: ctx.data_dir()?,
-            ..base
-        },
-        |_| {},
-    )
 }
 
-/// The proxy settings, checked before anything starts.
-fn proxy_config(args: &ServeArgs) -> Result<Option<ProxyConfig>> {
-    let (Some(listen), Some(upstream)) = (args.proxy_listen, &args.upstream) else {
-        return Ok(None);
+fn load(path: &Path) -> Result<settings::Loaded> {
+    settings::load(path).map_err(|e| {
+        UserError::usage(e)
+            .hint("see docs/serve.example.toml for every key; `tok serve check-config FILE` checks a file")
+            .into()
+    })
+}
+
+/// `tok serve check-config FILE`: everything `tok serve` checks before it
+/// binds a socket, TLS files included.
+fn check_config(ctx: &Ctx, path: &Path) -> Result<()> {
+    let file = load(path)?;
+    let resolved = settings::resolve(&Flags::default(), Some(&file), || ctx.data_dir())?;
+    let c = &resolved.config;
+    if let Some((cert, key)) = &c.tls {
+        server::tls::config(cert, key).map_err(|e| {
+            UserError::usage(format!("{}: [tls]: {e:#}", path.display()))
+                .hint("give `cert` and `key` as PEM files the server can read")
+        })?;
+    }
+    let proxy = match &c.proxy {
+        Some(p) => format!(
+            "proxy on {} to {} with {} route(s)",
+            p.listen,
+            p.upstream,
+            p.routes.routes.len()
+        ),
+        None => "no proxy".into(),
     };
-    let upstream = crate::drivers::http_client::normalize_url(upstream).map_err(|e| {
-        UserError::usage(format!("--upstream: {e}"))
-            .hint("give the service's base URL, e.g. --upstream http://127.0.0.1:3000")
-    })?;
-    let routes = match &args.routes {
-        Some(path) => Routes::load(path).map_err(|e| {
-            UserError::usage(format!("bad --routes file: {e}"))
-                .hint("see docs/routes.example.toml for the format")
-        })?,
-        None => Routes::default(),
-    };
-    Ok(Some(ProxyConfig {
-        listen,
-        upstream,
-        routes,
-        upstream_timeout: std::time::Duration::from_secs(args.upstream_timeout.as_secs()),
-    }))
+    ctx.out.info(format!(
+        "{}: ok (listen {}, data_dir {}, {proxy})",
+        path.display(),
+        c.listen,
+        c.data_dir.display()
+    ));
+    Ok(())
 }
 
 fn init(ctx: &Ctx, a: ServeInitArgs) -> Result<()> {
@@ -137,7 +202,7 @@ fn init(ctx: &Ctx, a: ServeInitArgs) -> Result<()> {
     Ok(())
 }
 
-/// The store a serve command works on: --store (a PostgreSQL URL), or the
+/// The store `tok serve init` works on: --store (a PostgreSQL URL), or the
 /// SQLite store in the data directory.
 fn store_spec(ctx: &Ctx, store: Option<&str>, from_env: bool) -> Result<Spec> {
     match store {
@@ -167,7 +232,8 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("could not start the async runtime")
 }
 
-fn dev(ctx: &Ctx, base: Config) -> Result<()> {
+fn dev(ctx: &Ctx, resolved: Resolved) -> Result<()> {
+    let base = resolved.config;
     if ctx.global.data_dir.is_some() {
         ctx.out
             .warn("--dev serves a new temporary store; --data-dir and TOK_DATA_DIR are ignored");
@@ -182,13 +248,14 @@ fn dev(ctx: &Ctx, base: Config) -> Result<()> {
             .map_err(|e| server::store_error(e, "could not open the dev store"))?;
         server::create_admin(&store, "dev-admin", None, "tok serve --dev").await
     })?;
-    server::init_logging(ctx.global.quiet, ctx.global.verbose);
+    server::init_logging(ctx.global.quiet, ctx.global.verbose, resolved.log_format);
     let out = &ctx.out;
     let result = server::run(
         Config {
             data_dir: data_dir.clone(),
             ..base
         },
+        None,
         |url| {
             out.info(format!(
                 "tok serve --dev: a throwaway server at {url} on a temporary store in {}, deleted when it stops.\n\

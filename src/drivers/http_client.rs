@@ -113,14 +113,17 @@ pub fn read_json<T: DeserializeOwned>(resp: Response) -> Result<T, DriverError> 
     })
 }
 
-/// The first 200 characters of a body, for error messages.
+/// The first 200 characters of a body, for error messages, made safe for a
+/// terminal (`text::terminal_safe`).
 pub fn snippet(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(bytes);
     let mut s: String = text.chars().take(200).collect();
     if text.chars().count() > 200 {
         s.push('…');
     }
-    s.replace(['\n', '\r'], " ")
+    // A gateway chose these bytes: no control or invisible character of
+    // theirs reaches a terminal through an error message.
+    crate::text::terminal_safe(&s.replace(['\n', '\r'], " ")).into_owned()
 }
 
 /// `url::normalize` as a driver error (a usage error either way).
@@ -440,7 +443,11 @@ impl Answer {
     /// The whole body is redacted before it is cut: cut first, a secret that
     /// straddles the cut would no longer match and its first part would show.
     pub fn snippet(&self, secrets: &[&Secret]) -> String {
-        snippet(redact(&String::from_utf8_lossy(&self.body), secrets).as_bytes())
+        // Redacted before and after escaping: an escape can complete a
+        // secret (a tab before `ok_…` shows as `\tok_…`). The gateway_answers
+        // fuzz target found that; its input is in the corpus.
+        let escaped = snippet(redact(&String::from_utf8_lossy(&self.body), secrets).as_bytes());
+        redact(&escaped, secrets)
     }
 
     /// An HTTP error for a status no dialect rule covers (5xx and the like).
@@ -509,6 +516,23 @@ pub fn refused_credential(kind: DriverKind, answer: &Answer, detail: &str) -> Dr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_escape_cannot_complete_a_secret_in_a_snippet() {
+        let sent = Secret::new("tok_FuzzFuzzFuzzFuzzFuzzFuzzFuzzFuzzFuzzFuzzFuz0000");
+        let answer = Answer {
+            status: 500,
+            body: b"oops\tok_FuzzFuzzFuzzFuzzFuzzFuzzFuzzFuzzFuzzFuzzFuz0000 and\t".to_vec(),
+            url: "https://gw.example/admin".into(),
+        };
+        let s = answer.snippet(&[&sent]);
+        assert!(!s.contains(sent.expose()), "{s}");
+        let tab = Answer {
+            body: b"x\tok_FuzzFuzzFuzzFuzzFuzzFuzzFuzzFuzzFuzzFuzzFuz0000".to_vec(),
+            ..answer
+        };
+        assert!(!tab.snippet(&[&sent]).contains(sent.expose()));
+    }
 
     #[test]
     fn transport_errors_never_show_the_query_of_the_url() {

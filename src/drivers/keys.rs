@@ -212,6 +212,7 @@ pub fn resolve_prefix<'a>(ids: impl IntoIterator<Item = &'a str>, wanted: &str) 
             starts.sort_unstable();
             Err(DriverError::Ambiguous {
                 prefix: wanted.to_string(),
+                total: Some(starts.len()),
                 candidates: starts.into_iter().map(String::from).collect(),
             })
         }

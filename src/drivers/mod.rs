@@ -132,9 +132,12 @@ pub enum DriverError {
     NotFound(String),
     #[error("no token has that secret ({fingerprint})")]
     UnknownSecret { fingerprint: String },
-    #[error("`{prefix}` matches {} tokens: {}", candidates.len(), candidates.join(", "))]
+    #[error("{}", crate::model::ambiguous(prefix, *total, candidates))]
     Ambiguous {
         prefix: String,
+        /// How many tokens match; None when it is only known to be more
+        /// than the candidates found.
+        total: Option<usize>,
         candidates: Vec<String>,
     },
     #[error("the {driver} driver cannot {}", op.describe())]

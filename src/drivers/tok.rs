@@ -190,6 +190,9 @@ impl Gateway for TokDriver {
             labels: new.labels.clone(),
             expires_at: Some(new.expires_at),
             max_uses: new.max_uses,
+            rate: new.rate,
+            quota: new.quota,
+            allow_ip: new.allow_ip.clone(),
         };
         let req = self
             .request(reqwest::Method::POST, &["v1", "tokens"])
@@ -256,6 +259,9 @@ impl Gateway for TokDriver {
             1 => Ok(found.remove(0)),
             _ => Err(DriverError::Ambiguous {
                 prefix: id_or_prefix.to_string(),
+                // The page holds one more than is shown: a full page only
+                // says "more than".
+                total: (found.len() < CANDIDATES as usize).then_some(found.len()),
                 candidates: found.iter().map(principal_of).collect(),
             }),
         }

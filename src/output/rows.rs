@@ -82,6 +82,7 @@ impl Record for Entry {
         col("client", "CLIENT", Fit, 9),
         col("actor", "ACTOR", Fit, 10),
         col("reason", "REASON", Fit, 11),
+        col("count", "COUNT", Fit, 12),
     ];
     const NONE: &'static str = "no audit entries match";
 
@@ -100,6 +101,7 @@ impl Record for Entry {
             "client" => Cell::opt(self.client.as_deref()),
             "actor" => Cell::opt(self.actor.as_deref()),
             "reason" => Cell::opt(self.reason.as_deref()),
+            "count" => Cell::Text(self.count.to_string()),
             _ => unreachable!("a column of Entry"),
         }
     }

@@ -18,6 +18,9 @@
 //! trip to the blocking pool. See docs/proxy.md for why each guarantee holds.
 
 use super::cache::{Bounds, Cache, Change, Freshness, Hit};
+use super::limiter::{Fields, Grant, Limiter};
+use super::metrics::{StoreOp, METRICS};
+use crate::limits::Over;
 use crate::model::{State, Token};
 use crate::secret::Secret;
 use crate::store::any::AnyStore;
@@ -25,16 +28,22 @@ use crate::store::backend::{self, Backend};
 use crate::store::postgres::notify::{self, Follower};
 use crate::store::{Refusal, Store, StoreError};
 use chrono::{DateTime, Utc};
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 /// What admission decided.
 #[derive(Debug, Clone)]
 pub enum Verdict {
-    /// Let through; a use-limited token has spent its use.
-    Admitted(Arc<Token>),
-    /// Not usable: unknown, expired, revoked or used up.
-    Refused(Refusal),
+    /// Let through; a use-limited token has spent its use, a quota its share.
+    Admitted(Arc<Token>, Grant),
+    /// Valid, but presented from outside its `--allow-ip` ranges; nothing was spent.
+    Elsewhere(Arc<Token>),
+    /// Usable, but over its rate or quota (429); nothing was spent.
+    Limited(Arc<Token>, Over, Fields),
+    /// Not usable: unknown, expired, revoked or used up; with the token's id
+    /// when the secret is known, for the audit trail.
+    Refused(Refusal, Option<String>),
     /// Usable, but without a needed scope; no use was spent.
     Forbidden(Arc<Token>),
 }
@@ -43,6 +52,7 @@ pub struct Admitter {
     store: Arc<AnyStore>,
     cache: Cache,
     fresh: Box<dyn Freshness>,
+    limiter: Arc<Limiter>,
 }
 
 impl Admitter {
@@ -57,18 +67,26 @@ impl Admitter {
             store,
             cache: Cache::new(bounds),
             fresh,
+            limiter: Arc::new(Limiter::default()),
         })
     }
 
-    /// Decides on `secret` for a request that needs the scopes `needed`, at `now`.
+    /// The rate and quota counts, for the task that audits refusals.
+    pub fn limiter(&self) -> Arc<Limiter> {
+        Arc::clone(&self.limiter)
+    }
+
+    /// Decides on `secret` for a request from `client` that needs the scopes
+    /// `needed`, at `now`.
     pub async fn admit(
         &self,
         secret: Secret,
         needed: &[String],
+        client: IpAddr,
         now: DateTime<Utc>,
     ) -> Result<Verdict, backend::Error> {
         if secret.validate().is_err() {
-            return Ok(Verdict::Refused(Refusal::Unknown));
+            return Ok(Verdict::Refused(Refusal::Unknown, None));
         }
         let key = secret.hash();
         // A cache that cannot be brought up to date is not used: read the store.
@@ -84,37 +102,82 @@ impl Admitter {
         } else {
             Hit::Miss
         };
+        if matches!(hit, Hit::Miss) {
+            METRICS.cache_misses.inc();
+        } else {
+            METRICS.cache_hits.inc();
+        }
         let token = match hit {
             Hit::Known(t) => t,
-            Hit::Unknown => return Ok(Verdict::Refused(Refusal::Unknown)),
+            Hit::Unknown => return Ok(Verdict::Refused(Refusal::Unknown, None)),
             Hit::Miss => {
                 let epoch = self.cache.epoch();
-                let found = self.store.lookup(&secret, now).await?.map(Arc::new);
+                let started = std::time::Instant::now();
+                let found = self.store.lookup(&secret, now).await;
+                METRICS.store(StoreOp::Lookup).observe(started.elapsed());
+                let found = found
+                    .inspect_err(|_| METRICS.store_errors.inc())?
+                    .map(Arc::new);
                 if fresh {
                     self.cache.insert(epoch, key, found.clone());
                 }
                 match found {
                     Some(t) => t,
-                    None => return Ok(Verdict::Refused(Refusal::Unknown)),
+                    None => return Ok(Verdict::Refused(Refusal::Unknown, None)),
                 }
             }
         };
         match token.state_at(now) {
             State::Active => {}
-            State::Expired => return Ok(Verdict::Refused(Refusal::Expired)),
-            State::Revoked => return Ok(Verdict::Refused(Refusal::Revoked)),
-            State::Exhausted => return Ok(Verdict::Refused(Refusal::Exhausted)),
+            State::Expired => {
+                return Ok(Verdict::Refused(Refusal::Expired, Some(token.id.clone())))
+            }
+            State::Revoked => {
+                return Ok(Verdict::Refused(Refusal::Revoked, Some(token.id.clone())))
+            }
+            State::Exhausted => {
+                return Ok(Verdict::Refused(Refusal::Exhausted, Some(token.id.clone())))
+            }
+        }
+        if !token.allow_ip.is_empty() && !crate::limits::in_ranges(&token.allow_ip, client) {
+            return Ok(Verdict::Elsewhere(token));
         }
         if !needed.iter().all(|n| token.scopes.contains(n)) {
             return Ok(Verdict::Forbidden(token));
         }
+        let mut grant = Grant::default();
+        if token.rate.is_some() || token.quota.is_some() {
+            // A node meets a quota token's window once: what the store holds
+            // for it (written by this or another node, before a restart say).
+            if let Some(window) = self.limiter.needs_quota_use(&token, now) {
+                let id = token.id.clone();
+                let used = self
+                    .store
+                    .quota_used(&id, window)
+                    .await
+                    .inspect_err(|_| METRICS.store_errors.inc())?;
+                self.limiter.seed_quota(&token.id, window, used);
+            }
+            match self.limiter.check(&token, now) {
+                Ok(g) => grant = g,
+                Err((over, fields)) => return Ok(Verdict::Limited(token, over, fields)),
+            }
+        }
         if token.max_uses.is_none() {
-            return Ok(Verdict::Admitted(token));
+            return Ok(Verdict::Admitted(token, grant));
         }
         let id = token.id.clone();
-        Ok(match backend::spend(&*self.store, &id, now).await? {
-            Ok(_) => Verdict::Admitted(token),
-            Err(r) => Verdict::Refused(r),
+        let started = std::time::Instant::now();
+        let spent = backend::spend(&*self.store, &id, now).await;
+        METRICS.store(StoreOp::Spend).observe(started.elapsed());
+        Ok(match spent.inspect_err(|_| METRICS.store_errors.inc())? {
+            Ok(_) => Verdict::Admitted(token, grant),
+            Err(r) => {
+                if let Some(w) = grant.quota_window {
+                    self.limiter.refund(&token.id, w);
+                }
+                Verdict::Refused(r, Some(token.id.clone()))
+            }
         })
     }
 
@@ -198,6 +261,8 @@ mod tests {
     use crate::model::NewToken;
     use chrono::TimeDelta;
 
+    const LOCAL: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
     fn setup() -> (tempfile::TempDir, Admitter, Store) {
         let dir = tempfile::tempdir().unwrap();
         let store = AnyStore::Sqlite(crate::store::sqlite::Sqlite::open(dir.path()).unwrap());
@@ -213,14 +278,14 @@ mod tests {
         let c = other.create(&NewToken::default(), None, now).unwrap();
         let s = || Secret::new(c.secret.expose());
         assert!(matches!(
-            a.admit(s(), &[], now).await.unwrap(),
-            Verdict::Admitted(_)
+            a.admit(s(), &[], LOCAL, now).await.unwrap(),
+            Verdict::Admitted(..)
         ));
         assert_eq!(a.cache.len().0, 1, "cached");
         other.revoke(&c.token.id, None, None, now).unwrap();
         assert!(matches!(
-            a.admit(s(), &[], now).await.unwrap(),
-            Verdict::Refused(Refusal::Revoked)
+            a.admit(s(), &[], LOCAL, now).await.unwrap(),
+            Verdict::Refused(Refusal::Revoked, _)
         ));
     }
 
@@ -235,13 +300,13 @@ mod tests {
         let c = other.create(&new, None, now).unwrap();
         let s = || Secret::new(c.secret.expose());
         assert!(matches!(
-            a.admit(s(), &[], now).await.unwrap(),
-            Verdict::Admitted(_)
+            a.admit(s(), &[], LOCAL, now).await.unwrap(),
+            Verdict::Admitted(..)
         ));
         let at_expiry = now + TimeDelta::seconds(1);
         assert!(matches!(
-            a.admit(s(), &[], at_expiry).await.unwrap(),
-            Verdict::Refused(Refusal::Expired)
+            a.admit(s(), &[], LOCAL, at_expiry).await.unwrap(),
+            Verdict::Refused(Refusal::Expired, _)
         ));
     }
 
@@ -252,12 +317,12 @@ mod tests {
         let wrong = Secret::generate();
         let w = || Secret::new(wrong.expose());
         assert!(matches!(
-            a.admit(w(), &[], now).await.unwrap(),
-            Verdict::Refused(Refusal::Unknown)
+            a.admit(w(), &[], LOCAL, now).await.unwrap(),
+            Verdict::Refused(Refusal::Unknown, _)
         ));
         assert_eq!(a.cache.len(), (0, 1));
         other.create(&NewToken::default(), None, now).unwrap();
-        a.admit(w(), &[], now).await.unwrap();
+        a.admit(w(), &[], LOCAL, now).await.unwrap();
         // The create was applied (dropping the entry), then the read kept it again.
         assert_eq!(a.cache.len(), (0, 1));
     }
@@ -275,18 +340,18 @@ mod tests {
         let s = || Secret::new(c.secret.expose());
         let y = ["y".to_string()];
         assert!(matches!(
-            a.admit(s(), &y, now).await.unwrap(),
+            a.admit(s(), &y, LOCAL, now).await.unwrap(),
             Verdict::Forbidden(_)
         ));
         for _ in 0..2 {
             assert!(matches!(
-                a.admit(s(), &[], now).await.unwrap(),
-                Verdict::Admitted(_)
+                a.admit(s(), &[], LOCAL, now).await.unwrap(),
+                Verdict::Admitted(..)
             ));
         }
         assert!(matches!(
-            a.admit(s(), &[], now).await.unwrap(),
-            Verdict::Refused(Refusal::Exhausted)
+            a.admit(s(), &[], LOCAL, now).await.unwrap(),
+            Verdict::Refused(Refusal::Exhausted, _)
         ));
         assert_eq!(other.get(&c.token.id, now).unwrap().unwrap().uses, 2);
     }

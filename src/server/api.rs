@@ -82,6 +82,9 @@ async fn create(
         labels: req.labels,
         expires_at,
         max_uses: req.max_uses,
+        rate: req.rate,
+        quota: req.quota,
+        allow_ip: req.allow_ip,
     };
     check_new_token(&new)
         .map_err(|e| ApiError::bad_request(format!("cannot create the token: {e}")))?;
@@ -106,6 +109,13 @@ async fn list(
     let page = q.page;
     // One more than the page, to know whether there is a next one.
     q.filter.limit = Some(page + 1);
+    if let Some(c) = &q.cursor {
+        if !state.store().is_position(c).await? {
+            return Err(ApiError::bad_request(
+                "`cursor` is not one this server gave out; pass next_cursor back as it came",
+            ));
+        }
+    }
     let mut tokens = state
         .store()
         .list(&q.filter, q.cursor.as_ref(), Utc::now())

@@ -225,12 +225,13 @@ impl Hasher for KeyHasher {
 type KeyHash = BuildHasherDefault<KeyHasher>;
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::model::{State, Token};
     use chrono::Utc;
 
-    fn token(id: &str) -> Arc<Token> {
+    /// An active token with no scopes, expiry or use limit.
+    pub(crate) fn token(id: &str) -> Arc<Token> {
         Arc::new(Token {
             id: id.into(),
             name: None,
@@ -248,6 +249,9 @@ mod tests {
             revoked_by: None,
             revoke_reason: None,
             fingerprint: String::new(),
+            rate: None,
+            quota: None,
+            allow_ip: Vec::new(),
         })
     }
 

@@ -82,7 +82,13 @@ impl From<StoreError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, code::TOKEN_REVOKED, e.to_string())
             }
             StoreError::Ambiguous { .. } => ApiError::bad_request(e.to_string()),
-            other => ApiError::internal(other),
+            StoreError::AlreadyRotated { .. } => {
+                ApiError::new(StatusCode::CONFLICT, code::TOKEN_ROTATED, e.to_string())
+            }
+            other => {
+                super::metrics::METRICS.store_errors.inc();
+                ApiError::internal(other)
+            }
         }
     }
 }

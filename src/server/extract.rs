@@ -41,7 +41,9 @@ where
                     ApiError::bad_request(format!("could not read the request body: {e}"))
                 }
             })?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
+        // Only a body that is not there reads as absent: white space alone is
+        // not JSON, and says the client sent something else than it meant.
+        if bytes.is_empty() {
             if let Some(empty) = T::empty() {
                 return Ok(JsonBody(empty));
             }
@@ -100,6 +102,32 @@ use super::wire::{CreateRequest, LookupRequest, RevokeRequest, RotateRequest};
 optional_body!(RevokeRequest, RotateRequest);
 required_body!(CreateRequest, LookupRequest);
 
+/// The pairs of a query string, `+` and `%XX` decoded. Unlike
+/// `form_urlencoded::parse`, bytes that do not decode to UTF-8 are refused
+/// rather than replaced with U+FFFD: a filter must mean what was sent.
+fn query_pairs(raw: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
+    let decode = |part: &str, what: &str| -> Result<String, ApiError> {
+        let plus = part.replace('+', " ");
+        percent_encoding::percent_decode_str(&plus)
+            .decode_utf8()
+            .map(|c| c.into_owned())
+            .map_err(|_| {
+                ApiError::bad_request(format!(
+                    "the query {what} `{}` is not UTF-8 once percent-decoded",
+                    crate::text::clipped(part)
+                ))
+            })
+    };
+    let mut out = Vec::new();
+    for pair in raw.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let k = decode(k, "parameter")?;
+        let v = decode(v, &format!("parameter `{}`", crate::text::clipped(&k)))?;
+        out.push((k, v));
+    }
+    Ok(out)
+}
+
 /// The parsed query of `GET /v1/tokens`.
 #[derive(Debug)]
 pub struct ListQuery {
@@ -118,12 +146,12 @@ pub fn list_query(raw: Option<&str>) -> Result<ListQuery, ApiError> {
     let mut page = None;
     let mut cursor = None;
     let mut seen: Vec<String> = Vec::new();
-    for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
-        let (k, v) = (k.into_owned(), v.into_owned());
+    for (k, v) in query_pairs(raw)? {
         let repeatable = k == "label" || k == "scope";
         if !repeatable && seen.contains(&k) {
             return Err(ApiError::bad_request(format!(
-                "the query parameter `{k}` is given twice"
+                "the query parameter `{}` is given twice",
+                crate::text::clipped(&k)
             )));
         }
         seen.push(k.clone());
@@ -145,8 +173,9 @@ pub fn list_query(raw: Option<&str>) -> Result<ListQuery, ApiError> {
                     "all" => StateFilter::All,
                     _ => {
                         return Err(ApiError::bad_request(format!(
-                    "`state` must be one of active, expired, revoked, exhausted, all, not `{v}`"
-                )))
+                        "`state` must be one of active, expired, revoked, exhausted, all, not `{}`",
+                        crate::text::clipped(&v)
+                    )))
                     }
                 }
             }
@@ -156,7 +185,10 @@ pub fn list_query(raw: Option<&str>) -> Result<ListQuery, ApiError> {
                     .split_once('=')
                     .filter(|(lk, _)| !lk.is_empty())
                     .ok_or_else(|| {
-                        ApiError::bad_request(format!("`label` must be KEY=VALUE, not `{v}`"))
+                        ApiError::bad_request(format!(
+                            "`label` must be KEY=VALUE, not `{}`",
+                            crate::text::clipped(&v)
+                        ))
                     })?;
                 if filter.labels.len() >= limits::LABELS_PER_TOKEN {
                     return Err(ApiError::bad_request(format!(
@@ -200,7 +232,8 @@ pub fn list_query(raw: Option<&str>) -> Result<ListQuery, ApiError> {
             }
             _ => {
                 return Err(ApiError::bad_request(format!(
-                    "unknown query parameter `{k}`; known: {LIST_PARAMS}"
+                    "unknown query parameter `{}`; known: {LIST_PARAMS}",
+                    crate::text::clipped(&k)
                 )))
             }
         }
@@ -228,11 +261,11 @@ pub fn audit_query(raw: Option<&str>) -> Result<AuditQuery, ApiError> {
     let mut filter = AuditFilter::default();
     let mut page = None;
     let mut seen: Vec<String> = Vec::new();
-    for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
-        let (k, v) = (k.into_owned(), v.into_owned());
+    for (k, v) in query_pairs(raw)? {
         if seen.contains(&k) {
             return Err(ApiError::bad_request(format!(
-                "the query parameter `{k}` is given twice"
+                "the query parameter `{}` is given twice",
+                crate::text::clipped(&k)
             )));
         }
         seen.push(k.clone());
@@ -257,7 +290,8 @@ pub fn audit_query(raw: Option<&str>) -> Result<AuditQuery, ApiError> {
             "since" => {
                 let t = chrono::DateTime::parse_from_rfc3339(&v).map_err(|_| {
                     ApiError::bad_request(format!(
-                        "`since` must be an RFC 3339 time such as 2030-01-01T00:00:00Z, not `{v}`"
+                        "`since` must be an RFC 3339 time such as 2030-01-01T00:00:00Z, not `{}`",
+                        crate::text::clipped(&v)
                     ))
                 })?;
                 filter.since = Some(t.with_timezone(&chrono::Utc));
@@ -268,7 +302,8 @@ pub fn audit_query(raw: Option<&str>) -> Result<AuditQuery, ApiError> {
                     "deny" => Decision::Deny,
                     _ => {
                         return Err(ApiError::bad_request(format!(
-                            "`decision` must be allow or deny, not `{v}`"
+                            "`decision` must be allow or deny, not `{}`",
+                            crate::text::clipped(&v)
                         )))
                     }
                 })
@@ -283,7 +318,8 @@ pub fn audit_query(raw: Option<&str>) -> Result<AuditQuery, ApiError> {
             "newest" => filter.limit = Some(capped(&k, &v)?),
             _ => {
                 return Err(ApiError::bad_request(format!(
-                    "unknown query parameter `{k}`; known: {AUDIT_PARAMS}"
+                    "unknown query parameter `{}`; known: {AUDIT_PARAMS}",
+                    crate::text::clipped(&k)
                 )))
             }
         }
@@ -313,7 +349,8 @@ fn is_id(s: &str) -> bool {
 fn number(k: &str, v: &str) -> Result<u64, ApiError> {
     v.parse().map_err(|_| {
         ApiError::bad_request(format!(
-            "`{k}` must be a whole number of at most 20 digits, not `{v}`"
+            "`{k}` must be a whole number of at most 20 digits, not `{}`",
+            crate::text::clipped(v)
         ))
     })
 }

@@ -3,7 +3,7 @@
 //!
 //! Layout: `router.rs` assembles the routes and layers,
 //! `api.rs` holds the `/v1` admin handlers, `auth.rs` the bearer extractor
-//! (`Auth<Admin>`, `Auth<Read>`), `state.rs` the shared state (store pool),
+//! (`Auth<Admin>`, `Auth<Read>`), `state.rs` the shared state (the store),
 //! `extract.rs` strict bodies and queries, `admission.rs` and `cache.rs` the
 //! proxy's token decisions and their cache, `error.rs` the one error shape,
 //! `wire.rs` the JSON types the `tok` driver shares, `tls.rs` HTTPS.
@@ -16,11 +16,21 @@ pub mod cache;
 pub mod error;
 pub mod extract;
 pub mod federation;
+pub mod forward_auth;
+pub mod limiter;
 pub mod listen;
+pub mod log;
+pub mod metrics;
+pub mod notify;
 pub mod oauth;
+pub mod ops;
+pub mod path;
 pub mod proxy;
+mod reload;
+pub mod request_id;
 pub mod router;
 pub mod routes;
+pub mod settings;
 pub mod state;
 pub mod tls;
 /// The admin API's wire types live beside the server, shared with the `tok` driver.
@@ -51,14 +61,23 @@ pub struct Config {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// The enforcing reverse proxy, when asked for.
     pub proxy: Option<ProxyConfig>,
+    /// The forward-auth endpoint, when asked for.
+    pub forward_auth: Option<ForwardAuthConfig>,
     pub retention: crate::store::audit::Retention,
     /// How many audit entries may wait for the writer (`--audit-queue`).
     pub audit_queue: usize,
     /// How long a client may take to send a request's headers (both listeners).
     pub header_timeout: Duration,
+    /// Record metrics (`/metrics` answers either way).
+    pub metrics: bool,
+    /// Serve `/metrics` and the health routes without a token here too.
+    pub metrics_listen: Option<SocketAddr>,
     /// `--federation FILE`: trust policies for token exchange, read again on SIGHUP.
     pub federation: Option<PathBuf>,
 }
+
+/// Reads the settings again for SIGHUP (the config file, then the flags).
+pub type Reload = Box<dyn Fn() -> Result<Config> + Send + Sync>;
 
 /// `--proxy-listen`, `--upstream`, `--routes`, `--upstream-timeout`.
 #[derive(Debug, Clone)]
@@ -68,11 +87,37 @@ pub struct ProxyConfig {
     pub upstream: String,
     pub routes: routes::Routes,
     pub upstream_timeout: Duration,
+    /// `--trusted-proxy`: hops whose `X-Forwarded-For` the proxy believes.
+    pub trusted: Vec<ipnet::IpNet>,
 }
 
-/// Logs for people and machines on stderr: one line per event with key=value
-/// fields. `-q` keeps warnings and errors, `-v` adds debug, `-vv` trace.
-pub fn init_logging(quiet: bool, verbose: u8) {
+/// `--auth-listen`, `--auth-allow`, `--auth-cache-ttl`, `TOK_AUTH_SECRET`.
+#[derive(Debug, Clone)]
+pub struct ForwardAuthConfig {
+    pub listen: SocketAddr,
+    pub allow: Vec<ipnet::IpNet>,
+    pub secret: Option<crate::secret::Secret>,
+    /// Zero: a proxy may not cache an answer.
+    pub cache_ttl: Duration,
+    pub routes: routes::Routes,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One line per event with key=value fields, for people.
+    #[default]
+    Text,
+    /// One JSON object per line (time, level, message, fields), for log pipelines.
+    Json,
+}
+
+/// Logs on stderr, one line per event. `-q` keeps warnings and errors, `-v`
+/// adds debug, `-vv` trace. No line carries a secret or a query string: every
+/// line goes through `log::Redacting`, and request lines log the redacted
+/// path only (router.rs, proxy.rs).
+pub fn init_logging(quiet: bool, verbose: u8, format: LogFormat) {
     use tracing::Level;
     let level = match (quiet, verbose) {
         (true, _) => Level::WARN,
@@ -80,13 +125,22 @@ pub fn init_logging(quiet: bool, verbose: u8) {
         (false, 1) => Level::DEBUG,
         _ => Level::TRACE,
     };
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
-        && std::env::var_os(crate::env::NO_COLOR).is_none_or(|v| v.is_empty());
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_max_level(level)
-        .with_ansi(ansi)
-        .try_init();
+    let builder = tracing_subscriber::fmt()
+        .with_writer(log::Redacting)
+        .with_max_level(level);
+    let _ = match format {
+        LogFormat::Text => {
+            let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os(crate::env::NO_COLOR).is_none_or(|v| v.is_empty());
+            builder.with_ansi(ansi).try_init()
+        }
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init(),
+    };
 }
 
 /// An active token with the `tok:admin` scope, if the store has one.
@@ -148,19 +202,25 @@ pub fn url_for(addr: SocketAddr, tls: bool) -> String {
 }
 
 /// Runs the server until SIGINT or SIGTERM, then lets the requests in flight
-/// finish. `on_listening` gets the URL once the socket is bound.
-pub fn run(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
+/// finish. `on_listening` gets the URL once the sockets are bound. SIGHUP
+/// calls `reload` and applies what can change without a restart.
+pub fn run(config: Config, reload: Option<Reload>, on_listening: impl FnOnce(&str)) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("tok-serve")
         .build()
         .context("could not start the async runtime")?;
-    let result = rt.block_on(serve(config, on_listening));
+    let result = rt.block_on(serve(config, reload, on_listening));
     rt.shutdown_timeout(Duration::from_secs(5));
     result
 }
 
-async fn serve(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
+async fn serve(
+    config: Config,
+    reload: Option<Reload>,
+    on_listening: impl FnOnce(&str),
+) -> Result<()> {
+    metrics::set_enabled(config.metrics);
     let federation = match &config.federation {
         Some(path) => Some(federation_from(path)?),
         None => None,
@@ -179,20 +239,24 @@ async fn serve(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
         Some(t) => format!("tok serve init --store {}", t.display),
         None => format!("tok serve init --data-dir {}", config.data_dir.display()),
     };
-    let admission = std::sync::Arc::new(admission::Admitter::new(
+    // One admission cache for the proxy and the forward-auth endpoint; the
+    // admin API clears a token from it when it revokes or rotates one.
+    let admitter = std::sync::Arc::new(admission::Admitter::new(
         std::sync::Arc::clone(&store),
         cache::Bounds::default(),
     )?);
-    let state = state::AppState::new(std::sync::Arc::clone(&store), admission);
-    let tls = match &config.tls {
-        Some((cert, key)) => Some(tls::config(cert, key)?),
+    let state = state::AppState::new(std::sync::Arc::clone(&store), admitter.clone());
+    let certs: Option<tls::Certs> = match &config.tls {
+        Some((cert, key)) => Some(std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(
+            tls::config(cert, key)?,
+        ))),
         None => None,
     };
     let tcp = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| bind_error("--listen", config.listen, e))?;
     let local = tcp.local_addr()?;
-    let url = url_for(local, tls.is_some());
+    let url = url_for(local, certs.is_some());
     let proxy_tcp = match &config.proxy {
         Some(p) => Some(
             tokio::net::TcpListener::bind(p.listen)
@@ -201,6 +265,26 @@ async fn serve(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
         ),
         None => None,
     };
+    let auth_tcp = match &config.forward_auth {
+        Some(f) => Some(
+            tokio::net::TcpListener::bind(f.listen)
+                .await
+                .map_err(|e| bind_error("--auth-listen", f.listen, e))?,
+        ),
+        None => None,
+    };
+    let metrics_tcp = match config.metrics_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| bind_error("--metrics-listen", addr, e))?,
+        ),
+        None => None,
+    };
+    // Installed before anything is ready: SIGHUP's default would end the process.
+    #[cfg(unix)]
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("could not handle SIGHUP")?;
 
     let admin = active_admin(&*store)
         .await
@@ -210,13 +294,15 @@ async fn serve(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
             "the store has no active token with the tok:admin scope, so no request can authenticate; make one with `{init_hint}`"
         );
     }
+    let (retention_tx, retention_rx) = tokio::sync::watch::channel(config.retention);
     let (audit, writer) = audit_writer::spawn(
         std::sync::Arc::clone(&store),
-        config.retention,
+        retention_rx,
         config.audit_queue,
     );
+    let ops = std::sync::Arc::new(ops::Ops::new(std::sync::Arc::clone(&store), audit.clone()));
 
-    // One signal stops both listeners; each finishes its requests in flight.
+    // One signal stops every listener; each finishes its requests in flight.
     let signal = shutdown_signal()?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -229,63 +315,108 @@ async fn serve(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
             let _ = rx.wait_for(|stop| *stop).await;
         }
     };
+    let spawn_on = |listener: tokio::net::TcpListener,
+                    app: axum::Router|
+     -> Result<tokio::task::JoinHandle<()>> {
+        let stop = stopped();
+        Ok(match &certs {
+            None => tokio::spawn(listen::serve(listener, app, config.header_timeout, stop)),
+            Some(c) => {
+                let listener = tls::TlsListener::new(listener, c.clone())?;
+                tokio::spawn(listen::serve(listener, app, config.header_timeout, stop))
+            }
+        })
+    };
 
-    if tls.is_none() && !local.ip().is_loopback() {
+    if certs.is_none() && !local.ip().is_loopback() {
         tracing::warn!(%url, "the admin API is reachable from other hosts without TLS: admin tokens cross the network in clear; use --tls-cert and --tls-key");
     }
-    if config.store.is_some() {
-        tracing::info!(
+    match &config.store {
+        Some(_) => tracing::info!(
             %url,
             store = %where_,
             node = %config.node_name,
-            tls = tls.is_some(),
+            tls = certs.is_some(),
             version = env!("CARGO_PKG_VERSION"),
             "listening"
-        );
-    } else {
-        tracing::info!(
+        ),
+        None => tracing::info!(
             %url,
             data_dir = %config.data_dir.display(),
-            tls = tls.is_some(),
+            tls = certs.is_some(),
             version = env!("CARGO_PKG_VERSION"),
             "listening"
-        );
+        ),
     }
-    let proxy_task = match (config.proxy, proxy_tcp) {
-        (Some(p), Some(listener)) => {
-            let proxy_addr = listener.local_addr()?;
-            let proxy_url = url_for(proxy_addr, tls.is_some());
-            if tls.is_none() && !proxy_addr.ip().is_loopback() {
-                tracing::warn!(url = %proxy_url, "the proxy takes bearer tokens over plain HTTP from other hosts; use --tls-cert and --tls-key");
-            }
-            tracing::info!(
-                url = %proxy_url,
-                upstream = %p.upstream,
-                routes = p.routes.routes.len(),
-                "proxy listening"
-            );
-            let app = proxy::router(std::sync::Arc::new(proxy::Proxy {
-                admission: state.admission(),
-                routes: p.routes,
-                upstream: p.upstream,
-                client: proxy::upstream_client(p.upstream_timeout),
-                upstream_timeout: p.upstream_timeout,
-                audit: audit.clone(),
-            }));
-            // The proxy speaks TLS with the admin API's certificate when given one.
-            let stop = stopped();
-            Some(match &tls {
-                None => tokio::spawn(listen::serve(listener, app, config.header_timeout, stop)),
-                Some(cfg) => {
-                    let listener = tls::TlsListener::new(listener, cfg.clone())?;
-                    tokio::spawn(listen::serve(listener, app, config.header_timeout, stop))
-                }
-            })
+    let mut tasks = Vec::new();
+    // Refusals over a rate or quota reach the audit trail aggregated, every
+    // second and once more after the listeners stopped.
+    let mut limits = None;
+    let mut admission = || -> Result<std::sync::Arc<admission::Admitter>> {
+        if limits.is_none() {
+            let limiter = admitter.limiter();
+            tokio::spawn(std::sync::Arc::clone(&limiter).run(audit.clone(), stopped()));
+            limits = Some((limiter, audit.clone()));
         }
-        _ => None,
+        Ok(std::sync::Arc::clone(&admitter))
     };
-    on_listening(&url);
-
+    let mut proxy = None;
+    if let (Some(p), Some(listener)) = (&config.proxy, proxy_tcp) {
+        let proxy_addr = listener.local_addr()?;
+        let proxy_url = url_for(proxy_addr, certs.is_some());
+        if certs.is_none() && !proxy_addr.ip().is_loopback() {
+            tracing::warn!(url = %proxy_url, "the proxy takes bearer tokens over plain HTTP from other hosts; use --tls-cert and --tls-key");
+        }
+        tracing::info!(
+            url = %proxy_url,
+            upstream = %p.upstream,
+            routes = p.routes.routes.len(),
+            "proxy listening"
+        );
+        let shared = std::sync::Arc::new(proxy::Proxy {
+            admission: admission()?,
+            routes: arc_swap::ArcSwap::from_pointee(p.routes.clone()),
+            upstream: p.upstream.clone(),
+            client: proxy::upstream_client(p.upstream_timeout),
+            upstream_timeout: p.upstream_timeout,
+            audit: audit.clone(),
+            trusted: p.trusted.clone(),
+        });
+        // The proxy speaks TLS with the admin API's certificate when given one.
+        tasks.push(spawn_on(listener, proxy::router(shared.clone()))?);
+        proxy = Some(shared);
+    }
+    if let (Some(f), Some(listener)) = (&config.forward_auth, auth_tcp) {
+        let auth_addr = listener.local_addr()?;
+        let auth_url = url_for(auth_addr, certs.is_some());
+        if f.secret.is_none() && f.allow.iter().any(|n| !n.addr().is_loopback()) {
+            tracing::warn!(url = %auth_url, "forward auth trusts callers by address alone; set TOK_AUTH_SECRET too");
+        }
+        tracing::info!(
+            url = %auth_url,
+            allow = %f.allow.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","),
+            shared_secret = f.secret.is_some(),
+            cache_ttl_secs = f.cache_ttl.as_secs(),
+            "forward auth listening"
+        );
+        let app = forward_auth::router(std::sync::Arc::new(forward_auth::ForwardAuth {
+            admission: admission()?,
+            routes: f.routes.clone(),
+            allow: f.allow.clone(),
+            secret: f.secret.clone(),
+            cache_ttl: f.cache_ttl,
+            audit: audit.clone(),
+        }));
+        tasks.push(spawn_on(listener, app)?);
+    }
+    if let Some(listener) = metrics_tcp {
+        let addr = listener.local_addr()?;
+        if !addr.ip().is_loopback() {
+            tracing::warn!(%addr, "/metrics is served without a token to other hosts; keep --metrics-listen on a private address");
+        }
+        tracing::info!(url = %url_for(addr, certs.is_some()), "metrics listening");
+        tasks.push(spawn_on(listener, ops::open_routes(ops.clone()))?);
+    }
     let exchange = federation.map(|f| {
         std::sync::Arc::new(federation::endpoint::Exchange {
             federation: f,
@@ -297,19 +428,56 @@ async fn serve(config: Config, on_listening: impl FnOnce(&str)) -> Result<()> {
         state: state.clone(),
         audit,
     });
-    let app = router::router(state, oauth, exchange.map(federation::endpoint::router));
-    match tls {
-        None => listen::serve(tcp, app, config.header_timeout, stopped()).await,
-        Some(cfg) => {
-            let listener = tls::TlsListener::new(tcp, cfg)?;
-            listen::serve(listener, app, config.header_timeout, stopped()).await
+    let app = router::router(
+        state,
+        oauth,
+        ops.clone(),
+        exchange.map(federation::endpoint::router),
+    );
+    tasks.push(spawn_on(tcp, app)?);
+    ops.listening
+        .store(true, std::sync::atomic::Ordering::Release);
+    notify::notify(&format!("READY=1\nSTATUS=listening on {url}"));
+    on_listening(&url);
+
+    let mut current = config;
+    loop {
+        #[cfg(unix)]
+        let hup = hangup.recv();
+        #[cfg(not(unix))]
+        let hup = std::future::pending::<Option<()>>();
+        tokio::select! {
+            () = stopped() => break,
+            _ = hup => {
+                notify::notify("RELOADING=1");
+                match &reload {
+                    None => tracing::info!("SIGHUP: nothing to reload"),
+                    Some(f) => match f() {
+                        Ok(new) => {
+                            reload::apply(&mut current, new, proxy.as_deref(), certs.as_ref(), &retention_tx);
+                        }
+                        Err(e) => {
+                            metrics::METRICS.reload_failures.inc();
+                            tracing::error!(error = %format!("{e:#}"), "SIGHUP: the new settings are refused; the old ones stay");
+                        }
+                    },
+                }
+                notify::notify("READY=1");
+            }
         }
     }
-    if let Some(task) = proxy_task {
+    ops.listening
+        .store(false, std::sync::atomic::Ordering::Release);
+    notify::notify("STOPPING=1");
+    for task in tasks {
         task.await
-            .map_err(|e| anyhow::anyhow!("the proxy task failed: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("a listener task failed: {e}"))?;
+    }
+    if let Some((limiter, audit)) = limits {
+        limiter.flush(&audit).await;
     }
     // Every sender is gone with the routers: the writer drains and stops.
+    drop((proxy, ops));
     if let Err(e) = writer.await {
         tracing::error!(error = %e, "the audit writer did not finish");
     }

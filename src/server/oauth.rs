@@ -14,6 +14,7 @@ use crate::secret::{self, Secret};
 use crate::store::audit::{Decision, Entry, Event};
 use crate::store::backend::{self, Backend};
 use crate::store::{Admission, Spend};
+use axum::extract::rejection::FormRejection;
 use axum::extract::State as AxState;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -64,6 +65,20 @@ pub fn oauth_error(status: StatusCode, error: &str, description: &str) -> Respon
         );
     }
     r
+}
+
+/// A body that is not a form these endpoints read, answered in the JSON error
+/// shape of RFC 6749 5.2 (as RFC 7662 2.3 and RFC 7009 2.2.1 ask), never as
+/// axum's plain-text rejection.
+fn form_refused(e: &FormRejection) -> Response {
+    let description = if e.status() == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+        "send the parameters as application/x-www-form-urlencoded".to_string()
+    } else if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        "the request body is too large".to_string()
+    } else {
+        "the body is not a valid form with a `token` parameter".to_string()
+    };
+    oauth_error(StatusCode::BAD_REQUEST, "invalid_request", &description)
 }
 
 /// 503 `temporarily_unavailable` when the store fails; the cause goes to the log.
@@ -192,8 +207,13 @@ async fn client_and_token(
 async fn introspect(
     AxState(state): AxState<Arc<OAuth>>,
     headers: HeaderMap,
-    Form(form): Form<TokenForm>,
+    id: Option<axum::Extension<super::request_id::RequestId>>,
+    form: Result<Form<TokenForm>, FormRejection>,
 ) -> Response {
+    let form = match form {
+        Ok(Form(f)) => f,
+        Err(e) => return form_refused(&e),
+    };
     let (client, token) = match client_and_token(&state, &headers, form).await {
         Ok(ct) => ct,
         Err(r) => return r,
@@ -206,6 +226,7 @@ async fn introspect(
     };
     let mut entry = Entry::new(Event::Introspect, Utc::now());
     entry.actor = Some(principal(&client));
+    entry.request_id = id.map(|axum::Extension(id)| id.0);
     let body: Value = match admitted {
         Admission::Admitted(t) | Admission::Forbidden(t) => {
             entry.token_id = Some(t.id.clone());
@@ -244,8 +265,12 @@ async fn introspect(
 async fn revoke(
     AxState(state): AxState<Arc<OAuth>>,
     headers: HeaderMap,
-    Form(form): Form<TokenForm>,
+    form: Result<Form<TokenForm>, FormRejection>,
 ) -> Response {
+    let form = match form {
+        Ok(Form(f)) => f,
+        Err(e) => return form_refused(&e),
+    };
     let (client, token) = match client_and_token(&state, &headers, form).await {
         Ok(ct) => ct,
         Err(r) => return r,

@@ -16,18 +16,26 @@
 
 use super::admission::{Admitter, Verdict};
 use super::audit_writer::{AuditSink, Slot};
+use super::limiter::{Fields, Grant};
+use super::metrics::{Listener, Outcome, METRICS};
+use super::path::{audit_path, canonical_path, encode_path, Refused};
+use super::request_id::{self, RequestId};
 use super::routes::Routes;
+use crate::limits::Over;
 use crate::model::Token;
 use crate::secret::Secret;
 use crate::store::audit::{Decision, Entry, Event};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State as AxState};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
+use axum::http::{
+    header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri,
+};
 use chrono::Utc;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -48,13 +56,16 @@ pub const SCOPES_HEADER: &str = "x-tok-scopes";
 
 pub struct Proxy {
     pub admission: Arc<Admitter>,
-    pub routes: Routes,
+    /// Replaced whole on SIGHUP; a request keeps the rules it started with.
+    pub routes: arc_swap::ArcSwap<Routes>,
     /// Base URL of the default upstream, without a trailing slash.
     pub upstream: String,
     pub client: UpstreamClient,
     /// How long the upstream may take to answer with its status and headers.
     pub upstream_timeout: Duration,
     pub audit: AuditSink,
+    /// `--trusted-proxy`: hops whose `X-Forwarded-For` names the client.
+    pub trusted: Vec<ipnet::IpNet>,
 }
 
 pub type UpstreamClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
@@ -96,8 +107,12 @@ pub struct Deny {
     challenge: String,
     code: &'static str,
     message: String,
-    /// Seconds for `Retry-After` (503).
+    /// Seconds for `Retry-After` when the store is unavailable (503).
     retry_after: Option<u64>,
+    /// Over a rate or quota: `Retry-After` and the draft's fields.
+    limit: Option<(u64, Fields)>,
+    /// What the metrics count it as.
+    pub outcome: Outcome,
 }
 
 impl Deny {
@@ -108,6 +123,8 @@ impl Deny {
             code: "missing_token",
             message: "this endpoint needs `Authorization: Bearer <token>`".into(),
             retry_after: None,
+            limit: None,
+            outcome: Outcome::MissingToken,
         }
     }
     fn invalid(why: &str) -> Deny {
@@ -119,6 +136,20 @@ impl Deny {
             code: "invalid_token",
             message: why.to_string(),
             retry_after: None,
+            limit: None,
+            outcome: Outcome::MalformedToken,
+        }
+    }
+    fn refused(r: crate::store::Refusal) -> Deny {
+        use crate::store::Refusal;
+        Deny {
+            outcome: match r {
+                Refusal::Unknown => Outcome::UnknownToken,
+                Refusal::Expired => Outcome::Expired,
+                Refusal::Revoked => Outcome::Revoked,
+                Refusal::Exhausted => Outcome::UsedUp,
+            },
+            ..Deny::invalid(r.as_str())
         }
     }
     fn scope(missing: &[String]) -> Deny {
@@ -131,6 +162,8 @@ impl Deny {
             code: "insufficient_scope",
             message: format!("the token lacks the scope {needed}"),
             retry_after: None,
+            limit: None,
+            outcome: Outcome::InsufficientScope,
         }
     }
     fn unavailable(retry_after: std::time::Duration) -> Deny {
@@ -140,7 +173,36 @@ impl Deny {
             code: "unavailable",
             message: "the token store is not available; nothing was decided, try again".into(),
             retry_after: Some(retry_after.as_secs().max(1)),
+            limit: None,
+            outcome: Outcome::StoreError,
         }
+    }
+    fn limited(over: Over, fields: Fields) -> Deny {
+        let (code, message, retry_after) = match over {
+            Over::Rate { retry_after } => (
+                "rate_limited",
+                "the token's rate limit is exceeded".to_string(),
+                retry_after,
+            ),
+            Over::Quota { retry_after } => (
+                "quota_exhausted",
+                "the token's quota for this period is used up".to_string(),
+                retry_after,
+            ),
+        };
+        Deny {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            challenge: String::new(),
+            code,
+            message,
+            retry_after: None,
+            limit: Some((retry_after, fields)),
+            outcome: Outcome::RateLimited,
+        }
+    }
+    /// Over a rate or a quota: audited aggregated, not one entry each.
+    pub fn is_limit(&self) -> bool {
+        self.limit.is_some()
     }
     pub fn response(&self) -> Response<Body> {
         let mut r = json_response(self.status, self.code, &self.message);
@@ -153,7 +215,23 @@ impl Deny {
                 r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
             }
         }
+        if let Some((retry_after, fields)) = &self.limit {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            limit_fields(r.headers_mut(), fields);
+        }
         r
+    }
+}
+
+/// The `RateLimit-Policy` and `RateLimit` fields (draft-ietf-httpapi-ratelimit-headers-08).
+pub fn limit_fields(h: &mut HeaderMap, f: &Fields) {
+    if let (Ok(p), Ok(s)) = (
+        HeaderValue::from_str(&f.policy),
+        HeaderValue::from_str(&f.state),
+    ) {
+        h.insert(HeaderName::from_static("ratelimit-policy"), p);
+        h.insert(HeaderName::from_static("ratelimit"), s);
     }
 }
 
@@ -191,19 +269,40 @@ fn bearer(headers: &HeaderMap) -> Result<Option<Secret>, ()> {
 /// The decision for a request's headers against the scopes `needed`, shared
 /// by the proxy and the forward-auth endpoint. Fills the entry's token id,
 /// decision and reason; spends a use of a use-limited token only when it lets
-/// the request through.
+/// the request through. A request over its token's rate or quota is refused
+/// with 429 (`Deny::is_limit`), its entry filled all the same.
 pub async fn authorize(
     admission: &Admitter,
     headers: &HeaderMap,
     needed: &[String],
+    client: IpAddr,
     entry: &mut Entry,
-) -> Result<Arc<Token>, Deny> {
+) -> Result<(Arc<Token>, Grant), Deny> {
+    // Why, for the audit trail, when the answer must not say it.
+    let mut why = None;
     let verdict = match bearer(headers) {
         Ok(None) => Err(Deny::missing()),
         Err(()) => Err(Deny::invalid("malformed token")),
-        Ok(Some(secret)) => match admission.admit(secret, needed, Utc::now()).await {
-            Ok(Verdict::Admitted(t)) => Ok(t),
-            Ok(Verdict::Refused(r)) => Err(Deny::invalid(r.as_str())),
+        Ok(Some(secret)) => match admission.admit(secret, needed, client, Utc::now()).await {
+            Ok(Verdict::Admitted(t, g)) => Ok((t, g)),
+            Ok(Verdict::Elsewhere(t)) => {
+                entry.token_id = Some(t.id.clone());
+                why = Some(format!(
+                    "client address {client} is outside the token's allowed ranges"
+                ));
+                Err(Deny {
+                    outcome: Outcome::WrongAddress,
+                    ..Deny::invalid("invalid token")
+                })
+            }
+            Ok(Verdict::Limited(t, over, fields)) => {
+                entry.token_id = Some(t.id.clone());
+                Err(Deny::limited(over, fields))
+            }
+            Ok(Verdict::Refused(r, id)) => {
+                entry.token_id = id;
+                Err(Deny::refused(r))
+            }
             Ok(Verdict::Forbidden(t)) => {
                 entry.token_id = Some(t.id.clone());
                 let missing: Vec<String> = needed
@@ -224,191 +323,311 @@ pub async fn authorize(
         },
     };
     match &verdict {
-        Ok(t) => {
+        Ok((t, _)) => {
             entry.token_id = Some(t.id.clone());
             entry.decision = Some(Decision::Allow);
         }
         Err(d) => {
             entry.decision = Some(Decision::Deny);
-            entry.reason = Some(d.message.clone());
+            entry.reason = Some(why.unwrap_or_else(|| d.message.clone()));
         }
     }
     verdict
 }
 
+/// Room for a request's audit entry, or the 503 to answer when the writer is
+/// too far behind (said in the log too).
+pub async fn audit_slot(audit: &AuditSink, client: SocketAddr) -> Result<Slot<'_>, Response<Body>> {
+    audit.slot().await.ok_or_else(|| {
+        tracing::error!(client = %client.ip(), "the audit trail is behind; refused a request with 503");
+        json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "audit_unavailable",
+            "the audit trail cannot keep up; try again",
+        )
+    })
+}
+
+/// Records and answers a request whose path `raw` cannot be made canonical.
+pub fn uncanonical(
+    slot: Slot<'_>,
+    mut entry: Entry,
+    raw: &str,
+    started: Instant,
+    status: StatusCode,
+    why: Refused,
+) -> Response<Body> {
+    entry.path = Some(audit_path(raw));
+    entry.decision = Some(Decision::Deny);
+    entry.reason = Some(why.message().into());
+    record(slot, entry, started, false, None);
+    json_response(status, "invalid_request", why.message())
+}
+
 /// Where every proxied request ends: its audit entry, with the time it took.
 /// (Outcome counters belong here too: `entry.decision` and `entry.reason` say
 /// what happened.) `counted_use`: an allowed request of a token without a use
-/// limit, whose use is counted in the writer's batch.
-pub fn record(slot: Slot<'_>, mut entry: Entry, started: Instant, counted_use: bool) {
+/// limit, whose use is counted in the writer's batch. `quota_window`: an
+/// allowed request of a token with a quota, whose use the batch persists.
+pub fn record(
+    slot: Slot<'_>,
+    mut entry: Entry,
+    started: Instant,
+    counted_use: bool,
+    quota_window: Option<i64>,
+) {
     entry.latency_ms = Some(started.elapsed().as_millis() as u64);
-    if counted_use {
-        slot.entry_and_use(entry);
-    } else {
-        slot.entry(entry);
-    }
+    slot.entry_with(entry, counted_use, quota_window);
 }
 
-/// The path a request is routed and forwarded by: percent-decoded, with `.`,
-/// `..` and empty segments resolved, so that `/public/../admin` and
-/// `/%61dmin` meet the rules for `/admin`. None when it cannot be made safe
-/// (an encoded `/` or `\`, a NUL, or `..` above the root).
-pub fn canonical_path(raw: &str) -> Option<String> {
-    let mut segs: Vec<String> = Vec::new();
-    for seg in raw.split('/').skip(1) {
-        let decoded = percent_encoding::percent_decode_str(seg)
-            .decode_utf8()
-            .ok()?;
-        if decoded.contains(['/', '\\', '\0']) {
-            return None;
+/// The client's address: the socket's peer, unless that peer is a trusted
+/// proxy, in which case `X-Forwarded-For` is read right to left, skipping
+/// trusted hops, and the first address that is not one is the client, as
+/// nginx's realip module does with `real_ip_recursive on`
+/// (https://nginx.org/en/docs/http/ngx_http_realip_module.html). A value that
+/// is not an address ends the walk at the last trusted hop; when every hop is
+/// trusted the leftmost is the client. An untrusted peer's header is ignored,
+/// so a client cannot choose its own address.
+pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet]) -> IpAddr {
+    if trusted.is_empty() || !crate::limits::in_ranges(trusted, peer) {
+        return peer;
+    }
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        let Ok(ip) = hop.parse::<IpAddr>() else {
+            break;
+        };
+        client = ip;
+        if !crate::limits::in_ranges(trusted, ip) {
+            break;
         }
-        match &*decoded {
-            "" | "." => {}
-            ".." => {
-                segs.pop()?;
-            }
-            s => segs.push(s.to_string()),
-        }
     }
-    let trailing = raw.len() > 1 && raw.ends_with('/') && !segs.is_empty();
-    let mut path = format!("/{}", segs.join("/"));
-    if trailing {
-        path.push('/');
-    }
-    Some(path)
+    client
 }
 
-/// The canonical path, encoded again for the upstream's request line.
-fn encode_path(path: &str) -> String {
-    /// What a path segment may hold unencoded (RFC 3986 pchar, minus `/`).
-    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
-        .add(b' ')
-        .add(b'"')
-        .add(b'#')
-        .add(b'<')
-        .add(b'>')
-        .add(b'?')
-        .add(b'`')
-        .add(b'{')
-        .add(b'}')
-        .add(b'%')
-        .add(b'/')
-        .add(b'\\')
-        .add(b'^')
-        .add(b'|')
-        .add(b'[')
-        .add(b']');
-    path.split('/')
-        .map(|s| percent_encoding::utf8_percent_encode(s, SEGMENT).to_string())
-        .collect::<Vec<_>>()
-        .join("/")
+/// A request refused before any token is looked at: status, code, message.
+type Refusal = (StatusCode, &'static str, &'static str);
+
+fn refused_path(why: Refused) -> Refusal {
+    (StatusCode::BAD_REQUEST, "invalid_request", why.message())
 }
 
+/// What the proxy refuses whatever the token: a method that is not forwarded
+/// (CONNECT tunnels past the routes, TRACE echoes headers back), and requests
+/// whose meaning depends on which of two headers a server reads (two
+/// `Authorization` headers, no `Host` or two; RFC 9110 7.2, RFC 9112 3.2).
+fn check_request(method: &Method, headers: &HeaderMap) -> Result<(), Refusal> {
+    if method == Method::CONNECT || method == Method::TRACE {
+        return Err((
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "the proxy does not forward CONNECT or TRACE",
+        ));
+    }
+    if headers.get_all(header::AUTHORIZATION).iter().count() > 1 {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the request has more than one Authorization header; send one",
+        ));
+    }
+    if headers.get_all(header::HOST).iter().count() != 1 {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the request needs exactly one Host header",
+        ));
+    }
+    Ok(())
+}
+
+/// Headers a client may send that the upstream must not believe: what the
+/// proxy says about the request (`X-Tok-*`, forwarding headers) is the
+/// proxy's alone, and the rewrite headers some frameworks honour
+/// (`X-Original-URL`, `X-Rewrite-URL`, `X-Forwarded-Prefix`) would route the
+/// upstream by a path the proxy never checked.
+fn client_may_not_send(name: &str) -> bool {
+    name.starts_with("x-tok-")
+        || matches!(
+            name,
+            "forwarded"
+                | "x-real-ip"
+                | "x-forwarded-for"
+                | "x-forwarded-proto"
+                | "x-forwarded-host"
+                | "x-forwarded-prefix"
+                | "x-original-url"
+                | "x-rewrite-url"
+        )
+}
+
+/// Counts and times every answer, and gives it the request's id.
 async fn handle(
     AxState(p): AxState<Arc<Proxy>>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     req: Request<Body>,
 ) -> Response<Body> {
     let started = Instant::now();
+    let id = RequestId::next();
+    let header = id.header_value();
+    let (mut resp, outcome) = decide(&p, client, req, id, started).await;
+    METRICS.request(Listener::Proxy, outcome);
+    METRICS.proxy_request.observe(started.elapsed());
+    resp.headers_mut().insert(request_id::HEADER, header);
+    resp
+}
+
+async fn decide(
+    p: &Proxy,
+    client: SocketAddr,
+    req: Request<Body>,
+    id: RequestId,
+    started: Instant,
+) -> (Response<Body>, Outcome) {
     // Room for this request's audit entry comes first: a request that could
     // not be recorded is not served.
-    let Some(slot) = p.audit.slot().await else {
-        tracing::error!(client = %client.ip(), method = %req.method(), "the audit trail is behind; refused a proxy request with 503");
-        return json_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "audit_unavailable",
-            "the audit trail cannot keep up; try again",
-        );
+    let slot = match audit_slot(&p.audit, client).await {
+        Ok(slot) => slot,
+        Err(refused) => {
+            METRICS.audit_refused.inc();
+            return (refused, Outcome::AuditUnavailable);
+        }
     };
     let method = req.method().clone();
     let mut entry = Entry::new(Event::Request, Utc::now());
+    entry.request_id = Some(id.0.clone());
     entry.method = Some(method.to_string());
-    entry.client = Some(client.ip().to_string());
-    let Some(path) = canonical_path(req.uri().path()) else {
-        entry.path = Some(req.uri().path().chars().take(512).collect());
-        entry.decision = Some(Decision::Deny);
-        entry.reason = Some("path cannot be made canonical".into());
-        record(slot, entry, started, false);
-        return json_response(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "the path has an encoded `/`, `\\` or NUL, or `..` above the root",
-        );
+    let client_ip = client_address(client.ip(), req.headers(), &p.trusted);
+    entry.client = Some(client_ip.to_string());
+    let checked = check_request(&method, req.headers())
+        .and_then(|()| canonical_path(req.uri().path()).map_err(refused_path));
+    let path = match checked {
+        Ok(path) => path,
+        Err((status, code, why)) => {
+            entry.path = Some(audit_path(req.uri().path()));
+            entry.decision = Some(Decision::Deny);
+            entry.reason = Some(why.into());
+            record(slot, entry, started, false, None);
+            return (json_response(status, code, why), Outcome::BadPath);
+        }
     };
     let path_and_query = match req.uri().query() {
         Some(q) => format!("{}?{q}", encode_path(&path)),
         None => encode_path(&path),
     };
-    let route = p.routes.find(method.as_str(), &path);
-    entry.path = Some(path);
+    let routes = p.routes.load();
+    let route = routes.find(method.as_str(), &path);
+    entry.path = Some(audit_path(&path));
     let needed: &[String] = route.map(|r| r.scopes.as_slice()).unwrap_or_default();
-    let token = match authorize(&p.admission, req.headers(), needed, &mut entry).await {
-        Ok(t) => t,
-        Err(d) => {
-            record(slot, entry, started, false);
-            return d.response();
-        }
-    };
+    let (token, grant) =
+        match authorize(&p.admission, req.headers(), needed, client_ip, &mut entry).await {
+            Ok(t) => t,
+            Err(d) if d.is_limit() => {
+                drop(slot);
+                tracing::debug!(request_id = %id, reason = d.code, "proxy request over its limit");
+                p.admission.limiter().refused(entry);
+                return (d.response(), d.outcome);
+            }
+            Err(d) => {
+                record(slot, entry, started, false, None);
+                tracing::debug!(request_id = %id, reason = d.code, "proxy request denied");
+                return (d.response(), d.outcome);
+            }
+        };
     let counted_use = token.max_uses.is_none();
+    let quota_window = grant.quota_window;
 
     let base = route
         .and_then(|r| r.upstream.as_deref())
         .unwrap_or(&p.upstream);
     let (parts, body) = req.into_parts();
-    let headers = upstream_headers(&parts.headers, &token, client);
+    let mut headers = upstream_headers(&parts.headers, &token, client);
+    headers.insert(request_id::HEADER, id.header_value());
     let fail = |status: StatusCode, code: &str, message: String, entry: Entry, slot| {
-        tracing::warn!(upstream = %base, %message, "upstream failed");
+        tracing::warn!(upstream = %base, %message, request_id = %id, "upstream failed");
         let mut entry: Entry = entry;
         entry.upstream_status = Some(status.as_u16());
         entry.reason = Some(message.clone());
-        record(slot, entry, started, counted_use);
+        record(slot, entry, started, counted_use, quota_window);
         json_response(status, code, &message)
     };
     let uri: Uri = match format!("{base}{path_and_query}").parse() {
         Ok(u) => u,
         Err(e) => {
-            return fail(
+            let r = fail(
                 StatusCode::BAD_GATEWAY,
                 "upstream_unavailable",
-                format!("the upstream URL {base}{path_and_query} is not valid: {e}"),
+                // Without the query, which may hold a credential.
+                format!(
+                    "the upstream URL {base}{} is not valid: {e}",
+                    encode_path(&path)
+                ),
                 entry,
                 slot,
-            )
+            );
+            return (r, Outcome::UpstreamUnavailable);
         }
     };
-    let mut upstream_req = Request::new(body);
+    let body_failed = Arc::new(AtomicBool::new(false));
+    let mut upstream_req = Request::new(Body::from_stream(client_body(body, &body_failed)));
     *upstream_req.method_mut() = parts.method;
     *upstream_req.uri_mut() = uri;
     *upstream_req.headers_mut() = headers;
-    let resp = match tokio::time::timeout(p.upstream_timeout, p.client.request(upstream_req)).await
-    {
+    let sent = Instant::now();
+    let answer = tokio::time::timeout(p.upstream_timeout, p.client.request(upstream_req)).await;
+    METRICS.upstream.observe(sent.elapsed());
+    let resp = match answer {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
-            tracing::debug!(error = ?e, "upstream error");
-            return fail(
+            tracing::debug!(error = ?e, request_id = %id, "upstream error");
+            if body_failed.load(Ordering::Relaxed) {
+                // The client's body broke off or was malformed (bad chunked
+                // framing): the client's fault, not the upstream's.
+                let message = "the request body is malformed or was cut off";
+                entry.reason = Some(message.into());
+                record(slot, entry, started, counted_use, quota_window);
+                return (
+                    json_response(StatusCode::BAD_REQUEST, "invalid_request", message),
+                    Outcome::BadPath,
+                );
+            }
+            let r = fail(
                 StatusCode::BAD_GATEWAY,
                 "upstream_unavailable",
                 format!("the upstream {base} could not be reached"),
                 entry,
                 slot,
             );
+            return (r, Outcome::UpstreamUnavailable);
         }
         Err(_) => {
-            return fail(
+            let r = fail(
                 StatusCode::GATEWAY_TIMEOUT,
                 "upstream_timeout",
                 format!("the upstream {base} did not answer in time"),
                 entry,
                 slot,
-            )
+            );
+            return (r, Outcome::UpstreamTimeout);
         }
     };
     entry.upstream_status = Some(resp.status().as_u16());
-    record(slot, entry, started, counted_use);
+    tracing::debug!(request_id = %id, status = resp.status().as_u16(), "proxy request allowed");
+    record(slot, entry, started, counted_use, quota_window);
 
     let (mut parts, body) = resp.into_parts();
     parts.headers = forwardable(&parts.headers);
-    Response::from_parts(parts, Body::new(body))
+    if let Some(f) = &grant.fields {
+        limit_fields(&mut parts.headers, f);
+    }
+    (Response::from_parts(parts, Body::new(body)), Outcome::Ok)
 }
 
 /// The headers the upstream gets: the client's, minus hop-by-hop ones, the
@@ -418,18 +637,9 @@ fn upstream_headers(client_headers: &HeaderMap, token: &Token, client: SocketAdd
     let mut headers = forwardable(client_headers);
     headers.remove(header::AUTHORIZATION);
     headers.remove(header::HOST);
-    // What the proxy says about the request is the proxy's alone: a client's
-    // own X-Tok-* or forwarding headers never reach the upstream.
     let strip: Vec<HeaderName> = headers
         .keys()
-        .filter(|k| {
-            let k = k.as_str();
-            k.starts_with("x-tok-")
-                || matches!(
-                    k,
-                    "forwarded" | "x-real-ip" | "x-forwarded-proto" | "x-forwarded-host"
-                )
-        })
+        .filter(|k| client_may_not_send(k.as_str()))
         .cloned()
         .collect();
     for k in strip {
@@ -441,14 +651,9 @@ fn upstream_headers(client_headers: &HeaderMap, token: &Token, client: SocketAdd
     if let Ok(v) = HeaderValue::from_str(&token.scopes.join(" ")) {
         headers.insert(SCOPES_HEADER, v);
     }
-    let forwarded_for = match client_headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-    {
-        Some(prev) => format!("{prev}, {}", client.ip()),
-        None => client.ip().to_string(),
-    };
-    if let Ok(v) = HeaderValue::from_str(&forwarded_for) {
+    // The client's own X-Forwarded-For is replaced, not appended to: the
+    // upstream gets the one address the proxy saw.
+    if let Ok(v) = HeaderValue::from_str(&client.ip().to_string()) {
         headers.insert("x-forwarded-for", v);
     }
     if let Some(host) = client_headers.get(header::HOST) {
@@ -456,6 +661,18 @@ fn upstream_headers(client_headers: &HeaderMap, token: &Token, client: SocketAdd
     }
     headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
     headers
+}
+
+/// The client's body as a stream for the upstream, noting in `failed` when
+/// reading it fails, so that the failure is answered as the client's.
+fn client_body(
+    body: Body,
+    failed: &Arc<AtomicBool>,
+) -> impl futures_util::Stream<Item = Result<axum::body::Bytes, axum::Error>> {
+    use futures_util::TryStreamExt;
+    let failed = Arc::clone(failed);
+    body.into_data_stream()
+        .inspect_err(move |_| failed.store(true, Ordering::Relaxed))
 }
 
 /// The headers of `h` that may cross this hop.
@@ -498,28 +715,35 @@ mod tests {
     }
 
     #[test]
-    fn paths_are_made_canonical_before_routing() {
-        assert_eq!(canonical_path("/admin/x").as_deref(), Some("/admin/x"));
-        assert_eq!(
-            canonical_path("/public/../admin/x").as_deref(),
-            Some("/admin/x")
+    fn the_client_address_is_read_right_to_left_through_trusted_hops() {
+        let trusted = [crate::limits::parse_cidr("10.0.0.0/8").unwrap()];
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("6.6.6.6, 203.0.113.9, 10.0.0.2"),
         );
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        // The rightmost untrusted address; the forged one left of it is ignored.
         assert_eq!(
-            canonical_path("/public/%2e%2e/admin/x").as_deref(),
-            Some("/admin/x")
+            client_address(ip("10.0.0.1"), &h, &trusted),
+            ip("203.0.113.9")
         );
-        assert_eq!(canonical_path("/%61dmin/x").as_deref(), Some("/admin/x"));
+        // From an untrusted peer the header counts for nothing.
         assert_eq!(
-            canonical_path("//admin//x/./").as_deref(),
-            Some("/admin/x/")
+            client_address(ip("192.0.2.1"), &h, &trusted),
+            ip("192.0.2.1")
         );
-        assert_eq!(canonical_path("/").as_deref(), Some("/"));
-        assert_eq!(canonical_path("/a%20b").as_deref(), Some("/a b"));
-        assert_eq!(canonical_path("/../etc"), None);
-        assert_eq!(canonical_path("/a%2Fb"), None);
-        assert_eq!(canonical_path("/a%5Cb"), None);
-        assert_eq!(canonical_path("/a%00"), None);
-        assert_eq!(encode_path("/a b/c?d"), "/a%20b/c%3Fd");
+        assert_eq!(client_address(ip("10.0.0.1"), &h, &[]), ip("10.0.0.1"));
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("junk, 10.0.0.3"),
+        );
+        assert_eq!(client_address(ip("10.0.0.1"), &h, &trusted), ip("10.0.0.3"));
+        h.insert("x-forwarded-for", HeaderValue::from_static("2001:db8::7"));
+        assert_eq!(
+            client_address(ip("10.0.0.1"), &h, &trusted),
+            ip("2001:db8::7")
+        );
     }
 
     #[test]

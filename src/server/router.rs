@@ -6,6 +6,8 @@
 use super::api;
 use super::auth::PrincipalSlot;
 use super::error::ApiError;
+use super::metrics::{Listener, Outcome, METRICS};
+use super::request_id::{self, RequestId};
 use super::state::AppState;
 use super::wire::{code, BODY_MAX};
 use axum::extract::{DefaultBodyLimit, Request};
@@ -20,14 +22,16 @@ use std::time::Instant;
 pub fn router(
     state: AppState,
     oauth: std::sync::Arc<super::oauth::OAuth>,
+    ops: std::sync::Arc<super::ops::Ops>,
     extra: Option<Router>,
 ) -> Router {
     Router::new()
         .merge(api::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
+        .with_state(state.clone())
         .merge(super::oauth::router(oauth))
+        .merge(super::ops::admin_routes(ops, state))
         .merge(extra.unwrap_or_default())
         .layer(DefaultBodyLimit::max(BODY_MAX))
         .layer(middleware::from_fn(log_request))
@@ -45,24 +49,31 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
-/// One log line per request: method, path (query dropped, secret-looking
-/// segments masked), status, duration, and who made it. Never a header or body.
+/// One log line per request: its id, method, path (query dropped,
+/// secret-looking segments masked), status, duration, and who made it. Never
+/// a header or body. The id goes back as `X-Request-Id`, and each answer is
+/// counted in the metrics.
 async fn log_request(mut req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().clone();
     let path = redact_path(req.uri().path());
     let slot = PrincipalSlot::default();
+    let id = RequestId::next();
     req.extensions_mut().insert(slot.clone());
-    tracing::debug!(%method, %path, "request started");
-    let resp = next.run(req).await;
+    req.extensions_mut().insert(id.clone());
+    tracing::debug!(%method, %path, request_id = %id, "request started");
+    let mut resp = next.run(req).await;
     let status = resp.status().as_u16();
     let ms = start.elapsed().as_millis() as u64;
     let who = slot.get().unwrap_or_else(|| "-".into());
     if status >= 500 {
-        tracing::error!(%method, %path, status, ms, who, "request");
+        tracing::error!(%method, %path, status, ms, who, request_id = %id, "request");
     } else {
-        tracing::info!(%method, %path, status, ms, who, "request");
+        tracing::info!(%method, %path, status, ms, who, request_id = %id, "request");
     }
+    METRICS.request(Listener::Admin, Outcome::of_status(status));
+    resp.headers_mut()
+        .insert(request_id::HEADER, id.header_value());
     resp
 }
 

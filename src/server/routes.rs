@@ -24,9 +24,11 @@ struct File {
     routes: Vec<Spec>,
 }
 
-#[derive(Debug, Deserialize)]
+/// One `[[route]]` table as written, in a routes file or in `tok serve`'s
+/// config file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Spec {
+pub struct Spec {
     methods: Option<Vec<String>>,
     path: String,
     #[serde(default)]
@@ -38,7 +40,10 @@ struct Spec {
 pub struct Route {
     /// Upper-case method names; None matches any method.
     pub methods: Option<Vec<String>>,
+    /// The pattern as written in the file.
     pub path: String,
+    /// The pattern as matched: ASCII lower case, no trailing slash.
+    pub pattern: String,
     pub scopes: Vec<String>,
     /// Base URL without a trailing slash.
     pub upstream: Option<String>,
@@ -58,72 +63,86 @@ impl Routes {
 
     pub fn parse(text: &str) -> Result<Routes, String> {
         let file: File = toml::from_str(text).map_err(|e| e.to_string())?;
+        Self::from_specs(file.routes).map_err(|(_, e)| e)
+    }
+
+    /// Checks the routes as written; an error names the route's index (from 0).
+    pub fn from_specs(specs: Vec<Spec>) -> Result<Routes, (usize, String)> {
         let mut routes = Vec::new();
-        for (i, s) in file.routes.into_iter().enumerate() {
-            let n = i + 1;
-            if !s.path.starts_with('/') {
-                return Err(format!("route {n}: path `{}` must start with `/`", s.path));
-            }
-            // One `**` keeps matching linear in the path; more would let a long
-            // request path cost polynomial time.
-            if s.path.matches("**").count() > 1 || s.path.contains("***") {
-                return Err(format!(
-                    "route {n}: path `{}` has more than one `**`; one is enough to span any depth",
-                    s.path
-                ));
-            }
-            let methods = match s.methods {
-                None => None,
-                Some(ms) if ms.is_empty() => {
-                    return Err(format!(
-                        "route {n}: `methods` is empty; leave it out to match any"
-                    ))
-                }
-                Some(ms) => {
-                    let mut up = Vec::new();
-                    for m in ms {
-                        let m = m.to_ascii_uppercase();
-                        if m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase()) {
-                            return Err(format!("route {n}: `{m}` is not an HTTP method"));
-                        }
-                        up.push(m);
-                    }
-                    Some(up)
-                }
-            };
-            let upstream = match s.upstream {
-                None => None,
-                Some(u) => Some(
-                    crate::drivers::http_client::normalize_url(&u)
-                        .map_err(|e| format!("route {n}: upstream: {e}"))?,
-                ),
-            };
-            routes.push(Route {
-                methods,
-                path: s.path,
-                scopes: s.scopes,
-                upstream,
-            });
+        for (i, s) in specs.into_iter().enumerate() {
+            routes.push(check(i + 1, s).map_err(|e| (i, e))?);
         }
         Ok(Routes { routes })
     }
 
-    /// The first route that matches, if any.
+    /// The first route that matches the canonical `path`, if any. Matching
+    /// ignores ASCII case and a trailing slash (`path::match_key`).
     pub fn find(&self, method: &str, path: &str) -> Option<&Route> {
+        let key = super::path::match_key(path);
         self.routes.iter().find(|r| {
             r.methods
                 .as_ref()
                 .is_none_or(|ms| ms.iter().any(|m| m.eq_ignore_ascii_case(method)))
-                && path_match(&r.path, path)
+                && path_match(&r.pattern, &key)
         })
     }
 }
 
-/// `*` matches within one segment (no `/`); `**` matches across segments.
+/// One route as written, checked; `n` counts from 1 for messages.
+fn check(n: usize, s: Spec) -> Result<Route, String> {
+    if !s.path.starts_with('/') {
+        return Err(format!("route {n}: path `{}` must start with `/`", s.path));
+    }
+    // One `**` keeps matching linear in the path; more would let a long
+    // request path cost polynomial time.
+    if s.path.matches("**").count() > 1 || s.path.contains("***") {
+        return Err(format!(
+            "route {n}: path `{}` has more than one `**`; one is enough to span any depth",
+            s.path
+        ));
+    }
+    let methods = match s.methods {
+        None => None,
+        Some(ms) if ms.is_empty() => {
+            return Err(format!(
+                "route {n}: `methods` is empty; leave it out to match any"
+            ))
+        }
+        Some(ms) => {
+            let mut up = Vec::new();
+            for m in ms {
+                let m = m.to_ascii_uppercase();
+                if m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase()) {
+                    return Err(format!("route {n}: `{m}` is not an HTTP method"));
+                }
+                up.push(m);
+            }
+            Some(up)
+        }
+    };
+    let upstream = match s.upstream {
+        None => None,
+        Some(u) => Some(
+            crate::drivers::http_client::normalize_url(&u)
+                .map_err(|e| format!("route {n}: upstream: {e}"))?,
+        ),
+    };
+    Ok(Route {
+        methods,
+        pattern: super::path::match_key(&s.path),
+        path: s.path,
+        scopes: s.scopes,
+        upstream,
+    })
+}
+
+/// `*` matches within one segment (no `/`); `**` matches across segments, and
+/// a trailing `/**` matches no segment too (`/admin/**` covers `/admin`).
 pub fn path_match(pattern: &str, path: &str) -> bool {
     fn go(p: &[u8], s: &[u8]) -> bool {
         match p.first() {
             None => s.is_empty(),
+            Some(b'/') if &p[1..] == b"**" && s.is_empty() => true,
             Some(b'*') if p.get(1) == Some(&b'*') => {
                 let rest = &p[2..];
                 (0..=s.len()).any(|i| go(rest, &s[i..]))
@@ -160,6 +179,8 @@ mod tests {
         assert!(!path_match("/orders", "/orders/1"));
         assert!(path_match("/**", "/"));
         assert!(path_match("/a*b", "/axxb"));
+        assert!(path_match("/admin/**", "/admin"));
+        assert!(!path_match("/admin/**", "/administrator"));
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! HTTPS: a rustls (ring) listener for axum. TCP connections are accepted in a
 //! task of their own and each handshake runs in its own task, so one slow or
-//! broken client never holds up the others.
+//! broken client never holds up the others. The certificate is read per
+//! connection from a swappable config, so SIGHUP can load a renewed one
+//! without closing the connections that are open.
 
 use anyhow::{Context, Result};
 use std::net::SocketAddr;
@@ -47,15 +49,17 @@ pub fn config(cert: &Path, key: &Path) -> Result<ServerConfig> {
     Ok(config)
 }
 
+/// The server's TLS settings, replaced whole on reload.
+pub type Certs = Arc<arc_swap::ArcSwap<ServerConfig>>;
+
 pub struct TlsListener {
     ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
     local: SocketAddr,
 }
 
 impl TlsListener {
-    pub fn new(tcp: TcpListener, config: ServerConfig) -> std::io::Result<TlsListener> {
+    pub fn new(tcp: TcpListener, certs: Certs) -> std::io::Result<TlsListener> {
         let local = tcp.local_addr()?;
-        let acceptor = TlsAcceptor::from(Arc::new(config));
         let (tx, ready) = mpsc::channel(64);
         tokio::spawn(async move {
             loop {
@@ -68,7 +72,7 @@ impl TlsListener {
                         continue;
                     }
                 };
-                let acceptor = acceptor.clone();
+                let acceptor = TlsAcceptor::from(certs.load_full());
                 let tx = tx.clone();
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {

@@ -2,8 +2,9 @@
 //! directory (or its tok.db), or a postgres:// URL.
 
 use super::audit::{AuditFilter, Entry, Retention};
-use super::backend::{Backend, Counts, Result, TokenRow};
+use super::backend::{Backend, Counts, Result, StateCounts, TokenRow};
 use super::postgres::{self, PgStore, Target};
+use super::quota::QuotaUse;
 use super::sqlite::Sqlite;
 use super::Cursor;
 use crate::model::{Created, Filter, NewToken, RevokeOutcome, Token};
@@ -78,6 +79,9 @@ impl Backend for AnyStore {
     ) -> Result<Created> {
         each!(self, s => s.create(new, by, now).await)
     }
+    async fn is_position(&self, c: &Cursor) -> Result<bool> {
+        each!(self, s => s.is_position(c).await)
+    }
     async fn list(
         &self,
         filter: &Filter,
@@ -113,12 +117,22 @@ impl Backend for AnyStore {
     async fn spend(&self, id: &str, now: DateTime<Utc>) -> Result<Option<Token>> {
         each!(self, s => s.spend(id, now).await)
     }
+    async fn quota_used(&self, id: &str, window: i64) -> Result<u64> {
+        each!(self, s => s.quota_used(id, window).await)
+    }
+    async fn not_ready(&self) -> Option<String> {
+        each!(self, s => s.not_ready().await)
+    }
+    async fn count_by_state(&self, now: DateTime<Utc>) -> Result<StateCounts> {
+        each!(self, s => s.count_by_state(now).await)
+    }
     async fn write_batch(
         &self,
         entries: &[Entry],
         uses: &[(String, u64, DateTime<Utc>)],
+        quota: &QuotaUse,
     ) -> Result<()> {
-        each!(self, s => s.write_batch(entries, uses).await)
+        each!(self, s => s.write_batch(entries, uses, quota).await)
     }
     async fn audit(&self, filter: &AuditFilter, max: Option<u64>) -> Result<Vec<Entry>> {
         each!(self, s => s.audit(filter, max).await)

@@ -84,6 +84,17 @@ pub struct Entry {
     pub reason: Option<String>,
     pub upstream_status: Option<u16>,
     pub latency_ms: Option<u64>,
+    /// How many identical denials this entry stands for (1 for most): a flood
+    /// of the same refused request is kept as one entry, counted, from the
+    /// first one's time.
+    #[serde(default = "one")]
+    pub count: u64,
+    /// The request's `X-Request-Id`, also in its log lines.
+    pub request_id: Option<String>,
+}
+
+fn one() -> u64 {
+    1
 }
 
 impl Entry {
@@ -102,7 +113,27 @@ impl Entry {
             reason: None,
             upstream_status: None,
             latency_ms: None,
+            count: 1,
+            request_id: None,
         }
+    }
+
+    /// Whether `other` is the same denial of a proxy request as this one (all
+    /// but time, latency and count), so that the two may be kept as one entry.
+    pub fn same_denial(&self, other: &Entry) -> bool {
+        // Proxy requests only: that is where anyone can flood; every other
+        // decision (an introspection, a token exchange) keeps its own row.
+        self.event == Event::Request
+            && self.decision == Some(Decision::Deny)
+            && other.decision == Some(Decision::Deny)
+            && self.event == other.event
+            && self.token_id == other.token_id
+            && self.actor == other.actor
+            && self.method == other.method
+            && self.path == other.path
+            && self.client == other.client
+            && self.reason == other.reason
+            && self.upstream_status == other.upstream_status
     }
 }
 
@@ -118,11 +149,21 @@ pub struct AuditFilter {
     pub limit: Option<u64>,
 }
 
-/// How long and how much of the trail to keep.
+/// How long and how much of the trail to keep. Request entries (the proxy's
+/// decisions, introspections and token exchanges, which anyone who reaches a
+/// listener can cause)
+/// and admin actions (create, revoke, rotate) have caps of their own, so that
+/// no amount of traffic evicts an admin action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention {
+    /// Request entries older than this go.
     pub max_age_secs: u64,
+    /// At most this many request entries (the oldest go first).
     pub max_rows: u64,
+    /// Admin actions older than this go.
+    pub admin_max_age_secs: u64,
+    /// At most this many admin actions.
+    pub admin_max_rows: u64,
 }
 
 impl Default for Retention {
@@ -130,15 +171,20 @@ impl Default for Retention {
         Retention {
             max_age_secs: 90 * 86_400,
             max_rows: 1_000_000,
+            admin_max_age_secs: 730 * 86_400,
+            admin_max_rows: 1_000_000,
         }
     }
 }
 
+/// The events of admin actions, as stored; every other event is a request entry.
+const ADMIN_EVENTS: &str = "('create', 'revoke', 'rotate')";
+
 pub(super) fn insert(conn: &Connection, e: &Entry) -> rusqlite::Result<()> {
     conn.execute(
         "INSERT INTO audit (at, event, token_id, actor, method, path, client, decision, reason,
-            upstream_status, latency_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            upstream_status, latency_ms, count, request_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         params![
             e.at.timestamp_millis(),
             e.event.as_str(),
@@ -151,6 +197,8 @@ pub(super) fn insert(conn: &Connection, e: &Entry) -> rusqlite::Result<()> {
             e.reason,
             e.upstream_status,
             e.latency_ms.map(|v| v.min(i64::MAX as u64) as i64),
+            e.count.clamp(1, i64::MAX as u64) as i64,
+            e.request_id,
         ],
     )?;
     Ok(())
@@ -159,20 +207,23 @@ pub(super) fn insert(conn: &Connection, e: &Entry) -> rusqlite::Result<()> {
 impl Store {
     /// Appends entries in one transaction.
     pub fn record(&self, entries: &[Entry]) -> Result<()> {
-        self.write_batch(entries, &[])
+        self.write_batch(entries, &[], &[])
     }
 
     /// The proxy's batch, in one transaction: audit entries, and for tokens
-    /// without a use limit, `uses` more uses and a last-used time each.
+    /// without a use limit, `uses` more uses and a last-used time each; and
+    /// the quota use of tokens with a quota (`store::quota`).
     pub fn write_batch(
         &self,
         entries: &[Entry],
         uses: &[(String, u64, DateTime<Utc>)],
+        quota: &super::quota::QuotaUse,
     ) -> Result<()> {
-        if entries.is_empty() && uses.is_empty() {
+        if entries.is_empty() && uses.is_empty() && quota.is_empty() {
             return Ok(());
         }
         self.immediate(|c| {
+            super::quota::add(c, quota)?;
             for (id, n, at) in uses {
                 c.execute(
                     "UPDATE tokens SET uses = uses + ?2,
@@ -217,7 +268,7 @@ impl Store {
             format!("WHERE {}", clauses.join(" AND "))
         };
         let cols = "seq, at, event, token_id, actor, method, path, client, decision, reason,
-            upstream_status, latency_ms";
+            upstream_status, latency_ms, count, request_id";
         let sql = match f.limit {
             Some(n) => format!(
                 "SELECT * FROM (SELECT {cols} FROM audit {where_sql} ORDER BY seq DESC LIMIT {})
@@ -252,6 +303,8 @@ impl Store {
                     reason: r.get(9)?,
                     upstream_status: r.get::<_, Option<i64>>(10)?.map(|v| v as u16),
                     latency_ms: r.get::<_, Option<i64>>(11)?.map(|v| v.max(0) as u64),
+                    count: r.get::<_, i64>(12)?.max(1) as u64,
+                    request_id: r.get(13)?,
                 })
             })()
             .map_err(super::StoreError::from)?;
@@ -260,18 +313,33 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes entries older than the retention age and beyond the row cap.
-    /// Returns how many were deleted.
+    /// Deletes entries older than the retention age and beyond the row cap,
+    /// request entries and admin actions each by their own limits. Returns how
+    /// many were deleted.
     pub fn prune_audit(&self, r: Retention, now: DateTime<Utc>) -> Result<usize> {
         let cutoff =
-            now.timestamp_millis() - (r.max_age_secs.min(i64::MAX as u64 / 1000) as i64) * 1000;
-        let mut n = self
-            .conn
-            .execute("DELETE FROM audit WHERE at < ?1", params![cutoff])?;
-        n += self.conn.execute(
-            "DELETE FROM audit WHERE seq <= (SELECT max(seq) FROM audit) - ?1",
-            params![r.max_rows.min(i64::MAX as u64) as i64],
-        )?;
+            |age: u64| now.timestamp_millis() - (age.min(i64::MAX as u64 / 1000) as i64) * 1000;
+        let cap = |rows: u64| rows.clamp(1, i64::MAX as u64) as i64;
+        let mut n = 0;
+        for (kind, age, rows) in [
+            ("NOT IN", r.max_age_secs, r.max_rows),
+            ("IN", r.admin_max_age_secs, r.admin_max_rows),
+        ] {
+            n += self.conn.execute(
+                &format!("DELETE FROM audit WHERE event {kind} {ADMIN_EVENTS} AND at < ?1"),
+                params![cutoff(age)],
+            )?;
+            // The newest `rows` of this kind stay: delete below the seq of the
+            // last one kept (nothing when there are fewer).
+            n += self.conn.execute(
+                &format!(
+                    "DELETE FROM audit WHERE event {kind} {ADMIN_EVENTS} AND seq < (
+                        SELECT seq FROM audit WHERE event {kind} {ADMIN_EVENTS}
+                        ORDER BY seq DESC LIMIT 1 OFFSET ?1 - 1)"
+                ),
+                params![cap(rows)],
+            )?;
+        }
         Ok(n)
     }
 }

@@ -9,9 +9,10 @@
 //! after which to start and a limit in the filter, nothing more.
 
 use super::audit::{AuditFilter, Entry, Retention};
-use super::{Admission, Cursor, Refusal, Spend, StoreError, ID_PREFIX};
+use super::quota::QuotaUse;
+use super::{Admission, Cursor, Refusal, Spend, StoreError};
 use crate::error::Kind;
-use crate::model::{Created, Filter, NewToken, RevokeOutcome, State, StateFilter, Token};
+use crate::model::{Created, Filter, NewToken, RevokeOutcome, State, Token};
 use crate::secret::Secret;
 use chrono::{DateTime, Utc};
 use std::future::Future;
@@ -87,14 +88,19 @@ impl Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// One token as stored: the hash of its secret instead of the secret, and
-/// the id it was rotated from. What `tok store copy` moves.
+/// One token as stored: the hash of its secret instead of the secret, the
+/// id it was rotated from, and its quota's use (window start in ms, uses).
+/// What `tok store copy` moves.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenRow {
     pub token: Token,
     pub secret_hash: Vec<u8>,
     pub rotated_from: Option<String>,
+    pub quota_use: Option<(i64, u64)>,
 }
+
+/// Tokens per state (active, expired, revoked, exhausted), for a gauge.
+pub type StateCounts = Vec<(&'static str, u64)>;
 
 /// How many rows a store holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -118,6 +124,10 @@ pub trait Backend: Send + Sync {
         created_by: Option<&str>,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Created>> + Send;
+
+    /// Whether `c` is the position of a token that exists: every cursor the
+    /// server gives out is (tokens are never deleted), so any other is forged.
+    fn is_position(&self, c: &Cursor) -> impl Future<Output = Result<bool>> + Send;
 
     /// Tokens matching `filter` in (created_at, id) order, after `after`.
     fn list(
@@ -171,14 +181,31 @@ pub trait Backend: Send + Sync {
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Option<Token>>> + Send;
 
+    /// How much of token `id`'s quota is used in the window starting at
+    /// `window` (ms): 0 when nothing was recorded for that window.
+    fn quota_used(&self, id: &str, window: i64) -> impl Future<Output = Result<u64>> + Send;
+
+    // -- operators --
+
+    /// Whether the store can be reached now and its schema is this tok's:
+    /// None when ready, else why not.
+    fn not_ready(&self) -> impl Future<Output = Option<String>> + Send;
+
+    /// How many tokens are in each state at `now`.
+    fn count_by_state(
+        &self,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<StateCounts>> + Send;
+
     // -- audit --
 
-    /// Appends entries and counts batched uses of unlimited tokens, in one
-    /// transaction.
+    /// Appends entries, counts batched uses of unlimited tokens and adds
+    /// quota use (`store::quota`), in one transaction.
     fn write_batch(
         &self,
         entries: &[Entry],
         uses: &[(String, u64, DateTime<Utc>)],
+        quota: &QuotaUse,
     ) -> impl Future<Output = Result<()>> + Send;
 
     /// Matching entries, oldest first; at most `max` of them (the oldest)
@@ -293,6 +320,9 @@ pub fn successor(old: &Token, now: DateTime<Utc>) -> NewToken {
                 .unwrap_or(DateTime::<Utc>::MAX_UTC)
         }),
         max_uses: old.max_uses,
+        rate: old.rate,
+        quota: old.quota,
+        allow_ip: old.allow_ip.clone(),
     }
 }
 
@@ -301,40 +331,5 @@ pub fn rotate_reason(new_id: &str, grace: Option<u64>) -> String {
     match grace {
         None => format!("rotated to {new_id}; revoked now"),
         Some(g) => format!("rotated to {new_id}; valid {g}s more"),
-    }
-}
-
-/// The token whose id is `input` or starts with it (`tk_` may be left off).
-/// Written once over `get` and `list`, for every backend.
-pub async fn resolve<B: Backend>(b: &B, input: &str, now: DateTime<Utc>) -> Result<Token> {
-    let wanted = if input.starts_with(ID_PREFIX) {
-        input.to_string()
-    } else {
-        format!("{ID_PREFIX}{input}")
-    };
-    if let Some(t) = b.get(&wanted, now).await? {
-        return Ok(t);
-    }
-    let filter = Filter {
-        state: StateFilter::All,
-        id_prefix: Some(wanted),
-        limit: Some(11),
-        ..Filter::default()
-    };
-    let mut found = b.list(&filter, None, now).await?;
-    match found.len() {
-        0 => Err(StoreError::NotFound(input.to_string()).into()),
-        1 => Ok(found.remove(0)),
-        _ => Err(StoreError::Ambiguous {
-            prefix: input.to_string(),
-            candidates: found
-                .iter()
-                .map(|t| match &t.name {
-                    Some(n) => format!("{} ({n})", t.id),
-                    None => t.id.clone(),
-                })
-                .collect(),
-        }
-        .into()),
     }
 }

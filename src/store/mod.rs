@@ -10,6 +10,8 @@ pub mod backend;
 pub mod changes;
 pub mod copy;
 pub mod postgres;
+pub mod probe;
+pub mod quota;
 mod schema;
 pub mod sqlite;
 
@@ -51,13 +53,18 @@ pub enum StoreError {
     },
     #[error("no token matches `{0}`")]
     NotFound(String),
-    #[error("`{prefix}` matches {} tokens: {}", candidates.len(), candidates.join(", "))]
+    #[error("{}", crate::model::ambiguous(prefix, *total, candidates))]
     Ambiguous {
         prefix: String,
+        /// How many tokens match; None when it is only known to be more
+        /// than the candidates found.
+        total: Option<usize>,
         candidates: Vec<String>,
     },
     #[error("token {0} is revoked; create a new token instead")]
     Revoked(String),
+    #[error("token {id} was already rotated to {successor}")]
+    AlreadyRotated { id: String, successor: String },
     #[error("token store error: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("a token store task failed: {0}")]
@@ -83,6 +90,9 @@ impl StoreError {
                 path.display()
             )),
             StoreError::TooNew { .. } => Some("upgrade tok".into()),
+            StoreError::AlreadyRotated { successor, .. } => Some(format!(
+                "use {successor}'s secret, or rotate {successor} for a new one"
+            )),
             StoreError::NotFound(_) => {
                 Some("run `tok list --state all` to see revoked and expired tokens too".into())
             }
@@ -179,9 +189,64 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens (creating if needed) the store in `dir`.
+    /// Opens (creating if needed) the store in `dir`. A store this process may
+    /// read but not write (a read-only mount, another user's directory) is
+    /// opened read-only, so that listing and inspecting still work; writes to
+    /// it fail with SQLite's read-only error.
     pub fn open(dir: &Path) -> Result<Store> {
         let path = dir.join(DB_FILE);
+        refuse_empty_file(&path)?;
+        match Self::open_writable(dir, &path) {
+            Err(StoreError::Open { source, .. })
+                if is_write_refused(&source) && std::fs::metadata(&path).is_ok() =>
+            {
+                Self::open_read_only(&path).map_err(|_| StoreError::Open { path, source })
+            }
+            other => other,
+        }
+    }
+
+    fn open_read_only(path: &Path) -> Result<Store> {
+        use rusqlite::OpenFlags;
+        // `immutable`: no lock or -shm file is needed, which a directory that
+        // cannot be written could not hold (https://sqlite.org/uri.html).
+        let uri = format!(
+            "file:{}?immutable=1",
+            percent_encoding::utf8_percent_encode(
+                &path.to_string_lossy(),
+                percent_encoding::NON_ALPHANUMERIC
+            )
+            .to_string()
+            .replace("%2F", "/")
+        );
+        let conn = Connection::open_with_flags(
+            uri,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
+        )
+        .map_err(|e| classify_open(path, e))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        let store = Store {
+            conn,
+            path: path.to_path_buf(),
+        };
+        let current: i64 = store
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| classify_open(path, e))?;
+        if current as usize != schema::MIGRATIONS.len() {
+            return Err(StoreError::Open {
+                path: path.to_path_buf(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    "read-only, and its schema needs an upgrade that only a write can make",
+                ),
+            });
+        }
+        Ok(store)
+    }
+
+    fn open_writable(dir: &Path, path: &Path) -> Result<Store> {
+        let path = path.to_path_buf();
         let open_err = |source| StoreError::Open {
             path: path.clone(),
             source,
@@ -241,6 +306,16 @@ impl Store {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Whether `c` is the position of a token that exists: every cursor the
+    /// server gives out is (tokens are never deleted), so any other is forged.
+    pub fn is_position(&self, c: &Cursor) -> Result<bool> {
+        Ok(self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM tokens WHERE id = ?1 AND created_at = ?2)",
+            params![c.id, c.created_at_ms],
+            |r| r.get(0),
+        )?)
     }
 
     /// Inserts a new token and returns it with its secret (the only time it exists).
@@ -388,8 +463,8 @@ impl Store {
         }
         let filter = Filter {
             state: StateFilter::All,
-            id_prefix: Some(wanted),
-            limit: Some(11),
+            id_prefix: Some(wanted.clone()),
+            limit: Some(crate::model::AMBIGUOUS_SHOWN as u64),
             ..Filter::default()
         };
         let mut found: Vec<Token> = Vec::new();
@@ -402,6 +477,11 @@ impl Store {
             1 => Ok(found.remove(0)),
             _ => Err(StoreError::Ambiguous {
                 prefix: input.to_string(),
+                total: Some(self.conn.query_row(
+                    "SELECT count(*) FROM tokens WHERE substr(id, 1, length(?1)) = ?1",
+                    [&wanted],
+                    |r| r.get::<_, i64>(0),
+                )? as usize),
                 candidates: found
                     .iter()
                     .map(|t| match &t.name {
@@ -518,6 +598,21 @@ impl Store {
             if old.state == State::Revoked {
                 return Err(StoreError::Revoked(old.id));
             }
+            // One successor per token: a second rotation of a token kept alive
+            // by --grace (two at once, or a retry) would fork its line.
+            let successor: Option<String> = tx
+                .query_row(
+                    "SELECT id FROM tokens WHERE rotated_from = ?1 LIMIT 1",
+                    [&old.id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(successor) = successor {
+                return Err(StoreError::AlreadyRotated {
+                    id: old.id,
+                    successor,
+                });
+            }
             let lifetime = old.expires_at.map(|e| e - old.created_at);
             let new = NewToken {
                 name: old.name.clone(),
@@ -529,6 +624,9 @@ impl Store {
                 expires_at: lifetime
                     .map(|l| now.checked_add_signed(l).unwrap_or(DateTime::<Utc>::MAX_UTC)),
                 max_uses: old.max_uses,
+                rate: old.rate,
+                quota: old.quota,
+                allow_ip: old.allow_ip.clone(),
             };
             let (new_id, secret) = insert_row(tx, &new, by, Some(&old.id), now)?;
             let reason = format!("rotated to {new_id}");
@@ -577,8 +675,8 @@ fn insert_row(
     let id = format!("{ID_PREFIX}{}", secret::random_handle(ID_LEN));
     conn.execute(
         "INSERT INTO tokens (id, secret_hash, fingerprint, name, description, scopes, labels,
-            created_at, created_by, expires_at, max_uses, rotated_from)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            created_at, created_by, expires_at, max_uses, rotated_from, limits)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         params![
             id,
             secret.hash().as_slice(),
@@ -592,6 +690,7 @@ fn insert_row(
             new.expires_at.map(|t| t.timestamp_millis()),
             new.max_uses.map(clamp_i64),
             rotated_from,
+            quota::limits_json(new),
         ],
     )?;
     Ok((id, secret))
@@ -619,7 +718,7 @@ impl Store {
 }
 
 const COLUMNS: &str = "id, name, description, scopes, labels, created_at, created_by, expires_at,
-    max_uses, uses, last_used_at, revoked_at, revoked_by, revoke_reason, fingerprint";
+    max_uses, uses, last_used_at, revoked_at, revoked_by, revoke_reason, fingerprint, limits";
 
 fn token_from_row(r: &Row<'_>, now: DateTime<Utc>) -> rusqlite::Result<Token> {
     token_from_row_at(r, 0, now)
@@ -658,7 +757,19 @@ fn token_from_row_at(r: &Row<'_>, base: usize, now: DateTime<Utc>) -> rusqlite::
         revoked_by: r.get(base + 12)?,
         revoke_reason: r.get(base + 13)?,
         fingerprint: r.get(base + 14)?,
+        rate: None,
+        quota: None,
+        allow_ip: Vec::new(),
     };
+    quota::apply_limits(&mut t, r.get::<_, Option<String>>(base + 15)?.as_deref()).map_err(
+        |e| {
+            rusqlite::Error::FromSqlConversionFailure(
+                base + 15,
+                rusqlite::types::Type::Text,
+                e.into(),
+            )
+        },
+    )?;
     t.state = t.state_at(now);
     Ok(t)
 }
@@ -686,6 +797,31 @@ fn classify_open(path: &Path, e: rusqlite::Error) -> StoreError {
         }
         _ => StoreError::Sqlite(e),
     }
+}
+
+/// Whether an error means "this process may not write here".
+fn is_write_refused(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::PermissionDenied
+        || e.kind() == std::io::ErrorKind::ReadOnlyFilesystem
+        || e.raw_os_error() == Some(1) // EPERM: chmod of another user's file
+}
+
+/// A database file of 0 bytes (truncated, or a copy that failed) is damaged:
+/// SQLite would read it as a new empty store and every token would be gone
+/// without a word. Its write-ahead log may still hold the data, so a
+/// non-empty `-wal` file next to it lets SQLite recover instead.
+fn refuse_empty_file(path: &Path) -> Result<()> {
+    let empty = std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0);
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let wal_has_data = std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0);
+    if empty && !wal_has_data {
+        return Err(StoreError::Corrupt {
+            path: path.to_path_buf(),
+            message: "the file is empty (0 bytes)".into(),
+        });
+    }
+    Ok(())
 }
 
 /// Makes the database file 0600, creating it if missing. An existing file is
@@ -820,6 +956,7 @@ mod tests {
         let r = Retention {
             max_age_secs: 86_400,
             max_rows: 3,
+            ..Retention::default()
         };
         assert_eq!(s.prune_audit(r, now).unwrap(), 3);
         let mut left = Vec::new();
@@ -829,6 +966,48 @@ mod tests {
         })
         .unwrap();
         assert_eq!(left, [4, 5, 6]);
+    }
+
+    #[test]
+    fn request_floods_never_evict_admin_actions() {
+        let (_d, s) = store();
+        let now = Utc::now();
+        let admin: Vec<Entry> = [Event::Create, Event::Revoke, Event::Rotate]
+            .into_iter()
+            .map(|ev| Entry::new(ev, now - TimeDelta::days(100)))
+            .collect();
+        s.record(&admin).unwrap();
+        let flood: Vec<Entry> = (0..50)
+            .flat_map(|_| [Event::Request, Event::Introspect])
+            .map(|ev| Entry::new(ev, now))
+            .collect();
+        s.record(&flood).unwrap();
+        let r = Retention {
+            max_age_secs: 90 * 86_400,
+            max_rows: 10,
+            ..Retention::default()
+        };
+        assert_eq!(s.prune_audit(r, now).unwrap(), 90);
+        let mut left = Vec::new();
+        s.audit::<StoreError>(&Default::default(), &mut |e| {
+            left.push(e.event);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(left.len(), 13);
+        assert_eq!(left[..3], [Event::Create, Event::Revoke, Event::Rotate]);
+        // Admin actions go by their own limits only.
+        let r = Retention {
+            admin_max_age_secs: 30 * 86_400,
+            ..r
+        };
+        assert_eq!(s.prune_audit(r, now).unwrap(), 3);
+        let r = Retention {
+            admin_max_rows: 1,
+            ..Retention::default()
+        };
+        s.record(&admin).unwrap();
+        assert_eq!(s.prune_audit(r, now).unwrap(), 2);
     }
 
     #[test]

@@ -67,4 +67,27 @@ pub const MIGRATIONS: &[&str] = &[
         VALUES (old.id, (SELECT coalesce(max(seq), 0) + 1 FROM token_changes))
         ON CONFLICT (token_id) DO UPDATE SET seq = excluded.seq;
     END;",
+    // 4: repeated identical denials kept as one entry with a count; request
+    // and admin entries pruned apart (by event), each with its own caps; a
+    // token's successor found by index (one successor per token)
+    "ALTER TABLE audit ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
+    CREATE INDEX audit_event ON audit (event, seq);
+    CREATE INDEX tokens_rotated_from ON tokens (rotated_from) WHERE rotated_from IS NOT NULL;",
+    // 5: the request id `tok serve` answered as X-Request-Id and logged
+    "ALTER TABLE audit ADD COLUMN request_id TEXT;",
+    // 6: per-token rate limits and quotas (one JSON column, read only by
+    // `store::limits_json`), and each quota's use in its current window,
+    // written by the proxy's batch writer rather than per request. A change of
+    // the limits is an admission change like a new scope.
+    "ALTER TABLE tokens ADD COLUMN limits TEXT;
+    CREATE TABLE quota_use (
+        token_id     TEXT PRIMARY KEY,
+        window_start INTEGER NOT NULL,
+        used         INTEGER NOT NULL
+    ) STRICT;
+    CREATE TRIGGER tokens_changed_limits AFTER UPDATE OF limits ON tokens BEGIN
+        INSERT INTO token_changes (token_id, seq)
+        VALUES (new.id, (SELECT coalesce(max(seq), 0) + 1 FROM token_changes))
+        ON CONFLICT (token_id) DO UPDATE SET seq = excluded.seq;
+    END;",
 ];

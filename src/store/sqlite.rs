@@ -3,7 +3,8 @@
 //! idle connections kept for the next call.
 
 use super::audit::{AuditFilter, Entry, Retention};
-use super::backend::{Backend, Counts, Error, Result, TokenRow};
+use super::backend::{Backend, Counts, Error, Result, StateCounts, TokenRow};
+use super::quota::QuotaUse;
 use super::{token_from_row_at, Cursor, Store, StoreError, COLUMNS};
 use crate::model::{Created, Filter, NewToken, RevokeOutcome, Token};
 use crate::secret::Secret;
@@ -93,6 +94,10 @@ impl Backend for Sqlite {
         let (new, by) = (new.clone(), by.map(str::to_string));
         self.run(move |s| s.create(&new, by.as_deref(), now)).await
     }
+    async fn is_position(&self, c: &Cursor) -> Result<bool> {
+        let c = c.clone();
+        self.run(move |s| s.is_position(&c)).await
+    }
     async fn list(
         &self,
         filter: &Filter,
@@ -152,13 +157,32 @@ impl Backend for Sqlite {
         })
         .await
     }
+    async fn quota_used(&self, id: &str, window: i64) -> Result<u64> {
+        let id = id.to_string();
+        self.run(move |s| s.quota_used(&id, window)).await
+    }
+    async fn not_ready(&self) -> Option<String> {
+        // Opened afresh (never created), so a store that went away is seen
+        // as gone.
+        let dir = self.inner.dir.clone();
+        match tokio::task::spawn_blocking(move || super::probe::probe(&dir)).await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(e) => Some(format!("the store check did not finish: {e}")),
+        }
+    }
+    async fn count_by_state(&self, now: DateTime<Utc>) -> Result<StateCounts> {
+        self.run(move |s| s.count_by_state(now)).await
+    }
     async fn write_batch(
         &self,
         entries: &[Entry],
         uses: &[(String, u64, DateTime<Utc>)],
+        quota: &QuotaUse,
     ) -> Result<()> {
-        let (entries, uses) = (entries.to_vec(), uses.to_vec());
-        self.run(move |s| s.write_batch(&entries, &uses)).await
+        let (entries, uses, quota) = (entries.to_vec(), uses.to_vec(), quota.to_vec());
+        self.run(move |s| s.write_batch(&entries, &uses, &quota))
+            .await
     }
     async fn audit(&self, filter: &AuditFilter, max: Option<u64>) -> Result<Vec<Entry>> {
         let filter = filter.clone();
@@ -202,14 +226,18 @@ impl Backend for Sqlite {
         self.run(move |s| {
             let now = Utc::now();
             let mut stmt = s.conn.prepare(&format!(
-                "SELECT secret_hash, rotated_from, {COLUMNS} FROM tokens
+                "SELECT secret_hash, rotated_from, q.window_start, q.used, {COLUMNS}
+                 FROM tokens LEFT JOIN quota_use AS q ON q.token_id = tokens.id
                  WHERE ?1 IS NULL OR id > ?1 ORDER BY id LIMIT ?2"
             ))?;
             let rows = stmt.query_map(params![after, limit], |r| {
+                let window: Option<i64> = r.get(2)?;
+                let used: Option<i64> = r.get(3)?;
                 Ok(TokenRow {
                     secret_hash: r.get(0)?,
                     rotated_from: r.get(1)?,
-                    token: token_from_row_at(r, 2, now)?,
+                    quota_use: window.zip(used).map(|(w, u)| (w, u.max(0) as u64)),
+                    token: token_from_row_at(r, 4, now)?,
                 })
             })?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
@@ -224,9 +252,13 @@ impl Backend for Sqlite {
                     "INSERT OR IGNORE INTO tokens (id, secret_hash, fingerprint, name,
                         description, scopes, labels, created_at, created_by, expires_at,
                         max_uses, uses, last_used_at, revoked_at, revoked_by, revoke_reason,
-                        rotated_from)
+                        rotated_from, limits)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
-                        ?16, ?17)",
+                        ?16, ?17, ?18)",
+                )?;
+                let mut quota = c.prepare(
+                    "INSERT OR IGNORE INTO quota_use (token_id, window_start, used)
+                     VALUES (?1, ?2, ?3)",
                 )?;
                 let mut added = 0u64;
                 for row in &rows {
@@ -250,7 +282,11 @@ impl Backend for Sqlite {
                         t.revoked_by,
                         t.revoke_reason,
                         row.rotated_from,
+                        super::quota::token_limits_json(t),
                     ])? as u64;
+                    if let Some((window, used)) = row.quota_use {
+                        quota.execute(params![t.id, window, super::clamp_i64(used)])?;
+                    }
                 }
                 Ok(added)
             })
@@ -261,7 +297,7 @@ impl Backend for Sqlite {
         self.run(move |s| {
             let mut stmt = s.conn.prepare(
                 "SELECT seq, at, event, token_id, actor, method, path, client, decision, reason,
-                    upstream_status, latency_ms
+                    upstream_status, latency_ms, count, request_id
                  FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2",
             )?;
             let rows = stmt.query_map(params![after, limit], |r| {
@@ -281,6 +317,8 @@ impl Backend for Sqlite {
                     reason: r.get(9)?,
                     upstream_status: r.get::<_, Option<i64>>(10)?.map(|v| v as u16),
                     latency_ms: r.get::<_, Option<i64>>(11)?.map(|v| v.max(0) as u64),
+                    count: r.get::<_, i64>(12)?.max(1) as u64,
+                    request_id: r.get(13)?,
                 })
             })?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
@@ -294,8 +332,8 @@ impl Backend for Sqlite {
                 let mut added = 0u64;
                 let mut stmt = c.prepare(
                     "INSERT OR IGNORE INTO audit (seq, at, event, token_id, actor, method, path,
-                        client, decision, reason, upstream_status, latency_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                        client, decision, reason, upstream_status, latency_ms, count, request_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
                 )?;
                 for e in &rows {
                     added += stmt.execute(params![
@@ -311,6 +349,8 @@ impl Backend for Sqlite {
                         e.reason,
                         e.upstream_status,
                         e.latency_ms.map(super::clamp_i64),
+                        super::clamp_i64(e.count.max(1)),
+                        e.request_id,
                     ])? as u64;
                 }
                 Ok(added)

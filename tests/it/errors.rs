@@ -93,6 +93,18 @@ fn an_ambiguous_prefix_lists_the_candidates() {
 }
 
 #[test]
+fn an_ambiguous_prefix_gives_the_true_count_and_shows_ten() {
+    let env = Env::new();
+    for i in 0..13 {
+        env.create(&["--ttl", "15m", "--name", &format!("t{i}")]);
+    }
+    let o = env.run(&["inspect", "tk_"]);
+    assert_fails(&o, exit::USAGE, &["matches 13 tokens", "(first 10 shown)"]);
+    // The prefix twice (the command and the cause), then ten ids.
+    assert_eq!(stderr(&o).matches("tk_").count(), 2 + 10, "{}", stderr(&o));
+}
+
+#[test]
 fn a_mistyped_secret_is_caught_offline() {
     let env = Env::new();
     let secret = env.create(&["--ttl", "15m"]);

@@ -235,6 +235,16 @@ fn while_the_database_is_unreachable_nodes_answer_503_and_never_admit_a_revoked_
         std::thread::sleep(Duration::from_millis(25));
     }
     assert!(unavailable > 0, "the outage was never noticed");
+    // Health says so, with the reason, for a load balancer to stop sending.
+    for node in &c.nodes {
+        let (status, body) = ready(node);
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["status"], "not_ready", "{body}");
+        assert!(
+            body["reason"].as_str().unwrap().contains("unavailable"),
+            "{body}"
+        );
+    }
     // Back: both nodes admit the good token again and still refuse the bad one.
     c.db.exec_admin(&format!(
         "ALTER DATABASE {} WITH ALLOW_CONNECTIONS true",
@@ -247,7 +257,26 @@ fn while_the_database_is_unreachable_nodes_answer_503_and_never_admit_a_revoked_
             std::thread::sleep(Duration::from_millis(50));
         }
         assert_eq!(through(node, &bad), 401);
+        let start = Instant::now();
+        while ready(node).0 != 200 {
+            assert!(
+                start.elapsed() < GUARD,
+                "never ready again: {}",
+                ready(node).1
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
+}
+
+/// `/v1/health/ready` of a node: status and body.
+fn ready(node: &Server) -> (u16, serde_json::Value) {
+    let r = node
+        .http()
+        .get(node.api("/v1/health/ready"))
+        .send()
+        .unwrap();
+    (r.status().as_u16(), r.json().unwrap())
 }
 
 #[test]
@@ -278,6 +307,6 @@ fn two_nodes_starting_at_once_on_an_empty_database_migrate_it_once() {
     }
     assert_eq!(
         db.query_text("SELECT string_agg(version::text, ',' ORDER BY version) FROM tok_schema"),
-        "1,2"
+        "1,2,3"
     );
 }

@@ -416,7 +416,7 @@ fn limit_zero_is_refused_and_a_huge_argument_is_not_echoed() {
             exit::USAGE,
         ),
         (vec!["list", "--state", huge.as_str()], exit::USAGE),
-        (vec!["inspect", huge.as_str()], exit::NOT_FOUND),
+        (vec!["inspect", huge.as_str()], exit::USAGE),
     ] {
         let o = env.run(&args);
         assert_eq!(code(&o), expected, "{:?}: {}", &args[..2], stderr(&o));

@@ -24,7 +24,7 @@ async fn two_nodes_starting_at_once_migrate_an_empty_database_once() {
     let (a, b) = (a.unwrap(), b.unwrap());
     let versions =
         db.query_text("SELECT string_agg(version::text, ',' ORDER BY version) FROM tok_schema");
-    assert_eq!(versions, "1,2");
+    assert_eq!(versions, "1,2,3");
     // Both work on the one schema.
     let c = a
         .create(&NewToken::default(), None, Utc::now())
@@ -44,7 +44,7 @@ async fn a_schema_newer_than_this_tok_is_refused() {
             e,
             Error::TooNew {
                 found: 99,
-                known: 2,
+                known: 3,
                 ..
             }
         ),
@@ -128,13 +128,6 @@ async fn tokens_room_create_list_resolve_revoke_rotate() {
         .unwrap();
     assert_eq!(rest.len(), 1);
     assert_ne!(rest[0].id, first[0].id);
-
-    // Prefix resolution, written once over get and list.
-    let short = &ci.token.id[3..8];
-    assert_eq!(
-        backend::resolve(&s, short, now).await.unwrap().id,
-        ci.token.id
-    );
 
     let (t, o) = s
         .revoke(&web.token.id, Some("bob"), Some("leaked"), now)
@@ -400,14 +393,35 @@ async fn audit_room_names_nodes_filters_and_prunes_on_one_node() {
     deny.token_id = Some(c.token.id.clone());
     deny.decision = Some(Decision::Deny);
     deny.reason = Some("token revoked".into());
+    deny.count = 3;
+    deny.request_id = Some("req-1".into());
     let mut allow = Entry::new(Event::Request, now);
     allow.decision = Some(Decision::Allow);
     allow.upstream_status = Some(200);
     allow.latency_ms = Some(3);
-    b.write_batch(&[deny, allow], &[(c.token.id.clone(), 5, now)])
+    // Quota use goes in the same batch, and adds up across nodes within a
+    // window; a later window starts again, a late older one changes nothing.
+    let id = c.token.id.clone();
+    b.write_batch(
+        &[deny, allow],
+        &[(id.clone(), 5, now)],
+        &[(id.clone(), 1000, 3)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(a.get(&id, now).await.unwrap().unwrap().uses, 5);
+    a.write_batch(&[], &[], &[(id.clone(), 1000, 2)])
         .await
         .unwrap();
-    assert_eq!(a.get(&c.token.id, now).await.unwrap().unwrap().uses, 5);
+    assert_eq!(b.quota_used(&id, 1000).await.unwrap(), 5);
+    a.write_batch(&[], &[], &[(id.clone(), 2000, 1)])
+        .await
+        .unwrap();
+    b.write_batch(&[], &[], &[(id.clone(), 1000, 4)])
+        .await
+        .unwrap();
+    assert_eq!(a.quota_used(&id, 2000).await.unwrap(), 1);
+    assert_eq!(a.quota_used(&id, 1000).await.unwrap(), 0);
 
     let all = a.audit(&AuditFilter::default(), None).await.unwrap();
     let events: Vec<_> = all.iter().map(|e| e.event).collect();
@@ -427,6 +441,8 @@ async fn audit_room_names_nodes_filters_and_prunes_on_one_node() {
         .unwrap();
     assert_eq!(denied.len(), 1);
     assert_eq!(denied[0].reason.as_deref(), Some("token revoked"));
+    assert_eq!(denied[0].count, 3);
+    assert_eq!(denied[0].request_id.as_deref(), Some("req-1"));
     let newest = b
         .audit(
             &AuditFilter {
@@ -440,14 +456,31 @@ async fn audit_room_names_nodes_filters_and_prunes_on_one_node() {
     assert_eq!(newest[0].seq, all[2].seq);
 
     // Two nodes prune at once: the entries go once, and the counts add up.
+    // Request entries go by their own cap; the admin action (the create)
+    // stays, whatever the traffic.
     let r = Retention {
         max_age_secs: 86_400,
         max_rows: 1,
+        ..Retention::default()
     };
     let (x, y) = tokio::join!(a.prune_audit(r, now), b.prune_audit(r, now));
-    assert_eq!(x.unwrap() + y.unwrap(), 2);
+    assert_eq!(x.unwrap() + y.unwrap(), 1);
+    let left: Vec<_> = a
+        .audit(&AuditFilter::default(), None)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.event)
+        .collect();
+    assert_eq!(left, [Event::Create, Event::Request]);
+    let r = Retention {
+        admin_max_age_secs: 0,
+        ..r
+    };
     assert_eq!(
-        a.audit(&AuditFilter::default(), None).await.unwrap().len(),
+        a.prune_audit(r, now + chrono::TimeDelta::seconds(1))
+            .await
+            .unwrap(),
         1
     );
 }
@@ -524,11 +557,26 @@ async fn a_database_that_goes_away_fails_closed_and_recovers() {
 
 /// Creates tokens in a SQLite store with the real binary; returns their ids
 /// and one secret.
+/// A quota window's start (ms), as the proxy would record it.
+const QUOTA_WINDOW: i64 = 1_700_000_000_000;
+
 fn seed_sqlite(env: &Env) -> (Vec<String>, String) {
     let secret = env.create(&[
         "--ttl", "1h", "--name", "first", "--scope", "a:b", "--label", "k=v",
     ]);
-    env.create(&["--no-expiry", "--name", "second", "--uses", "3"]);
+    env.create(&[
+        "--no-expiry",
+        "--name",
+        "second",
+        "--uses",
+        "3",
+        "--rate",
+        "10/s",
+        "--quota",
+        "100/1d",
+        "--allow-ip",
+        "10.0.0.0/8",
+    ]);
     let third = env.create(&["--ttl", "2h", "--name", "third"]);
     let list = env.list_json(&["--state", "all"]);
     let third_id = list.iter().find(|t| t["name"] == "third").unwrap()["id"]
@@ -540,6 +588,21 @@ fn seed_sqlite(env: &Env) -> (Vec<String>, String) {
         &["revoke"],
     );
     let _ = third;
+    // What the proxy's batch writer adds: quota use, and an aggregated
+    // denial with its request id.
+    let second_id = list.iter().find(|t| t["name"] == "second").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let store = tok::store::Store::open(&env.data_dir()).unwrap();
+    let mut e = Entry::new(Event::Request, Utc::now());
+    e.token_id = Some(second_id.clone());
+    e.decision = Some(Decision::Deny);
+    e.count = 7;
+    e.request_id = Some("req-copied".into());
+    store
+        .write_batch(&[e], &[], &[(second_id, QUOTA_WINDOW, 4)])
+        .unwrap();
     (
         list.iter()
             .map(|t| t["id"].as_str().unwrap().to_string())
@@ -567,7 +630,25 @@ fn store_copy_round_trip_sqlite_postgres_sqlite() {
     assert_eq!(stdout(&out), "");
     assert_eq!(db.query_text("SELECT count(*) FROM tokens"), "3");
     let audit_n = db.query_text("SELECT count(*) FROM audit");
-    assert_eq!(audit_n, "4", "3 creates and a revoke");
+    assert_eq!(audit_n, "5", "3 creates, a revoke and a request");
+    // The newer columns came along: limits, quota use, count, request id.
+    assert_eq!(
+        db.query_text(
+            "SELECT (limits::jsonb -> 'allow_ip' ->> 0) || ' ' || (limits::jsonb ? 'rate')
+                || ' ' || (limits::jsonb ? 'quota') FROM tokens WHERE name = 'second'"
+        ),
+        "10.0.0.0/8 true true"
+    );
+    assert_eq!(
+        db.query_text(&format!(
+            "SELECT used FROM quota_use WHERE window_start = {QUOTA_WINDOW}"
+        )),
+        "4"
+    );
+    assert_eq!(
+        db.query_text("SELECT count || ' ' || request_id FROM audit WHERE event = 'request'"),
+        "7 req-copied"
+    );
 
     // Not again without --force; with it, nothing is added and all verifies.
     let out = env.run(&["store", "copy", "--from", src, "--to", &db.url]);
@@ -575,7 +656,7 @@ fn store_copy_round_trip_sqlite_postgres_sqlite() {
     let out = env.run(&["store", "copy", "--from", src, "--to", &db.url, "--force"]);
     assert_success(&out, &["store", "copy", "--force"]);
     assert!(
-        stderr(&out).contains("copied 0 of 3 tokens and 0 of 4"),
+        stderr(&out).contains("copied 0 of 3 tokens and 0 of 5"),
         "{}",
         stderr(&out)
     );
@@ -609,6 +690,17 @@ fn store_copy_round_trip_sqlite_postgres_sqlite() {
     let audit_before = stdout(&env.run(&["audit", "-o", "json"]));
     let audit_after = stdout(&back.run(&["audit", "-o", "json"]));
     assert_eq!(audit_before, audit_after);
+    assert!(audit_after.contains("req-copied"), "{audit_after}");
+    let quota = tok::store::Store::open(&back_dir)
+        .unwrap()
+        .quota_used(
+            &before.iter().find(|t| t["name"] == "second").unwrap()["id"]
+                .as_str()
+                .unwrap(),
+            QUOTA_WINDOW,
+        )
+        .unwrap();
+    assert_eq!(quota, 4);
 }
 
 #[test]
@@ -678,7 +770,7 @@ async fn tls_is_verified_with_rustls() {
         let s = PgStore::open(Target::parse(&url, true).unwrap(), "tls".into())
             .await
             .unwrap_or_else(|e| panic!("{host}: {e}"));
-        s.ping().await.unwrap();
+        s.schema_check().await.unwrap();
         let all_tls = db.query_text(&format!(
             "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
              WHERE a.datname = '{}' AND a.application_name = 'tok'",

@@ -82,27 +82,12 @@ impl Gate {
 /// A GET sent byte for byte as written (HTTP clients resolve `..` and `%2e`
 /// before sending, which would hide what the proxy must handle). Returns the
 /// status and body.
-fn raw_get(base: &str, path: &str, secret: &str) -> (u16, String) {
-    use std::io::Read;
+pub(crate) fn raw_get(base: &str, path: &str, secret: &str) -> (u16, String) {
     let host = base.trim_start_matches("http://");
-    let mut conn = std::net::TcpStream::connect(host).unwrap();
-    write!(
-        conn,
+    let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {secret}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut answer = String::new();
-    conn.read_to_string(&mut answer).unwrap();
-    let status = answer
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = answer
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    );
+    crate::hostile::raw(base, request.as_bytes())
 }
 
 fn challenge(r: &reqwest::blocking::Response) -> String {

@@ -39,7 +39,15 @@ impl Server {
 
     /// Like `start`, with extra `tok serve` arguments (e.g. TLS files).
     pub fn start_with(extra: &[&str]) -> Server {
-        let env = Env::new();
+        Self::start_env(extra, &[])
+    }
+
+    /// Like `start_with`, with environment variables for the server process.
+    pub fn start_env(extra: &[&str], vars: &[(&str, &str)]) -> Server {
+        let mut env = Env::new();
+        for (k, v) in vars {
+            env.set(k, v);
+        }
         let data_dir = env.home().join("server-store");
         let o = env.run(&["serve", "init", "--data-dir", data_dir.to_str().unwrap()]);
         assert_success(&o, &["serve", "init"]);
@@ -129,12 +137,22 @@ impl Server {
 
     /// The URL of the proxy listener (`--proxy-listen 127.0.0.1:0`), from its log line.
     pub fn proxy_url(&self) -> String {
-        self.wait_for_log("proxy listening");
+        self.logged_url("proxy listening")
+    }
+
+    /// The URL of the forward-auth listener (`--auth-listen 127.0.0.1:0`).
+    pub fn auth_url(&self) -> String {
+        self.logged_url("forward auth listening")
+    }
+
+    /// The `url=` of the log line that says `message`, once there is one.
+    fn logged_url(&self, message: &str) -> String {
+        self.wait_for_log(message);
         self.logs()
             .lines()
-            .filter(|l| l.contains("proxy listening"))
+            .filter(|l| l.contains(message))
             .find_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("url=")))
-            .expect("the proxy logs its url")
+            .unwrap_or_else(|| panic!("the server logs a url with {message:?}"))
             .to_string()
     }
 

@@ -51,7 +51,7 @@ fn stop(child: &mut Child) {
 
 /// Reads a child's stderr as it comes, so that a chatty server never blocks
 /// on a full pipe; the text is kept for failure messages.
-fn drain(child: &mut Child) -> Arc<Mutex<String>> {
+pub fn drain(child: &mut Child) -> Arc<Mutex<String>> {
     let log = Arc::new(Mutex::new(String::new()));
     if let Some(mut e) = child.stderr.take() {
         let log = log.clone();

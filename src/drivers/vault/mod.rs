@@ -111,6 +111,7 @@ impl Vault {
             [] => Err(gone(id)),
             _ => Err(DriverError::Ambiguous {
                 prefix: id.to_string(),
+                total: Some(matches.len()),
                 candidates: matches,
             }),
         }

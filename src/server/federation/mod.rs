@@ -302,6 +302,9 @@ fn mint(
         labels: policy.labels(claims),
         expires_at: Some(now + crate::duration::Ttl::from_secs(ttl).delta()),
         max_uses,
+        rate: None,
+        quota: None,
+        allow_ip: Vec::new(),
     };
     crate::model::check_new_token(&new)
         .map_err(|e| Refusal::Grant(format!("the minted token would be invalid: {e}")))?;

@@ -4,13 +4,18 @@
 use super::super::audit::{AuditFilter, Decision, Entry, Event, Retention};
 use super::super::backend::{Error, Result};
 use super::super::from_ms;
+use super::super::quota::QuotaUse;
 use super::tokens::clamp_i64;
 use super::{pg, schema, PgStore};
 use chrono::{DateTime, Utc};
 use tokio_postgres::types::ToSql;
 
 const COLUMNS: &str = "seq, at, event, token_id, actor, method, path, client, decision, reason,
-    upstream_status, latency_ms";
+    upstream_status, latency_ms, count, request_id";
+
+/// The events of admin actions, as stored; every other event is a request
+/// entry (as on SQLite: `store::audit`).
+const ADMIN_EVENTS: &str = "('create', 'revoke', 'rotate')";
 
 impl PgStore {
     /// Appends entries in one statement (arrays unnested), on `c`, naming
@@ -54,6 +59,8 @@ impl PgStore {
             .iter()
             .map(|e| e.latency_ms.map(clamp_i64))
             .collect();
+        let count: Vec<i64> = entries.iter().map(|e| clamp_i64(e.count.max(1))).collect();
+        let request_id = col(&|e| e.request_id.clone());
         let node: Option<&str> = if keep_seq { None } else { Some(&self.node) };
         let (seq_col, seq_val, conflict) = if keep_seq {
             ("seq, ", "s, ", "ON CONFLICT (seq) DO NOTHING")
@@ -62,16 +69,30 @@ impl PgStore {
         };
         let sql = format!(
             "INSERT INTO audit ({seq_col}at, event, token_id, actor, method, path, client,
-                decision, reason, upstream_status, latency_ms, node)
-             SELECT {seq_val}a, ev, t, ac, m, p, cl, d, r, st, l, $13::text
+                decision, reason, upstream_status, latency_ms, count, request_id, node)
+             SELECT {seq_val}a, ev, t, ac, m, p, cl, d, r, st, l, n, rq, $15::text
              FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[],
                 $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::int4[],
-                $12::bigint[]) AS x(s, a, ev, t, ac, m, p, cl, d, r, st, l)
+                $12::bigint[], $13::bigint[], $14::text[])
+                AS x(s, a, ev, t, ac, m, p, cl, d, r, st, l, n, rq)
              {conflict}"
         );
-        let params: [&(dyn ToSql + Sync); 13] = [
-            &seq, &at, &event, &token_id, &actor, &method, &path, &client, &decision, &reason,
-            &status, &latency, &node,
+        let params: [&(dyn ToSql + Sync); 15] = [
+            &seq,
+            &at,
+            &event,
+            &token_id,
+            &actor,
+            &method,
+            &path,
+            &client,
+            &decision,
+            &reason,
+            &status,
+            &latency,
+            &count,
+            &request_id,
+            &node,
         ];
         c.execute(&sql, &params).await.map_err(pg)
     }
@@ -80,8 +101,9 @@ impl PgStore {
         &self,
         entries: &[Entry],
         uses: &[(String, u64, DateTime<Utc>)],
+        quota: &QuotaUse,
     ) -> Result<()> {
-        if entries.is_empty() && uses.is_empty() {
+        if entries.is_empty() && uses.is_empty() && quota.is_empty() {
             return Ok(());
         }
         let mut c = self.client().await?;
@@ -97,6 +119,24 @@ impl PgStore {
                      FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS x(id, n, at)
                      WHERE tokens.id = x.id",
                     &[&ids, &n, &at],
+                )
+                .await
+                .map_err(pg)?;
+            }
+            // Quota use, as on SQLite (`store::quota::add`): a later window
+            // starts the count again, a late batch of an older one is ignored.
+            // The batch is sorted by window, so one token's rows apply in order.
+            for (id, window, n) in quota {
+                tx.execute(
+                    "INSERT INTO quota_use AS q (token_id, window_start, used)
+                     VALUES ($1, $2, $3)
+                     ON CONFLICT (token_id) DO UPDATE SET
+                        used = CASE
+                            WHEN excluded.window_start = q.window_start THEN q.used + excluded.used
+                            WHEN excluded.window_start > q.window_start THEN excluded.used
+                            ELSE q.used END,
+                        window_start = greatest(q.window_start, excluded.window_start)",
+                    &[id, window, &clamp_i64(*n)],
                 )
                 .await
                 .map_err(pg)?;
@@ -189,6 +229,8 @@ impl PgStore {
                 reason: r.get(9),
                 upstream_status: r.get::<_, Option<i32>>(10).map(|v| v as u16),
                 latency_ms: r.get::<_, Option<i64>>(11).map(|v| v.max(0) as u64),
+                count: r.get::<_, i64>(12).max(1) as u64,
+                request_id: r.get(13),
             })
             .collect())
     }
@@ -213,12 +255,15 @@ impl PgStore {
         r.map_err(|e| self.failed(e))
     }
 
-    /// Deletes entries past the retention. One node at a time: a node that
-    /// finds another pruning (the advisory lock taken) skips this round.
+    /// Deletes entries past the retention, request entries and admin actions
+    /// each by their own limits (as on SQLite). One node at a time: a node
+    /// that finds another pruning (the advisory lock taken) skips this round.
     pub(super) async fn prune(&self, r: Retention, now: DateTime<Utc>) -> Result<usize> {
-        let cutoff = now
-            .timestamp_millis()
-            .saturating_sub(clamp_i64(r.max_age_secs.min(i64::MAX as u64 / 1000)) * 1000);
+        let cutoff = |age: u64| {
+            now.timestamp_millis()
+                .saturating_sub(clamp_i64(age.min(i64::MAX as u64 / 1000)) * 1000)
+        };
+        let cap = |rows: u64| clamp_i64(rows.max(1));
         let mut c = self.client().await?;
         let res = async {
             let tx = c.transaction().await.map_err(pg)?;
@@ -233,17 +278,32 @@ impl PgStore {
             if !mine {
                 return Ok(0);
             }
-            let mut n = tx
-                .execute("DELETE FROM audit WHERE at < $1", &[&cutoff])
-                .await
-                .map_err(pg)?;
-            n += tx
-                .execute(
-                    "DELETE FROM audit WHERE seq <= (SELECT max(seq) FROM audit) - $1",
-                    &[&clamp_i64(r.max_rows)],
-                )
-                .await
-                .map_err(pg)?;
+            let mut n = 0;
+            for (kind, age, rows) in [
+                ("NOT IN", r.max_age_secs, r.max_rows),
+                ("IN", r.admin_max_age_secs, r.admin_max_rows),
+            ] {
+                n += tx
+                    .execute(
+                        &format!("DELETE FROM audit WHERE event {kind} {ADMIN_EVENTS} AND at < $1"),
+                        &[&cutoff(age)],
+                    )
+                    .await
+                    .map_err(pg)?;
+                // The newest `rows` of this kind stay: delete below the seq of
+                // the last one kept (nothing when there are fewer).
+                n += tx
+                    .execute(
+                        &format!(
+                            "DELETE FROM audit WHERE event {kind} {ADMIN_EVENTS} AND seq < (
+                                SELECT seq FROM audit WHERE event {kind} {ADMIN_EVENTS}
+                                ORDER BY seq DESC LIMIT 1 OFFSET $1::bigint - 1)"
+                        ),
+                        &[&cap(rows)],
+                    )
+                    .await
+                    .map_err(pg)?;
+            }
             tx.commit().await.map_err(pg)?;
             Ok(n as usize)
         }

@@ -137,12 +137,22 @@ impl PgStore {
         self.health().failures == 0
     }
 
-    /// One round trip: readiness.
-    pub async fn ping(&self) -> Result<()> {
+    /// One round trip, for readiness: the database answers, and its schema
+    /// is the one this tok knows (a node started before a newer one migrated
+    /// it is not ready).
+    pub async fn schema_check(&self) -> Result<()> {
         let c = self.client().await?;
-        c.simple_query("SELECT 1")
+        let found: i32 = c
+            .query_one("SELECT coalesce(max(version), 0) FROM tok_schema", &[])
             .await
-            .map_err(|e| self.failed(pg(e)))?;
+            .map_err(|e| self.failed(pg(e)))?
+            .get(0);
+        let known = schema::MIGRATIONS.len();
+        if found as usize != known {
+            return Err(Error::Postgres(format!(
+                "the store's schema is at version {found}, this tok knows {known}"
+            )));
+        }
         Ok(())
     }
 
@@ -237,7 +247,8 @@ pub fn default_node_name() -> String {
 }
 
 use super::audit::{AuditFilter, Entry, Retention};
-use super::backend::{Backend, Counts, TokenRow};
+use super::backend::{Backend, Counts, StateCounts, TokenRow};
+use super::quota::QuotaUse;
 use super::Cursor;
 use crate::model::{Created, Filter, NewToken, RevokeOutcome, Token};
 use crate::secret::Secret;
@@ -254,6 +265,9 @@ impl Backend for PgStore {
         now: DateTime<Utc>,
     ) -> Result<Created> {
         self.create_token(new, by, now).await
+    }
+    async fn is_position(&self, c: &Cursor) -> Result<bool> {
+        PgStore::is_position(self, c).await
     }
     async fn list(
         &self,
@@ -290,12 +304,22 @@ impl Backend for PgStore {
     async fn spend(&self, id: &str, now: DateTime<Utc>) -> Result<Option<Token>> {
         self.spend_use(id, now).await
     }
+    async fn quota_used(&self, id: &str, window: i64) -> Result<u64> {
+        PgStore::quota_used(self, id, window).await
+    }
+    async fn not_ready(&self) -> Option<String> {
+        self.schema_check().await.err().map(|e| e.to_string())
+    }
+    async fn count_by_state(&self, now: DateTime<Utc>) -> Result<StateCounts> {
+        PgStore::count_by_state(self, now).await
+    }
     async fn write_batch(
         &self,
         entries: &[Entry],
         uses: &[(String, u64, DateTime<Utc>)],
+        quota: &QuotaUse,
     ) -> Result<()> {
-        self.write_audit_batch(entries, uses).await
+        self.write_audit_batch(entries, uses, quota).await
     }
     async fn audit(&self, filter: &AuditFilter, max: Option<u64>) -> Result<Vec<Entry>> {
         self.read_audit(filter, max).await

@@ -90,6 +90,60 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX audit_at ON audit (at);
     CREATE INDEX audit_token ON audit (token_id, seq);",
+    // 3: what SQLite's migrations 4 to 6 added. Repeated identical denials
+    // kept as one entry with a count; request and admin entries pruned apart
+    // (by event); a token's successor found by index (one per token); the
+    // request id; per-token rate limits, quotas and address ranges (one JSON
+    // column, as on SQLite, read only through `store::quota`), and each
+    // quota's use in its current window, written by the audit writer's
+    // batch. A change of the limits is an admission change like a revoke:
+    // other nodes hear of it.
+    r#"ALTER TABLE audit ADD COLUMN count bigint NOT NULL DEFAULT 1;
+    ALTER TABLE audit ADD COLUMN request_id text;
+    CREATE INDEX audit_event ON audit (event, seq);
+    CREATE INDEX tokens_rotated_from ON tokens (rotated_from) WHERE rotated_from IS NOT NULL;
+    ALTER TABLE tokens ADD COLUMN limits text;
+    CREATE TABLE quota_use (
+        token_id     text COLLATE "C" PRIMARY KEY,
+        window_start bigint NOT NULL,
+        used         bigint NOT NULL
+    );
+    CREATE OR REPLACE FUNCTION tok_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+    DECLARE
+        r  record;
+        op text;
+    BEGIN
+        IF TG_OP = 'DELETE' THEN
+            r := OLD; op := 'delete';
+        ELSIF TG_OP = 'INSERT' THEN
+            r := NEW; op := 'create';
+        ELSE
+            r := NEW;
+            IF NEW.revoked_at IS NOT NULL AND OLD.revoked_at IS NULL THEN
+                op := CASE WHEN NEW.revoke_reason LIKE 'rotated to %' THEN 'rotate' ELSE 'revoke' END;
+            ELSIF NEW.expires_at IS DISTINCT FROM OLD.expires_at THEN
+                op := 'expire';
+            ELSIF NEW.limits IS DISTINCT FROM OLD.limits THEN
+                op := 'limits';
+            ELSE
+                op := 'spent';
+            END IF;
+        END IF;
+        PERFORM pg_notify('tok_changes', json_build_object(
+            'op', op,
+            'id', r.id,
+            'hash', encode(r.secret_hash, 'hex'),
+            'at', (extract(epoch FROM clock_timestamp()) * 1000)::bigint)::text);
+        RETURN NULL;
+    END $$;
+    DROP TRIGGER tokens_changed ON tokens;
+    CREATE TRIGGER tokens_changed AFTER UPDATE ON tokens FOR EACH ROW
+        WHEN (OLD.revoked_at IS DISTINCT FROM NEW.revoked_at
+              OR OLD.expires_at IS DISTINCT FROM NEW.expires_at
+              OR OLD.limits IS DISTINCT FROM NEW.limits
+              OR (NEW.max_uses IS NOT NULL AND NEW.uses >= NEW.max_uses
+                  AND OLD.uses < NEW.max_uses))
+        EXECUTE FUNCTION tok_notify();"#,
 ];
 
 /// Brings the database up to date; refuses one newer than this tok knows.

@@ -96,9 +96,9 @@ impl Target {
         }
         if config.get_password().is_some() && !from_env {
             return Err(Error::Config(
-                "a password in --store would be visible to every user of this machine \
-                 (in the process list): put the URL in TOK_STORE, or the password in \
-                 PGPASSWORD or a .pgpass file"
+                "a password in the store URL would be readable by others (--store shows \
+                 in the process list, a config file is read by whoever can read it): put \
+                 the URL in TOK_STORE, or the password in PGPASSWORD or a .pgpass file"
                     .into(),
             ));
         }

@@ -12,7 +12,8 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 const COLUMNS: &str = "id, name, description, scopes::text, labels::text, created_at, created_by,
-    expires_at, max_uses, uses, last_used_at, revoked_at, revoked_by, revoke_reason, fingerprint";
+    expires_at, max_uses, uses, last_used_at, revoked_at, revoked_by, revoke_reason, fingerprint,
+    limits";
 
 type Param = Box<dyn ToSql + Sync + Send>;
 
@@ -255,6 +256,23 @@ impl PgStore {
             if old.state == State::Revoked {
                 return Err(super::super::StoreError::Revoked(old.id).into());
             }
+            // One successor per token: a second rotation of a token kept alive
+            // by --grace (two at once, or a retry) would fork its line. The
+            // row lock above makes the second wait for the first's commit.
+            let successor = tx
+                .query_opt(
+                    "SELECT id FROM tokens WHERE rotated_from = $1 LIMIT 1",
+                    &[&old.id],
+                )
+                .await
+                .map_err(pg)?;
+            if let Some(successor) = successor {
+                return Err(super::super::StoreError::AlreadyRotated {
+                    id: old.id,
+                    successor: successor.get(0),
+                }
+                .into());
+            }
             let new = backend::successor(&old, now);
             let (new_id, secret) = insert_new(&tx, &new, by, Some(&old.id), now).await?;
             let now_ms = now.timestamp_millis();
@@ -298,6 +316,61 @@ impl PgStore {
         r.map_err(|e| self.failed(e))
     }
 
+    pub(super) async fn is_position(&self, c: &Cursor) -> Result<bool> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM tokens WHERE id = $1 AND created_at = $2)",
+                &[&c.id, &c.created_at_ms],
+            )
+            .await
+            .map_err(|e| self.failed(pg(e)))?;
+        Ok(row.get(0))
+    }
+
+    /// How many tokens are active, expired, revoked and used up at `now`
+    /// (as the SQLite store counts them).
+    pub(super) async fn count_by_state(&self, now: DateTime<Utc>) -> Result<backend::StateCounts> {
+        let c = self.client().await?;
+        let row = c
+            .query_one(
+                "SELECT count(*),
+                    count(*) FILTER (WHERE revoked_at IS NOT NULL),
+                    count(*) FILTER (WHERE revoked_at IS NULL AND expires_at IS NOT NULL
+                        AND expires_at <= $1),
+                    count(*) FILTER (WHERE revoked_at IS NULL
+                        AND (expires_at IS NULL OR expires_at > $1)
+                        AND max_uses IS NOT NULL AND uses >= max_uses)
+                 FROM tokens",
+                &[&now.timestamp_millis()],
+            )
+            .await
+            .map_err(|e| self.failed(pg(e)))?;
+        let n = |i: usize| row.get::<_, i64>(i).max(0) as u64;
+        let (total, revoked, expired, exhausted) = (n(0), n(1), n(2), n(3));
+        Ok(vec![
+            (
+                "active",
+                total.saturating_sub(revoked + expired + exhausted),
+            ),
+            ("expired", expired),
+            ("revoked", revoked),
+            ("exhausted", exhausted),
+        ])
+    }
+
+    pub(super) async fn quota_used(&self, id: &str, window: i64) -> Result<u64> {
+        let c = self.client().await?;
+        let row = c
+            .query_opt(
+                "SELECT used FROM quota_use WHERE token_id = $1 AND window_start = $2",
+                &[&id, &window],
+            )
+            .await
+            .map_err(|e| self.failed(pg(e)))?;
+        Ok(row.map_or(0, |r| r.get::<_, i64>(0).max(0) as u64))
+    }
+
     pub(super) async fn count_rows(&self) -> Result<(u64, u64)> {
         let c = self.client().await?;
         let row = c
@@ -320,7 +393,8 @@ impl PgStore {
         let rows = c
             .query(
                 &format!(
-                    "SELECT secret_hash, rotated_from, {COLUMNS} FROM tokens
+                    "SELECT secret_hash, rotated_from, q.window_start, q.used, {COLUMNS}
+                     FROM tokens LEFT JOIN quota_use AS q ON q.token_id = tokens.id
                      WHERE $1::text IS NULL OR id > $1 ORDER BY id LIMIT $2"
                 ),
                 &[&after, &i64::from(limit)],
@@ -330,10 +404,13 @@ impl PgStore {
         let now = Utc::now();
         rows.iter()
             .map(|r| {
+                let window: Option<i64> = r.get(2);
+                let used: Option<i64> = r.get(3);
                 Ok(TokenRow {
                     secret_hash: r.get(0),
                     rotated_from: r.get(1),
-                    token: token_from_row(r, 2, now)?,
+                    quota_use: window.zip(used).map(|(w, u)| (w, u.max(0) as u64)),
+                    token: token_from_row(r, 4, now)?,
                 })
             })
             .collect()
@@ -347,10 +424,17 @@ impl PgStore {
                 .prepare(
                     "INSERT INTO tokens (id, secret_hash, fingerprint, name, description, scopes,
                         labels, created_at, created_by, expires_at, max_uses, uses, last_used_at,
-                        revoked_at, revoked_by, revoke_reason, rotated_from)
+                        revoked_at, revoked_by, revoke_reason, rotated_from, limits)
                      VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7::text::jsonb, $8, $9, $10,
-                        $11, $12, $13, $14, $15, $16, $17)
+                        $11, $12, $13, $14, $15, $16, $17, $18)
                      ON CONFLICT (id) DO NOTHING",
+                )
+                .await
+                .map_err(pg)?;
+            let quota = tx
+                .prepare(
+                    "INSERT INTO quota_use (token_id, window_start, used) VALUES ($1, $2, $3)
+                     ON CONFLICT (token_id) DO NOTHING",
                 )
                 .await
                 .map_err(pg)?;
@@ -379,10 +463,16 @@ impl PgStore {
                             &t.revoked_by,
                             &t.revoke_reason,
                             &row.rotated_from,
+                            &super::super::quota::token_limits_json(t),
                         ],
                     )
                     .await
                     .map_err(pg)?;
+                if let Some((window, used)) = row.quota_use {
+                    tx.execute(&quota, &[&t.id, &window, &clamp_i64(used)])
+                        .await
+                        .map_err(pg)?;
+                }
             }
             tx.commit().await.map_err(pg)?;
             Ok(added)
@@ -404,8 +494,9 @@ async fn insert_new(
     let id = format!("{ID_PREFIX}{}", secret::random_handle(ID_LEN));
     tx.execute(
         "INSERT INTO tokens (id, secret_hash, fingerprint, name, description, scopes, labels,
-            created_at, created_by, expires_at, max_uses, rotated_from)
-         VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7::text::jsonb, $8, $9, $10, $11, $12)",
+            created_at, created_by, expires_at, max_uses, rotated_from, limits)
+         VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7::text::jsonb, $8, $9, $10, $11, $12,
+            $13)",
         &[
             &id,
             &secret.hash().as_slice(),
@@ -419,6 +510,7 @@ async fn insert_new(
             &new.expires_at.map(|t| t.timestamp_millis()),
             &new.max_uses.map(clamp_i64),
             &rotated_from,
+            &super::super::quota::limits_json(new),
         ],
     )
     .await
@@ -474,7 +566,12 @@ fn token_from_row(r: &Row, base: usize, now: DateTime<Utc>) -> Result<Token> {
         revoked_by: r.get(base + 12),
         revoke_reason: r.get(base + 13),
         fingerprint: r.get(base + 14),
+        rate: None,
+        quota: None,
+        allow_ip: Vec::new(),
     };
+    super::super::quota::apply_limits(&mut t, r.get::<_, Option<&str>>(base + 15))
+        .map_err(|e| Error::Postgres(format!("a token row holds bad limits JSON: {e}")))?;
     t.state = t.state_at(now);
     Ok(t)
 }
