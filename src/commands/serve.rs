@@ -143,11 +143,14 @@ fn check_config(ctx: &Ctx, path: &Path) -> Result<()> {
         ),
         None => "no proxy".into(),
     };
+    let store = match &c.store {
+        Some(t) => format!("store {}", t.display),
+        None => format!("data_dir {}", c.data_dir.display()),
+    };
     ctx.out.info(format!(
-        "{}: ok (listen {}, data_dir {}, {proxy})",
+        "{}: ok (listen {}, {store}, {proxy})",
         path.display(),
         c.listen,
-        c.data_dir.display()
     ));
     Ok(())
 }

@@ -492,6 +492,46 @@ mod tests {
     }
 
     #[test]
+    fn the_store_comes_from_the_flag_or_the_file_and_never_with_a_password_from_the_file() {
+        let r = resolved(
+            "store = \"postgres://tok@127.0.0.1:5432/tok\"\nnode_name = \"a\"\n",
+            &Flags::default(),
+        )
+        .unwrap();
+        let t = r.config.store.expect("a PostgreSQL store");
+        assert_eq!(t.display, "postgres://tok@127.0.0.1:5432/tok");
+        assert_eq!(r.config.node_name, "a");
+        let flags = Flags {
+            store: Some(("postgres://other@127.0.0.1:5433/tok".into(), false)),
+            node_name: Some("b".into()),
+            ..Flags::default()
+        };
+        let r = resolved("store = \"postgres://tok@127.0.0.1:5432/tok\"\n", &flags).unwrap();
+        assert_eq!(
+            r.config.store.unwrap().display,
+            "postgres://other@127.0.0.1:5433/tok"
+        );
+        assert_eq!(r.config.node_name, "b");
+
+        let e = resolved(
+            "listen = \"127.0.0.1:1\"\nstore = \"postgres://tok:hunter2@127.0.0.1/tok\"\n",
+            &Flags::default(),
+        )
+        .unwrap_err();
+        let u = e.downcast_ref::<crate::error::UserError>().unwrap();
+        let shown = format!("{} {}", u.message, u.hint.clone().unwrap_or_default());
+        assert!(shown.contains("line 2, key `store`"), "{shown}");
+        assert!(
+            shown.contains("PGPASSWORD") && shown.contains(".pgpass"),
+            "{shown}"
+        );
+        assert!(shown.contains("TOK_STORE"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        let e = resolved("store = \"/var/lib/tok\"\n", &Flags::default()).unwrap_err();
+        assert!(e.to_string().contains("postgres://"), "{e}");
+    }
+
+    #[test]
     fn relative_paths_are_taken_from_the_files_directory() {
         let l = loaded("data_dir = \"state\"\n").unwrap();
         let r = resolve(&Flags::default(), Some(&l), || unreachable!()).unwrap();

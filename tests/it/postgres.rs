@@ -833,3 +833,36 @@ fn serve_init_makes_one_admin_token_in_a_postgres_store() {
     let out = env.run(&["serve", "init", "--store", "./some/dir"]);
     assert_fails(&out, 2, &["--store takes a postgres:// URL", "--data-dir"]);
 }
+
+#[test]
+fn a_config_files_store_key_picks_postgresql_but_never_holds_a_password() {
+    let db = TestDb::new();
+    let env = Env::new();
+    let file = env.home().join("serve.toml");
+    std::fs::write(
+        &file,
+        format!("store = \"{}\"\nnode_name = \"node-a\"\n", db.url),
+    )
+    .unwrap();
+    let o = env.run(&["serve", "check-config", file.to_str().unwrap()]);
+    assert_success(&o, &["serve", "check-config"]);
+    assert!(
+        stderr(&o).contains(&format!("store {}", db.url)),
+        "{}",
+        stderr(&o)
+    );
+
+    std::fs::write(&file, format!("store = \"{}\"\n", db.url_with_password())).unwrap();
+    for args in [
+        vec!["serve", "check-config", file.to_str().unwrap()],
+        vec!["serve", "--config", file.to_str().unwrap()],
+    ] {
+        let o = env.run(&args);
+        assert_fails(
+            &o,
+            2,
+            &["line 1, key `store`", "PGPASSWORD", ".pgpass", "TOK_STORE"],
+        );
+        assert!(!stderr(&o).contains(&db.password), "{}", stderr(&o));
+    }
+}
