@@ -104,6 +104,24 @@ fn a_token_made_on_one_node_works_on_the_others_and_a_revoke_anywhere_holds_ever
         "SELECT string_agg(DISTINCT node, ',' ORDER BY node) FROM audit WHERE event = 'request'",
     );
     assert_eq!(nodes, "node-a,node-b,node-c");
+    // Each node's metrics time its store calls and count the shared tokens
+    // (the admin token and the revoked one).
+    let m = c.nodes[1]
+        .http()
+        .get(c.nodes[1].api("/metrics"))
+        .bearer_auth(&c.admin)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let value = |series: &str| -> f64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{m}"))
+    };
+    assert!(value("tok_store_duration_seconds_count{op=\"lookup\"}") >= 1.0);
+    assert_eq!(value("tok_tokens{state=\"revoked\"}"), 1.0);
+    assert_eq!(value("tok_tokens{state=\"active\"}"), 1.0);
 }
 
 #[test]
