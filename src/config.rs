@@ -195,7 +195,7 @@ impl Resolved {
                 "the {} driver (from {}) at {} (URL from {})",
                 kind.as_str(),
                 self.driver.source,
-                crate::drivers::http_client::display_url(&u.value),
+                crate::url::display(&u.value),
                 u.source
             ),
             (kind, None) => format!("the {} driver (from {})", kind.as_str(), self.driver.source),

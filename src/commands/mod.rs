@@ -202,14 +202,8 @@ impl Ctx {
                 .clone(),
             None => Profile::default(),
         };
-        Ok(Ctx::view(
-            global,
-            matches,
-            config,
-            profile_name,
-            profile,
-            out,
-        ))
+        let view = Ctx::view(global, matches, config, profile_name, profile, out);
+        Ok(view)
     }
 
     /// A context for `profile` with these options: `tok auth status` checks

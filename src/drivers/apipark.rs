@@ -13,7 +13,7 @@
 //! that does not exist says so. System API keys carry no name or expiry that
 //! the automation API shows.
 
-use super::http_client::{self, AdminApi, Answer, Dialect};
+use super::http_client::{self, AdminApi, Answer, Dialect, Req};
 use super::keys::{self, KeyGateway, Reach};
 use super::{DriverError, DriverKind, Identity, Result, Settings};
 use crate::error::Kind;
@@ -50,7 +50,6 @@ struct Envelope {
     code: i64,
     #[serde(default)]
     msg: String,
-    #[serde(default)]
     data: Option<Map<String, Value>>,
 }
 
@@ -71,9 +70,7 @@ pub struct Head {
 pub struct Item {
     #[serde(flatten)]
     pub head: Head,
-    #[serde(default)]
     pub creator: Option<Label>,
-    #[serde(default)]
     pub create_time: Option<String>,
 }
 
@@ -95,7 +92,6 @@ pub struct Authorization {
     pub token_name: String,
     #[serde(default)]
     pub hide_credential: bool,
-    #[serde(default)]
     pub config: Option<Map<String, Value>>,
 }
 
@@ -115,34 +111,35 @@ pub type Raw = (Item, Option<Authorization>);
 impl Apipark {
     pub fn new(settings: Settings, app: Option<String>) -> Result<Apipark> {
         let api = AdminApi::needing(&settings, &DIALECT, "Bearer ")?;
-        let app = app.ok_or_else(|| DriverError::Gateway {
-            message: "the apipark driver needs the app whose keys it manages".into(),
-            kind: Kind::Usage,
-            hint: Some(
-                "pass --app APP_ID (or set TOK_APP, or `app` in the profile); the id is in the APIPark console under the app's settings"
-                    .into(),
-            ),
+        let app = app.ok_or_else(|| {
+            DriverError::gateway(
+                Kind::Usage,
+                "the apipark driver needs the app whose keys it manages",
+                Some("pass --app APP_ID (or set TOK_APP, or `app` in the profile); the id is in the APIPark console under the app's settings"),
+            )
         })?;
         Ok(Apipark { api, app })
     }
 
-    /// A request about the app's authorizations (or the one with `id`), its
-    /// envelope opened; `secrets` are blanked from errors, and "not found" is
+    /// A request about the app's authorizations (or the one with `id`) at
+    /// `req.path` under the API's base, its envelope opened; "not found" is
     /// `missing`.
     fn call(
         &self,
-        (method, path): (Method, &str),
+        req: Req,
         id: Option<&str>,
-        body: Option<&Value>,
-        secrets: &[&Secret],
         missing: impl FnOnce() -> DriverError,
     ) -> Result<(Answer, Map<String, Value>)> {
         let mut query = vec![("app", self.app.as_str())];
         query.extend(id.map(|i| ("authorization", i)));
-        let answer = self
-            .api
-            .call(method, &format!("{BASE}{path}"), &query, body)?;
-        match open(&answer, secrets) {
+        let path = format!("{BASE}{}", req.path);
+        let secret = req.secret;
+        let answer = self.api.call(Req {
+            path: &path,
+            query: &query,
+            ..req
+        })?;
+        match open(&answer, secret.as_slice()) {
             Ok(data) => Ok((answer, data)),
             Err(DriverError::NotFound(_)) => Err(missing()),
             Err(e) => Err(e),
@@ -151,20 +148,14 @@ impl Apipark {
 
     /// "record not found" on the app-level list means the app does not exist.
     fn no_app(&self) -> DriverError {
-        DriverError::Gateway {
-            message: format!("APIPark has no app `{}`", self.app),
-            kind: Kind::NotFound,
-            hint: Some(
-                "check --app (or TOK_APP, or the profile's `app`): it takes the app's id, shown in the APIPark console"
-                    .into(),
-            ),
-        }
+        let how = ": it takes the app's id, shown in the APIPark console";
+        keys::no_such("APIPark", ("app", "app"), &self.app, how)
     }
 
     /// Every `apikey` authorization of the app (other drivers are not bearer keys).
     fn items(&self) -> Result<Vec<Item>> {
-        let list = (Method::GET, "/app/authorizations");
-        let (answer, data) = self.call(list, None, None, &[], || self.no_app())?;
+        let list = Req::get("/app/authorizations");
+        let (answer, data) = self.call(list, None, || self.no_app())?;
         let items: Vec<Item> = field(&answer, data, "authorizations")?;
         Ok(items
             .into_iter()
@@ -172,10 +163,13 @@ impl Apipark {
             .collect())
     }
 
+    /// A request about authorization `id`, which must exist.
+    fn on_auth(&self, req: Req, id: &str) -> Result<(Answer, Map<String, Value>)> {
+        self.call(req, Some(id), || DriverError::NotFound(id.to_string()))
+    }
+
     fn detail(&self, id: &str) -> Result<Authorization> {
-        let (answer, data) = self.call((Method::GET, ONE), Some(id), None, &[], || {
-            DriverError::NotFound(id.to_string())
-        })?;
+        let (answer, data) = self.on_auth(Req::get(ONE), id)?;
         field(&answer, data, "authorization")
     }
 
@@ -246,17 +240,15 @@ impl KeyGateway for Apipark {
         let secret = Secret::generate();
         let name = new.name.clone().unwrap_or_default();
         let body = Self::body(&name, new.expires_at, &secret, &new.labels);
-        let post = (Method::POST, ONE);
-        let (answer, data) = self.call(post, None, Some(&body), &[&secret], || self.no_app())?;
+        let post = Req::new(Method::POST, ONE).body(&body).hiding(&secret);
+        let (answer, data) = self.call(post, None, || self.no_app())?;
         let auth: Authorization = field(&answer, data, "authorization")?;
         if auth
             .apikey()
             .is_some_and(|k| !secret::ct_eq(k.as_bytes(), secret.expose().as_bytes()))
         {
-            return Err(DriverError::Protocol {
-                url: answer.url,
-                message: "APIPark stored another key than the one tok sent".into(),
-            });
+            let m = "APIPark stored another key than the one tok sent";
+            return Err(DriverError::protocol(answer.url, m));
         }
         let item = Item {
             head: auth.head.clone(),
@@ -268,34 +260,23 @@ impl KeyGateway for Apipark {
         Ok(Created { token, secret })
     }
 
-    fn recreate(&self, _: &Raw, old: &Token, expires_at: Option<DateTime<Utc>>) -> Result<Created> {
-        let new = NewToken {
-            name: old.name.clone(),
-            labels: old.labels.clone(),
-            expires_at,
-            ..NewToken::default()
-        };
-        self.create(&new)
+    fn recreate(&self, _: &Raw, like: &NewToken) -> Result<Created> {
+        self.create(like)
     }
 
     fn delete(&self, (item, _): &Raw) -> Result<()> {
-        let id = &item.head.id;
-        self.call((Method::DELETE, ONE), Some(id), None, &[], || {
-            DriverError::NotFound(id.clone())
-        })?;
+        self.on_auth(Req::new(Method::DELETE, ONE), &item.head.id)?;
         Ok(())
     }
 
     /// Sets a new `expire_time`. An edit must carry the config again, or
     /// APIPark rejects it, so the key goes back as it was.
     fn set_expiry(&self, raw: Raw, until: DateTime<Utc>) -> Result<Token> {
-        let (item, auth) = match raw {
-            (i, Some(a)) => (i, a),
-            (i, None) => {
-                let a = self.detail(&i.head.id)?;
-                (i, a)
-            }
+        let auth = match raw.1 {
+            Some(a) => a,
+            None => self.detail(&raw.0.head.id)?,
         };
+        let item = raw.0;
         let key = Secret::new(auth.apikey().unwrap_or_default());
         let mut body = Self::body(&auth.head.name, Some(until), &key, &auth.labels());
         body["position"] = json!(auth.position);
@@ -304,10 +285,8 @@ impl KeyGateway for Apipark {
         if let Some(obj) = body.as_object_mut() {
             obj.remove("driver");
         }
-        let id = &item.head.id;
-        self.call((Method::PUT, ONE), Some(id), Some(&body), &[&key], || {
-            DriverError::NotFound(id.clone())
-        })?;
+        let put = Req::new(Method::PUT, ONE).body(&body).hiding(&key);
+        self.on_auth(put, &item.head.id)?;
         let mut t = to_token(&(item, Some(auth)));
         t.expires_at = Some(until);
         t.state = t.state_at(Utc::now());
@@ -316,16 +295,11 @@ impl KeyGateway for Apipark {
 
     fn whoami(&self) -> Result<Identity> {
         let keys = self.items()?.len();
-        Ok(Identity {
-            principal: format!(
-                "APIPark system API key, for app `{}` ({keys} apikey authorization{})",
-                self.app,
-                if keys == 1 { "" } else { "s" }
-            ),
-            expires_at: None,
-            scopes: Vec::new(),
-            checked: true,
-        })
+        Ok(Identity::checked(format!(
+            "APIPark system API key, for app `{}` ({keys} apikey authorization{})",
+            self.app,
+            if keys == 1 { "" } else { "s" }
+        )))
     }
 }
 
@@ -366,13 +340,11 @@ fn open(answer: &Answer, secrets: &[&Secret]) -> Result<Map<String, Value>> {
         Ok(e) => e,
         Err(_) if !answer.ok() => return Err(answer.http_error(secrets)),
         Err(e) => {
-            return Err(DriverError::Protocol {
-                url: answer.url.clone(),
-                message: format!(
-                    "HTTP {} with a body that is not APIPark's JSON envelope ({e})",
-                    answer.status
-                ),
-            })
+            let m = format!(
+                "HTTP {} with a body that is not APIPark's JSON envelope ({e})",
+                answer.status
+            );
+            return Err(DriverError::protocol(&answer.url, m));
         }
     };
     if answer.status == 401 || answer.status == 403 || env.code == -8 {
@@ -388,14 +360,12 @@ fn open(answer: &Answer, secrets: &[&Secret]) -> Result<Map<String, Value>> {
         if msg.contains("not found") || msg.contains("not exist") {
             return Err(DriverError::NotFound(msg));
         }
-        return Err(DriverError::Gateway {
-            message: format!(
-                "APIPark refused the request (code {} in an HTTP {} answer from {}): {msg}",
-                env.code, answer.status, answer.url
-            ),
-            kind: Kind::Failure,
-            hint: None,
-        });
+        let at = format!(
+            "code {} in an HTTP {} answer from {}",
+            env.code, answer.status, answer.url
+        );
+        let m = format!("APIPark refused the request ({at}): {msg}");
+        return Err(DriverError::gateway(Kind::Failure, m, None));
     }
     if !answer.ok() {
         return Err(answer.http_error(secrets));
@@ -409,13 +379,14 @@ fn field<T: serde::de::DeserializeOwned>(
     mut data: Map<String, Value>,
     name: &str,
 ) -> Result<T> {
-    let v = data.remove(name).ok_or_else(|| DriverError::Protocol {
-        url: answer.url.clone(),
-        message: format!("the answer has no `data.{name}`"),
-    })?;
-    serde_json::from_value(v).map_err(|e| DriverError::Protocol {
-        url: answer.url.clone(),
-        message: format!("`data.{name}` is not what APIPark v1.9 sends ({e})"),
+    let protocol = |m: String| DriverError::protocol(&answer.url, m);
+    let v = data
+        .remove(name)
+        .ok_or_else(|| protocol(format!("the answer has no `data.{name}`")))?;
+    serde_json::from_value(v).map_err(|e| {
+        protocol(format!(
+            "`data.{name}` is not what APIPark v1.9 sends ({e})"
+        ))
     })
 }
 

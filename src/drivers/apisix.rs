@@ -28,7 +28,7 @@
 //! takes): any key of the admin or viewer role reads it, a wrong one gets 401
 //! `{"error_msg":"failed to check token"}` (apisix/admin/init.lua).
 
-use super::http_client::{encode_segment, AdminApi, Dialect};
+use super::http_client::{encode_segment, AdminApi, Dialect, Req};
 use super::keys::{self, KeyGateway, Reach};
 use super::{DriverError, DriverKind, Identity, Result, Settings};
 use crate::error::Kind;
@@ -53,6 +53,7 @@ static DIALECT: Dialect = Dialect {
     message: &["error_msg", "message"],
     refusals: &[(400, Kind::Usage)],
     bare_refusals: true,
+    admin_api: "APISIX's Admin API (port 9180), not its proxy",
     ..Dialect::new(DriverKind::Apisix, "APISIX", "x-api-key")
 };
 
@@ -87,55 +88,30 @@ impl Apisix {
     }
 
     fn no_consumer(consumer: &str) -> DriverError {
-        DriverError::Gateway {
-            message: format!("APISIX has no consumer `{consumer}`"),
-            kind: Kind::NotFound,
-            hint: Some(
-                "check --owner (or TOK_OWNER, or the profile's `owner`); create the consumer with PUT /apisix/admin/consumers"
-                    .into(),
-            ),
-        }
+        let how = "; create the consumer with PUT /apisix/admin/consumers";
+        keys::no_such("APISIX", ("consumer", "owner"), consumer, how)
     }
 
-    /// Every entry of a paged list, page after page.
-    fn pages(&self, path: &str, missing: impl Fn() -> DriverError) -> Result<Vec<Node>> {
-        let mut out = Vec::new();
-        let size = PAGE_SIZE.to_string();
-        for page in 1.. {
-            let page_s = page.to_string();
+    /// Every entry of a paged list, page after page; a 404 is `missing`, or
+    /// the wrong API without it.
+    fn pages(&self, path: &str, missing: Option<&dyn Fn() -> DriverError>) -> Result<Vec<Node>> {
+        keys::all_pages(|page: Option<usize>| {
+            let page = page.unwrap_or(1);
+            let (page_s, size) = (page.to_string(), PAGE_SIZE.to_string());
             let query = [("page", page_s.as_str()), ("page_size", size.as_str())];
-            let answer = self
-                .api
-                .expect(Method::GET, path, &query, None, &[], |_| missing())?;
+            let answer = self.api.get_or(Req::get(path).query(&query), missing)?;
             let list: List = answer.json()?;
-            let protocol = |message: &str| DriverError::Protocol {
-                url: answer.url.clone(),
-                message: message.into(),
-            };
-            let nodes: Vec<Node> = match list.list {
-                Value::Array(_) => serde_json::from_value(list.list)
-                    .map_err(|e| protocol(&format!("`list` is not a list of {{key, value}} ({e})")))?,
-                Value::Object(m) if m.is_empty() => Vec::new(),
-                Value::Null => return Err(protocol("the answer has no `list`; is the Admin API on admin_api_version v3 (APISIX 3.x)?")),
-                _ => return Err(protocol("`list` is not a list")),
-            };
-            let n = nodes.len();
-            out.extend(nodes);
-            if n == 0 || page * PAGE_SIZE >= list.total {
-                break;
-            }
-        }
-        Ok(out)
+            let nodes = nodes_of(list.list, &answer.url)?;
+            let more = !nodes.is_empty() && page * PAGE_SIZE < list.total;
+            Ok((nodes, more.then_some(page + 1)))
+        })
     }
 
     fn consumers(&self) -> Result<Vec<String>> {
         if let Some(o) = &self.owner {
             return Ok(vec![o.clone()]);
         }
-        let nodes = self.pages(&format!("{ADMIN}/consumers"), || DriverError::Protocol {
-            url: format!("{}{ADMIN}/consumers", self.api.base()),
-            message: "GET /apisix/admin/consumers answered 404".into(),
-        })?;
+        let nodes = self.pages(&format!("{ADMIN}/consumers"), None)?;
         Ok(nodes
             .into_iter()
             // etcd keeps credentials under their consumer's prefix.
@@ -153,7 +129,7 @@ impl Apisix {
     fn credentials(&self, consumer: &str) -> Result<Vec<Node>> {
         let path = format!("{ADMIN}/consumers/{}/credentials", encode_segment(consumer));
         // A consumer without credentials has no etcd range to list: 404.
-        let nodes = match self.pages(&path, || DriverError::NotFound(consumer.into())) {
+        let nodes = match self.pages(&path, Some(&|| DriverError::NotFound(consumer.into()))) {
             Err(DriverError::NotFound(_)) => {
                 self.consumer_exists(consumer)?;
                 Vec::new()
@@ -166,9 +142,8 @@ impl Apisix {
     /// Ok when APISIX has `consumer`, else "no such consumer".
     fn consumer_exists(&self, consumer: &str) -> Result<()> {
         let path = format!("{ADMIN}/consumers/{}", encode_segment(consumer));
-        self.api.expect(Method::GET, &path, &[], None, &[], |_| {
-            Self::no_consumer(consumer)
-        })?;
+        self.api
+            .expect(Req::get(&path), |_| Self::no_consumer(consumer))?;
         Ok(())
     }
 
@@ -197,14 +172,12 @@ impl Apisix {
         }
         let query: Vec<(&str, &str)> = ttl.iter().map(|t| ("ttl", t.as_str())).collect();
         let path = cred_path(consumer, cred);
+        let put = Req::new(Method::PUT, &path).query(&query).body(&body);
         let answer = self
             .api
-            .expect(Method::PUT, &path, &query, Some(&body), &[key], |_| {
-                Self::no_consumer(consumer)
-            })?;
-        let mut t = to_token(&answer.json()?).ok_or_else(|| DriverError::Protocol {
-            url: answer.url.clone(),
-            message: "the answer does not hold the credential".into(),
+            .expect(put.hiding(key), |_| Self::no_consumer(consumer))?;
+        let mut t = to_token(&answer.json()?).ok_or_else(|| {
+            DriverError::protocol(&answer.url, "the answer does not hold the credential")
         })?;
         t.fingerprint = keys::fingerprint(key.expose());
         Ok(t)
@@ -212,18 +185,19 @@ impl Apisix {
 
     /// A new credential of `consumer`, which must exist (asking first gives a
     /// clear error).
-    fn add(
-        &self,
-        consumer: &str,
-        desc: Option<&str>,
-        labels: &BTreeMap<String, String>,
-        expires_at: Option<DateTime<Utc>>,
-    ) -> Result<Created> {
-        check_labels(labels)?;
+    fn add(&self, consumer: &str, new: &NewToken) -> Result<Created> {
+        check_labels(&new.labels)?;
         self.consumer_exists(consumer)?;
         let cred = format!("tok-{}", secret::random_handle(16));
         let secret = Secret::generate();
-        let token = self.put((consumer, &cred), desc, labels, &secret, expires_at)?;
+        let desc = new.description.as_deref();
+        let token = self.put(
+            (consumer, &cred),
+            desc,
+            &new.labels,
+            &secret,
+            new.expires_at,
+        )?;
         Ok(Created { token, secret })
     }
 }
@@ -236,27 +210,22 @@ impl KeyGateway for Apisix {
     }
 
     fn list_raw(&self, _: Reach) -> Result<Vec<Node>> {
-        let mut out = Vec::new();
-        for c in self.consumers()? {
-            out.extend(self.credentials(&c)?);
-        }
-        Ok(out)
+        let each = self.consumers()?.into_iter().map(|c| self.credentials(&c));
+        Ok(each
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .flatten()
+            .collect())
     }
 
     fn fetch(&self, id: &str) -> Result<Option<Node>> {
         let Some((consumer, cred)) = id.split_once('/') else {
             return Ok(None);
         };
-        let answer = self
-            .api
-            .call(Method::GET, &cred_path(consumer, cred), &[], None)?;
-        if answer.status == 404 {
+        let Some(answer) = self.api.get_opt(Req::get(&cred_path(consumer, cred)))? else {
             return Ok(None);
-        }
-        let node: Node = self
-            .api
-            .check(answer, &[], |_| DriverError::NotFound(id.into()))?
-            .json()?;
+        };
+        let node: Node = answer.json()?;
         if key_of(&node).is_none() {
             return Err(DriverError::Invalid(format!(
                 "credential {id} is not a key-auth credential; tok manages key-auth only"
@@ -278,44 +247,19 @@ impl KeyGateway for Apisix {
     }
 
     fn create(&self, new: &NewToken) -> Result<Created> {
-        let consumer = self
-            .owner
-            .as_deref()
-            .ok_or_else(|| keys::owner_needed("APISIX"))?;
-        self.add(
-            consumer,
-            new.description.as_deref(),
-            &new.labels,
-            new.expires_at,
-        )
+        self.add(keys::owner(&self.owner, "APISIX")?, new)
     }
 
-    fn recreate(
-        &self,
-        _: &Node,
-        old: &Token,
-        expires_at: Option<DateTime<Utc>>,
-    ) -> Result<Created> {
-        let (consumer, _) = split(&old.id)?;
-        self.add(
-            consumer,
-            old.description.as_deref(),
-            &old.labels,
-            expires_at,
-        )
+    fn recreate(&self, n: &Node, like: &NewToken) -> Result<Created> {
+        let id = id_of(n).unwrap_or_default();
+        self.add(split(&id)?.0, like)
     }
 
     fn delete(&self, n: &Node) -> Result<()> {
         let id = id_of(n).unwrap_or_default();
         let (consumer, cred) = split(&id)?;
-        self.api.expect(
-            Method::DELETE,
-            &cred_path(consumer, cred),
-            &[],
-            None,
-            &[],
-            |_| DriverError::NotFound(id.clone()),
-        )?;
+        let path = cred_path(consumer, cred);
+        self.api.on_key(Req::new(Method::DELETE, &path), &id)?;
         Ok(())
     }
 
@@ -333,30 +277,31 @@ impl KeyGateway for Apisix {
     }
 
     fn whoami(&self) -> Result<Identity> {
+        let query = [("page", "1"), ("page_size", "10")];
         let path = format!("{ADMIN}/consumers");
-        let url = format!("{}{path}", self.api.base());
-        let answer = self.api.expect(Method::GET, &path, &[("page", "1"), ("page_size", "10")], None, &[], |_| DriverError::Protocol {
-            url: url.clone(),
-            message: "GET /apisix/admin/consumers answered 404: is this APISIX's Admin API (port 9180), not its proxy?".into(),
-        })?;
-        if answer.json::<List>()?.list.is_null() {
-            return Err(DriverError::Protocol {
-                url,
-                message: "the answer has no `list`; is this APISIX's Admin API on admin_api_version v3 (APISIX 3.x)?".into(),
-            });
-        }
-        Ok(Identity {
-            principal: "APISIX Admin API key".into(),
-            expires_at: None,
-            scopes: Vec::new(),
-            checked: true,
-        })
+        let answer = self.api.probe(Req::get(&path).query(&query))?;
+        nodes_of(answer.json::<List>()?.list, &answer.url)?;
+        Ok(Identity::checked("APISIX Admin API key"))
     }
 
     /// `CONSUMER/CREDENTIAL`: APISIX's username and credential id patterns
     /// (`^[a-zA-Z0-9_-]+$`, `^[a-zA-Z0-9-_.]+$`), or a prefix.
     fn looks_like_id(&self, s: &str) -> bool {
         s.matches('/').count() <= 1 && super::id_shaped(s, 200, "-_./")
+    }
+}
+
+/// The nodes of a v3 list's `list`, from `url`.
+fn nodes_of(list: Value, url: &str) -> Result<Vec<Node>> {
+    let protocol = |m: &str| DriverError::protocol(url, m);
+    match list {
+        Value::Array(_) => serde_json::from_value(list)
+            .map_err(|e| protocol(&format!("`list` is not a list of {{key, value}} ({e})"))),
+        Value::Object(m) if m.is_empty() => Ok(Vec::new()),
+        Value::Null => Err(protocol(
+            "the answer has no `list`; is the Admin API on admin_api_version v3 (APISIX 3.x)?",
+        )),
+        _ => Err(protocol("`list` is not a list")),
     }
 }
 

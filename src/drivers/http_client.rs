@@ -138,27 +138,18 @@ pub use crate::url::{display as display_url, redact as redact_url};
 /// (`?apikey=`), so it is taken off the error before any of it is formatted.
 pub fn transport_error(url: &str, e: reqwest::Error, timeout: Duration) -> DriverError {
     let e = e.without_url();
-    let chain = {
-        let mut parts = vec![e.to_string()];
-        let mut src = e.source();
-        while let Some(s) = src {
-            parts.push(s.to_string());
-            src = s.source();
-        }
-        parts.join(": ")
-    };
+    let sources: Vec<&(dyn std::error::Error + 'static)> =
+        std::iter::successors(e.source(), |s| (*s).source()).collect();
+    let mut chain = e.to_string();
+    for s in &sources {
+        chain = format!("{chain}: {s}");
+    }
     let lower = chain.to_lowercase();
-    let io_kind = {
-        let mut src = e.source();
-        let mut kind = None;
-        while let Some(s) = src {
-            if let Some(io) = s.downcast_ref::<std::io::Error>() {
-                kind = Some(io.kind());
-            }
-            src = s.source();
-        }
-        kind
-    };
+    let io_kind = sources
+        .iter()
+        .rev()
+        .find_map(|s| s.downcast_ref::<std::io::Error>())
+        .map(std::io::Error::kind);
     let (cause, message) = if e.is_timeout() || lower.contains("timed out") {
         (
             TransportCause::Timeout,
@@ -225,6 +216,8 @@ pub struct Dialect {
     pub refusals: &'static [(u16, Kind)],
     /// Whether a refusal without a message still reads as one (with the body).
     pub bare_refusals: bool,
+    /// What the base URL must point at, for a 404 where that API never gives one.
+    pub admin_api: &'static str,
 }
 
 impl Dialect {
@@ -238,6 +231,7 @@ impl Dialect {
             message: &["message"],
             refusals: &[],
             bare_refusals: false,
+            admin_api: "",
         }
     }
 }
@@ -248,6 +242,47 @@ pub struct AdminApi {
     http: Http,
     auth: Option<(HeaderName, HeaderValue)>,
     pub dialect: &'static Dialect,
+}
+
+/// One request to an admin API: a method and a path (which starts with `/`),
+/// and what else it carries.
+pub struct Req<'a> {
+    pub method: Method,
+    pub path: &'a str,
+    pub query: &'a [(&'a str, &'a str)],
+    pub body: Option<&'a Value>,
+    /// The secret it carries, blanked from any error.
+    pub secret: Option<&'a Secret>,
+}
+
+impl<'a> Req<'a> {
+    pub fn new(method: Method, path: &'a str) -> Req<'a> {
+        Req {
+            method,
+            path,
+            query: &[],
+            body: None,
+            secret: None,
+        }
+    }
+
+    pub fn get(path: &'a str) -> Req<'a> {
+        Req::new(Method::GET, path)
+    }
+
+    pub fn query(self, query: &'a [(&'a str, &'a str)]) -> Req<'a> {
+        Req { query, ..self }
+    }
+
+    pub fn body(self, body: impl Into<Option<&'a Value>>) -> Req<'a> {
+        let body = body.into();
+        Req { body, ..self }
+    }
+
+    pub fn hiding(self, secret: &'a Secret) -> Req<'a> {
+        let secret = Some(secret);
+        Req { secret, ..self }
+    }
 }
 
 /// One answer, read whole. `url` is safe to show: no query string, no secret.
@@ -299,15 +334,10 @@ impl AdminApi {
         self.http.base()
     }
 
-    /// A request to `path` (which starts with `/`).
-    pub fn call(
-        &self,
-        method: Method,
-        path: &str,
-        query: &[(&str, &str)],
-        body: Option<&Value>,
-    ) -> DResult<Answer> {
-        self.send(method, path, query, body, self.http.url(path))
+    /// A request, its answer read whole whatever the status.
+    pub fn call(&self, req: Req) -> DResult<Answer> {
+        let shown = self.http.url(req.path);
+        self.send(req, shown)
     }
 
     /// A request whose path carries a secret (`{prefix}{secret}`), as some
@@ -320,29 +350,22 @@ impl AdminApi {
     ) -> DResult<Answer> {
         let path = format!("{prefix}{}", encode_segment(secret.expose()));
         let shown = self.http.url(&format!("{prefix}(secret)"));
-        self.send(method, &path, &[], None, shown)
+        self.send(Req::new(method, &path), shown)
     }
 
-    fn send(
-        &self,
-        method: Method,
-        path: &str,
-        query: &[(&str, &str)],
-        body: Option<&Value>,
-        shown: String,
-    ) -> DResult<Answer> {
+    fn send(&self, r: Req, shown: String) -> DResult<Answer> {
         let mut req = self
             .http
             .client()
-            .request(method, self.http.url(path))
+            .request(r.method, self.http.url(r.path))
             .header(reqwest::header::ACCEPT, "application/json");
-        if !query.is_empty() {
-            req = req.query(query);
+        if !r.query.is_empty() {
+            req = req.query(r.query);
         }
         if let Some((name, value)) = &self.auth {
             req = req.header(name.clone(), value.clone());
         }
-        if let Some(b) = body {
+        if let Some(b) = r.body {
             req = req.json(b);
         }
         // reqwest errors name the URL, which may hold a secret: both helpers
@@ -360,18 +383,58 @@ impl AdminApi {
     }
 
     /// A request whose error answer is read in the gateway's dialect; a 404
-    /// is `missing` (given the gateway's message), and `secrets` never show.
-    pub fn expect(
-        &self,
-        method: Method,
-        path: &str,
-        query: &[(&str, &str)],
-        body: Option<&Value>,
-        secrets: &[&Secret],
-        missing: impl FnOnce(&str) -> DriverError,
-    ) -> DResult<Answer> {
-        let answer = self.call(method, path, query, body)?;
-        self.check(answer, secrets, missing)
+    /// is `missing` (given the gateway's message), and the request's secret
+    /// never shows.
+    pub fn expect(&self, req: Req, missing: impl FnOnce(&str) -> DriverError) -> DResult<Answer> {
+        let secret = req.secret;
+        let answer = self.call(req)?;
+        self.check(answer, secret.as_slice(), missing)
+    }
+
+    /// A request about key `id`, which must exist: a 404 says it is gone.
+    pub fn on_key(&self, req: Req, id: &str) -> DResult<Answer> {
+        self.expect(req, |_| DriverError::NotFound(id.to_string()))
+    }
+
+    /// A request whose 404 is an answer too: None.
+    pub fn get_opt(&self, req: Req) -> DResult<Option<Answer>> {
+        let answer = self.call(req)?;
+        if answer.status == 404 {
+            return Ok(None);
+        }
+        let answer = self.check(answer, &[], |m| DriverError::NotFound(m.into()))?;
+        Ok(Some(answer))
+    }
+
+    /// A request whose 404 is `missing`, or (None) says the base URL points elsewhere.
+    pub fn get_or(&self, req: Req, missing: Option<&dyn Fn() -> DriverError>) -> DResult<Answer> {
+        match missing {
+            Some(m) => self.expect(req, |_| m()),
+            None => self.probe(req),
+        }
+    }
+
+    /// A request to a path the admin API always serves: a 404 means the
+    /// base URL points elsewhere.
+    pub fn probe(&self, req: Req) -> DResult<Answer> {
+        let path = req.path;
+        self.expect(req, |m| self.not_admin(path, m))
+    }
+
+    /// The error for a 404 (saying `detail`) where the admin API has `path`.
+    pub fn not_admin(&self, path: &str, detail: &str) -> DriverError {
+        let detail = if detail.is_empty() {
+            String::new()
+        } else {
+            format!(" ({detail})")
+        };
+        DriverError::protocol(
+            self.http.url(path),
+            format!(
+                "GET {path} answered 404{detail}: is this {}?",
+                self.dialect.admin_api
+            ),
+        )
     }
 
     /// Maps an answer's error status through the dialect.
@@ -471,15 +534,18 @@ pub fn redact(text: &str, secrets: &[&Secret]) -> String {
 
 /// Percent-encodes one path segment (RFC 3986 unreserved characters stay).
 pub fn encode_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(s, KEEP).to_string()
+}
+
+/// `application/x-www-form-urlencoded` as RFC 6749 Appendix B asks (the
+/// WHATWG form encoding: `*-._` stay, a space is `+`).
+pub fn form_encode(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// The error for a driver that needs an admin credential and found none.
@@ -487,12 +553,15 @@ pub fn missing_credential(kind: DriverKind) -> DriverError {
     DriverError::Gateway {
         message: format!("no admin credential for the {} driver", kind.as_str()),
         kind: Kind::Auth,
-        hint: Some(format!(
-            "set {} to {}",
-            kind.spec().credential_env.join(" or "),
-            kind.spec().credential
-        )),
+        hint: Some(credential_hint(kind, "set {env} to")),
     }
+}
+
+/// `how` (with `{env}` for the variables) and what the credential must be.
+fn credential_hint(kind: DriverKind, how: &str) -> String {
+    let spec = kind.spec();
+    let how = how.replace("{env}", &spec.credential_env.join(" or "));
+    format!("{how} {}", spec.credential)
 }
 
 /// The error for a credential the gateway refused.
@@ -505,11 +574,7 @@ pub fn refused_credential(kind: DriverKind, answer: &Answer, detail: &str) -> Dr
             answer.url
         ),
         kind: Kind::Auth,
-        hint: Some(format!(
-            "check {}: it must hold {}",
-            kind.spec().credential_env.join(" or "),
-            kind.spec().credential
-        )),
+        hint: Some(credential_hint(kind, "check {env}: it must hold")),
     }
 }
 
@@ -565,6 +630,8 @@ mod tests {
     fn segments_are_encoded() {
         assert_eq!(encode_segment("tok_Ab9-._~"), "tok_Ab9-._~");
         assert_eq!(encode_segment("a/b c+="), "a%2Fb%20c%2B%3D");
+        assert_eq!(form_encode("a b+c:d/é"), "a+b%2Bc%3Ad%2F%C3%A9");
+        assert_eq!(form_encode("Az09-._*"), "Az09-._*");
     }
 
     #[test]

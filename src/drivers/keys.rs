@@ -4,8 +4,9 @@
 //! then does, once for all of them: prefix resolution, lookup by secret in
 //! constant time, revoke, rotate with grace, renew, and sorted, filtered lists.
 
-use super::http_client::AdminApi;
-use super::{DriverError, DriverKind, Gateway, Identity, Result};
+use super::http_client::{AdminApi, Answer};
+use super::{DriverError, DriverKind, Gateway, Identity, Result, Revoked};
+use crate::error::Kind;
 use crate::model::{Created, Filter, NewToken, RevokeOutcome, State, Token};
 use crate::secret::{self, Secret};
 use chrono::{DateTime, TimeDelta, Utc};
@@ -41,13 +42,9 @@ pub trait KeyGateway {
     fn key_of<'a>(&self, raw: &'a Self::Raw) -> Option<&'a str>;
     fn to_token(&self, raw: &Self::Raw) -> Result<Token>;
     fn create(&self, new: &NewToken) -> Result<Created>;
-    /// A new key like `raw` (read as `old`) that expires at `expires_at`.
-    fn recreate(
-        &self,
-        raw: &Self::Raw,
-        old: &Token,
-        expires_at: Option<DateTime<Utc>>,
-    ) -> Result<Created>;
+    /// A new key like `raw`, as `like` says: the old token's name,
+    /// description, scopes and labels, and its lifetime from now.
+    fn recreate(&self, raw: &Self::Raw, like: &NewToken) -> Result<Created>;
     fn delete(&self, raw: &Self::Raw) -> Result<()>;
     fn set_expiry(&self, raw: Self::Raw, until: DateTime<Utc>) -> Result<Token>;
     /// The token of a secret, where the gateway looks keys up itself; None
@@ -145,7 +142,7 @@ impl<G: KeyGateway> Gateway for Keys<G> {
             .unwrap_or_else(|| Err(unknown_secret(secret)))
     }
 
-    fn revoke(&self, id: &str, reason: Option<&str>) -> Result<(Token, RevokeOutcome)> {
+    fn revoke(&self, id: &str, reason: Option<&str>) -> Result<Revoked> {
         let raw = self.find(id)?;
         let token = self.0.to_token(&raw)?;
         self.0.delete(&raw)?;
@@ -156,9 +153,18 @@ impl<G: KeyGateway> Gateway for Keys<G> {
         let raw = self.find(id)?;
         let old = self.0.to_token(&raw)?;
         let now = Utc::now();
-        let created = self
-            .0
-            .recreate(&raw, &old, same_lifetime(&old, now, self.base())?)?;
+        let like = NewToken {
+            name: old.name.clone(),
+            description: old.description.clone(),
+            scopes: old.scopes.clone(),
+            labels: old.labels.clone(),
+            expires_at: same_lifetime(&old, now, self.base())?,
+            max_uses: None,
+            rate: old.rate,
+            quota: old.quota,
+            allow_ip: old.allow_ip.clone(),
+        };
+        let created = self.0.recreate(&raw, &like)?;
         let old = match grace {
             None => {
                 self.0.delete(&raw)?;
@@ -219,19 +225,55 @@ pub fn resolve_prefix<'a>(ids: impl IntoIterator<Item = &'a str>, wanted: &str) 
     }
 }
 
+/// Every item of a paged list: `page` reads the page at a cursor (None for
+/// the first) and names the next one, if any.
+pub fn all_pages<T, C>(
+    mut page: impl FnMut(Option<C>) -> Result<(Vec<T>, Option<C>)>,
+) -> Result<Vec<T>> {
+    let (mut out, mut next) = page(None)?;
+    while let Some(cursor) = next {
+        let (more, after) = page(Some(cursor))?;
+        out.extend(more);
+        next = after;
+    }
+    Ok(out)
+}
+
+/// The key with `secret`, as a gateway that looks keys up at `prefix`{secret}
+/// answers (a 404 is an unknown secret).
+pub fn look_up(api: &AdminApi, prefix: &str, secret: &Secret) -> Result<Answer> {
+    let answer = api.call_with_secret(reqwest::Method::GET, prefix, secret)?;
+    api.check(answer, &[secret], |_| unknown_secret(secret))
+}
+
 pub fn unknown_secret(secret: &Secret) -> DriverError {
     DriverError::UnknownSecret {
         fingerprint: fingerprint(secret.expose()),
     }
 }
 
-/// The error for a key that belongs to an owner, and none was named.
-pub fn owner_needed(gateway: &str) -> DriverError {
-    DriverError::Gateway {
-        message: format!("a {gateway} key belongs to a consumer, and none was named"),
-        kind: crate::error::Kind::Usage,
-        hint: Some("pass --owner CONSUMER (or set TOK_OWNER, or `owner` in the profile)".into()),
-    }
+/// The consumer new keys go to; a clear error when none was named.
+pub fn owner<'a>(owner: &'a Option<String>, gateway: &str) -> Result<&'a str> {
+    owner.as_deref().ok_or_else(|| {
+        DriverError::gateway(
+            Kind::Usage,
+            format!("a {gateway} key belongs to a consumer, and none was named"),
+            Some("pass --owner CONSUMER (or set TOK_OWNER, or `owner` in the profile)"),
+        )
+    })
+}
+
+/// The error for a `what` (consumer, app) named by `--flag` that the
+/// gateway does not have; `how` says where to find or make one.
+pub fn no_such(gateway: &str, (what, flag): (&str, &str), name: &str, how: &str) -> DriverError {
+    let env = flag.to_uppercase();
+    DriverError::gateway(
+        Kind::NotFound,
+        format!("{gateway} has no {what} `{name}`"),
+        Some(&format!(
+            "check --{flag} (or TOK_{env}, or the profile's `{flag}`){how}"
+        )),
+    )
 }
 
 /// A fingerprint for any key: tok's own format as tok shows it, else the first
@@ -249,17 +291,9 @@ pub fn fingerprint(key: &str) -> String {
 
 /// A JSON object of labels (string values as they are, others as JSON).
 pub fn labels(v: Option<&Value>) -> BTreeMap<String, String> {
+    let text = |v: &Value| v.as_str().map_or_else(|| v.to_string(), String::from);
     v.and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| {
-                    (
-                        k.clone(),
-                        v.as_str().map_or_else(|| v.to_string(), String::from),
-                    )
-                })
-                .collect()
-        })
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), text(v))).collect())
         .unwrap_or_default()
 }
 

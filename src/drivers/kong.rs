@@ -14,7 +14,7 @@
 //! with RBAC off answer anyone, so a token they accept is reported as not
 //! checked (`configuration.rbac` says which).
 
-use super::http_client::{encode_segment, AdminApi, Dialect};
+use super::http_client::{encode_segment, AdminApi, Dialect, Req};
 use super::keys::{self, KeyGateway, Reach};
 use super::{DriverError, DriverKind, Identity, Result, Settings};
 use crate::error::Kind;
@@ -33,6 +33,7 @@ const TTL_MAX: i64 = 100_000_000;
 
 static DIALECT: Dialect = Dialect {
     refusals: &[(400, Kind::Usage), (409, Kind::Failure)],
+    admin_api: "Kong's Admin API (port 8001), not its proxy",
     ..Dialect::new(DriverKind::Kong, "Kong", "kong-admin-token")
 };
 
@@ -56,14 +57,11 @@ pub struct Credential {
     pub id: String,
     #[serde(default)]
     pub created_at: i64,
-    #[serde(default)]
     pub consumer: Option<Ref>,
     #[serde(default)]
     pub key: String,
     /// Seconds left, as Kong counts at read time; null without a ttl.
-    #[serde(default)]
     pub ttl: Option<i64>,
-    #[serde(default)]
     pub tags: Option<Vec<String>>,
 }
 
@@ -75,7 +73,6 @@ pub struct Ref {
 #[derive(Deserialize)]
 struct Page {
     data: Vec<Credential>,
-    #[serde(default)]
     offset: Option<String>,
 }
 
@@ -93,45 +90,29 @@ impl Kong {
     }
 
     fn no_consumer(consumer: &str) -> DriverError {
-        DriverError::Gateway {
-            message: format!("Kong has no consumer `{consumer}`"),
-            kind: Kind::NotFound,
-            hint: Some(
-                "check --owner (or TOK_OWNER, or the profile's `owner`): it takes a consumer's username or id"
-                    .into(),
-            ),
-        }
+        let how = ": it takes a consumer's username or id";
+        keys::no_such("Kong", ("consumer", "owner"), consumer, how)
     }
 
     /// Every credential (of `owner`, when one is given), all pages.
     fn all(&self, owner: Option<&str>) -> Result<Vec<Raw>> {
         let path = match owner {
-            Some(c) => format!("/consumers/{}/key-auth", encode_segment(c)),
+            Some(c) => consumer_path(c),
             None => "/key-auths".to_string(),
         };
-        let mut out = Vec::new();
-        let mut offset: Option<String> = None;
-        loop {
+        let no_consumer = owner.map(|c| move || Self::no_consumer(c));
+        keys::all_pages(|offset: Option<String>| {
             let mut query = vec![("size", PAGE_SIZE)];
             query.extend(offset.as_deref().map(|o| ("offset", o)));
             let read_at = Utc::now();
-            let answer =
-                self.api
-                    .expect(Method::GET, &path, &query, None, &[], |_| match owner {
-                        Some(c) => Self::no_consumer(c),
-                        None => DriverError::Protocol {
-                            url: path.clone(),
-                            message: "GET /key-auths answered 404: is the key-auth plugin enabled?"
-                                .into(),
-                        },
-                    })?;
-            let page: Page = answer.json()?;
-            out.extend(page.data.into_iter().map(|c| (c, read_at)));
-            match page.offset {
-                Some(o) if !o.is_empty() => offset = Some(o),
-                _ => return Ok(out),
-            }
-        }
+            let missing = no_consumer.as_ref().map(|m| m as &dyn Fn() -> DriverError);
+            let page: Page = self
+                .api
+                .get_or(Req::get(&path).query(&query), missing)?
+                .json()?;
+            let creds = page.data.into_iter().map(|c| (c, read_at)).collect();
+            Ok((creds, page.offset.filter(|o| !o.is_empty())))
+        })
     }
 
     fn post(
@@ -152,12 +133,9 @@ impl Kong {
         if !tags.is_empty() {
             body["tags"] = json!(tags);
         }
-        let path = format!("/consumers/{}/key-auth", encode_segment(consumer));
-        let answer = self
-            .api
-            .expect(Method::POST, &path, &[], Some(&body), &[key], |_| {
-                Self::no_consumer(consumer)
-            })?;
+        let path = consumer_path(consumer);
+        let post = Req::new(Method::POST, &path).body(&body).hiding(key);
+        let answer = self.api.expect(post, |_| Self::no_consumer(consumer))?;
         Ok(Created {
             token: to_token(&answer.json()?, now, self.api.base())?,
             secret: key.clone(),
@@ -175,14 +153,21 @@ fn ttl(secs: i64, what: &str) -> Result<i64> {
     Ok(secs)
 }
 
+/// One credential, by id.
+fn one(id: &str) -> String {
+    format!("/key-auths/{}", encode_segment(id))
+}
+
+/// Where a consumer's key-auth credentials live.
+fn consumer_path(consumer: &str) -> String {
+    format!("/consumers/{}/key-auth", encode_segment(consumer))
+}
+
 fn consumer_of(c: &Credential, url: &str) -> Result<String> {
     c.consumer
         .as_ref()
         .map(|r| r.id.clone())
-        .ok_or_else(|| DriverError::Protocol {
-            url: url.to_string(),
-            message: format!("credential {} has no consumer", c.id),
-        })
+        .ok_or_else(|| DriverError::protocol(url, format!("credential {} has no consumer", c.id)))
 }
 
 impl KeyGateway for Kong {
@@ -203,10 +188,7 @@ impl KeyGateway for Kong {
             return Ok(None);
         }
         let read_at = Utc::now();
-        let path = format!("/key-auths/{}", encode_segment(id));
-        let answer = self.api.expect(Method::GET, &path, &[], None, &[], |_| {
-            DriverError::NotFound(id.into())
-        })?;
+        let answer = self.api.on_key(Req::get(&one(id)), id)?;
         Ok(Some((answer.json()?, read_at)))
     }
 
@@ -223,40 +205,22 @@ impl KeyGateway for Kong {
     }
 
     fn create(&self, new: &NewToken) -> Result<Created> {
-        let consumer = self
-            .owner
-            .as_deref()
-            .ok_or_else(|| keys::owner_needed("Kong"))?;
+        let consumer = keys::owner(&self.owner, "Kong")?;
         let tags = tags_of(&new.labels)?;
         self.post(consumer, &Secret::generate(), new.expires_at, tags)
     }
 
     /// The tags go over as they are, labels or not.
-    fn recreate(
-        &self,
-        raw: &Raw,
-        _old: &Token,
-        expires_at: Option<DateTime<Utc>>,
-    ) -> Result<Created> {
-        let consumer = consumer_of(&raw.0, self.api.base())?;
-        self.post(
-            &consumer,
-            &Secret::generate(),
-            expires_at,
-            raw.0.tags.clone().unwrap_or_default(),
-        )
+    fn recreate(&self, (cred, _): &Raw, like: &NewToken) -> Result<Created> {
+        let consumer = consumer_of(cred, self.api.base())?;
+        let tags = cred.tags.clone().unwrap_or_default();
+        self.post(&consumer, &Secret::generate(), like.expires_at, tags)
     }
 
     fn delete(&self, (cred, _): &Raw) -> Result<()> {
-        let path = format!(
-            "/consumers/{}/key-auth/{}",
-            encode_segment(&consumer_of(cred, self.api.base())?),
-            encode_segment(&cred.id)
-        );
-        self.api
-            .expect(Method::DELETE, &path, &[], None, &[], |_| {
-                DriverError::NotFound(cred.id.clone())
-            })?;
+        let consumer = consumer_of(cred, self.api.base())?;
+        let path = format!("{}/{}", consumer_path(&consumer), encode_segment(&cred.id));
+        self.api.on_key(Req::new(Method::DELETE, &path), &cred.id)?;
         Ok(())
     }
 
@@ -264,13 +228,10 @@ impl KeyGateway for Kong {
     fn set_expiry(&self, (cred, _): Raw, until: DateTime<Utc>) -> Result<Token> {
         let now = Utc::now();
         let ttl = ttl(keys::seconds_until(until, now), "--increment")?;
-        let path = format!("/key-auths/{}", encode_segment(&cred.id));
-        let body = json!({ "ttl": ttl });
+        let (path, body) = (one(&cred.id), json!({ "ttl": ttl }));
         let answer = self
             .api
-            .expect(Method::PATCH, &path, &[], Some(&body), &[], |_| {
-                DriverError::NotFound(cred.id.clone())
-            })?;
+            .on_key(Req::new(Method::PATCH, &path).body(&body), &cred.id)?;
         let mut t = to_token(&answer.json()?, now, self.api.base())?;
         // `ttl` is at most TTL_MAX (checked above).
         t.expires_at = t.expires_at.or(Some(now + chrono::TimeDelta::seconds(ttl)));
@@ -283,24 +244,12 @@ impl KeyGateway for Kong {
             return Ok(None);
         }
         let read_at = Utc::now();
-        let answer = self
-            .api
-            .call_with_secret(Method::GET, "/key-auths/", secret)?;
-        let answer = self
-            .api
-            .check(answer, &[secret], |_| keys::unknown_secret(secret))?;
+        let answer = keys::look_up(&self.api, "/key-auths/", secret)?;
         to_token(&answer.json()?, read_at, self.api.base()).map(Some)
     }
 
     fn whoami(&self) -> Result<Identity> {
-        let answer = self.api.expect(Method::GET, "/", &[], None, &[], |_| {
-            DriverError::Protocol {
-                url: format!("{}/", self.api.base()),
-                message: "GET / answered 404: is this Kong's Admin API (port 8001), not its proxy?"
-                    .into(),
-            }
-        })?;
-        let node: Node = answer.json()?;
+        let node: Node = self.api.probe(Req::get("/"))?.json()?;
         // Kong Enterprise's `enforce_rbac`: on, both and entity check tokens.
         let rbac = node
             .configuration
@@ -317,10 +266,8 @@ impl KeyGateway for Kong {
             (false, _) => (format!("{api}, without an admin token"), true),
         };
         Ok(Identity {
-            principal,
-            expires_at: None,
-            scopes: Vec::new(),
             checked,
+            ..Identity::checked(principal)
         })
     }
 
@@ -337,13 +284,8 @@ pub fn to_token(c: &Credential, read_at: DateTime<Utc>, url: &str) -> Result<Tok
         .ttl
         .map(|left| {
             crate::duration::checked_after(read_at, left.max(0)).ok_or_else(|| {
-                DriverError::Protocol {
-                    url: url.to_string(),
-                    message: format!(
-                        "key-auth credential {} has a ttl of {left} seconds, past any date",
-                        c.id
-                    ),
-                }
+                let m = format!("key-auth credential {} has a ttl of {left} seconds", c.id);
+                DriverError::protocol(url, format!("{m}, past any date"))
             })
         })
         .transpose()?;

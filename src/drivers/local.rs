@@ -1,7 +1,7 @@
 //! The `local` driver: the embedded SQLite store, no server needed.
 
-use super::{DriverError, DriverKind, Gateway, Result};
-use crate::model::{check_new_token, Created, Filter, NewToken, RevokeOutcome, Token};
+use super::{DriverError, DriverKind, Gateway, Result, Revoked};
+use crate::model::{check_new_token, Created, Filter, NewToken, Token};
 use crate::secret::Secret;
 use crate::store::Store;
 use chrono::Utc;
@@ -62,19 +62,14 @@ impl Gateway for Local {
             })
     }
 
-    fn revoke(&self, id: &str, reason: Option<&str>) -> Result<(Token, RevokeOutcome)> {
+    fn revoke(&self, id: &str, reason: Option<&str>) -> Result<Revoked> {
         Ok(self
             .store
             .revoke(id, Some(&self.principal), reason, Utc::now())?)
     }
 
     fn whoami(&self) -> Result<super::Identity> {
-        Ok(super::Identity {
-            principal: self.principal.clone(),
-            expires_at: None,
-            scopes: Vec::new(),
-            checked: true,
-        })
+        Ok(super::Identity::checked(self.principal.clone()))
     }
 
     fn audit(

@@ -15,6 +15,9 @@ pub mod vault;
 use crate::error::Kind;
 use crate::model::{Created, Filter, NewToken, RevokeOutcome, Token};
 pub use crate::registry::{Capabilities, DriverKind, Identity, Op, Scope, OP_NAMES};
+
+/// A revoked token and what the revoke did.
+pub type Revoked = (Token, RevokeOutcome);
 use crate::secret::Secret;
 
 /// How a driver shows a gateway's warnings (a TTL capped by the server, a
@@ -182,6 +185,23 @@ pub enum DriverError {
 }
 
 impl DriverError {
+    /// An answer from `url` that is not what the gateway should send.
+    pub fn protocol(url: impl Into<String>, message: impl Into<String>) -> DriverError {
+        DriverError::Protocol {
+            url: url.into(),
+            message: message.into(),
+        }
+    }
+
+    /// A refusal only the driver can explain, of `kind`, with its advice.
+    pub fn gateway(kind: Kind, message: impl Into<String>, hint: Option<&str>) -> DriverError {
+        DriverError::Gateway {
+            message: message.into(),
+            kind,
+            hint: hint.map(String::from),
+        }
+    }
+
     /// This error with the driver's own advice in place of the generic hint.
     pub fn with_hint(self, hint: impl Into<String>) -> DriverError {
         DriverError::Hinted {
@@ -284,21 +304,16 @@ pub trait Gateway {
     /// A token by its secret; the secret never leaves the process but in a body.
     fn lookup(&self, secret: &Secret) -> Result<Token>;
 
-    fn revoke(&self, id: &str, reason: Option<&str>) -> Result<(Token, RevokeOutcome)>;
+    fn revoke(&self, id: &str, reason: Option<&str>) -> Result<Revoked>;
 
     /// A new token like `id`; the old one is revoked now, or expires after `grace`.
     fn rotate(&self, id: &str, grace: Option<u64>) -> Result<(Created, Token)>;
 
-    /// Revokes `token`, which was looked up by `secret`. Gateways that know a
+    /// Revokes `t`, which was looked up by `secret`. Gateways that know a
     /// token only by its secret (RFC 7009) need it; the rest revoke by id.
-    fn revoke_secret(
-        &self,
-        secret: &Secret,
-        token: &Token,
-        reason: Option<&str>,
-    ) -> Result<(Token, RevokeOutcome)> {
+    fn revoke_secret(&self, secret: &Secret, t: &Token, reason: Option<&str>) -> Result<Revoked> {
         let _ = secret;
-        self.revoke(&token.id, reason)
+        self.revoke(&t.id, reason)
     }
 
     /// Extends a live token's lifetime by `increment` seconds from now (or by the

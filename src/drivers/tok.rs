@@ -2,8 +2,8 @@
 //! with the same behaviour and output as the `local` driver.
 
 use super::http_client::{read_json, redact_url, snippet, Http};
-use super::{DriverError, DriverKind, Gateway, Identity, Result, Settings};
-use crate::model::{check_new_token, Created, Filter, NewToken, RevokeOutcome, StateFilter, Token};
+use super::{DriverError, DriverKind, Gateway, Identity, Result, Revoked, Settings};
+use crate::model::{check_new_token, Created, Filter, NewToken, StateFilter, Token};
 use crate::secret::Secret;
 use crate::store::audit::{AuditFilter, Entry};
 use crate::store::ID_PREFIX;
@@ -282,7 +282,7 @@ impl Gateway for TokDriver {
         read_json(self.send(req, Subject::Secret(secret))?)
     }
 
-    fn revoke(&self, id: &str, reason: Option<&str>) -> Result<(Token, RevokeOutcome)> {
+    fn revoke(&self, id: &str, reason: Option<&str>) -> Result<Revoked> {
         let body = RevokeRequest {
             reason: reason.map(str::to_string),
         };

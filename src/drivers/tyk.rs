@@ -15,7 +15,7 @@
 //! /tyk/ route, so a wrong secret gets 403 before any handler; a right one gets
 //! the list, or Tyk's own 404 saying that hashed key listing is off.
 
-use super::http_client::{encode_segment, AdminApi, Dialect};
+use super::http_client::{encode_segment, AdminApi, Dialect, Req};
 use super::keys::{self, KeyGateway, Reach};
 use super::{DriverError, DriverKind, Identity, Result, Settings};
 use crate::error::Kind;
@@ -29,10 +29,12 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 const POLICY: &str = "policy:";
+const KEYS: &str = "/tyk/keys";
 const LISTING_OFF: &str = "enable_hashed_keys_listing";
 
 static DIALECT: Dialect = Dialect {
     refusals: &[(400, Kind::Usage)],
+    admin_api: "Tyk's Gateway API (`listen_port` or `control_api_port`)",
     ..Dialect::new(DriverKind::Tyk, "Tyk", "x-tyk-authorization")
 };
 
@@ -43,7 +45,6 @@ pub struct Tyk {
 #[derive(Deserialize)]
 struct Added {
     key: String,
-    #[serde(default)]
     key_hash: Option<String>,
 }
 
@@ -65,40 +66,45 @@ impl Tyk {
 
     /// The hashes of every key.
     fn hashes(&self) -> Result<Vec<String>> {
-        let answer = self.api.expect(Method::GET, "/tyk/keys", &[], None, &[], |_| DriverError::Gateway {
-            message: format!("Tyk does not list hashed keys ({}/tyk/keys answered 404)", self.api.base()),
-            kind: Kind::Failure,
-            hint: Some(format!(
-                "set `{LISTING_OFF}: true` in tyk.conf (TYK_GW_ENABLEHASHEDKEYSLISTING=true); inspect by id still works"
-            )),
+        let answer = self.api.expect(Req::get(KEYS), |_| {
+            let m = format!("{}/tyk/keys answered 404", self.api.base());
+            DriverError::gateway(
+                Kind::Failure,
+                format!("Tyk does not list hashed keys ({m})"),
+                Some(&format!("set `{LISTING_OFF}: true` in tyk.conf (TYK_GW_ENABLEHASHEDKEYSLISTING=true); inspect by id still works")),
+            )
         })?;
         Ok(answer.json::<Keys>()?.keys)
     }
 
     /// A key's session by its hash; None when Tyk no longer has it.
     fn session(&self, hash: &str) -> Result<Option<Map<String, Value>>> {
-        let path = format!("/tyk/keys/{}", encode_segment(hash));
+        let path = key_path(hash);
         let answer = self
             .api
-            .call(Method::GET, &path, &[("hashed", "true")], None)?;
-        if answer.status == 404 {
-            return Ok(None);
-        }
-        let answer = self
-            .api
-            .check(answer, &[], |_| DriverError::NotFound(hash.to_string()))?;
-        Ok(Some(answer.json()?))
+            .get_opt(Req::get(&path).query(&[("hashed", "true")]))?;
+        answer.map(|a| a.json()).transpose()
+    }
+
+    /// A request about the key whose hash is `hash`, which must exist; a
+    /// write keeps the key's quota (`suppress_reset`).
+    fn on_hash(&self, method: Method, hash: &str, body: Option<&Value>) -> Result<()> {
+        let query: &[_] = match body {
+            Some(_) => &[("hashed", "true"), ("suppress_reset", "1")],
+            None => &[("hashed", "true")],
+        };
+        let path = key_path(hash);
+        self.api
+            .on_key(Req::new(method, &path).query(query).body(body), hash)?;
+        Ok(())
     }
 
     fn add(&self, body: &Value) -> Result<Created> {
         let answer = self
             .api
-            .expect(Method::POST, "/tyk/keys", &[], Some(body), &[], |m| {
-                DriverError::Gateway {
-                    message: format!("Tyk answered 404 to POST /tyk/keys: {m}"),
-                    kind: Kind::Failure,
-                    hint: None,
-                }
+            .expect(Req::new(Method::POST, KEYS).body(body), |m| {
+                let m = format!("Tyk answered 404 to POST /tyk/keys: {m}");
+                DriverError::gateway(Kind::Failure, m, None)
             })?;
         let added: Added = answer.json()?;
         let secret = Secret::new(added.key);
@@ -108,18 +114,16 @@ impl Tyk {
                 .api
                 .call_with_secret(Method::DELETE, "/tyk/keys/", &secret)
                 .is_ok_and(|a| a.ok());
-            return Err(DriverError::Gateway {
-                message: format!(
-                    "Tyk answered without `key_hash`: this gateway does not hash keys, and tok will not show keys as ids ({})",
-                    if undone {
-                        "the key it made was deleted again"
-                    } else {
-                        "and the key it made could not be deleted: remove it in Tyk"
-                    }
-                ),
-                kind: Kind::Unsupported,
-                hint: Some("set `hash_keys: true` in tyk.conf (Tyk's default)".into()),
-            });
+            let undone = if undone {
+                "the key it made was deleted again"
+            } else {
+                "and the key it made could not be deleted: remove it in Tyk"
+            };
+            return Err(DriverError::gateway(
+                Kind::Unsupported,
+                format!("Tyk answered without `key_hash`: this gateway does not hash keys, and tok will not show keys as ids ({undone})"),
+                Some("set `hash_keys: true` in tyk.conf (Tyk's default)"),
+            ));
         };
         let session = self
             .session(&hash)?
@@ -188,14 +192,11 @@ impl KeyGateway for Tyk {
 
     fn create(&self, new: &NewToken) -> Result<Created> {
         if new.scopes.is_empty() {
-            return Err(DriverError::Gateway {
-                message: "a Tyk key without access rights reaches every API (a master key)".into(),
-                kind: Kind::Usage,
-                hint: Some(
-                    "name what the key may reach: --scope API_ID (repeatable), or --scope policy:POLICY_ID"
-                        .into(),
-                ),
-            });
+            return Err(DriverError::gateway(
+                Kind::Usage,
+                "a Tyk key without access rights reaches every API (a master key)",
+                Some("name what the key may reach: --scope API_ID (repeatable), or --scope policy:POLICY_ID"),
+            ));
         }
         let mut rights = Map::new();
         let mut policies = Vec::new();
@@ -227,12 +228,7 @@ impl KeyGateway for Tyk {
 
     /// The new key is the old session (rights, limits, policies, meta data)
     /// with a fresh start and the same lifetime.
-    fn recreate(
-        &self,
-        (_, session): &Raw,
-        _old: &Token,
-        expires_at: Option<DateTime<Utc>>,
-    ) -> Result<Created> {
+    fn recreate(&self, (_, session): &Raw, like: &NewToken) -> Result<Created> {
         let mut body = session.clone().unwrap_or_default();
         for k in [
             "date_created",
@@ -245,75 +241,45 @@ impl KeyGateway for Tyk {
         }
         body.insert(
             "expires".into(),
-            json!(expires_at.map_or(0, |e| e.timestamp())),
+            json!(like.expires_at.map_or(0, |e| e.timestamp())),
         );
         self.add(&Value::Object(body))
     }
 
     fn delete(&self, (hash, _): &Raw) -> Result<()> {
-        let path = format!("/tyk/keys/{}", encode_segment(hash));
-        self.api.expect(
-            Method::DELETE,
-            &path,
-            &[("hashed", "true")],
-            None,
-            &[],
-            |_| DriverError::NotFound(hash.clone()),
-        )?;
-        Ok(())
+        self.on_hash(Method::DELETE, hash, None)
     }
 
     /// Writes the session back with a new `expires`, keeping quotas and rates.
     fn set_expiry(&self, (hash, session): Raw, until: DateTime<Utc>) -> Result<Token> {
         let mut session = session.unwrap_or_default();
         session.insert("expires".into(), json!(until.timestamp()));
-        let path = format!("/tyk/keys/{}", encode_segment(&hash));
         let body = Value::Object(session.clone());
-        let query = [("hashed", "true"), ("suppress_reset", "1")];
-        self.api
-            .expect(Method::PUT, &path, &query, Some(&body), &[], |_| {
-                DriverError::NotFound(hash.clone())
-            })?;
+        self.on_hash(Method::PUT, &hash, Some(&body))?;
         Ok(to_token(&hash, &session))
     }
 
     fn lookup(&self, secret: &Secret) -> Result<Option<Token>> {
-        let answer = self
-            .api
-            .call_with_secret(Method::GET, "/tyk/keys/", secret)?;
-        let answer = self
-            .api
-            .check(answer, &[secret], |_| keys::unknown_secret(secret))?;
+        let answer = keys::look_up(&self.api, "/tyk/keys/", secret)?;
         let session: Map<String, Value> = answer.json()?;
         Ok(Some(to_token(&key_hash(secret.expose()), &session)))
     }
 
     fn whoami(&self) -> Result<Identity> {
-        let answer = self.api.call(Method::GET, "/tyk/keys", &[], None)?;
+        let answer = self.api.call(Req::get(KEYS))?;
         let message = answer
             .value()
             .and_then(|v| v.get("message").and_then(Value::as_str).map(String::from))
             .unwrap_or_default();
-        let principal = if answer.status == 404 && message.contains(LISTING_OFF) {
-            format!("Tyk Gateway API secret (hashed key listing is off: `tok list` needs `{LISTING_OFF}: true`)")
-        } else {
-            let url = answer.url.clone();
-            let answer = self.api.check(answer, &[], |m| DriverError::Protocol {
-                url,
-                message: format!(
-                    "GET /tyk/keys answered 404 ({m}): is this Tyk's Gateway API (`listen_port` or `control_api_port`)?"
-                ),
-            })?;
-            // Only the shape is checked; the list itself is not needed.
-            let _: Keys = answer.json()?;
-            "Tyk Gateway API secret".to_string()
-        };
-        Ok(Identity {
-            principal,
-            expires_at: None,
-            scopes: Vec::new(),
-            checked: true,
-        })
+        if answer.status == 404 && message.contains(LISTING_OFF) {
+            return Ok(Identity::checked(format!("Tyk Gateway API secret (hashed key listing is off: `tok list` needs `{LISTING_OFF}: true`)")));
+        }
+        let answer = self
+            .api
+            .check(answer, &[], |m| self.api.not_admin(KEYS, m))?;
+        // Only the shape is checked; the list itself is not needed.
+        let _: Keys = answer.json()?;
+        Ok(Identity::checked("Tyk Gateway API secret"))
     }
 
     /// Tyk keys are base64 JSON (`{"org":..,"id":..,"h":..}`) or tok's own format.
@@ -325,6 +291,10 @@ impl KeyGateway for Tyk {
     fn looks_like_id(&self, s: &str) -> bool {
         super::hex_shaped(s, 64)
     }
+}
+
+fn key_path(hash: &str) -> String {
+    format!("{KEYS}/{}", encode_segment(hash))
 }
 
 /// A key's session as a token.
@@ -369,10 +339,7 @@ pub fn to_token(hash: &str, s: &Map<String, Value>) -> Token {
 /// The hash Tyk keeps for `key` (storage.HashStr): the algorithm named in a
 /// base64 JSON key's `h`, else murmur32; lowercase hex of the digest.
 pub fn key_hash(key: &str) -> String {
-    let algo = key
-        .strip_prefix("ey")
-        .and(base64::engine::general_purpose::STANDARD.decode(key).ok())
-        .and_then(|j| serde_json::from_slice::<Value>(&j).ok())
+    let algo = tyk_key(key)
         .and_then(|v| v.get("h").and_then(Value::as_str).map(String::from))
         .unwrap_or_default();
     let data = key.as_bytes();
@@ -390,100 +357,33 @@ pub fn key_hash(key: &str) -> String {
     }
 }
 
-/// A key as Tyk makes them when a hash function is set: base64 of a JSON
-/// object with `org` and `id`.
+/// The JSON inside a key as Tyk makes them when a hash function is set
+/// (base64 of a JSON object, so it starts with `ey`).
+fn tyk_key(s: &str) -> Option<Value> {
+    let json = s
+        .strip_prefix("ey")
+        .and(base64::engine::general_purpose::STANDARD.decode(s).ok())?;
+    serde_json::from_slice(&json).ok()
+}
+
+/// A key as Tyk makes them: its JSON has `org` and `id`.
 fn is_tyk_key(s: &str) -> bool {
-    s.starts_with("ey")
-        && base64::engine::general_purpose::STANDARD
-            .decode(s)
-            .ok()
-            .and_then(|j| serde_json::from_slice::<Value>(&j).ok())
-            .is_some_and(|v| v.get("id").is_some() && v.get("org").is_some())
+    tyk_key(s).is_some_and(|v| v.get("id").is_some() && v.get("org").is_some())
 }
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// MurmurHash3 x86_32, seed 0.
-fn murmur3_x86_32(data: &[u8]) -> u32 {
-    const C1: u32 = 0xcc9e_2d51;
-    const C2: u32 = 0x1b87_3593;
-    let mut h: u32 = 0;
-    let chunks = data.chunks_exact(4);
-    let tail = chunks.remainder();
-    for c in chunks {
-        let k = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-        h ^= k.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
-        h = h.rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64);
-    }
-    if !tail.is_empty() {
-        let mut k: u32 = 0;
-        for (i, b) in tail.iter().enumerate() {
-            k ^= u32::from(*b) << (8 * i);
-        }
-        h ^= k.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
-    }
-    h ^= data.len() as u32;
-    h ^= h >> 16;
-    h = h.wrapping_mul(0x85eb_ca6b);
-    h ^= h >> 13;
-    h = h.wrapping_mul(0xc2b2_ae35);
-    h ^ (h >> 16)
+/// MurmurHash3 x86_32, seed 0 (the `murmur3` crate; reading a slice cannot fail).
+fn murmur3_x86_32(mut data: &[u8]) -> u32 {
+    murmur3::murmur3_32(&mut data, 0).unwrap_or_default()
 }
 
-/// MurmurHash3 x64_128, seed 0: (h1, h2).
-fn murmur3_x64_128(data: &[u8]) -> (u64, u64) {
-    const C1: u64 = 0x87c3_7b91_1142_53d5;
-    const C2: u64 = 0x4cf5_ad43_2745_937f;
-    fn fmix(mut k: u64) -> u64 {
-        k ^= k >> 33;
-        k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        k ^= k >> 33;
-        k = k.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-        k ^ (k >> 33)
-    }
-    let mix1 = |k: u64| k.wrapping_mul(C1).rotate_left(31).wrapping_mul(C2);
-    let mix2 = |k: u64| k.wrapping_mul(C2).rotate_left(33).wrapping_mul(C1);
-    let round = |h: u64, r: u32, other: u64, add: u64| {
-        h.rotate_left(r)
-            .wrapping_add(other)
-            .wrapping_mul(5)
-            .wrapping_add(add)
-    };
-    let (mut h1, mut h2) = (0u64, 0u64);
-    let chunks = data.chunks_exact(16);
-    let tail = chunks.remainder();
-    for c in chunks {
-        let k1 = u64::from_le_bytes(c[0..8].try_into().expect("8 bytes"));
-        let k2 = u64::from_le_bytes(c[8..16].try_into().expect("8 bytes"));
-        h1 = round(h1 ^ mix1(k1), 27, h2, 0x52dc_e729);
-        h2 = round(h2 ^ mix2(k2), 31, h1, 0x3849_5ab5);
-    }
-    let (mut k1, mut k2) = (0u64, 0u64);
-    for (i, b) in tail.iter().enumerate() {
-        if i < 8 {
-            k1 ^= u64::from(*b) << (8 * i);
-        } else {
-            k2 ^= u64::from(*b) << (8 * (i - 8));
-        }
-    }
-    if tail.len() > 8 {
-        h2 ^= mix2(k2);
-    }
-    if !tail.is_empty() {
-        h1 ^= mix1(k1);
-    }
-    let len = data.len() as u64;
-    h1 ^= len;
-    h2 ^= len;
-    h1 = h1.wrapping_add(h2);
-    h2 = h2.wrapping_add(h1);
-    h1 = fmix(h1);
-    h2 = fmix(h2);
-    h1 = h1.wrapping_add(h2);
-    h2 = h2.wrapping_add(h1);
-    (h1, h2)
+/// MurmurHash3 x64_128, seed 0: (h1, h2), as Go's spaolacci/murmur3 sums them.
+fn murmur3_x64_128(mut data: &[u8]) -> (u64, u64) {
+    let h = murmur3::murmur3_x64_128(&mut data, 0).unwrap_or_default();
+    (h as u64, (h >> 64) as u64)
 }
 
 #[cfg(test)]

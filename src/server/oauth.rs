@@ -209,21 +209,12 @@ async fn introspect(
     headers: HeaderMap,
     id: Option<axum::Extension<super::request_id::RequestId>>,
     form: Result<Form<TokenForm>, FormRejection>,
-) -> Response {
-    let form = match form {
-        Ok(Form(f)) => f,
-        Err(e) => return form_refused(&e),
-    };
-    let (client, token) = match client_and_token(&state, &headers, form).await {
-        Ok(ct) => ct,
-        Err(r) => return r,
-    };
-    let admitted = match admit(&state, &token).await {
-        Ok(a) => a,
-        Err(e) => {
-            return unavailable("introspection", &e, "the token store is not available");
-        }
-    };
+) -> Result<Response, Response> {
+    let Form(form) = form.map_err(|e| form_refused(&e))?;
+    let (client, token) = client_and_token(&state, &headers, form).await?;
+    let admitted = admit(&state, &token)
+        .await
+        .map_err(|e| unavailable("introspection", &e, "the token store is not available"))?;
     let mut entry = Entry::new(Event::Introspect, Utc::now());
     entry.actor = Some(principal(&client));
     entry.request_id = id.map(|axum::Extension(id)| id.0);
@@ -258,7 +249,7 @@ async fn introspect(
     let mut r = Json(body).into_response();
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
+    Ok(r)
 }
 
 /// RFC 7009: 200 whether or not the token was known or already revoked.
@@ -266,15 +257,9 @@ async fn revoke(
     AxState(state): AxState<Arc<OAuth>>,
     headers: HeaderMap,
     form: Result<Form<TokenForm>, FormRejection>,
-) -> Response {
-    let form = match form {
-        Ok(Form(f)) => f,
-        Err(e) => return form_refused(&e),
-    };
-    let (client, token) = match client_and_token(&state, &headers, form).await {
-        Ok(ct) => ct,
-        Err(r) => return r,
-    };
+) -> Result<Response, Response> {
+    let Form(form) = form.map_err(|e| form_refused(&e))?;
+    let (client, token) = client_and_token(&state, &headers, form).await?;
     let by = principal(&client);
     let secret = Secret::new(token);
     if secret.validate().is_ok() {
@@ -291,13 +276,8 @@ async fn revoke(
             Ok::<_, backend::Error>(())
         }
         .await;
-        if let Err(e) = done {
-            return unavailable(
-                "revocation",
-                &e,
-                "the token store is not available; the token was not revoked",
-            );
-        }
+        let not_revoked = "the token store is not available; the token was not revoked";
+        done.map_err(|e| unavailable("revocation", &e, not_revoked))?;
     }
-    StatusCode::OK.into_response()
+    Ok(StatusCode::OK.into_response())
 }

@@ -730,6 +730,17 @@ fn errors(r: &Rig) {
             !stderr(&o).contains("wrong-credential"),
             "the credential is not echoed"
         );
+
+        // TOK_ADMIN_TOKEN stands in for the driver's own variable.
+        let spec = DriverKind::from_name(r.driver).expect("a driver").spec();
+        if spec.credential_env.last() == Some(&tok::env::ADMIN_TOKEN)
+            && *var != tok::env::ADMIN_TOKEN
+        {
+            let (_, value) = r.vars.iter().find(|(k, _)| k == var).expect("set");
+            none.set(tok::env::ADMIN_TOKEN, value);
+            let o = none.run_stdin(&["inspect", "-"], unknown.expose());
+            assert_fails(&o, exit::NOT_FOUND, &r.unknown.2);
+        }
     }
     let mut create = vec!["create"];
     create.extend(r.lifetime("15m"));

@@ -15,6 +15,13 @@ fn env_for(op: &Oidc) -> Env {
     env
 }
 
+/// `env_for` without the variable `var`.
+fn env_without(op: &Oidc, var: &str) -> Env {
+    let mut env = env_for(op);
+    env.vars.retain(|(k, _)| k != var);
+    env
+}
+
 fn printed_expiry(stderr: &str) -> i64 {
     let at = stderr.find("expires ").expect("an expiry in the summary") + "expires ".len();
     let end = stderr[at..].find(' ').unwrap() + at;
@@ -151,28 +158,18 @@ fn oauth2_client_credentials() {
     assert_fails(&o, exit::AUTH, &["invalid_client"]);
 
     // TOK_ADMIN_TOKEN serves as the client secret too; TOK_CLIENT_SECRET wins.
-    let mut admin = env_for(&op);
-    admin.vars.retain(|(k, _)| k != "TOK_CLIENT_SECRET");
+    let mut admin = env_without(&op, "TOK_CLIENT_SECRET");
     admin.set("TOK_ADMIN_TOKEN", &op.client_secret);
     admin.create(&["--scope", "orders:read"]);
     admin.set("TOK_CLIENT_SECRET", "not-the-secret");
     assert_fails(&admin.run(&["create"]), exit::AUTH, &["invalid_client"]);
 
-    let mut none = env_for(&op);
-    none.vars.retain(|(k, _)| k != "TOK_CLIENT_SECRET");
-    assert_fails(
-        &none.run(&["create"]),
-        exit::AUTH,
-        &["no client secret", "TOK_CLIENT_SECRET"],
-    );
+    let o = env_without(&op, "TOK_CLIENT_SECRET").run(&["create"]);
+    assert_fails(&o, exit::AUTH, &["no client secret", "TOK_CLIENT_SECRET"]);
 
-    let mut no_id = env_for(&op);
-    no_id.vars.retain(|(k, _)| k != "TOK_CLIENT_ID");
-    assert_fails(
-        &no_id.run(&["create"]),
-        exit::USAGE,
-        &["no OAuth 2 client id", "--client-id"],
-    );
+    let no_id = env_without(&op, "TOK_CLIENT_ID");
+    let o = no_id.run(&["create"]);
+    assert_fails(&o, exit::USAGE, &["no OAuth 2 client id", "--client-id"]);
     // --client-id on the command line does it.
     let o = no_id.run(&["create", "--client-id", &op.client_id]);
     assert_success(&o, &["create"]);

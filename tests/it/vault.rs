@@ -13,16 +13,35 @@ fn env_for(bao: &Bao) -> Env {
     env
 }
 
+/// A request to the server as root that must answer `want`; its body.
+fn as_root(bao: &Bao, (method, path): (&str, &str), body: Value, want: u16) -> Value {
+    let (status, v) = bao.api(method, path, &bao.root, Some(body));
+    assert_eq!(status, want, "{method} {path}: {v}");
+    v
+}
+
 /// The accessor of `secret`, asked of the server as root (spends no use).
 fn accessor_of(bao: &Bao, secret: &str) -> String {
-    let (status, v) = bao.api(
-        "POST",
-        "auth/token/lookup",
-        &bao.root,
-        Some(json!({ "token": secret })),
-    );
-    assert_eq!(status, 200, "{v}");
+    let lookup = ("POST", "auth/token/lookup");
+    let v = as_root(bao, lookup, json!({ "token": secret }), 200);
     v["data"]["accessor"].as_str().unwrap().to_string()
+}
+
+/// A server, tok pointed at it, and a ten-minute token: its secret and accessor.
+fn with_a_token() -> (Bao, Env, String, String) {
+    let bao = Bao::start();
+    let env = env_for(&bao);
+    let secret = env.create(&["--ttl", "10m", "--scope", "default"]);
+    let acc = accessor_of(&bao, &secret);
+    (bao, env, secret, acc)
+}
+
+/// `tok create ARGS`, which must succeed and say `says` on stderr.
+fn created_saying(env: &Env, args: &[&str], says: &str) -> std::process::Output {
+    let o = env.run(&[&["create"], args].concat());
+    assert_success(&o, &["create"]);
+    assert!(stderr(&o).contains(says), "{}", stderr(&o));
+    o
 }
 
 fn time(v: &Value) -> DateTime<Utc> {
@@ -46,8 +65,10 @@ fn assert_close(a: DateTime<Utc>, b: DateTime<Utc>) {
     assert!((a - b).num_milliseconds().abs() < 1000, "{a} vs {b}");
 }
 
-fn whole_seconds(t: DateTime<Utc>) -> i64 {
-    t.timestamp()
+/// Asserts that the summary on stderr printed `expires`, to the second.
+fn assert_printed(o: &std::process::Output, expires: DateTime<Utc>) {
+    let printed = printed_expiry(&stderr(o));
+    assert_eq!(printed.timestamp(), expires.timestamp());
 }
 
 #[test]
@@ -76,10 +97,7 @@ fn vault_ttl_round_trip() {
     assert_eq!(data["creation_ttl"], 900);
     assert_close(expires, issued + TimeDelta::seconds(900));
     // ...and the expiry tok printed and reports is the server's.
-    assert_eq!(
-        whole_seconds(printed_expiry(&stderr(&o))),
-        whole_seconds(expires)
-    );
+    assert_printed(&o, expires);
     let t = env.inspect_json(&acc);
     assert_eq!(time(&t["expires_at"]), expires);
     assert_eq!(t["state"], "active");
@@ -176,10 +194,7 @@ fn vault_use_limit_runs_out() {
 
 #[test]
 fn vault_revoke_then_the_server_rejects_the_token() {
-    let bao = Bao::start();
-    let env = env_for(&bao);
-    let secret = env.create(&["--ttl", "10m", "--scope", "default"]);
-    let acc = accessor_of(&bao, &secret);
+    let (bao, env, secret, acc) = with_a_token();
     assert_eq!(bao.self_status(&secret), 200);
 
     let o = env.run(&["revoke", &acc, "--yes"]);
@@ -224,10 +239,7 @@ fn vault_revoke_then_the_server_rejects_the_token() {
 
 #[test]
 fn vault_renew_and_its_cap() {
-    let bao = Bao::start();
-    let env = env_for(&bao);
-    let secret = env.create(&["--ttl", "10m", "--scope", "default"]);
-    let acc = accessor_of(&bao, &secret);
+    let (bao, env, _, acc) = with_a_token();
 
     let before = Utc::now();
     let o = env.run(&["renew", &acc, "--increment", "1h"]);
@@ -244,19 +256,11 @@ fn vault_renew_and_its_cap() {
         "renewed to an hour from now: {expires}"
     );
     assert!(stderr(&o).contains(&format!("renewed {acc}")));
-    assert_eq!(
-        whole_seconds(printed_expiry(&stderr(&o))),
-        whole_seconds(expires)
-    );
+    assert_printed(&o, expires);
 
     // The mount's max TTL caps a renewal; Vault's warning reaches stderr.
-    let (status, v) = bao.api(
-        "POST",
-        "sys/auth/token/tune",
-        &bao.root,
-        Some(json!({ "max_lease_ttl": "2h" })),
-    );
-    assert_eq!(status, 204, "{v}");
+    let tune = ("POST", "sys/auth/token/tune");
+    as_root(&bao, tune, json!({ "max_lease_ttl": "2h" }), 204);
     let o = env.run(&["renew", &acc, "--increment", "5h", "-o", "json"]);
     assert_success(&o, &["renew"]);
     // Vault names the cap left from the lease's start: "2h", or "1h59m59s" on a
@@ -274,13 +278,12 @@ fn vault_renew_and_its_cap() {
     assert_eq!(time(&t["expires_at"]), capped);
 
     // A token made non-renewable cannot be renewed, and tok says why.
-    let (status, v) = bao.api(
-        "POST",
-        "auth/token/create",
-        &bao.root,
-        Some(json!({ "ttl": "10m", "renewable": false, "policies": ["default"] })),
+    let v = as_root(
+        &bao,
+        ("POST", "auth/token/create"),
+        json!({ "ttl": "10m", "renewable": false, "policies": ["default"] }),
+        200,
     );
-    assert_eq!(status, 200, "{v}");
     let fixed = v["auth"]["accessor"].as_str().unwrap();
     let o = env.run(&["renew", fixed, "--increment", "1h"]);
     assert_fails(&o, exit::FAILURE, &["not renewable", "tok rotate"]);
@@ -334,11 +337,11 @@ fn vault_rotate_with_and_without_grace() {
     assert_eq!(bao.self_status(&new), 200);
 
     // A non-renewable token cannot be cut to a grace period: refused, nothing made.
-    let (_, v) = bao.api(
-        "POST",
-        "auth/token/create",
-        &bao.root,
-        Some(json!({ "ttl": "10m", "renewable": false, "policies": ["default"] })),
+    let v = as_root(
+        &bao,
+        ("POST", "auth/token/create"),
+        json!({ "ttl": "10m", "renewable": false, "policies": ["default"] }),
+        200,
     );
     let fixed = v["auth"]["accessor"].as_str().unwrap().to_string();
     let count = bao.accessors().len();
@@ -374,13 +377,9 @@ fn vault_bad_policy_ttl_and_scope() {
     assert_eq!(bao.accessors().len(), count, "nothing was created");
 
     // A policy that does not exist: Vault makes the token and warns.
-    let o = env.run(&["create", "--ttl", "15m", "--scope", "no-such-policy"]);
-    assert_success(&o, &["create"]);
-    assert!(
-        stderr(&o).contains("warning: Vault: Policy \"no-such-policy\" does not exist"),
-        "{}",
-        stderr(&o)
-    );
+    let policy = ["--ttl", "15m", "--scope", "no-such-policy"];
+    let warning = "warning: Vault: Policy \"no-such-policy\" does not exist";
+    created_saying(&env, &policy, warning);
 
     // A TTL above the mount's max: capped by Vault, and tok shows the real expiry.
     let o = env.run(&["create", "--ttl", "900h", "--scope", "default"]);
@@ -390,24 +389,21 @@ fn vault_bad_policy_ttl_and_scope() {
     let d = bao.lookup_accessor(&acc).unwrap();
     let expires = time(&d["expire_time"]);
     assert_close(expires, time(&d["issue_time"]) + TimeDelta::hours(768));
-    assert_eq!(
-        whole_seconds(printed_expiry(&stderr(&o))),
-        whole_seconds(expires)
-    );
+    assert_printed(&o, expires);
 
     // An admin token may only give the policies it holds.
-    let (status, v) = bao.api(
-        "PUT",
-        "sys/policies/acl/minter",
-        &bao.root,
-        Some(json!({ "policy": "path \"auth/token/create\" { capabilities = [\"create\", \"update\"] }" })),
+    let policy = r#"path "auth/token/create" { capabilities = ["create", "update"] }"#;
+    as_root(
+        &bao,
+        ("PUT", "sys/policies/acl/minter"),
+        json!({ "policy": policy }),
+        204,
     );
-    assert_eq!(status, 204, "{v}");
-    let (_, v) = bao.api(
-        "POST",
-        "auth/token/create",
-        &bao.root,
-        Some(json!({ "policies": ["minter"], "ttl": "1h" })),
+    let v = as_root(
+        &bao,
+        ("POST", "auth/token/create"),
+        json!({ "policies": ["minter"], "ttl": "1h" }),
+        200,
     );
     let minter = v["auth"]["client_token"].as_str().unwrap().to_string();
     let mut limited = env_for(&bao);
@@ -422,13 +418,8 @@ fn vault_bad_policy_ttl_and_scope() {
         ],
     );
     // It can mint within its own policies, though not read tokens back.
-    let o = limited.run(&["create", "--ttl", "10m", "--scope", "minter"]);
-    assert_success(&o, &["create"]);
-    assert!(
-        stderr(&o).contains("could not read it back"),
-        "{}",
-        stderr(&o)
-    );
+    let minted = ["--ttl", "10m", "--scope", "minter"];
+    let o = created_saying(&limited, &minted, "could not read it back");
     assert_eq!(bao.self_status(stdout(&o).trim_end()), 200);
 }
 
@@ -602,8 +593,7 @@ fn vault_mount_namespace_and_profile() {
     assert_fails(&o, exit::USAGE, &["no token auth at", "--vault-mount"]);
 
     // OpenBao has namespaces: a token made in one lives there only.
-    let (status, v) = bao.api("POST", "sys/namespaces/team-a", &bao.root, Some(json!({})));
-    assert_eq!(status, 200, "{v}");
+    as_root(&bao, ("POST", "sys/namespaces/team-a"), json!({}), 200);
     let secret = env.create(&[
         "--vault-namespace",
         "team-a",

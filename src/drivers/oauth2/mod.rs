@@ -10,16 +10,14 @@ mod model;
 
 pub use model::handle_of;
 
-use super::http_client::{cut_off, normalize_url, redact_url, snippet, Http};
-use super::{DriverError, DriverKind, Gateway, Identity, Op, Result, Warn};
+use super::http_client::{cut_off, form_encode, normalize_url, redact_url, snippet, Http};
+use super::{DriverError, DriverKind, Gateway, Identity, Op, Result, Revoked, Warn};
 use crate::credentials::Credential;
 use crate::model::{check_new_token, Created, Filter, NewToken, RevokeOutcome, State, Token};
 use crate::secret::Secret;
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use model::{
-    discovery_urls, expiry_after, form_encode, to_token, Introspection, Metadata, TokenAnswer,
-};
+use model::{discovery_urls, expiry_after, to_token, Introspection, Metadata, TokenAnswer};
 use reqwest::blocking::Response;
 use serde_json::Value;
 use std::sync::OnceLock;
@@ -266,15 +264,21 @@ impl OAuth2 {
         }
     }
 
+    /// `secret` posted, as an access token, to the endpoint `which` (RFC 7662
+    /// introspection, RFC 7009 revocation).
+    fn post_token(
+        &self,
+        which: fn(&Endpoints) -> &Option<String>,
+        name: &str,
+        secret: &Secret,
+    ) -> Result<Response> {
+        let url = self.endpoint(which, name)?;
+        let hint = ("token_type_hint", "access_token");
+        self.post_form(&url, &[("token", secret.expose()), hint])
+    }
+
     fn introspect(&self, secret: &Secret) -> Result<Introspection> {
-        let url = self.endpoint(|e| &e.introspection, "introspection")?;
-        let resp = self.post_form(
-            &url,
-            &[
-                ("token", secret.expose()),
-                ("token_type_hint", "access_token"),
-            ],
-        )?;
+        let resp = self.post_token(|e| &e.introspection, "introspection", secret)?;
         self.json_ok(resp)
     }
 
@@ -299,14 +303,7 @@ impl OAuth2 {
     }
 
     fn revoke_at_server(&self, secret: &Secret) -> Result<()> {
-        let url = self.endpoint(|e| &e.revocation, "revocation")?;
-        let resp = self.post_form(
-            &url,
-            &[
-                ("token", secret.expose()),
-                ("token_type_hint", "access_token"),
-            ],
-        )?;
+        let resp = self.post_token(|e| &e.revocation, "revocation", secret)?;
         if resp.status().is_success() {
             return Ok(());
         }
@@ -493,23 +490,17 @@ impl Gateway for OAuth2 {
         Ok(to_token(secret, &i, Utc::now()))
     }
 
-    fn revoke(&self, _id: &str, _reason: Option<&str>) -> Result<(Token, RevokeOutcome)> {
+    fn revoke(&self, _id: &str, _reason: Option<&str>) -> Result<Revoked> {
         Err(unsupported(Op::InspectById))
     }
 
-    fn revoke_secret(
-        &self,
-        secret: &Secret,
-        token: &Token,
-        reason: Option<&str>,
-    ) -> Result<(Token, RevokeOutcome)> {
+    fn revoke_secret(&self, secret: &Secret, t: &Token, reason: Option<&str>) -> Result<Revoked> {
         if reason.is_some() {
             (self.warn)("OAuth 2 revocation takes no reason; --reason was not recorded");
         }
         self.revoke_at_server(secret)?;
-        let now = Utc::now();
-        let mut t = token.clone();
-        t.revoked_at = Some(now);
+        let mut t = t.clone();
+        t.revoked_at = Some(Utc::now());
         t.state = State::Revoked;
         Ok((t, RevokeOutcome::Revoked))
     }

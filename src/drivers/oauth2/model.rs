@@ -18,9 +18,7 @@ pub(super) struct Metadata {
     pub(super) token_endpoint: Option<String>,
     pub(super) introspection_endpoint: Option<String>,
     pub(super) revocation_endpoint: Option<String>,
-    #[serde(default)]
     pub(super) token_endpoint_auth_methods_supported: Option<Vec<String>>,
-    #[serde(default)]
     pub(super) scopes_supported: Option<Vec<String>>,
 }
 
@@ -28,9 +26,7 @@ pub(super) struct Metadata {
 #[derive(Deserialize)]
 pub(super) struct TokenAnswer {
     pub(super) access_token: String,
-    #[serde(default)]
     pub(super) expires_in: Option<i64>,
-    #[serde(default)]
     pub(super) scope: Option<String>,
 }
 
@@ -38,23 +34,14 @@ pub(super) struct TokenAnswer {
 #[derive(Debug, Deserialize)]
 pub(super) struct Introspection {
     pub(super) active: bool,
-    #[serde(default)]
     pub(super) scope: Option<String>,
-    #[serde(default)]
     pub(super) client_id: Option<String>,
-    #[serde(default)]
     pub(super) username: Option<String>,
-    #[serde(default)]
     pub(super) token_type: Option<String>,
-    #[serde(default)]
     pub(super) exp: Option<i64>,
-    #[serde(default)]
     pub(super) iat: Option<i64>,
-    #[serde(default)]
     pub(super) sub: Option<String>,
-    #[serde(default)]
     pub(super) aud: Option<Value>,
-    #[serde(default)]
     pub(super) iss: Option<String>,
 }
 
@@ -72,21 +59,6 @@ pub(super) fn discovery_urls(base: &str) -> Result<Vec<String>> {
         format!("{base}/.well-known/openid-configuration"),
         format!("{origin}/.well-known/oauth-authorization-server{path}"),
     ])
-}
-
-/// `application/x-www-form-urlencoded` for one value.
-pub(super) fn form_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
-                out.push(b as char)
-            }
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }
 
 /// A stable, non-secret handle for a token known only by its secret.
@@ -166,12 +138,6 @@ mod tests {
         ] {
             assert_eq!(expiry_after(now, e), None, "{e}");
         }
-    }
-
-    #[test]
-    fn form_encoding_follows_rfc_6749() {
-        assert_eq!(form_encode("a b+c:d/é"), "a+b%2Bc%3Ad%2F%C3%A9");
-        assert_eq!(form_encode("Az09-._*"), "Az09-._*");
     }
 
     #[test]

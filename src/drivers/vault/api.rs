@@ -108,24 +108,13 @@ impl Vault {
                 }
             }
         };
-        if let Some(ws) = body.get("warnings").and_then(Value::as_array) {
-            for w in ws.iter().filter_map(Value::as_str) {
-                (self.warn)(&format!("Vault: {}", clean_error(w)));
-            }
+        for w in strings(&body, "/warnings") {
+            (self.warn)(&format!("Vault: {}", clean_error(w)));
         }
         if status.is_success() {
             return Ok(body);
         }
-        let errors = body
-            .get("errors")
-            .and_then(Value::as_array)
-            .map(|es| {
-                es.iter()
-                    .filter_map(Value::as_str)
-                    .map(clean_error)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let errors = strings(&body, "/errors").map(clean_error).collect();
         Err(CallError::Refused(Refusal {
             status: status.as_u16(),
             url,
@@ -194,16 +183,7 @@ impl Vault {
     /// Every accessor Vault holds (an empty list is a 404 in Vault).
     pub(super) fn accessors(&self) -> Result<Vec<String>> {
         match self.call(Method::GET, "accessors?list=true", None) {
-            Ok(v) => Ok(v
-                .pointer("/data/keys")
-                .and_then(Value::as_array)
-                .map(|ks| {
-                    ks.iter()
-                        .filter_map(Value::as_str)
-                        .map(String::from)
-                        .collect()
-                })
-                .unwrap_or_default()),
+            Ok(v) => Ok(strings(&v, "/data/keys").map(String::from).collect()),
             Err(CallError::Refused(r)) if r.status == 404 && r.errors.is_empty() => Ok(Vec::new()),
             Err(e) => self.lift(Err(e)),
         }
@@ -212,14 +192,7 @@ impl Vault {
     pub(super) fn revoke_accessor(&self, accessor: &str) -> Result<RevokeOutcome> {
         match self.post("revoke-accessor", json!({ "accessor": accessor })) {
             Ok(v) => {
-                let gone = v
-                    .get("warnings")
-                    .and_then(Value::as_array)
-                    .is_some_and(|ws| {
-                        ws.iter()
-                            .filter_map(Value::as_str)
-                            .any(|w| w.contains("No token found"))
-                    });
+                let gone = strings(&v, "/warnings").any(|w| w.contains("No token found"));
                 Ok(if gone {
                     RevokeOutcome::AlreadyRevoked
                 } else {
@@ -240,4 +213,13 @@ impl Vault {
         }
         self.lift(self.post("renew-accessor", body)).map(|_| ())
     }
+}
+
+/// The strings of the array at JSON `pointer` in `v` (none where there is none).
+fn strings<'a>(v: &'a Value, pointer: &str) -> impl Iterator<Item = &'a str> {
+    v.pointer(pointer)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
 }

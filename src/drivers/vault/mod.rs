@@ -13,9 +13,9 @@ use api::CallError;
 pub use model::looks_like_vault_token;
 
 use super::http_client::Http;
-use super::{DriverError, DriverKind, Gateway, Identity, Result, Warn};
+use super::{DriverError, DriverKind, Gateway, Identity, Result, Revoked, Warn};
 use crate::credentials::Credential;
-use crate::model::{check_new_token, Created, Filter, NewToken, RevokeOutcome, State, Token};
+use crate::model::{check_new_token, Created, Filter, NewToken, State, Token};
 use crate::secret::Secret;
 use chrono::{DateTime, Utc};
 use model::{
@@ -312,7 +312,7 @@ impl Gateway for Vault {
         }
     }
 
-    fn revoke(&self, id: &str, reason: Option<&str>) -> Result<(Token, RevokeOutcome)> {
+    fn revoke(&self, id: &str, reason: Option<&str>) -> Result<Revoked> {
         let d = self.resolve(id)?;
         if reason.is_some() {
             (self.warn)("Vault keeps no revoke reason; --reason was not recorded");

@@ -13,29 +13,17 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, Deserialize)]
 pub(super) struct TokenData {
     pub(super) accessor: String,
-    #[serde(default)]
     pub(super) creation_time: Option<i64>,
-    #[serde(default)]
     pub(super) creation_ttl: Option<u64>,
-    #[serde(default)]
     pub(super) display_name: Option<String>,
-    #[serde(default)]
     pub(super) expire_time: Option<String>,
-    #[serde(default)]
     pub(super) explicit_max_ttl: Option<u64>,
-    #[serde(default)]
     pub(super) issue_time: Option<String>,
-    #[serde(default)]
     pub(super) meta: Option<BTreeMap<String, String>>,
-    #[serde(default)]
     pub(super) num_uses: Option<u64>,
-    #[serde(default)]
     pub(super) period: Option<u64>,
-    #[serde(default)]
     pub(super) policies: Option<Vec<String>>,
-    #[serde(default)]
     pub(super) renewable: Option<bool>,
-    #[serde(default)]
     pub(super) ttl: Option<i64>,
 }
 
@@ -44,13 +32,9 @@ pub(super) struct TokenData {
 pub(super) struct CreateAuth {
     pub(super) client_token: String,
     pub(super) accessor: String,
-    #[serde(default)]
     pub(super) policies: Option<Vec<String>>,
-    #[serde(default)]
     pub(super) metadata: Option<BTreeMap<String, String>>,
-    #[serde(default)]
     pub(super) lease_duration: Option<u64>,
-    #[serde(default)]
     pub(super) num_uses: Option<u64>,
 }
 

@@ -6,13 +6,11 @@ use crate::doubles::apisix::Apisix;
 
 const ADMIN: &str = "edd1c9f034335f136f87ad84b625c8f1";
 
+const VARS: [(&str, &str); 2] = [("APISIX_ADMIN_KEY", ADMIN), ("TOK_OWNER", "jack")];
+
 fn setup() -> (Apisix, Env) {
     let gw = Apisix::start(ADMIN, &["jack", "kate"]);
-    let env = env_for(
-        "apisix",
-        gw.url(),
-        &[("APISIX_ADMIN_KEY", ADMIN), ("TOK_OWNER", "jack")],
-    );
+    let env = env_for("apisix", gw.url(), &VARS);
     (gw, env)
 }
 

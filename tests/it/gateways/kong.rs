@@ -142,36 +142,6 @@ fn kong_needs_an_owner_to_create_and_refuses_what_it_cannot_hold() {
 }
 
 #[test]
-fn kong_admin_token_is_sent_and_a_bad_one_exits_4() {
-    let gw = Kong::start(Some("rbac-token-1"), &["alice"]);
-    let env = env_for(
-        "kong",
-        gw.url(),
-        &[("KONG_ADMIN_TOKEN", "rbac-token-1"), ("TOK_OWNER", "alice")],
-    );
-    create(&env, &["--ttl", "15m"]);
-    assert_eq!(gw.creds().len(), 1);
-
-    let bad = env_for(
-        "kong",
-        gw.url(),
-        &[("KONG_ADMIN_TOKEN", "nope"), ("TOK_OWNER", "alice")],
-    );
-    let o = bad.run(&["list"]);
-    assert_fails(
-        &o,
-        exit::AUTH,
-        &["HTTP 401", "Invalid credentials", "KONG_ADMIN_TOKEN"],
-    );
-    let none = env_for("kong", gw.url(), &[]);
-    assert_fails(
-        &none.run(&["list"]),
-        exit::AUTH,
-        &["refused the admin credential"],
-    );
-}
-
-#[test]
 fn kong_renew_sets_a_new_ttl() {
     let (gw, env) = setup();
     create(&env, &["--ttl", "15m"]);

@@ -146,18 +146,11 @@ fn tyk_without_hashed_keys_is_refused_and_rolled_back() {
     assert!(gw.sessions().is_empty(), "the key made was removed");
 }
 
+/// A wrong secret, unknown ids and tok-shaped keys are the conformance
+/// suite's; this is a key in Tyk's own shape that Tyk does not know.
 #[test]
-fn tyk_bad_secret_exits_4_and_not_found_exits_3() {
-    let (gw, env) = setup(true);
-    let bad = env_for("tyk", gw.url(), &[("TYK_SECRET", "wrong")]);
-    let o = bad.run(&["list"]);
-    assert_fails(
-        &o,
-        exit::AUTH,
-        &["HTTP 403", "invalid or missing key", "TYK_SECRET"],
-    );
-    let o = env.run(&["revoke", "0123abcd", "--yes"]);
-    assert_fails(&o, exit::NOT_FOUND, &["0123abcd"]);
+fn tyk_unknown_tyk_key_exits_3() {
+    let (_gw, env) = setup(true);
     let o = env.run_stdin(
         &["inspect", "-"],
         "eyJvcmciOiIiLCJpZCI6Im5vcGUiLCJoIjoic2hhMjU2In0=",
