@@ -20,6 +20,10 @@ if [ -z "$_pg_bin" ] || [ ! -x "$_pg_bin/initdb" ]; then
   _pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 fi
 
+# The README's "More than one node" walk-through (tests/it/nodes.rs) uses both.
+command -v jq >/dev/null || apt_need jq
+command -v curl >/dev/null || apt_need curl
+
 _pg_runas=""
 if [ "$(id -u)" -eq 0 ]; then
   if id postgres >/dev/null 2>&1; then _pg_runas=postgres; else _pg_runas=nobody; fi

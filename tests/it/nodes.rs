@@ -328,3 +328,88 @@ fn two_nodes_starting_at_once_on_an_empty_database_migrate_it_once() {
         "1,2,3"
     );
 }
+
+#[test]
+fn the_readmes_more_than_one_node_section_runs_as_written() {
+    // The README's block, run by bash as a new user would type it: two nodes
+    // on one database, a token made on a, admitted on b, revoked on a, then
+    // refused on b. Only the ports, the database and its password are this
+    // test's; and where a person would wait for a server to start before the
+    // next line, the script waits for its readiness.
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = readme
+        .split("\n## More than one node\n")
+        .nth(1)
+        .expect("the README has a `More than one node` section");
+    let block = section
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|b| b.split("\n```").next())
+        .expect("the section has a shell block");
+    let db = TestDb::new();
+    let upstream = Upstream::start();
+    let mut script = String::from(
+        "trap 'kill $(jobs -p) 2>/dev/null; wait' EXIT\n\
+         ready() { until curl -sf \"http://$1/v1/health/ready\" >/dev/null; do sleep 0.1; done; }\n",
+    );
+    let mut body = block
+        .replace("postgres://tok@127.0.0.1:5432/tok", &db.url)
+        .replace(
+            "export PGPASSWORD=...",
+            &format!("export PGPASSWORD='{}'", db.password),
+        )
+        .replace("http://127.0.0.1:3000", &upstream.url());
+    for port in ["8270", "8271", "8080", "8081"] {
+        let free = crate::servers::free_port().to_string();
+        body = body.replace(&format!("127.0.0.1:{port}"), &format!("127.0.0.1:{free}"));
+    }
+    for line in body.lines() {
+        script.push_str(line);
+        script.push('\n');
+        if line.trim_end().ends_with('&') {
+            let admin = body
+                .lines()
+                .rev()
+                .skip_while(|l| *l != line)
+                .skip(1)
+                .find_map(|l| l.split("--listen ").nth(1))
+                .and_then(|l| l.split_whitespace().next())
+                .expect("the node's --listen address, on the line before");
+            script.push_str(&format!("ready {admin}\n"));
+        }
+    }
+    let env = Env::new();
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_tok"))
+        .parent()
+        .unwrap();
+    let out = std::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .env_clear()
+        .envs(
+            env.std_cmd()
+                .get_envs()
+                .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))),
+        )
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                bin_dir.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .current_dir(env.home())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let (o, e) = (stdout(&out), crate::common::stderr(&out));
+    assert!(
+        out.status.success(),
+        "{script}\n--- stdout\n{o}--- stderr\n{e}"
+    );
+    // Admitted on b once (the upstream saw it), then refused there.
+    assert_eq!(upstream.hits(), 1, "{o}");
+    assert!(o.contains("HTTP/1.1 401"), "{o}");
+    assert!(o.contains("revoked"), "{o}");
+}
