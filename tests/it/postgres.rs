@@ -694,7 +694,7 @@ fn store_copy_round_trip_sqlite_postgres_sqlite() {
     let quota = tok::store::Store::open(&back_dir)
         .unwrap()
         .quota_used(
-            &before.iter().find(|t| t["name"] == "second").unwrap()["id"]
+            before.iter().find(|t| t["name"] == "second").unwrap()["id"]
                 .as_str()
                 .unwrap(),
             QUOTA_WINDOW,
