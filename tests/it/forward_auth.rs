@@ -330,7 +330,7 @@ fn a_caller_outside_auth_allow_is_refused_and_spends_nothing() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     assert!(r.headers().get("x-tok-token-id").is_none());
-    assert!(server.logs().contains("not in --auth-allow"));
+    server.wait_for_log("not in --auth-allow");
     assert_eq!(server.local().inspect_json(&id)["uses"], 0);
     // From an allowed address the same request passes and spends a use.
     let r = direct("127.0.0.1")
