@@ -281,6 +281,24 @@ async fn other_nodes_hear_of_revokes_rotations_and_spent_tokens() {
     );
     // Three creates and the rotation's successor, each before what follows it.
     assert_eq!(creates, 4);
+    // A change of a token's limits is an admission change too.
+    db.exec(&format!(
+        "UPDATE tokens SET limits = '{{\"allow_ip\":[\"10.0.0.0/8\"]}}' WHERE id = '{}'",
+        once.token.id
+    ));
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            Change::Token { op, id, .. } if op == "limits" => {
+                assert_eq!(id, once.token.id);
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,7 +3,8 @@
 //! A trigger (migration 1) calls `pg_notify('tok_changes', …)` when a token
 //! is made (`create`: a cache may hold its secret as unknown), stops being
 //! usable: revoked or rotated (`revoke`, `rotate`), its expiry moved
-//! (`expire`), its last use spent (`spent`), or is deleted (`delete`).
+//! (`expire`), its last use spent (`spent`), its limits changed (`limits`,
+//! migration 3), or is deleted (`delete`).
 //! PostgreSQL delivers a notification when its transaction commits, to every
 //! session listening, including the writer's own (PostgreSQL docs, "NOTIFY").
 //! The payload is JSON: `{"op", "id", "hash" (hex SHA-256 of the secret),

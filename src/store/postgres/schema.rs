@@ -108,42 +108,18 @@ pub const MIGRATIONS: &[&str] = &[
         window_start bigint NOT NULL,
         used         bigint NOT NULL
     );
-    CREATE OR REPLACE FUNCTION tok_notify() RETURNS trigger LANGUAGE plpgsql AS $$
-    DECLARE
-        r  record;
-        op text;
+    CREATE FUNCTION tok_notify_limits() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
-        IF TG_OP = 'DELETE' THEN
-            r := OLD; op := 'delete';
-        ELSIF TG_OP = 'INSERT' THEN
-            r := NEW; op := 'create';
-        ELSE
-            r := NEW;
-            IF NEW.revoked_at IS NOT NULL AND OLD.revoked_at IS NULL THEN
-                op := CASE WHEN NEW.revoke_reason LIKE 'rotated to %' THEN 'rotate' ELSE 'revoke' END;
-            ELSIF NEW.expires_at IS DISTINCT FROM OLD.expires_at THEN
-                op := 'expire';
-            ELSIF NEW.limits IS DISTINCT FROM OLD.limits THEN
-                op := 'limits';
-            ELSE
-                op := 'spent';
-            END IF;
-        END IF;
         PERFORM pg_notify('tok_changes', json_build_object(
-            'op', op,
-            'id', r.id,
-            'hash', encode(r.secret_hash, 'hex'),
+            'op', 'limits',
+            'id', NEW.id,
+            'hash', encode(NEW.secret_hash, 'hex'),
             'at', (extract(epoch FROM clock_timestamp()) * 1000)::bigint)::text);
         RETURN NULL;
     END $$;
-    DROP TRIGGER tokens_changed ON tokens;
-    CREATE TRIGGER tokens_changed AFTER UPDATE ON tokens FOR EACH ROW
-        WHEN (OLD.revoked_at IS DISTINCT FROM NEW.revoked_at
-              OR OLD.expires_at IS DISTINCT FROM NEW.expires_at
-              OR OLD.limits IS DISTINCT FROM NEW.limits
-              OR (NEW.max_uses IS NOT NULL AND NEW.uses >= NEW.max_uses
-                  AND OLD.uses < NEW.max_uses))
-        EXECUTE FUNCTION tok_notify();"#,
+    CREATE TRIGGER tokens_limits_changed AFTER UPDATE OF limits ON tokens FOR EACH ROW
+        WHEN (OLD.limits IS DISTINCT FROM NEW.limits)
+        EXECUTE FUNCTION tok_notify_limits();"#,
 ];
 
 /// Brings the database up to date; refuses one newer than this tok knows.
