@@ -197,8 +197,10 @@ impl PgStore {
     }
 }
 
-/// Classifies a driver error: lost connections and a server shutting down
-/// or refusing connections are `Unavailable`; the rest are errors.
+/// Classifies a driver error: lost connections (closed, or an I/O error
+/// underneath) and a server shutting down or refusing connections are
+/// `Unavailable`; the rest (a statement the server refused, a value that
+/// does not convert) are errors, which no backoff would cure.
 pub(crate) fn pg(e: tokio_postgres::Error) -> Error {
     let unavailable = match e.as_db_error() {
         Some(db) => {
@@ -207,7 +209,7 @@ pub(crate) fn pg(e: tokio_postgres::Error) -> Error {
             // (shutdown, crash); 53300: too many connections.
             code.starts_with("08") || code.starts_with("57P") || code == "53300"
         }
-        None => true,
+        None => e.is_closed() || io_underneath(&e),
     };
     let message = source_chain(&e);
     if unavailable {
@@ -219,6 +221,17 @@ pub(crate) fn pg(e: tokio_postgres::Error) -> Error {
     } else {
         Error::Postgres(message)
     }
+}
+
+fn io_underneath(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = e.source();
+    while let Some(cause) = next {
+        if cause.is::<std::io::Error>() {
+            return true;
+        }
+        next = cause.source();
+    }
+    false
 }
 
 fn source_chain(e: &dyn std::error::Error) -> String {
