@@ -286,18 +286,13 @@ async fn other_nodes_hear_of_revokes_rotations_and_spent_tokens() {
         "UPDATE tokens SET limits = '{{\"allow_ip\":[\"10.0.0.0/8\"]}}' WHERE id = '{}'",
         once.token.id
     ));
-    loop {
-        match tokio::time::timeout(Duration::from_secs(10), rx.recv())
-            .await
-            .unwrap()
-            .unwrap()
-        {
-            Change::Token { op, id, .. } if op == "limits" => {
-                assert_eq!(id, once.token.id);
-                break;
-            }
-            other => panic!("{other:?}"),
-        }
+    match tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        Change::Token { op, id, .. } => assert_eq!((op.as_str(), id), ("limits", once.token.id)),
+        other => panic!("{other:?}"),
     }
 }
 
