@@ -845,6 +845,33 @@ pub struct ServeArgs {
     )]
     pub auth_cache_ttl: Option<Ttl>,
 
+    /// Serve forward auth over HTTPS with this PEM certificate chain (needs --auth-tls-key) [default: --tls-cert's, if given].
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires_all = ["auth_listen", "auth_tls_key"],
+        help_heading = "Forward auth"
+    )]
+    pub auth_tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of --auth-tls-cert.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "auth_tls_cert",
+        help_heading = "Forward auth"
+    )]
+    pub auth_tls_key: Option<PathBuf>,
+
+    /// Require callers to present a client certificate issued by a CA in this PEM file (mTLS; needs --auth-tls-cert or --tls-cert).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "auth_listen",
+        help_heading = "Forward auth"
+    )]
+    pub auth_client_ca: Option<PathBuf>,
+
     /// Delete request entries (proxy, introspection and exchange decisions) older than this [default: 90d].
     #[arg(long, value_name = "DURATION", help_heading = "Audit trail")]
     pub audit_max_age: Option<Ttl>,

@@ -40,7 +40,10 @@ pub fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
     let reload: server::Reload = Box::new(move || {
         let file = args.config.as_deref().map(load).transpose()?;
         let dir = default_dir.clone();
-        Ok(settings::resolve(&flags, file.as_ref(), move || Ok(dir))?.config)
+        let mut config = settings::resolve(&flags, file.as_ref(), move || Ok(dir))?.config;
+        // Forward auth's routes are read again too (they are the proxy's).
+        config.forward_auth = forward_auth_config(&args, &flags, file.as_ref())?;
+        Ok(config)
     });
     server::run(resolved.config, Some(reload), |_| {})
 }
@@ -69,8 +72,20 @@ fn forward_auth_config(
         Ok(s) => Some(crate::secret::Secret::new(s.trim())),
         Err(_) => None,
     };
+    if args.auth_client_ca.is_some() && args.auth_tls_cert.is_none() && flags.tls.is_none() {
+        let tls_in_file = file.is_some_and(|l| l.file.tls.is_some());
+        if !tls_in_file {
+            return Err(UserError::usage(
+                "--auth-client-ca needs the forward-auth listener to speak TLS",
+            )
+            .hint("give --auth-tls-cert FILE and --auth-tls-key FILE (or --tls-cert and --tls-key, which it then shares)")
+            .into());
+        }
+    }
     Ok(Some(ForwardAuthConfig {
         listen,
+        tls: args.auth_tls_cert.clone().zip(args.auth_tls_key.clone()),
+        client_ca: args.auth_client_ca.clone(),
         allow: if args.auth_allow.is_empty() {
             crate::server::forward_auth::loopback()
         } else {

@@ -3,13 +3,20 @@
 //! `forward_auth`, Traefik `ForwardAuth`, Envoy `ext_authz` in HTTP mode). The
 //! request and response bodies never pass through tok.
 //!
-//! The decision is the enforcing proxy's own ([`proxy::authorize`] over the
-//! same [`Admitter`] and cache, the same route rules), so expiry, scopes, use
-//! limits, revocation and audit mean the same for both. Answers:
+//! The decision is the enforcing proxy's own: the same steps in the same
+//! order ([`proxy::checked_route`] for the request rules, the canonical path
+//! and the route; [`proxy::authorize`] over the same [`Admitter`] and cache;
+//! [`proxy::record`] for the audit trail), over the same routes, which a
+//! SIGHUP swaps for both at once. So expiry, scopes, use limits, revocation,
+//! the refusal of two `Authorization` headers and audit mean the same for
+//! both. Answers:
 //! - 200 with `X-Tok-Token-Id` and `X-Tok-Scopes` for the proxy to copy upstream;
 //!   a use-limited token has spent its use (only on 200);
 //! - 401 or 403 with the RFC 6750 `WWW-Authenticate` challenge the proxy passes
-//!   back to its client.
+//!   back to its client;
+//! - 403 where the proxy would answer 400 or 405 (a path that cannot be made
+//!   canonical, two `Authorization` headers, CONNECT): nginx's `auth_request`
+//!   passes on only 2xx, 401 and 403, and turns anything else into a 500.
 //!
 //! Where each proxy puts the original request (their docs, followed here):
 //! - nginx, by convention in `auth_request` configs: `X-Original-Method` and
@@ -25,20 +32,23 @@
 //! Only the proxies may ask: the caller's address must be in `--auth-allow`
 //! (loopback by default) and, when `TOK_AUTH_SECRET` is set, the request must
 //! carry it in `X-Tok-Auth-Secret`. Anyone else gets 403 before any token is
-//! looked at, so no outside client can probe tokens or spend their uses.
+//! looked at, so no outside client can probe tokens or spend their uses. With
+//! `--auth-client-ca`, a caller must also present a client certificate from
+//! that CA: rustls' `WebPkiClientVerifier` refuses the handshake otherwise
+//! (`tls::config_for_clients`), before any request is read.
 
 use super::admission::Admitter;
 use super::audit_writer::AuditSink;
-use super::path::{audit_path, canonical_path};
+use super::path::audit_path;
 use super::proxy::{
-    audit_slot, authorize, json_response, record, uncanonical, SCOPES_HEADER, TOKEN_ID_HEADER,
+    audit_slot, authorize, checked_route, json_response, record, SCOPES_HEADER, TOKEN_ID_HEADER,
 };
 use super::routes::Routes;
 use crate::secret::{ct_eq, Secret};
-use crate::store::audit::{Entry, Event};
+use crate::store::audit::{Decision, Entry, Event};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State as AxState};
-use axum::http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use chrono::Utc;
 use ipnet::IpNet;
 use std::net::{IpAddr, SocketAddr};
@@ -50,7 +60,8 @@ pub const SECRET_HEADER: &str = "x-tok-auth-secret";
 
 pub struct ForwardAuth {
     pub admission: Arc<Admitter>,
-    pub routes: Routes,
+    /// The proxy's routes (the same `ArcSwap` when both run): SIGHUP swaps them.
+    pub routes: Arc<arc_swap::ArcSwap<Routes>>,
     /// Who may ask (`--auth-allow`).
     pub allow: Vec<IpNet>,
     /// The shared secret a caller must send, when set (`TOK_AUTH_SECRET`).
@@ -156,13 +167,25 @@ async fn handle(
     entry.client = Some(client.to_string());
     entry.actor = Some(format!("forward-auth via {}", peer.ip()));
     let raw_path = orig.uri.split(['?', '#']).next().unwrap_or("/");
-    let path = match canonical_path(raw_path) {
-        Ok(path) => path,
-        // 403, not 400: nginx's auth_request passes on only 2xx, 401 and 403.
-        Err(why) => return uncanonical(slot, entry, raw_path, started, StatusCode::FORBIDDEN, why),
+    let routes = fa.routes.load();
+    let Ok(method) = Method::from_bytes(orig.method.as_bytes()) else {
+        // The proxy never meets this: hyper refuses such a request line.
+        let why = "the original request's method is not an HTTP method";
+        entry.path = Some(audit_path(raw_path));
+        entry.decision = Some(Decision::Deny);
+        entry.reason = Some(why.into());
+        record(slot, entry, started, false, None);
+        return json_response(StatusCode::FORBIDDEN, "invalid_request", why);
     };
-    let route = fa.routes.find(&orig.method, &path);
-    entry.path = Some(audit_path(&path));
+    let route = match checked_route(&routes, &method, req.headers(), raw_path, &mut entry) {
+        Ok((_, route)) => route,
+        // 403 whatever the proxy would answer: nginx's auth_request passes on
+        // only 2xx, 401 and 403.
+        Err((_, code, why)) => {
+            record(slot, entry, started, false, None);
+            return json_response(StatusCode::FORBIDDEN, code, why);
+        }
+    };
     let needed: &[String] = route.map(|r| r.scopes.as_slice()).unwrap_or_default();
     match authorize(&fa.admission, req.headers(), needed, client, &mut entry).await {
         Ok((token, grant)) => {

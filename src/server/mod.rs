@@ -91,10 +91,15 @@ pub struct ProxyConfig {
     pub trusted: Vec<ipnet::IpNet>,
 }
 
-/// `--auth-listen`, `--auth-allow`, `--auth-cache-ttl`, `TOK_AUTH_SECRET`.
+/// `--auth-listen`, `--auth-allow`, `--auth-cache-ttl`, `TOK_AUTH_SECRET`,
+/// `--auth-tls-cert`/`--auth-tls-key`, `--auth-client-ca`.
 #[derive(Debug, Clone)]
 pub struct ForwardAuthConfig {
     pub listen: SocketAddr,
+    /// A certificate and key of its own; None: the admin listener's, if any.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// mTLS: callers must present a certificate issued by a CA in this file.
+    pub client_ca: Option<PathBuf>,
     pub allow: Vec<ipnet::IpNet>,
     pub secret: Option<crate::secret::Secret>,
     /// Zero: a proxy may not cache an answer.
@@ -252,6 +257,21 @@ async fn serve(
         ))),
         None => None,
     };
+    // The forward-auth listener's TLS: its own certificate or the admin
+    // listener's, with client certificates required when a client CA is set.
+    let auth_certs: Option<tls::Certs> = match &config.forward_auth {
+        Some(f) if f.tls.is_some() || f.client_ca.is_some() => {
+            let (cert, key) = f.tls.as_ref().or(config.tls.as_ref()).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--auth-client-ca needs a certificate for the forward-auth listener"
+                )
+            })?;
+            Some(std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(
+                tls::config_for_clients(cert, key, f.client_ca.as_deref())?,
+            )))
+        }
+        _ => certs.clone(),
+    };
     let tcp = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| bind_error("--listen", config.listen, e))?;
@@ -315,17 +335,23 @@ async fn serve(
             let _ = rx.wait_for(|stop| *stop).await;
         }
     };
-    let spawn_on = |listener: tokio::net::TcpListener,
-                    app: axum::Router|
+    let spawn_with = |listener: tokio::net::TcpListener,
+                      app: axum::Router,
+                      certs: Option<&tls::Certs>|
      -> Result<tokio::task::JoinHandle<()>> {
         let stop = stopped();
-        Ok(match &certs {
+        Ok(match certs {
             None => tokio::spawn(listen::serve(listener, app, config.header_timeout, stop)),
             Some(c) => {
                 let listener = tls::TlsListener::new(listener, c.clone())?;
                 tokio::spawn(listen::serve(listener, app, config.header_timeout, stop))
             }
         })
+    };
+    let spawn_on = |listener: tokio::net::TcpListener,
+                    app: axum::Router|
+     -> Result<tokio::task::JoinHandle<()>> {
+        spawn_with(listener, app, certs.as_ref())
     };
 
     if certs.is_none() && !local.ip().is_loopback() {
@@ -360,6 +386,13 @@ async fn serve(
         }
         Ok(std::sync::Arc::clone(&admitter))
     };
+    // One set of routes for the proxy and forward auth: SIGHUP swaps it for both.
+    let routes = config
+        .proxy
+        .as_ref()
+        .map(|p| &p.routes)
+        .or(config.forward_auth.as_ref().map(|f| &f.routes))
+        .map(|r| std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(r.clone())));
     let mut proxy = None;
     if let (Some(p), Some(listener)) = (&config.proxy, proxy_tcp) {
         let proxy_addr = listener.local_addr()?;
@@ -375,7 +408,7 @@ async fn serve(
         );
         let shared = std::sync::Arc::new(proxy::Proxy {
             admission: admission()?,
-            routes: arc_swap::ArcSwap::from_pointee(p.routes.clone()),
+            routes: std::sync::Arc::clone(routes.as_ref().expect("set with the proxy")),
             upstream: p.upstream.clone(),
             client: proxy::upstream_client(p.upstream_timeout),
             upstream_timeout: p.upstream_timeout,
@@ -388,26 +421,30 @@ async fn serve(
     }
     if let (Some(f), Some(listener)) = (&config.forward_auth, auth_tcp) {
         let auth_addr = listener.local_addr()?;
-        let auth_url = url_for(auth_addr, certs.is_some());
-        if f.secret.is_none() && f.allow.iter().any(|n| !n.addr().is_loopback()) {
-            tracing::warn!(url = %auth_url, "forward auth trusts callers by address alone; set TOK_AUTH_SECRET too");
+        let auth_url = url_for(auth_addr, auth_certs.is_some());
+        if f.secret.is_none()
+            && f.client_ca.is_none()
+            && f.allow.iter().any(|n| !n.addr().is_loopback())
+        {
+            tracing::warn!(url = %auth_url, "forward auth trusts callers by address alone; set TOK_AUTH_SECRET or --auth-client-ca too");
         }
         tracing::info!(
             url = %auth_url,
             allow = %f.allow.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","),
             shared_secret = f.secret.is_some(),
+            client_certificates = f.client_ca.is_some(),
             cache_ttl_secs = f.cache_ttl.as_secs(),
             "forward auth listening"
         );
         let app = forward_auth::router(std::sync::Arc::new(forward_auth::ForwardAuth {
             admission: admission()?,
-            routes: f.routes.clone(),
+            routes: std::sync::Arc::clone(routes.as_ref().expect("set with forward auth")),
             allow: f.allow.clone(),
             secret: f.secret.clone(),
             cache_ttl: f.cache_ttl,
             audit: audit.clone(),
         }));
-        tasks.push(spawn_on(listener, app)?);
+        tasks.push(spawn_with(listener, app, auth_certs.as_ref())?);
     }
     if let Some(listener) = metrics_tcp {
         let addr = listener.local_addr()?;
@@ -454,7 +491,7 @@ async fn serve(
                     None => tracing::info!("SIGHUP: nothing to reload"),
                     Some(f) => match f() {
                         Ok(new) => {
-                            reload::apply(&mut current, new, proxy.as_deref(), certs.as_ref(), &retention_tx);
+                            reload::apply(&mut current, new, routes.as_deref(), certs.as_ref(), &retention_tx);
                         }
                         Err(e) => {
                             metrics::METRICS.reload_failures.inc();

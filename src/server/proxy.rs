@@ -11,8 +11,10 @@
 //! hyper-util's pooled client: kept-alive connections, nothing set up per
 //! request.
 //!
-//! A request goes: audit slot -> canonical path -> route -> [`authorize`] ->
-//! forward -> [`record`]. Every outcome, allowed or refused, ends in `record`.
+//! A request goes: audit slot -> [`checked_route`] (request rules, canonical
+//! path, route) -> [`authorize`] -> forward -> [`record`]. Every outcome,
+//! allowed or refused, ends in `record`. The forward-auth endpoint takes the
+//! same steps but the forwarding.
 
 use super::admission::{Admitter, Verdict};
 use super::audit_writer::{AuditSink, Slot};
@@ -20,7 +22,7 @@ use super::limiter::{Fields, Grant};
 use super::metrics::{Listener, Outcome, METRICS};
 use super::path::{audit_path, canonical_path, encode_path, Refused};
 use super::request_id::{self, RequestId};
-use super::routes::Routes;
+use super::routes::{Route, Routes};
 use crate::limits::Over;
 use crate::model::Token;
 use crate::secret::Secret;
@@ -57,7 +59,8 @@ pub const SCOPES_HEADER: &str = "x-tok-scopes";
 pub struct Proxy {
     pub admission: Arc<Admitter>,
     /// Replaced whole on SIGHUP; a request keeps the rules it started with.
-    pub routes: arc_swap::ArcSwap<Routes>,
+    /// Shared with the forward-auth endpoint, so a reload applies to both.
+    pub routes: Arc<arc_swap::ArcSwap<Routes>>,
     /// Base URL of the default upstream, without a trailing slash.
     pub upstream: String,
     pub client: UpstreamClient,
@@ -348,22 +351,6 @@ pub async fn audit_slot(audit: &AuditSink, client: SocketAddr) -> Result<Slot<'_
     })
 }
 
-/// Records and answers a request whose path `raw` cannot be made canonical.
-pub fn uncanonical(
-    slot: Slot<'_>,
-    mut entry: Entry,
-    raw: &str,
-    started: Instant,
-    status: StatusCode,
-    why: Refused,
-) -> Response<Body> {
-    entry.path = Some(audit_path(raw));
-    entry.decision = Some(Decision::Deny);
-    entry.reason = Some(why.message().into());
-    record(slot, entry, started, false, None);
-    json_response(status, "invalid_request", why.message())
-}
-
 /// Where every proxied request ends: its audit entry, with the time it took.
 /// (Outcome counters belong here too: `entry.decision` and `entry.reason` say
 /// what happened.) `counted_use`: an allowed request of a token without a use
@@ -413,7 +400,36 @@ pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet
 }
 
 /// A request refused before any token is looked at: status, code, message.
-type Refusal = (StatusCode, &'static str, &'static str);
+pub type Refusal = (StatusCode, &'static str, &'static str);
+
+/// What a request must pass before any token is looked at, and the route
+/// rule it falls under: the method and header rules of [`check_request`],
+/// then the canonical path, matched against `routes`. Shared by the proxy
+/// and the forward-auth endpoint (which passes the original request's method
+/// and path). Fills the entry's path; on a refusal, its decision and reason.
+pub fn checked_route<'r>(
+    routes: &'r Routes,
+    method: &Method,
+    headers: &HeaderMap,
+    raw_path: &str,
+    entry: &mut Entry,
+) -> Result<(String, Option<&'r Route>), Refusal> {
+    let checked = check_request(method, headers)
+        .and_then(|()| canonical_path(raw_path).map_err(refused_path));
+    match checked {
+        Ok(path) => {
+            entry.path = Some(audit_path(&path));
+            let route = routes.find(method.as_str(), &path);
+            Ok((path, route))
+        }
+        Err(refusal) => {
+            entry.path = Some(audit_path(raw_path));
+            entry.decision = Some(Decision::Deny);
+            entry.reason = Some(refusal.2.into());
+            Err(refusal)
+        }
+    }
+}
 
 fn refused_path(why: Refused) -> Refusal {
     (StatusCode::BAD_REQUEST, "invalid_request", why.message())
@@ -506,14 +522,17 @@ async fn decide(
     entry.method = Some(method.to_string());
     let client_ip = client_address(client.ip(), req.headers(), &p.trusted);
     entry.client = Some(client_ip.to_string());
-    let checked = check_request(&method, req.headers())
-        .and_then(|()| canonical_path(req.uri().path()).map_err(refused_path));
-    let path = match checked {
-        Ok(path) => path,
+    let routes = p.routes.load();
+    let checked = checked_route(
+        &routes,
+        &method,
+        req.headers(),
+        req.uri().path(),
+        &mut entry,
+    );
+    let (path, route) = match checked {
+        Ok(found) => found,
         Err((status, code, why)) => {
-            entry.path = Some(audit_path(req.uri().path()));
-            entry.decision = Some(Decision::Deny);
-            entry.reason = Some(why.into());
             record(slot, entry, started, false, None);
             return (json_response(status, code, why), Outcome::BadPath);
         }
@@ -522,9 +541,6 @@ async fn decide(
         Some(q) => format!("{}?{q}", encode_path(&path)),
         None => encode_path(&path),
     };
-    let routes = p.routes.load();
-    let route = routes.find(method.as_str(), &path);
-    entry.path = Some(audit_path(&path));
     let needed: &[String] = route.map(|r| r.scopes.as_slice()).unwrap_or_default();
     let (token, grant) =
         match authorize(&p.admission, req.headers(), needed, client_ip, &mut entry).await {

@@ -3,18 +3,20 @@
 //! certificate) and every other change is named in the log as ignored until
 //! the next restart.
 
-use super::{metrics, proxy, tls, Config, ProxyConfig};
+use super::routes::Routes;
+use super::{metrics, tls, Config, ProxyConfig};
 use crate::store::audit::Retention;
 use std::sync::Arc;
 
-/// Applies what a reload may change in place: the routes, the audit
-/// retention and the TLS certificate. Requests in flight keep what they
+/// Applies what a reload may change in place: the routes (`routes`, shared
+/// by the proxy and forward auth), the audit retention and the TLS
+/// certificate. Requests in flight keep what they
 /// started with. Every other change is named in the log and waits for a
 /// restart.
 pub fn apply(
     current: &mut Config,
     new: Config,
-    proxy: Option<&proxy::Proxy>,
+    routes: Option<&arc_swap::ArcSwap<Routes>>,
     certs: Option<&tls::Certs>,
     retention: &tokio::sync::watch::Sender<Retention>,
 ) {
@@ -36,10 +38,17 @@ pub fn apply(
         (None, None) => {}
         _ => ignored.push("tls (turning TLS on or off)"),
     }
-    match (proxy, &new.proxy, &current.proxy) {
-        (Some(p), Some(n), Some(c)) => {
-            p.routes.store(Arc::new(n.routes.clone()));
-            applied.push("routes");
+    let new_routes = new
+        .proxy
+        .as_ref()
+        .map(|p| &p.routes)
+        .or(new.forward_auth.as_ref().map(|f| &f.routes));
+    if let (Some(r), Some(n)) = (routes, new_routes) {
+        r.store(Arc::new(n.clone()));
+        applied.push("routes");
+    }
+    match (&new.proxy, &current.proxy) {
+        (Some(n), Some(c)) => {
             ignore_changed(
                 &mut ignored,
                 [
@@ -52,7 +61,7 @@ pub fn apply(
                 ],
             );
         }
-        (None, None, _) => {}
+        (None, None) => {}
         _ => ignored.push("proxy (turning the proxy on or off)"),
     }
     retention.send_replace(new.retention);
@@ -74,7 +83,7 @@ pub fn apply(
         ],
     );
     metrics::METRICS.reloads.inc();
-    let routes = new.proxy.as_ref().map_or(0, |p| p.routes.routes.len());
+    let routes = new_routes.map_or(0, |r| r.routes.len());
     if ignored.is_empty() {
         tracing::info!(applied = %applied.join(", "), routes, "SIGHUP: reloaded");
     } else {

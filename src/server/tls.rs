@@ -22,6 +22,17 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Reads a PEM certificate chain and key into a server config (TLS 1.2 and 1.3).
 pub fn config(cert: &Path, key: &Path) -> Result<ServerConfig> {
+    config_for_clients(cert, key, None)
+}
+
+/// As [`config`]; with `client_ca`, every client must present a certificate
+/// that chains to one of the PEM certificates in that file (mTLS, verified by
+/// rustls' `WebPkiClientVerifier`), or the handshake fails.
+pub fn config_for_clients(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+) -> Result<ServerConfig> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .with_context(|| format!("could not read the TLS certificate {}", cert.display()))?
         .collect::<Result<_, _>>()
@@ -39,14 +50,43 @@ pub fn config(cert: &Path, key: &Path) -> Result<ServerConfig> {
         )
     })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .context("the TLS provider offers no protocol version")?
-        .with_no_client_auth()
+        .context("the TLS provider offers no protocol version")?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => builder.with_client_cert_verifier(client_verifier(ca, provider)?),
+    };
+    let mut config = builder
         .with_single_cert(certs, key)
         .context("the TLS certificate and key do not go together")?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// Requires a client certificate issued by a CA in the PEM file `ca`.
+fn client_verifier(
+    ca: &Path,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca)
+        .with_context(|| format!("could not read the client CA file {}", ca.display()))?
+    {
+        let c = c.with_context(|| format!("{} is not a PEM certificate file", ca.display()))?;
+        roots
+            .add(c)
+            .with_context(|| format!("{} holds a certificate that is not a CA", ca.display()))?;
+    }
+    if roots.is_empty() {
+        anyhow::bail!(
+            "{} holds no PEM certificate (`-----BEGIN CERTIFICATE-----`)",
+            ca.display()
+        );
+    }
+    rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+        .build()
+        .with_context(|| format!("the client CA {} cannot verify certificates", ca.display()))
 }
 
 /// The server's TLS settings, replaced whole on reload.

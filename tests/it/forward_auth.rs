@@ -64,6 +64,8 @@ enum Kind {
     Nginx,
     /// With the doc's `proxy_cache` lines on the auth subrequest.
     NginxCaching,
+    /// With the doc's `proxy_ssl_*` lines: a client certificate for tok.
+    NginxMtls,
     Caddy,
 }
 
@@ -82,7 +84,7 @@ fn wait_port(port: u16, child: &mut Child, what: &str) {
 }
 
 impl Front {
-    fn start(kind: Kind, auth: &str, upstream: &str) -> Front {
+    fn start(kind: Kind, auth: &str, upstream: &str, pki: Option<&Pki>) -> Front {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().display().to_string();
         let port = free_port();
@@ -93,7 +95,7 @@ impl Front {
                 .replace("127.0.0.1:8080", &listen)
         };
         let mut child = match kind {
-            Kind::Nginx | Kind::NginxCaching => {
+            Kind::Nginx | Kind::NginxCaching | Kind::NginxMtls => {
                 let nginx = doc_blocks("nginx");
                 let mut site = fill(nginx[0].clone());
                 let mut cache = String::new();
@@ -101,6 +103,13 @@ impl Front {
                     let anchor = "location = /_tok_auth {\n";
                     site = site.replace(anchor, &format!("{anchor}{}", nginx[1]));
                     cache = format!("  proxy_cache_path {d}/cache keys_zone=tok_auth:1m;\n");
+                }
+                if let (Kind::NginxMtls, Some(pki)) = (kind, pki) {
+                    let mtls = nginx[2]
+                        .replace("/etc/nginx/tok-client.pem", &pki.path("client.pem"))
+                        .replace("/etc/nginx/tok-client.key", &pki.path("client.key"))
+                        .replace("/etc/nginx/tok-ca.pem", &pki.path("ca1.pem"));
+                    site = site.replace("        proxy_pass http://tok_auth;\n", &mtls);
                 }
                 let conf = format!(
                     "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
@@ -165,6 +174,7 @@ impl Guarded {
             kind,
             auth.trim_start_matches("http://"),
             &upstream.addr.to_string(),
+            None,
         );
         Guarded {
             server,
@@ -477,15 +487,12 @@ fn traefik_and_envoy_requests_are_understood_as_their_docs_describe_them() {
 fn bad_forward_auth_settings_are_refused_before_anything_starts() {
     use crate::common::*;
     let mut env = Env::new();
-    let o = env.run(&[
-        "serve",
-        "--data-dir",
-        "s",
-        "--auth-listen",
-        "127.0.0.1:0",
-        "--auth-allow",
-        "office",
-    ]);
+    let serve = |env: &Env, extra: &[&str]| {
+        let mut args = vec!["serve", "--data-dir", "s", "--auth-listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        env.run(&args)
+    };
+    let o = serve(&env, &["--auth-allow", "office"]);
     assert_fails(
         &o,
         exit::USAGE,
@@ -500,8 +507,25 @@ fn bad_forward_auth_settings_are_refused_before_anything_starts() {
         &["--routes", "--proxy-listen", "--auth-listen"],
     );
     env.set("TOK_AUTH_SECRET", " ");
-    let o = env.run(&["serve", "--data-dir", "s", "--auth-listen", "127.0.0.1:0"]);
+    let o = serve(&env, &[]);
     assert_fails(&o, exit::USAGE, &["TOK_AUTH_SECRET is set but empty"]);
+
+    // mTLS needs a certificate to serve, and one that loads.
+    let pki = Pki::new();
+    env.set("TOK_AUTH_SECRET", &tok::secret::random_handle(32));
+    let o = serve(&env, &["--auth-client-ca", &pki.path("ca1.pem")]);
+    assert_fails(&o, exit::USAGE, &["--auth-client-ca", "--auth-tls-cert"]);
+    // A key file that holds no key.
+    let args = pki.serve_args("server.pem");
+    let o = serve(
+        &env,
+        &args[2..].iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("could not read a PEM private key"),
+        "{o:?}"
+    );
 }
 
 #[test]
@@ -545,4 +569,313 @@ fn nginx_caches_an_allowed_answer_for_auth_cache_ttl_but_never_a_use_limited_one
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert_eq!((asked(&id), asked(&limited_id)), (2, 3));
+}
+
+/// The proxy's request rules hold at the endpoint too, with 403 where the
+/// proxy answers 400 or 405: two `Authorization` headers (which one counts
+/// depends on who reads), CONNECT and TRACE, a path that cannot be made
+/// canonical. None spends a use, and each is in the audit trail.
+#[test]
+fn the_proxys_request_rules_hold_for_forward_auth() {
+    let server = Server::start_with(&["--auth-listen", "127.0.0.1:0"]);
+    let auth = server.auth_url();
+    let (id, secret) = server.client().create_json(&["--ttl", "1h", "--uses", "5"]);
+    let (_, other) = server.client().create_json(&["--ttl", "1h"]);
+    let http = direct("127.0.0.1");
+    let ask = |method: &str, uri: &str, bearers: &[&str]| {
+        let mut r = http
+            .get(format!("{auth}/"))
+            .header("X-Original-Method", method)
+            .header("X-Original-URI", uri);
+        for b in bearers {
+            r = r.header("Authorization", format!("Bearer {b}"));
+        }
+        r.send().unwrap()
+    };
+    let refused = [
+        (
+            ask("GET", "/x", &[&secret, &other]),
+            "invalid_request",
+            "more than one Authorization header",
+        ),
+        (
+            ask("CONNECT", "/x", &[&secret]),
+            "method_not_allowed",
+            "CONNECT or TRACE",
+        ),
+        (
+            ask("TRACE", "/x", &[&secret]),
+            "method_not_allowed",
+            "CONNECT or TRACE",
+        ),
+        (
+            ask("GET", "/a/%2e%2e/%2e%2e/x", &[&secret]),
+            "invalid_request",
+            "above the root",
+        ),
+    ];
+    for (r, code, why) in refused {
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{why}");
+        assert!(r.headers().get("x-tok-token-id").is_none());
+        assert_eq!(r.headers()["cache-control"], "no-store");
+        let body: Value = r.json().unwrap();
+        assert_eq!(body["error"]["code"], code);
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(why),
+            "{body}"
+        );
+    }
+    // The same token alone passes, and only that spent a use.
+    assert_eq!(ask("GET", "/x", &[&secret]).status(), StatusCode::OK);
+    assert_eq!(server.local().inspect_json(&id)["uses"], 1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let entries = audit_entries(&server.local());
+        let denied: Vec<&Value> = entries
+            .iter()
+            .filter(|e| e["event"] == "request" && e["decision"] == "deny")
+            .collect();
+        if denied.len() >= 4 {
+            assert!(denied.iter().any(|e| e["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("more than one Authorization header")
+                && e["method"] == "GET"
+                && e["path"] == "/x"));
+            assert!(denied.iter().any(|e| e["method"] == "CONNECT"));
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{entries:#?}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// SIGHUP reads the routes again for forward auth as for the proxy: a route's
+/// scope changed in the file changes the answer, on both listeners at once.
+#[test]
+fn sighup_changes_the_routes_forward_auth_decides_by() {
+    let upstream = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let routes = dir.path().join("routes.toml");
+    std::fs::write(&routes, ROUTES).unwrap();
+    let server = Server::start_with(&[
+        "--auth-listen",
+        "127.0.0.1:0",
+        "--proxy-listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &format!("http://{}", upstream.addr),
+        "--routes",
+        routes.to_str().unwrap(),
+    ]);
+    let auth = server.auth_url();
+    let proxy = server.proxy_url();
+    let (_, ops) = server
+        .client()
+        .create_json(&["--ttl", "1h", "--scope", "ops"]);
+    let http = direct("127.0.0.1");
+    let answers = || {
+        let fa = http
+            .get(format!("{auth}/"))
+            .bearer_auth(&ops)
+            .header("X-Original-URI", "/admin/users")
+            .send()
+            .unwrap()
+            .status();
+        let px = http
+            .get(format!("{proxy}/admin/users"))
+            .bearer_auth(&ops)
+            .send()
+            .unwrap()
+            .status();
+        (fa, px)
+    };
+    assert_eq!(answers(), (StatusCode::FORBIDDEN, StatusCode::FORBIDDEN));
+
+    std::fs::write(&routes, ROUTES.replace("\"admin\"", "\"ops\"")).unwrap();
+    server.signal(nix::sys::signal::Signal::SIGHUP);
+    server.wait_for_log("SIGHUP: reloaded");
+    assert_eq!(answers(), (StatusCode::OK, StatusCode::OK));
+    assert_eq!(upstream.hits(), 1);
+
+    // Forward auth alone (no proxy) reloads its routes too.
+    std::fs::write(&routes, ROUTES).unwrap();
+    let alone = Server::start_with(&[
+        "--auth-listen",
+        "127.0.0.1:0",
+        "--routes",
+        routes.to_str().unwrap(),
+    ]);
+    let (_, ops) = alone
+        .client()
+        .create_json(&["--ttl", "1h", "--scope", "ops"]);
+    let ask = || {
+        http.get(format!("{}/", alone.auth_url()))
+            .bearer_auth(&ops)
+            .header("X-Forwarded-Uri", "/admin/users")
+            .send()
+            .unwrap()
+            .status()
+    };
+    assert_eq!(ask(), StatusCode::FORBIDDEN);
+    std::fs::write(&routes, ROUTES.replace("\"admin\"", "\"ops\"")).unwrap();
+    alone.signal(nix::sys::signal::Signal::SIGHUP);
+    alone.wait_for_log("SIGHUP: reloaded");
+    assert!(alone.logs().contains("routes"));
+    assert_eq!(ask(), StatusCode::OK);
+}
+
+/// A throwaway PKI made with the openssl CLI (scripts/setup/50-forward-auth.sh
+/// installs it): two CAs, a server certificate for 127.0.0.1 from the first,
+/// and a client certificate from each.
+struct Pki {
+    dir: tempfile::TempDir,
+}
+
+/// A new P-256 key, unencrypted.
+const NEW_KEY: &str = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
+
+impl Pki {
+    fn new() -> Pki {
+        let pki = Pki {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        for ca in ["ca1", "ca2"] {
+            pki.openssl(&format!(
+                "req -x509 {NEW_KEY} -keyout {ca}.key -out {ca}.pem -days 2 -subj /CN=tok-test-{ca} \
+                 -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign"
+            ));
+        }
+        pki.leaf(
+            "server",
+            "ca1",
+            "subjectAltName=IP:127.0.0.1,DNS:tok.internal\nextendedKeyUsage=serverAuth",
+        );
+        pki.leaf("client", "ca1", "extendedKeyUsage=clientAuth");
+        pki.leaf("stranger", "ca2", "extendedKeyUsage=clientAuth");
+        pki
+    }
+
+    /// Runs `openssl` with the white-space separated `args` in the PKI's directory.
+    fn openssl(&self, args: &str) {
+        let o = Command::new("openssl")
+            .args(args.split_whitespace())
+            .current_dir(self.dir.path())
+            .output()
+            .expect("openssl (scripts/setup/50-forward-auth.sh installs it)");
+        assert!(
+            o.status.success(),
+            "openssl {args}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+
+    fn leaf(&self, name: &str, ca: &str, ext: &str) {
+        std::fs::write(
+            self.dir.path().join(format!("{name}.ext")),
+            format!("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n{ext}\n"),
+        )
+        .unwrap();
+        self.openssl(&format!(
+            "req {NEW_KEY} -keyout {name}.key -out {name}.csr -subj /CN={name}"
+        ));
+        self.openssl(&format!(
+            "x509 -req -in {name}.csr -CA {ca}.pem -CAkey {ca}.key -CAcreateserial \
+             -out {name}.pem -days 2 -extfile {name}.ext"
+        ));
+    }
+
+    /// `tok serve` arguments for forward auth over mTLS, with `key` as the key file.
+    fn serve_args(&self, key: &str) -> Vec<String> {
+        [
+            "--auth-listen",
+            "127.0.0.1:0",
+            "--auth-tls-cert",
+            &self.path("server.pem"),
+            "--auth-tls-key",
+            &self.path(key),
+            "--auth-client-ca",
+            &self.path("ca1.pem"),
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+
+    fn read(&self, name: &str) -> Vec<u8> {
+        std::fs::read(self.dir.path().join(name)).unwrap()
+    }
+
+    /// A client that trusts the first CA, presenting `who`'s certificate.
+    fn client(&self, who: Option<&str>) -> Client {
+        let mut b = Client::builder()
+            .no_proxy()
+            .add_root_certificate(reqwest::Certificate::from_pem(&self.read("ca1.pem")).unwrap());
+        if let Some(who) = who {
+            let pem = [
+                self.read(&format!("{who}.pem")),
+                self.read(&format!("{who}.key")),
+            ]
+            .concat();
+            b = b.identity(reqwest::Identity::from_pem(&pem).unwrap());
+        }
+        b.build().unwrap()
+    }
+}
+
+/// mTLS: with --auth-client-ca only a caller with a certificate from that CA
+/// gets an answer; one without a certificate or with one from another CA
+/// fails its handshake and spends nothing.
+#[test]
+fn with_a_client_ca_only_callers_with_its_certificates_are_answered() {
+    let pki = Pki::new();
+    let args = pki.serve_args("server.key");
+    let server = Server::start_with(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let auth = server.auth_url();
+    assert!(auth.starts_with("https://127.0.0.1:"), "{auth}");
+    assert!(server.logs().contains("client_certificates=true"));
+    assert!(!server.logs().contains("by address alone"));
+    let (id, secret) = server.client().create_json(&["--ttl", "1h", "--uses", "3"]);
+    let ask = |who: Option<&str>| {
+        pki.client(who)
+            .get(format!("{auth}/"))
+            .bearer_auth(&secret)
+            .header("X-Original-URI", "/x")
+            .send()
+    };
+    for who in [None, Some("stranger")] {
+        let r = ask(who);
+        assert!(r.is_err(), "{who:?} got an answer: {r:?}");
+    }
+    assert_eq!(server.local().inspect_json(&id)["uses"], 0);
+    let r = ask(Some("client")).unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["x-tok-token-id"], id.as_str());
+    assert_eq!(server.local().inspect_json(&id)["uses"], 1);
+    // The admin API stays plain HTTP: the certificate is the auth listener's own.
+    assert!(server.url.starts_with("http://"));
+
+    // nginx with the doc's proxy_ssl_* lines is let in, and guards a service.
+    let upstream = Upstream::start();
+    let front = Front::start(
+        Kind::NginxMtls,
+        auth.trim_start_matches("https://"),
+        &upstream.addr.to_string(),
+        Some(&pki),
+    );
+    let http = Client::builder().no_proxy().build().unwrap();
+    let r = http
+        .get(format!("{}/y", front.url))
+        .bearer_auth(&secret)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(upstream.hits(), 1);
+    assert_eq!(server.local().inspect_json(&id)["uses"], 2);
+    let r = http.get(format!("{}/y", front.url)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(upstream.hits(), 1);
 }
