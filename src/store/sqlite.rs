@@ -330,28 +330,8 @@ impl Backend for Sqlite {
         self.run(move |s| {
             s.immediate(|c| {
                 let mut added = 0u64;
-                let mut stmt = c.prepare(
-                    "INSERT OR IGNORE INTO audit (seq, at, event, token_id, actor, method, path,
-                        client, decision, reason, upstream_status, latency_ms, count, request_id)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-                )?;
                 for e in &rows {
-                    added += stmt.execute(params![
-                        e.seq,
-                        e.at.timestamp_millis(),
-                        e.event.as_str(),
-                        e.token_id,
-                        e.actor,
-                        e.method,
-                        e.path,
-                        e.client,
-                        e.decision.map(|d| d.as_str()),
-                        e.reason,
-                        e.upstream_status,
-                        e.latency_ms.map(super::clamp_i64),
-                        super::clamp_i64(e.count.max(1)),
-                        e.request_id,
-                    ])? as u64;
+                    added += super::audit::put(c, e, true)? as u64;
                 }
                 Ok(added)
             })
