@@ -301,6 +301,38 @@ fn guards_a_service(kind: Kind) {
         n = count();
     }
     assert_eq!(n, 55, "{kind:?}: 5 single requests and 50 concurrent ones");
+
+    // A token over its rate: the burst passes, the rest get tok's 429 with
+    // Retry-After at the client (nginx through the doc's @tok_error, not a 500),
+    // and never reach the upstream. 2/m rather than 2/s, so that a stalled
+    // machine cannot refill the bucket between the ten requests.
+    let (_, rated) = client.create_json(&["--ttl", "1h", "--rate", "2/m", "--burst", "2"]);
+    let before = g.upstream.hits();
+    let mut passed = 0;
+    for i in 0..10 {
+        let r = g.get("/rated", Some(&rated), &[]);
+        if r.status() == StatusCode::OK {
+            passed += 1;
+            continue;
+        }
+        assert_eq!(
+            r.status(),
+            StatusCode::TOO_MANY_REQUESTS,
+            "{kind:?}: request {i}"
+        );
+        let retry = r.headers().get("retry-after").map(|v| v.to_str().unwrap());
+        let secs: u64 = retry
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{kind:?}: request {i}: Retry-After {retry:?}"));
+        assert!((1..=60).contains(&secs), "{kind:?}: Retry-After {secs}");
+        assert!(
+            r.headers().contains_key("ratelimit"),
+            "{kind:?}: {:?}",
+            r.headers()
+        );
+    }
+    assert_eq!(passed, 2, "{kind:?}");
+    assert_eq!(g.upstream.hits(), before + 2, "{kind:?}");
 }
 
 #[test]
