@@ -157,6 +157,8 @@ pub enum Command {
     Dpop(DpopCommand),
     Serve(Box<ServeArgs>),
     Audit(AuditArgs),
+    #[command(subcommand)]
+    Store(StoreCommand),
     Completions(CompletionsArgs),
     #[command(name = "__generate", hide = true)]
     Generate(GenerateArgs),
@@ -809,6 +811,7 @@ pub struct AuthStatusArgs {
 /// Examples:
 ///   tok serve --dev                                  # try tok in a second terminal
 ///   tok serve init --data-dir /var/lib/tok > admin.token
+///   PGPASSWORD=... tok serve init --store postgres://tok@db:5432/tok > admin.token
 ///   tok serve --data-dir /var/lib/tok --listen 0.0.0.0:8270 \
 ///       --tls-cert /etc/tok/cert.pem --tls-key /etc/tok/key.pem
 ///   tok serve --data-dir ./srv --proxy-listen 127.0.0.1:8080 \
@@ -839,6 +842,16 @@ pub struct ServeArgs {
     /// `export TOK_URL=...` and `export TOK_ADMIN_TOKEN=...` lines on stdout.
     #[arg(long)]
     pub dev: bool,
+
+    /// A PostgreSQL store that several nodes share, postgres://USER@HOST:PORT/DB
+    /// [default: the SQLite store in the data directory]. The password comes from
+    /// PGPASSWORD, a .pgpass file, or a URL in TOK_STORE; never from this flag.
+    #[arg(long, value_name = "URL", env = env::STORE)]
+    pub store: Option<String>,
+
+    /// This node's name in the audit entries it writes [default: the host name].
+    #[arg(long, value_name = "NAME", env = env::NODE_NAME)]
+    pub node_name: Option<String>,
 
     /// Serve HTTPS (the admin API and the proxy) with this PEM certificate chain (needs --tls-key).
     #[arg(long, value_name = "FILE", requires = "tls_key")]
@@ -967,6 +980,41 @@ pub struct ServeArgs {
     pub audit_queue: Option<u32>,
 }
 
+/// Move a token store between SQLite and PostgreSQL
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    Copy(StoreCopyArgs),
+}
+
+/// Copy tokens (hashes only) and the audit trail from one store to another
+///
+/// A store is a SQLite data directory (or its tok.db) or a PostgreSQL URL,
+/// postgres://USER@HOST:PORT/DB?sslmode=verify-full. No secret is needed or
+/// moved: tokens keep working with the secrets they were given. Rows already in
+/// the target are kept, so a second run adds nothing; afterwards every row is
+/// read back and compared, and the counts checked. A target that holds anything
+/// is refused without --force. The password comes from PGPASSWORD, a .pgpass
+/// file, or a URL given in TOK_COPY_FROM / TOK_COPY_TO, never from argv.
+///
+/// Examples:
+///   tok store copy --from ~/.local/share/tok --to postgres://tok@db:5432/tok
+///   PGPASSWORD=... tok store copy --from postgres://tok@db/tok --to ./backup
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct StoreCopyArgs {
+    /// The store to copy from: a data directory, a tok.db file or a postgres:// URL.
+    #[arg(long, value_name = "PATH_OR_URL", env = crate::env::COPY_FROM)]
+    pub from: String,
+
+    /// The store to copy into (created and migrated if need be).
+    #[arg(long, value_name = "PATH_OR_URL", env = crate::env::COPY_TO)]
+    pub to: String,
+
+    /// Copy into a store that already holds tokens or audit entries.
+    #[arg(long)]
+    pub force: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum ServeCommand {
     Init(ServeInitArgs),
@@ -1008,6 +1056,11 @@ pub struct ServeInitArgs {
     /// Name of the admin token.
     #[arg(long, default_value = "admin")]
     pub name: String,
+
+    /// Initialise this PostgreSQL store (as `tok serve --store`) instead of
+    /// the SQLite store in the data directory.
+    #[arg(long, value_name = "URL", env = env::STORE)]
+    pub store: Option<String>,
 }
 
 /// Print the shell completion script for SHELL

@@ -15,6 +15,12 @@ pub const AUTH_SECRET: &str = "TOK_AUTH_SECRET";
 pub const KEYRING_TIMEOUT: &str = "TOK_KEYRING_TIMEOUT";
 pub const LISTEN: &str = "TOK_LISTEN";
 pub const APP: &str = "TOK_APP";
+/// `tok serve`: a PostgreSQL store URL (may carry a password) and the node name.
+pub const STORE: &str = "TOK_STORE";
+pub const NODE_NAME: &str = "TOK_NODE_NAME";
+/// `tok store copy`: the stores, which may be URLs with a password.
+pub const COPY_FROM: &str = "TOK_COPY_FROM";
+pub const COPY_TO: &str = "TOK_COPY_TO";
 pub const OWNER: &str = "TOK_OWNER";
 /// Gateway-specific admin credentials, tried before TOK_ADMIN_TOKEN.
 pub const APIPARK_API_KEY: &str = "APIPARK_API_KEY";

@@ -169,6 +169,8 @@ pub mod code {
     pub const PAYLOAD_TOO_LARGE: &str = "payload_too_large";
     pub const UNSUPPORTED_MEDIA_TYPE: &str = "unsupported_media_type";
     pub const INTERNAL: &str = "internal_error";
+    /// 503: the token store cannot be reached; retry after `Retry-After`.
+    pub const UNAVAILABLE: &str = "unavailable";
 }
 
 /// How a caller is recorded in created_by and revoked_by: `tk_abc (ci-admin)`.

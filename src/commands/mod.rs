@@ -18,6 +18,7 @@ pub mod renew;
 pub mod revoke;
 pub mod rotate;
 pub mod serve;
+pub mod store;
 
 use crate::cli::{Cli, Command, GlobalArgs, OutputFormat};
 use crate::config::{self, Config, Given, Profile, Resolved, Source, Sourced};
@@ -167,6 +168,7 @@ fn run(ctx: &Ctx, command: Command) -> Result<()> {
         Command::Dpop(c) => dpop::run(ctx, c),
         Command::Serve(a) => serve::run(ctx, *a),
         Command::Audit(a) => audit::run(ctx, a),
+        Command::Store(c) => store::run(ctx, c),
         Command::Completions(a) => completions::run(ctx, a),
         Command::Generate(a) => generate::run(ctx, a),
         Command::Complete(a) => complete::run(ctx, a),

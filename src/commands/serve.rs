@@ -5,7 +5,9 @@ use crate::cli::{ServeArgs, ServeCommand, ServeInitArgs};
 use crate::error::UserError;
 use crate::server::settings::{self, Flags, Resolved};
 use crate::server::{self, Config, ForwardAuthConfig};
-use crate::store::Store;
+use crate::store::any::Spec;
+use crate::store::backend::Backend;
+use crate::store::sqlite::Sqlite;
 use anyhow::{Context, Result};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -21,6 +23,12 @@ pub fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
     let forward_auth = forward_auth_config(&args, &flags, file.as_ref())?;
     if args.dev {
         let mut resolved = settings::resolve(&flags, file.as_ref(), || Ok(PathBuf::new()))?;
+        if resolved.config.store.is_some() {
+            return Err(UserError::usage(
+                "--dev serves a temporary SQLite store; drop --store (or `store` in the config file)",
+            )
+            .into());
+        }
         resolved.config.forward_auth = forward_auth;
         return dev(ctx, resolved);
     }
@@ -91,8 +99,15 @@ fn forward_auth_config(
 
 /// The command line's serve settings; None where not given.
 fn flags(ctx: &Ctx, args: &ServeArgs) -> Flags {
+    let from_env = ctx
+        .matches
+        .subcommand_matches("serve")
+        .and_then(|m| m.value_source("store"))
+        == Some(clap::parser::ValueSource::EnvVariable);
     Flags {
         data_dir: ctx.global.data_dir.clone(),
+        store: args.store.clone().map(|s| (s, from_env)),
+        node_name: args.node_name.clone(),
         listen: args.listen,
         tls: args.tls_cert.clone().zip(args.tls_key.clone()),
         header_timeout: args.header_timeout,
@@ -143,40 +158,96 @@ fn check_config(ctx: &Ctx, path: &Path) -> Result<()> {
         ),
         None => "no proxy".into(),
     };
+    let store = match &c.store {
+        Some(t) => format!("store {}", t.display),
+        None => format!("data_dir {}", c.data_dir.display()),
+    };
     ctx.out.info(format!(
-        "{}: ok (listen {}, data_dir {}, {proxy})",
+        "{}: ok (listen {}, {store}, {proxy})",
         path.display(),
         c.listen,
-        c.data_dir.display()
     ));
     Ok(())
 }
 
 fn init(ctx: &Ctx, a: ServeInitArgs) -> Result<()> {
-    let dir = ctx.data_dir()?;
-    let store = Store::open(&dir)?;
-    if let Some(t) = server::active_admin(&store)? {
-        return Err(UserError::usage(format!(
-            "the store in {} already has an active admin token, {}",
-            dir.display(),
-            server::auth::principal_of(&t)
-        ))
-        .hint(format!(
+    let from_env = ctx
+        .matches
+        .subcommand_matches("serve")
+        .and_then(|m| m.subcommand_matches("init"))
+        .and_then(|m| m.value_source("store"))
+        == Some(clap::parser::ValueSource::EnvVariable);
+    let spec = store_spec(ctx, a.store.as_deref(), from_env)?;
+    let start = match &spec {
+        Spec::Sqlite(dir) => format!("tok serve --data-dir {}", dir.display()),
+        Spec::Postgres(t) => format!("tok serve --store {}", t.display),
+    };
+    let another = match &spec {
+        Spec::Sqlite(dir) => format!(
             "make another with `tok --driver local --data-dir {} create --scope tok:admin --no-expiry --name admin-2`",
             dir.display()
-        ))
-        .into());
-    }
-    let created = server::create_admin(&store, &a.name, a.ttl, "tok serve init")?;
+        ),
+        Spec::Postgres(_) => "make another through a running node's admin API: \
+             `tok create --scope tok:admin --no-expiry --name admin-2`"
+            .to_string(),
+    };
+    let rt = runtime()?;
+    let created = rt.block_on(async {
+        let store = spec
+            .open(&node_name(None))
+            .await
+            .map_err(|e| server::store_error(e, "could not open the store"))?;
+        let admin = server::active_admin(&store)
+            .await
+            .map_err(|e| server::store_error(e, "could not read the store"))?;
+        if let Some(t) = admin {
+            return Err(anyhow::Error::from(
+                UserError::usage(format!(
+                    "the store {} already has an active admin token, {}",
+                    store.describe(),
+                    server::auth::principal_of(&t)
+                ))
+                .hint(another),
+            ));
+        }
+        server::create_admin(&store, &a.name, a.ttl, "tok serve init").await
+    })?;
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{}", created.secret.expose())?;
     stdout.flush().context("could not write the admin token")?;
     super::create::summary(ctx, "created admin token", &created.token);
-    ctx.out.info(format!(
-        "start the server with `tok serve --data-dir {}`",
-        dir.display()
-    ));
+    ctx.out.info(format!("start the server with `{start}`"));
     Ok(())
+}
+
+/// The store `tok serve init` works on: --store (a PostgreSQL URL), or the
+/// SQLite store in the data directory.
+fn store_spec(ctx: &Ctx, store: Option<&str>, from_env: bool) -> Result<Spec> {
+    match store {
+        Some(url) => {
+            if !crate::store::postgres::is_url(url) {
+                return Err(UserError::usage(format!(
+                    "--store takes a postgres:// URL, not `{url}`"
+                ))
+                .hint("the SQLite store is chosen with --data-dir")
+                .into());
+            }
+            Spec::parse(url, from_env).map_err(|e| server::store_error(e, "bad --store"))
+        }
+        None => Ok(Spec::Sqlite(ctx.data_dir()?)),
+    }
+}
+
+/// --node-name, or the host name.
+fn node_name(given: Option<&str>) -> String {
+    given.map_or_else(crate::store::postgres::default_node_name, str::to_string)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("could not start the async runtime")
 }
 
 fn dev(ctx: &Ctx, resolved: Resolved) -> Result<()> {
@@ -190,9 +261,11 @@ fn dev(ctx: &Ctx, resolved: Resolved) -> Result<()> {
         .tempdir()
         .context("could not make a temporary directory for the dev store")?;
     let data_dir = tmp.path().join("store");
-    let store = Store::open(&data_dir)?;
-    let admin = server::create_admin(&store, "dev-admin", None, "tok serve --dev")?;
-    drop(store);
+    let admin = runtime()?.block_on(async {
+        let store = Sqlite::open(&data_dir)
+            .map_err(|e| server::store_error(e, "could not open the dev store"))?;
+        server::create_admin(&store, "dev-admin", None, "tok serve --dev").await
+    })?;
     server::init_logging(ctx.global.quiet, ctx.global.verbose, resolved.log_format);
     let out = &ctx.out;
     let result = server::run(

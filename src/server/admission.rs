@@ -21,11 +21,13 @@ use super::cache::{Bounds, Cache, Change, Freshness, Hit};
 use super::dpop::{Replay, Unbound};
 use super::limiter::{Fields, Grant, Limiter};
 use super::metrics::{StoreOp, METRICS};
-use super::state::Pool;
 use crate::dpop::Proof;
 use crate::limits::Over;
 use crate::model::{State, Token};
 use crate::secret::Secret;
+use crate::store::any::AnyStore;
+use crate::store::backend::{self, Backend};
+use crate::store::postgres::notify::{self, Follower};
 use crate::store::{Refusal, Store, StoreError};
 use chrono::{DateTime, Utc};
 use std::net::IpAddr;
@@ -52,7 +54,7 @@ pub enum Verdict {
 }
 
 pub struct Admitter {
-    pool: Arc<Pool>,
+    store: Arc<AnyStore>,
     cache: Cache,
     fresh: Box<dyn Freshness>,
     limiter: Arc<Limiter>,
@@ -60,12 +62,17 @@ pub struct Admitter {
 }
 
 impl Admitter {
-    /// Admission over the SQLite store in `dir`, following its commits.
-    pub fn sqlite(pool: Arc<Pool>, dir: &Path, bounds: Bounds) -> Result<Admitter, StoreError> {
+    /// Admission over `store`, following its changes: SQLite's commits from
+    /// any process, or PostgreSQL's notifications from every node.
+    pub fn new(store: Arc<AnyStore>, bounds: Bounds) -> Result<Admitter, StoreError> {
+        let fresh: Box<dyn Freshness> = match &*store {
+            AnyStore::Sqlite(s) => Box::new(SqliteFollower::open(s.dir())?),
+            AnyStore::Postgres(p) => Box::new(PgFollower(Follower::start(p.target().clone()))),
+        };
         Ok(Admitter {
-            pool,
+            store,
             cache: Cache::new(bounds),
-            fresh: Box::new(SqliteFollower::open(dir)?),
+            fresh,
             limiter: Arc::new(Limiter::default()),
             replay: Replay::default(),
         })
@@ -85,7 +92,7 @@ impl Admitter {
         client: IpAddr,
         proof: Option<&Proof>,
         now: DateTime<Utc>,
-    ) -> Result<Verdict, StoreError> {
+    ) -> Result<Verdict, backend::Error> {
         if secret.validate().is_err() {
             return Ok(Verdict::Refused(Refusal::Unknown, None));
         }
@@ -114,7 +121,7 @@ impl Admitter {
             Hit::Miss => {
                 let epoch = self.cache.epoch();
                 let started = std::time::Instant::now();
-                let found = self.pool.run(move |s| s.lookup(&secret, now)).await;
+                let found = self.store.lookup(&secret, now).await;
                 METRICS.store(StoreOp::Lookup).observe(started.elapsed());
                 let found = found
                     .inspect_err(|_| METRICS.store_errors.inc())?
@@ -155,7 +162,11 @@ impl Admitter {
             // for it (written by this or another node, before a restart say).
             if let Some(window) = self.limiter.needs_quota_use(&token, now) {
                 let id = token.id.clone();
-                let used = self.pool.run(move |s| s.quota_used(&id, window)).await?;
+                let used = self
+                    .store
+                    .quota_used(&id, window)
+                    .await
+                    .inspect_err(|_| METRICS.store_errors.inc())?;
                 self.limiter.seed_quota(&token.id, window, used);
             }
             match self.limiter.check(&token, now) {
@@ -168,7 +179,7 @@ impl Admitter {
         }
         let id = token.id.clone();
         let started = std::time::Instant::now();
-        let spent = self.pool.run(move |s| s.spend(&id, now)).await;
+        let spent = backend::spend(&*self.store, &id, now).await;
         METRICS.store(StoreOp::Spend).observe(started.elapsed());
         Ok(match spent.inspect_err(|_| METRICS.store_errors.inc())? {
             Ok(_) => Verdict::Admitted(token, grant),
@@ -184,6 +195,22 @@ impl Admitter {
     /// Applies a change this process made or heard of.
     pub fn forget(&self, change: &Change) {
         self.cache.forget(change);
+    }
+}
+
+/// Follows PostgreSQL's change notifications from every node (see
+/// `store::postgres::notify`). While they are not heard, every request reads
+/// through to the database.
+pub struct PgFollower(Follower);
+
+impl Freshness for PgFollower {
+    fn catch_up(&self, cache: &Cache) -> Result<(), StoreError> {
+        self.0
+            .catch_up(|c| match c {
+                notify::Change::Token { id, .. } => cache.forget(&Change::Token(id)),
+                notify::Change::Resync => cache.forget(&Change::All),
+            })
+            .map_err(|e| StoreError::Task(e.to_string()))
     }
 }
 
@@ -249,8 +276,8 @@ mod tests {
 
     fn setup() -> (tempfile::TempDir, Admitter, Store) {
         let dir = tempfile::tempdir().unwrap();
-        let pool = Arc::new(Pool::open(dir.path()).unwrap());
-        let a = Admitter::sqlite(pool, dir.path(), Bounds::default()).unwrap();
+        let store = AnyStore::Sqlite(crate::store::sqlite::Sqlite::open(dir.path()).unwrap());
+        let a = Admitter::new(Arc::new(store), Bounds::default()).unwrap();
         let other = Store::open(dir.path()).unwrap();
         (dir, a, other)
     }

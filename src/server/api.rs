@@ -13,6 +13,7 @@ use crate::duration::MAX_SECONDS;
 use crate::model::{check_new_token, limits, NewToken, Token};
 use crate::output::rfc3339;
 use crate::secret;
+use crate::store::backend::Backend;
 use crate::store::Cursor;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
@@ -89,9 +90,7 @@ async fn create(
     check_new_token(&new)
         .map_err(|e| ApiError::bad_request(format!("cannot create the token: {e}")))?;
     let by = auth.principal();
-    let created = state
-        .with_store(move |store| Ok(store.create(&new, Some(&by), now)?))
-        .await?;
+    let created = state.store().create(&new, Some(&by), now).await?;
     tracing::info!(id = %created.token.id, by = %auth.token.id, "token created");
     Ok(with_secret(
         StatusCode::CREATED,
@@ -111,22 +110,16 @@ async fn list(
     let page = q.page;
     // One more than the page, to know whether there is a next one.
     q.filter.limit = Some(page + 1);
+    if let Some(c) = &q.cursor {
+        if !state.store().is_position(c).await? {
+            return Err(ApiError::bad_request(
+                "`cursor` is not one this server gave out; pass next_cursor back as it came",
+            ));
+        }
+    }
     let mut tokens = state
-        .with_store(move |store| {
-            if let Some(c) = &q.cursor {
-                if !store.is_position(c)? {
-                    return Err(ApiError::bad_request(
-                        "`cursor` is not one this server gave out; pass next_cursor back as it came",
-                    ));
-                }
-            }
-            let mut out = Vec::new();
-            store.list::<ApiError>(&q.filter, q.cursor.as_ref(), Utc::now(), &mut |t| {
-                out.push(t);
-                Ok(())
-            })?;
-            Ok(out)
-        })
+        .store()
+        .list(&q.filter, q.cursor.as_ref(), Utc::now())
         .await?;
     let next_cursor = if tokens.len() as u64 > page {
         tokens.truncate(page as usize);
@@ -160,12 +153,7 @@ async fn get_token(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Token>, ApiError> {
     let id = id_param(path)?;
-    let found = state
-        .with_store({
-            let id = id.clone();
-            move |store| Ok(store.get(&id, Utc::now())?)
-        })
-        .await?;
+    let found = state.store().get(&id, Utc::now()).await?;
     found
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("no token has id `{id}`")))
@@ -182,7 +170,8 @@ async fn lookup(
         .map_err(|e| ApiError::bad_request(format!("`secret` is not a valid tok secret: {e}")))?;
     let fingerprint = secret.fingerprint();
     state
-        .with_store(move |store| Ok(store.lookup(&secret, Utc::now())?))
+        .store()
+        .lookup(&secret, Utc::now())
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("no token has that secret ({fingerprint})")))
@@ -210,10 +199,10 @@ async fn revoke(
     }
     let by = auth.principal();
     let (token, outcome) = state
-        .with_store(move |store| {
-            Ok(store.revoke(&id, Some(&by), req.reason.as_deref(), Utc::now())?)
-        })
+        .store()
+        .revoke(&id, Some(&by), req.reason.as_deref(), Utc::now())
         .await?;
+    state.changed(&token.id);
     tracing::info!(id = %token.id, by = %auth.token.id, ?outcome, "token revoked");
     Ok(Json(RevokeResponse { token, outcome }))
 }
@@ -234,8 +223,10 @@ async fn rotate(
     }
     let by = auth.principal();
     let (created, old) = state
-        .with_store(move |store| Ok(store.rotate(&id, req.grace_seconds, Some(&by), Utc::now())?))
+        .store()
+        .rotate(&id, req.grace_seconds, Some(&by), Utc::now())
         .await?;
+    state.changed(&old.id);
     tracing::info!(old = %old.id, new = %created.token.id, by = %auth.token.id, "token rotated");
     Ok(with_secret(
         StatusCode::CREATED,
@@ -247,9 +238,6 @@ async fn rotate(
     ))
 }
 
-/// Not an error: ends an audit scan once a page is full.
-const STOP: &str = "stop";
-
 /// The audit trail (tok:admin: it names clients and paths).
 async fn audit(
     State(state): State<AppState>,
@@ -259,24 +247,10 @@ async fn audit(
     let q = audit_query(raw.as_deref())?;
     let newest = q.filter.limit.is_some();
     let page = q.page;
-    let mut entries = state
-        .with_store(move |store| {
-            let mut out = Vec::new();
-            // Forward paging stops the scan one entry past the page (which
-            // says there is more); `newest` is bounded in SQL already.
-            let scan = store.audit::<ApiError>(&q.filter, &mut |e| {
-                out.push(e);
-                if !newest && out.len() as u64 > page {
-                    return Err(ApiError::new(StatusCode::OK, STOP, ""));
-                }
-                Ok(())
-            });
-            match scan {
-                Err(e) if e.code != STOP => Err(e),
-                _ => Ok(out),
-            }
-        })
-        .await?;
+    // Forward paging reads one entry past the page (which says there is
+    // more); `newest` is bounded by its limit already.
+    let max = (!newest).then_some(page + 1);
+    let mut entries = state.store().audit(&q.filter, max).await?;
     let next_after_seq = if !newest && entries.len() as u64 > page {
         entries.truncate(page as usize);
         entries.last().map(|e| e.seq)

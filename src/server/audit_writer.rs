@@ -16,12 +16,13 @@
 //! minute of failures.
 
 use super::metrics::{StoreOp, METRICS};
+use crate::store::any::AnyStore;
 use crate::store::audit::{Entry, Retention, Uses};
+use crate::store::backend::Backend;
 use crate::store::quota::QuotaUse;
-use crate::store::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
@@ -108,22 +109,24 @@ impl Slot<'_> {
     }
 }
 
-/// Starts the writer task over the store in `dir`; up to `queue` entries may
-/// wait for it. The retention is read each time it is applied, so a reload
-/// (SIGHUP) changes it.
+/// Starts the writer task over `store`; up to `queue` entries may wait for
+/// it. The retention is read each time it is applied, so a reload (SIGHUP)
+/// changes it.
 pub fn spawn(
-    dir: PathBuf,
+    store: Arc<AnyStore>,
     retention: watch::Receiver<Retention>,
     queue: usize,
-) -> Result<(AuditSink, tokio::task::JoinHandle<()>), crate::store::StoreError> {
-    let store = Store::open(&dir)?;
+) -> (AuditSink, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(queue.max(1));
     let handle = tokio::spawn(run(store, rx, retention));
-    Ok((AuditSink { tx }, handle))
+    (AuditSink { tx }, handle)
 }
 
-async fn run(store: Store, mut rx: mpsc::Receiver<Record>, retention: watch::Receiver<Retention>) {
-    let store: Shared = std::sync::Arc::new(std::sync::Mutex::new(store));
+async fn run(
+    store: Arc<AnyStore>,
+    mut rx: mpsc::Receiver<Record>,
+    retention: watch::Receiver<Retention>,
+) {
     // Retention runs on its own timer, traffic or not: at start, then every
     // PRUNE_EVERY.
     let mut prune_timer = tokio::time::interval(PRUNE_EVERY);
@@ -154,13 +157,12 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Record>, retention: watch::Rec
                 Err(_) => break,
             }
         }
-        let batch = std::sync::Arc::new(split(batch));
+        let batch = split(batch);
         let mut pause = Duration::from_millis(100);
         let mut given = Duration::ZERO;
         loop {
-            let (store, b) = (std::sync::Arc::clone(&store), std::sync::Arc::clone(&batch));
             let started = std::time::Instant::now();
-            let written = blocking(move || lock(&store).write_batch(&b.0, &b.1, &b.2)).await;
+            let written = store.write_batch(&batch.0, &batch.1, &batch.2).await;
             METRICS
                 .store(StoreOp::AuditWrite)
                 .observe(started.elapsed());
@@ -192,28 +194,14 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Record>, retention: watch::Rec
     }
 }
 
-async fn prune(store: &Shared, retention: Retention) {
-    let store = std::sync::Arc::clone(store);
-    match blocking(move || lock(&store).prune_audit(retention, Utc::now())).await {
+/// Applies the retention. On PostgreSQL only one node at a time does (the
+/// backend takes an advisory lock; a node that finds it held skips a round).
+async fn prune(store: &AnyStore, retention: Retention) {
+    match store.prune_audit(retention, Utc::now()).await {
         Ok(0) => {}
         Ok(n) => tracing::debug!(deleted = n, "audit retention applied"),
         Err(e) => tracing::warn!(error = %e, "could not apply the audit retention; will try again"),
     }
-}
-
-type Shared = std::sync::Arc<std::sync::Mutex<Store>>;
-
-fn lock(store: &Shared) -> std::sync::MutexGuard<'_, Store> {
-    store.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| StoreError::Task(e.to_string()))
-        .and_then(|r| r)
 }
 
 /// Retries of a batch double their pause up to this one.

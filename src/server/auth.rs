@@ -79,13 +79,9 @@ impl<N: Need> FromRequestParts<AppState> for Auth<N> {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let secret = bearer(parts)?;
         // The scope is checked before a use is spent: a refused call costs nothing.
-        let admission = state
-            .with_store(move |store| {
-                store
-                    .admit(&secret, Utc::now(), Spend::Always, |t| {
-                        N::granted_by(&t.scopes)
-                    })
-                    .map_err(ApiError::from)
+        let admission =
+            crate::store::backend::admit(state.store(), &secret, Utc::now(), Spend::Always, |t| {
+                N::granted_by(&t.scopes)
             })
             .await?;
         let token = match admission {

@@ -14,6 +14,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     www_authenticate: Option<String>,
+    /// Seconds for `Retry-After` (503 while the store is unreachable).
+    retry_after: Option<u64>,
 }
 
 pub const REALM: &str = "tok";
@@ -25,7 +27,16 @@ impl ApiError {
             code,
             message: message.into(),
             www_authenticate: None,
+            retry_after: None,
         }
+    }
+
+    /// 503 with `Retry-After`: the store cannot be reached now, so nothing
+    /// was decided (fail closed).
+    pub fn unavailable(message: impl Into<String>, retry_after: std::time::Duration) -> Self {
+        let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, code::UNAVAILABLE, message);
+        e.retry_after = Some(retry_after.as_secs().max(1));
+        e
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -82,6 +93,23 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<crate::store::backend::Error> for ApiError {
+    fn from(e: crate::store::backend::Error) -> Self {
+        use crate::store::backend::Error;
+        match e {
+            Error::Store(e) => e.into(),
+            Error::Unavailable { retry_after, .. } => {
+                tracing::warn!(error = %e, "store unavailable; refusing");
+                ApiError::unavailable(
+                    "the token store is unreachable; nothing was decided, try again later",
+                    retry_after,
+                )
+            }
+            other => ApiError::internal(other),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
@@ -97,6 +125,27 @@ impl IntoResponse for ApiError {
         {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
         }
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_store_is_a_503_with_retry_after() {
+        let e = crate::store::backend::Error::Unavailable {
+            target: "postgres://tok@db:5432/tok".into(),
+            message: "connection refused".into(),
+            retry_after: std::time::Duration::from_millis(300),
+        };
+        let resp = ApiError::from(e).into_response();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "1");
     }
 }

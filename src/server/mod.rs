@@ -3,7 +3,7 @@
 //!
 //! Layout: `router.rs` assembles the routes and layers,
 //! `api.rs` holds the `/v1` admin handlers, `auth.rs` the bearer extractor
-//! (`Auth<Admin>`, `Auth<Read>`), `state.rs` the shared state (store pool),
+//! (`Auth<Admin>`, `Auth<Read>`), `state.rs` the shared state (the store),
 //! `extract.rs` strict bodies and queries, `admission.rs` and `cache.rs` the
 //! proxy's token decisions and their cache, `error.rs` the one error shape,
 //! `wire.rs` the JSON types the `tok` driver shares, `tls.rs` HTTPS.
@@ -40,7 +40,8 @@ pub use crate::wire;
 use crate::duration::Ttl;
 use crate::error::{Kind, UserError};
 use crate::model::{Created, Filter, NewToken, StateFilter, Token};
-use crate::store::Store;
+use crate::store::any::Spec;
+use crate::store::backend::{self, Backend};
 use anyhow::{Context, Result};
 use chrono::Utc;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -52,6 +53,11 @@ use std::time::Duration;
 pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// A PostgreSQL store shared with other nodes, instead of the SQLite
+    /// store in `data_dir`.
+    pub store: Option<Box<crate::store::postgres::Target>>,
+    /// This node's name in the audit entries it writes to PostgreSQL.
+    pub node_name: String,
     /// PEM certificate chain and key: serve HTTPS.
     pub tls: Option<(PathBuf, PathBuf)>,
     /// The enforcing reverse proxy, when asked for.
@@ -144,23 +150,27 @@ pub fn init_logging(quiet: bool, verbose: u8, format: LogFormat) {
 }
 
 /// An active token with the `tok:admin` scope, if the store has one.
-pub fn active_admin(store: &Store) -> Result<Option<Token>> {
+pub async fn active_admin<B: Backend>(store: &B) -> Result<Option<Token>, backend::Error> {
     let filter = Filter {
         state: StateFilter::Active,
         scopes: vec![auth::SCOPE_ADMIN.to_string()],
         limit: Some(1),
         ..Filter::default()
     };
-    let mut found = None;
-    store.list::<crate::store::StoreError>(&filter, None, Utc::now(), &mut |t| {
-        found = Some(t);
-        Ok(())
-    })?;
-    Ok(found)
+    Ok(store
+        .list(&filter, None, Utc::now())
+        .await?
+        .into_iter()
+        .next())
 }
 
 /// Makes an admin token (`tok:admin`), never expiring unless `ttl` is given.
-pub fn create_admin(store: &Store, name: &str, ttl: Option<Ttl>, by: &str) -> Result<Created> {
+pub async fn create_admin<B: Backend>(
+    store: &B,
+    name: &str,
+    ttl: Option<Ttl>,
+    by: &str,
+) -> Result<Created> {
     let now = Utc::now();
     let new = NewToken {
         name: Some(name.to_string()),
@@ -171,7 +181,19 @@ pub fn create_admin(store: &Store, name: &str, ttl: Option<Ttl>, by: &str) -> Re
     };
     crate::model::check_new_token(&new)
         .map_err(|e| UserError::usage(format!("cannot create the admin token: {e}")))?;
-    Ok(store.create(&new, Some(by), now)?)
+    store
+        .create(&new, Some(by), now)
+        .await
+        .map_err(|e| store_error(e, "could not create the admin token"))
+}
+
+/// A store error as a classified error for the command line.
+pub fn store_error(e: backend::Error, what: &str) -> anyhow::Error {
+    let mut u = UserError::new(e.kind(), format!("{what}: {e}"));
+    if let Some(h) = e.hint() {
+        u = u.hint(h);
+    }
+    u.into()
 }
 
 /// The URL clients use for a bound address: a wildcard address becomes loopback.
@@ -205,11 +227,31 @@ async fn serve(
     on_listening: impl FnOnce(&str),
 ) -> Result<()> {
     metrics::set_enabled(config.metrics);
-    let state = state::AppState::open(&config.data_dir)?;
     let federation = match &config.federation {
         Some(path) => Some(federation_from(path)?),
         None => None,
     };
+    let spec = match config.store.clone() {
+        Some(t) => Spec::Postgres(t),
+        None => Spec::Sqlite(config.data_dir.clone()),
+    };
+    let store = std::sync::Arc::new(
+        spec.open(&config.node_name)
+            .await
+            .map_err(|e| store_error(e, "could not open the store"))?,
+    );
+    let where_ = store.describe();
+    let init_hint = match &config.store {
+        Some(t) => format!("tok serve init --store {}", t.display),
+        None => format!("tok serve init --data-dir {}", config.data_dir.display()),
+    };
+    // One admission cache for the proxy and the forward-auth endpoint; the
+    // admin API clears a token from it when it revokes or rotates one.
+    let admitter = std::sync::Arc::new(admission::Admitter::new(
+        std::sync::Arc::clone(&store),
+        cache::Bounds::default(),
+    )?);
+    let state = state::AppState::new(std::sync::Arc::clone(&store), admitter.clone());
     let certs: Option<tls::Certs> = match &config.tls {
         Some((cert, key)) => Some(std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(
             tls::config(cert, key)?,
@@ -265,24 +307,21 @@ async fn serve(
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("could not handle SIGHUP")?;
 
-    let admin = state
-        .with_store(|store| active_admin(store).map_err(error::ApiError::internal))
+    let admin = active_admin(&*store)
         .await
-        .map_err(|e| anyhow::anyhow!("could not read the store: {}", e.message))?;
+        .map_err(|e| store_error(e, "could not read the store"))?;
     if admin.is_none() {
         tracing::warn!(
-            "the store has no active token with the tok:admin scope, so no request can authenticate; make one with `tok serve init --data-dir {}`",
-            config.data_dir.display()
+            "the store has no active token with the tok:admin scope, so no request can authenticate; make one with `{init_hint}`"
         );
     }
     let (retention_tx, retention_rx) = tokio::sync::watch::channel(config.retention);
-    let (audit, writer) =
-        audit_writer::spawn(config.data_dir.clone(), retention_rx, config.audit_queue)?;
-    let ops = std::sync::Arc::new(ops::Ops::new(
-        config.data_dir.clone(),
-        state.pool(),
-        audit.clone(),
-    ));
+    let (audit, writer) = audit_writer::spawn(
+        std::sync::Arc::clone(&store),
+        retention_rx,
+        config.audit_queue,
+    );
+    let ops = std::sync::Arc::new(ops::Ops::new(std::sync::Arc::clone(&store), audit.clone()));
 
     // One signal stops every listener; each finishes its requests in flight.
     let signal = shutdown_signal()?;
@@ -319,34 +358,34 @@ async fn serve(
     if certs.is_none() && !local.ip().is_loopback() {
         tracing::warn!(%url, "the admin API is reachable from other hosts without TLS: admin tokens cross the network in clear; use --tls-cert and --tls-key");
     }
-    tracing::info!(
-        %url,
-        data_dir = %config.data_dir.display(),
-        tls = certs.is_some(),
-        version = env!("CARGO_PKG_VERSION"),
-        "listening"
-    );
+    match &config.store {
+        Some(_) => tracing::info!(
+            %url,
+            store = %where_,
+            node = %config.node_name,
+            tls = certs.is_some(),
+            version = env!("CARGO_PKG_VERSION"),
+            "listening"
+        ),
+        None => tracing::info!(
+            %url,
+            data_dir = %config.data_dir.display(),
+            tls = certs.is_some(),
+            version = env!("CARGO_PKG_VERSION"),
+            "listening"
+        ),
+    }
     let mut tasks = Vec::new();
-    // The proxy and the forward-auth endpoint share one admission cache.
-    let mut shared_admission = None;
     // Refusals over a rate or quota reach the audit trail aggregated, every
     // second and once more after the listeners stopped.
     let mut limits = None;
     let mut admission = || -> Result<std::sync::Arc<admission::Admitter>> {
-        if shared_admission.is_none() {
-            let admitter = admission::Admitter::sqlite(
-                state.pool(),
-                &config.data_dir,
-                cache::Bounds::default(),
-            )?;
+        if limits.is_none() {
             let limiter = admitter.limiter();
             tokio::spawn(std::sync::Arc::clone(&limiter).run(audit.clone(), stopped()));
             limits = Some((limiter, audit.clone()));
-            shared_admission = Some(std::sync::Arc::new(admitter));
         }
-        Ok(std::sync::Arc::clone(
-            shared_admission.as_ref().expect("set above"),
-        ))
+        Ok(std::sync::Arc::clone(&admitter))
     };
     // One set of routes for the proxy and forward auth: SIGHUP swaps it for both.
     let routes = config
@@ -420,12 +459,12 @@ async fn serve(
     let exchange = federation.map(|f| {
         std::sync::Arc::new(federation::endpoint::Exchange {
             federation: f,
-            pool: state.pool(),
+            store: state.shared(),
             audit: audit.clone(),
         })
     });
     let oauth = std::sync::Arc::new(oauth::OAuth {
-        pool: state.pool(),
+        state: state.clone(),
         audit,
     });
     let app = router::router(

@@ -8,11 +8,12 @@
 //! secret as client_secret.
 
 use super::audit_writer::AuditSink;
-use super::state::Pool;
+use super::state::AppState;
 use crate::model::Token;
 use crate::secret::{self, Secret};
 use crate::store::audit::{Decision, Entry, Event};
-use crate::store::{Admission, Spend, StoreError};
+use crate::store::backend::{self, Backend};
+use crate::store::{Admission, Spend};
 use axum::extract::rejection::FormRejection;
 use axum::extract::State as AxState;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -29,7 +30,7 @@ pub const INTROSPECT_PATH: &str = "/oauth/introspect";
 pub const REVOKE_PATH: &str = "/oauth/revoke";
 
 pub struct OAuth {
-    pub pool: Arc<Pool>,
+    pub state: AppState,
     pub audit: AuditSink,
 }
 
@@ -81,7 +82,7 @@ fn form_refused(e: &FormRejection) -> Response {
 }
 
 /// 503 `temporarily_unavailable` when the store fails; the cause goes to the log.
-fn unavailable(what: &str, e: &StoreError, description: &str) -> Response {
+fn unavailable(what: &str, e: &backend::Error, description: &str) -> Response {
     tracing::error!(error = %e, "{what} failed");
     oauth_error(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -133,14 +134,14 @@ async fn authenticate(state: &OAuth, h: &HeaderMap) -> Result<Token, Response> {
             .any(|s| s == SCOPE_INTROSPECT || s == "tok:admin")
     };
     // Checked before a use is spent: a refused client call costs nothing.
-    let checked = state
-        .pool
-        .run(move |s| {
-            s.admit(&secret, Utc::now(), Spend::Always, |t| {
-                id_matches(t) && may(t)
-            })
-        })
-        .await;
+    let checked = backend::admit(
+        state.state.store(),
+        &secret,
+        Utc::now(),
+        Spend::Always,
+        |t| id_matches(t) && may(t),
+    )
+    .await;
     match checked {
         Ok(Admission::Admitted(t)) => Ok(t),
         Ok(Admission::Forbidden(t)) if !may(&t) => Err(oauth_error(
@@ -173,12 +174,16 @@ fn principal(t: &Token) -> String {
 /// The introspected token, if usable. A gateway that hears `active: true`
 /// lets its request through, so a use-limited token spends a use here, exactly
 /// as it would at tok's own proxy; other tokens are only looked at.
-async fn admit(state: &OAuth, token: &str) -> Result<Admission, StoreError> {
+async fn admit(state: &OAuth, token: &str) -> Result<Admission, backend::Error> {
     let secret = Secret::new(token);
-    state
-        .pool
-        .run(move |s| s.admit(&secret, Utc::now(), Spend::Limited, |_| true))
-        .await
+    backend::admit(
+        state.state.store(),
+        &secret,
+        Utc::now(),
+        Spend::Limited,
+        |_| true,
+    )
+    .await
 }
 
 /// What both endpoints need first: an authenticated client and the `token`.
@@ -263,16 +268,19 @@ async fn revoke(
     let by = principal(&client);
     let secret = Secret::new(token);
     if secret.validate().is_ok() {
-        let done = state
-            .pool
-            .run(move |s| {
-                let now = Utc::now();
-                if let Some(t) = s.lookup(&secret, now)? {
-                    s.revoke(&t.id, Some(&by), Some("revoked through RFC 7009"), now)?;
-                }
-                Ok::<_, StoreError>(())
-            })
-            .await;
+        let done = async {
+            let now = Utc::now();
+            if let Some(t) = state.state.store().lookup(&secret, now).await? {
+                state
+                    .state
+                    .store()
+                    .revoke(&t.id, Some(&by), Some("revoked through RFC 7009"), now)
+                    .await?;
+                state.state.changed(&t.id);
+            }
+            Ok::<_, backend::Error>(())
+        }
+        .await;
         let not_revoked = "the token store is not available; the token was not revoked";
         done.map_err(|e| unavailable("revocation", &e, not_revoked))?;
     }

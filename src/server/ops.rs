@@ -2,8 +2,9 @@
 //! `/v1/health/ready` and `/metrics` (metrics.rs has the series).
 //!
 //! Liveness answers while the process serves at all. Readiness answers 200
-//! only while the store can be opened and read afresh, its migrations are
-//! done, and every listener is accepting; otherwise 503 with the reason, so
+//! only while the store can be reached and read afresh (the SQLite file
+//! opened anew, or a round trip to PostgreSQL), its migrations are done, and
+//! every listener is accepting; otherwise 503 with the reason, so
 //! a load balancer stops sending before shutdown and while the store is
 //! away. `/metrics` on the admin listener needs a token with `tok:metrics`
 //! or `tok:admin`; `--metrics-listen` serves it (and the health routes)
@@ -12,13 +13,14 @@
 use super::audit_writer::AuditSink;
 use super::auth::Auth;
 use super::metrics::{self, Gauges, METRICS};
-use super::state::{AppState, Pool};
+use super::state::AppState;
+use crate::store::any::AnyStore;
+use crate::store::backend::{Backend, StateCounts};
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -38,24 +40,19 @@ impl super::auth::Need for MetricsScope {
     }
 }
 
-/// Tokens per state, as `Store::count_by_state` gives them.
-type TokenCounts = Vec<(&'static str, u64)>;
-
 /// Shared by the health and metrics handlers of both listeners.
 pub struct Ops {
-    pub data_dir: PathBuf,
-    pub pool: Arc<Pool>,
+    pub store: Arc<AnyStore>,
     pub audit: AuditSink,
     /// Set once every listener accepts; cleared when shutdown starts.
     pub listening: AtomicBool,
-    tokens: Mutex<Option<(Instant, TokenCounts)>>,
+    tokens: Mutex<Option<(Instant, StateCounts)>>,
 }
 
 impl Ops {
-    pub fn new(data_dir: PathBuf, pool: Arc<Pool>, audit: AuditSink) -> Ops {
+    pub fn new(store: Arc<AnyStore>, audit: AuditSink) -> Ops {
         Ops {
-            data_dir,
-            pool,
+            store,
             audit,
             listening: AtomicBool::new(false),
             tokens: Mutex::new(None),
@@ -69,19 +66,15 @@ impl Ops {
                 "the listeners are not accepting connections (starting or stopping)".into(),
             );
         }
-        let dir = self.data_dir.clone();
-        match tokio::task::spawn_blocking(move || crate::store::probe::probe(&dir)).await {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => {
-                METRICS.store_errors.inc();
-                Some(e.to_string())
-            }
-            Err(e) => Some(format!("the store check did not finish: {e}")),
+        let why = self.store.not_ready().await;
+        if why.is_some() {
+            METRICS.store_errors.inc();
         }
+        why
     }
 
     /// The token counts, from the cache while fresh.
-    async fn tokens(&self) -> Option<TokenCounts> {
+    async fn tokens(&self) -> Option<StateCounts> {
         {
             let cached = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
             if let Some((at, counts)) = cached.as_ref() {
@@ -90,10 +83,7 @@ impl Ops {
                 }
             }
         }
-        let counts = self
-            .pool
-            .run(|s| s.count_by_state(chrono::Utc::now()))
-            .await;
+        let counts = self.store.count_by_state(chrono::Utc::now()).await;
         match counts {
             Ok(c) => {
                 *self.tokens.lock().unwrap_or_else(|p| p.into_inner()) =

@@ -113,6 +113,8 @@ pub struct Deny {
     challenge: String,
     code: &'static str,
     message: String,
+    /// Seconds for `Retry-After` when the store is unavailable (503).
+    retry_after: Option<u64>,
     /// Over a rate or quota: `Retry-After` and the draft's fields.
     limit: Option<(u64, Fields)>,
     /// What the metrics count it as.
@@ -126,6 +128,7 @@ impl Deny {
             challenge: "Bearer realm=\"tok\"".into(),
             code: "missing_token",
             message: "this endpoint needs `Authorization: Bearer <token>`".into(),
+            retry_after: None,
             limit: None,
             outcome: Outcome::MissingToken,
         }
@@ -138,6 +141,7 @@ impl Deny {
             ),
             code: "invalid_token",
             message: why.to_string(),
+            retry_after: None,
             limit: None,
             outcome: Outcome::MalformedToken,
         }
@@ -158,6 +162,7 @@ impl Deny {
                 "invalid_dpop_proof"
             },
             message: why.to_string(),
+            retry_after: None,
             limit: None,
             outcome: Outcome::BadProof,
         }
@@ -183,16 +188,18 @@ impl Deny {
             ),
             code: "insufficient_scope",
             message: format!("the token lacks the scope {needed}"),
+            retry_after: None,
             limit: None,
             outcome: Outcome::InsufficientScope,
         }
     }
-    fn unavailable() -> Deny {
+    fn unavailable(retry_after: std::time::Duration) -> Deny {
         Deny {
             status: StatusCode::SERVICE_UNAVAILABLE,
             challenge: String::new(),
             code: "unavailable",
-            message: "the token store is not available; try again".into(),
+            message: "the token store is not available; nothing was decided, try again".into(),
+            retry_after: Some(retry_after.as_secs().max(1)),
             limit: None,
             outcome: Outcome::StoreError,
         }
@@ -215,6 +222,7 @@ impl Deny {
             challenge: String::new(),
             code,
             message,
+            retry_after: None,
             limit: Some((retry_after, fields)),
             outcome: Outcome::RateLimited,
         }
@@ -225,6 +233,10 @@ impl Deny {
     }
     pub fn response(&self) -> Response<Body> {
         let mut r = json_response(self.status, self.code, &self.message);
+        if let Some(secs) = self.retry_after {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if !self.challenge.is_empty() {
             if let Ok(v) = HeaderValue::from_str(&self.challenge) {
                 r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
@@ -348,7 +360,9 @@ pub async fn authorize(
                     tracing::error!(error = %e, "token check failed");
                     entry.decision = Some(Decision::Deny);
                     entry.reason = Some("store error".into());
-                    return Err(Deny::unavailable());
+                    return Err(Deny::unavailable(
+                        e.retry_after().unwrap_or(std::time::Duration::from_secs(1)),
+                    ));
                 }
             }
         }
@@ -376,7 +390,7 @@ async fn checked(
     secret: Secret,
     needed: &[String],
     client: IpAddr,
-) -> Result<Verdict, Result<crate::store::StoreError, crate::dpop::ProofError>> {
+) -> Result<Verdict, Result<crate::store::backend::Error, crate::dpop::ProofError>> {
     let now = Utc::now();
     let proof =
         dpop::proof(headers, scheme, secret.expose(), target, now.timestamp()).map_err(Err)?;

@@ -32,6 +32,11 @@ pub const MAX_AUDIT_QUEUE: u32 = 1_000_000;
 #[serde(deny_unknown_fields)]
 pub struct File {
     pub data_dir: Option<PathBuf>,
+    /// A PostgreSQL store that several nodes share (postgres://USER@HOST:PORT/DB),
+    /// never with a password: that comes from PGPASSWORD, .pgpass or TOK_STORE.
+    pub store: Option<Spanned<String>>,
+    /// This node's name in the audit trail (default: the host name).
+    pub node_name: Option<String>,
     pub listen: Option<SocketAddr>,
     pub header_timeout: Option<Dur>,
     pub log_format: Option<LogFormat>,
@@ -156,6 +161,10 @@ fn located(path: &Path, text: &str, at: usize, message: impl std::fmt::Display) 
 #[derive(Debug, Clone, Default)]
 pub struct Flags {
     pub data_dir: Option<PathBuf>,
+    /// `--store` or TOK_STORE, and whether it came from the environment (the
+    /// only place its URL may carry a password).
+    pub store: Option<(String, bool)>,
+    pub node_name: Option<String>,
     pub listen: Option<SocketAddr>,
     pub tls: Option<(PathBuf, PathBuf)>,
     pub header_timeout: Option<Ttl>,
@@ -205,6 +214,20 @@ pub fn resolve(
         (None, Some(d)) => path_of(d),
         (None, None) => default_data_dir()?,
     };
+    let store = match (&flags.store, file.zip(f.store.as_ref())) {
+        (Some((url, from_env)), _) => Some(store_of(url, *from_env, |e| {
+            crate::error::UserError::usage(format!("bad --store: {e}"))
+        })?),
+        (None, Some((l, url))) => Some(store_of(url.get_ref(), false, |e| {
+            crate::error::UserError::usage(l.error(url.span().start, e))
+        })?),
+        (None, None) => None,
+    };
+    let node_name = flags
+        .node_name
+        .clone()
+        .or(f.node_name.clone())
+        .unwrap_or_else(crate::store::postgres::default_node_name);
     let listen = flags
         .listen
         .or(f.listen)
@@ -326,6 +349,8 @@ pub fn resolve(
         config: Config {
             listen,
             data_dir,
+            store,
+            node_name,
             tls,
             proxy,
             forward_auth: None,
@@ -341,6 +366,28 @@ pub fn resolve(
             metrics_listen: flags.metrics_listen.or(f.metrics_listen),
         },
         log_format: flags.log_format.or(f.log_format).unwrap_or_default(),
+    })
+}
+
+/// A PostgreSQL store URL, checked: the error (with the hint of where a
+/// password goes) is made by `err` so that it can name the flag or the line.
+fn store_of(
+    url: &str,
+    from_env: bool,
+    err: impl FnOnce(String) -> crate::error::UserError,
+) -> anyhow::Result<Box<crate::store::postgres::Target>> {
+    use crate::store::postgres::{is_url, Target};
+    if !is_url(url) {
+        return Err(err(format!("the store is a postgres:// URL, not `{url}`"))
+            .hint("the SQLite store is chosen with --data-dir (or `data_dir`)")
+            .into());
+    }
+    Target::parse(url, from_env).map(Box::new).map_err(|e| {
+        let mut u = err(e.to_string());
+        if let Some(h) = e.hint() {
+            u = u.hint(h);
+        }
+        u.into()
     })
 }
 
@@ -442,6 +489,46 @@ mod tests {
         assert_eq!(r.config.listen.port(), 9001);
         assert_eq!(r.config.retention.max_rows, 7);
         assert_eq!(r.config.header_timeout, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn the_store_comes_from_the_flag_or_the_file_and_never_with_a_password_from_the_file() {
+        let r = resolved(
+            "store = \"postgres://tok@127.0.0.1:5432/tok\"\nnode_name = \"a\"\n",
+            &Flags::default(),
+        )
+        .unwrap();
+        let t = r.config.store.expect("a PostgreSQL store");
+        assert_eq!(t.display, "postgres://tok@127.0.0.1:5432/tok");
+        assert_eq!(r.config.node_name, "a");
+        let flags = Flags {
+            store: Some(("postgres://other@127.0.0.1:5433/tok".into(), false)),
+            node_name: Some("b".into()),
+            ..Flags::default()
+        };
+        let r = resolved("store = \"postgres://tok@127.0.0.1:5432/tok\"\n", &flags).unwrap();
+        assert_eq!(
+            r.config.store.unwrap().display,
+            "postgres://other@127.0.0.1:5433/tok"
+        );
+        assert_eq!(r.config.node_name, "b");
+
+        let e = resolved(
+            "listen = \"127.0.0.1:1\"\nstore = \"postgres://tok:hunter2@127.0.0.1/tok\"\n",
+            &Flags::default(),
+        )
+        .unwrap_err();
+        let u = e.downcast_ref::<crate::error::UserError>().unwrap();
+        let shown = format!("{} {}", u.message, u.hint.clone().unwrap_or_default());
+        assert!(shown.contains("line 2, key `store`"), "{shown}");
+        assert!(
+            shown.contains("PGPASSWORD") && shown.contains(".pgpass"),
+            "{shown}"
+        );
+        assert!(shown.contains("TOK_STORE"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        let e = resolved("store = \"/var/lib/tok\"\n", &Flags::default()).unwrap_err();
+        assert!(e.to_string().contains("postgres://"), "{e}");
     }
 
     #[test]

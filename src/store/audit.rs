@@ -181,27 +181,39 @@ impl Default for Retention {
 const ADMIN_EVENTS: &str = "('create', 'revoke', 'rotate')";
 
 pub(super) fn insert(conn: &Connection, e: &Entry) -> rusqlite::Result<()> {
-    conn.execute(
-        "INSERT INTO audit (at, event, token_id, actor, method, path, client, decision, reason,
-            upstream_status, latency_ms, count, request_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-        params![
-            e.at.timestamp_millis(),
-            e.event.as_str(),
-            e.token_id,
-            e.actor,
-            e.method,
-            e.path,
-            e.client,
-            e.decision.map(Decision::as_str),
-            e.reason,
-            e.upstream_status,
-            e.latency_ms.map(|v| v.min(i64::MAX as u64) as i64),
-            e.count.clamp(1, i64::MAX as u64) as i64,
-            e.request_id,
-        ],
-    )?;
-    Ok(())
+    put(conn, e, false).map(|_| ())
+}
+
+/// Appends `e`; with `keep_seq` under its own sequence number, and not at
+/// all when an entry already has it (`tok store copy`). How many were added.
+pub(super) fn put(conn: &Connection, e: &Entry, keep_seq: bool) -> rusqlite::Result<usize> {
+    let verb = if keep_seq {
+        "INSERT OR IGNORE"
+    } else {
+        "INSERT"
+    };
+    // A NULL seq takes the next number.
+    conn.prepare_cached(&format!(
+        "{verb} INTO audit (seq, at, event, token_id, actor, method, path, client, decision,
+            reason, upstream_status, latency_ms, count, request_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+    ))?
+    .execute(params![
+        keep_seq.then_some(e.seq),
+        e.at.timestamp_millis(),
+        e.event.as_str(),
+        e.token_id,
+        e.actor,
+        e.method,
+        e.path,
+        e.client,
+        e.decision.map(Decision::as_str),
+        e.reason,
+        e.upstream_status,
+        e.latency_ms.map(|v| v.min(i64::MAX as u64) as i64),
+        e.count.clamp(1, i64::MAX as u64) as i64,
+        e.request_id,
+    ])
 }
 
 impl Store {

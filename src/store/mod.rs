@@ -4,11 +4,16 @@
 //! that many tok processes can write at once; `synchronous=FULL` so that a create
 //! or revoke that returned is on disk. Only SHA-256 hashes of secrets are kept.
 
+pub mod any;
 pub mod audit;
+pub mod backend;
 pub mod changes;
+pub mod copy;
+pub mod postgres;
 pub mod probe;
 pub mod quota;
 mod schema;
+pub mod sqlite;
 
 use crate::error::Kind;
 use crate::model::{Created, Filter, NewToken, RevokeOutcome, State, StateFilter, Token};
@@ -503,65 +508,6 @@ impl Store {
         Ok(found.and_then(|(stored, t)| secret::ct_eq(&stored, &hash).then_some(t)))
     }
 
-    /// Checks a presented secret and, when `count` is set, spends one use of it in
-    /// the same statement, so use limits hold exactly under concurrency.
-    pub fn authenticate(
-        &self,
-        secret: &Secret,
-        count: bool,
-        now: DateTime<Utc>,
-    ) -> Result<std::result::Result<Token, Refusal>> {
-        let spend = if count { Spend::Always } else { Spend::Never };
-        Ok(match self.admit(secret, now, spend, |_| true)? {
-            Admission::Admitted(t) | Admission::Forbidden(t) => Ok(t),
-            Admission::Refused(r) => Err(r),
-        })
-    }
-
-    /// Checks a presented secret, then `allowed` (scopes, say), and only then
-    /// spends a use: a request refused for any reason costs the token nothing.
-    /// The use is spent in one conditional UPDATE, so use limits hold exactly
-    /// under concurrency, across processes.
-    pub fn admit(
-        &self,
-        secret: &Secret,
-        now: DateTime<Utc>,
-        spend: Spend,
-        allowed: impl FnOnce(&Token) -> bool,
-    ) -> Result<Admission> {
-        if secret.validate().is_err() {
-            return Ok(Admission::Refused(Refusal::Unknown));
-        }
-        let Some(t) = self.lookup(secret, now)? else {
-            return Ok(Admission::Refused(Refusal::Unknown));
-        };
-        match t.state {
-            State::Active => {}
-            State::Expired => return Ok(Admission::Refused(Refusal::Expired)),
-            State::Revoked => return Ok(Admission::Refused(Refusal::Revoked)),
-            State::Exhausted => return Ok(Admission::Refused(Refusal::Exhausted)),
-        }
-        if !allowed(&t) {
-            return Ok(Admission::Forbidden(t));
-        }
-        let write = match spend {
-            Spend::Never => false,
-            Spend::Limited => t.max_uses.is_some(),
-            Spend::Always => true,
-        };
-        if !write {
-            return Ok(Admission::Admitted(t));
-        }
-        Ok(match self.spend(&t.id, now)? {
-            Ok((uses, last_used_at)) => Admission::Admitted(Token {
-                uses,
-                last_used_at,
-                ..t
-            }),
-            Err(r) => Admission::Refused(r),
-        })
-    }
-
     /// Spends one use of token `id` in one conditional UPDATE, so use limits
     /// hold exactly under concurrency, across processes: Ok with its use count
     /// and last-used time after, or why it could not (another request took the
@@ -817,17 +763,15 @@ fn token_from_row_at(r: &Row<'_>, base: usize, now: DateTime<Utc>) -> rusqlite::
         allow_ip: Vec::new(),
         cnf: None,
     };
-    if let Some(json) = r.get::<_, Option<String>>(base + 15)? {
-        let l: quota::Limits = serde_json::from_str(&json).map_err(|e| {
+    quota::apply_limits(&mut t, r.get::<_, Option<String>>(base + 15)?.as_deref()).map_err(
+        |e| {
             rusqlite::Error::FromSqlConversionFailure(
                 base + 15,
                 rusqlite::types::Type::Text,
                 e.into(),
             )
-        })?;
-        (t.rate, t.quota, t.allow_ip) = (l.rate, l.quota, l.allow_ip);
-        t.cnf = l.dpop_jkt.map(|jkt| crate::model::Cnf { jkt });
-    }
+        },
+    )?;
     t.state = t.state_at(now);
     Ok(t)
 }
@@ -931,33 +875,38 @@ mod tests {
         (dir, s)
     }
 
-    #[test]
-    fn authenticate_spends_uses_exactly() {
-        let (_d, s) = store();
+    /// Admission, written once in `backend`, over this store.
+    async fn admit(dir: &Path, secret: &Secret, now: DateTime<Utc>) -> Admission {
+        let b = sqlite::Sqlite::open(dir).unwrap();
+        backend::admit(&b, secret, now, Spend::Always, |_| true)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn admission_spends_uses_exactly() {
+        let (d, s) = store();
         let now = Utc::now();
-        let c = s
-            .create(
-                &NewToken {
-                    max_uses: Some(2),
-                    ..NewToken::default()
-                },
-                None,
-                now,
-            )
-            .unwrap();
-        assert!(s.authenticate(&c.secret, true, now).unwrap().is_ok());
-        assert!(s.authenticate(&c.secret, true, now).unwrap().is_ok());
+        let new = NewToken {
+            max_uses: Some(2),
+            ..NewToken::default()
+        };
+        let c = s.create(&new, None, now).unwrap();
+        for _ in 0..2 {
+            assert!(matches!(
+                admit(d.path(), &c.secret, now).await,
+                Admission::Admitted(_)
+            ));
+        }
         assert_eq!(
-            s.authenticate(&c.secret, true, now).unwrap().unwrap_err(),
-            Refusal::Exhausted
+            admit(d.path(), &c.secret, now).await,
+            Admission::Refused(Refusal::Exhausted)
         );
         let t = s.get(&c.token.id, now).unwrap().unwrap();
         assert_eq!((t.uses, t.state), (2, State::Exhausted));
         assert_eq!(
-            s.authenticate(&Secret::generate(), true, now)
-                .unwrap()
-                .unwrap_err(),
-            Refusal::Unknown
+            admit(d.path(), &Secret::generate(), now).await,
+            Admission::Refused(Refusal::Unknown)
         );
     }
 
@@ -976,9 +925,9 @@ mod tests {
         assert!(expires_at >= last, "{expires_at}");
     }
 
-    #[test]
-    fn authenticate_refuses_expired_and_revoked() {
-        let (_d, s) = store();
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn admission_refuses_expired_and_revoked() {
+        let (d, s) = store();
         let now = Utc::now();
         let new = NewToken {
             expires_at: Some(now + TimeDelta::seconds(1)),
@@ -987,16 +936,14 @@ mod tests {
         let c = s.create(&new, None, now).unwrap();
         let later = now + TimeDelta::seconds(2);
         assert_eq!(
-            s.authenticate(&c.secret, false, later)
-                .unwrap()
-                .unwrap_err(),
-            Refusal::Expired
+            admit(d.path(), &c.secret, later).await,
+            Admission::Refused(Refusal::Expired)
         );
         let c2 = s.create(&NewToken::default(), None, now).unwrap();
         s.revoke(&c2.token.id, None, None, now).unwrap();
         assert_eq!(
-            s.authenticate(&c2.secret, true, now).unwrap().unwrap_err(),
-            Refusal::Revoked
+            admit(d.path(), &c2.secret, now).await,
+            Admission::Refused(Refusal::Revoked)
         );
     }
 

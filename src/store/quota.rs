@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 /// The `limits` column: JSON, NULL when the token has neither.
 #[derive(Debug, Default, Serialize, Deserialize)]
-pub(super) struct Limits {
+struct Limits {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<Rate>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -34,16 +34,43 @@ pub(super) struct Limits {
 
 /// The `limits` column of a new token; NULL when it has no limit.
 pub(super) fn limits_json(new: &crate::model::NewToken) -> Option<String> {
-    if new.rate.is_none() && new.quota.is_none() && new.allow_ip.is_empty() && new.cnf.is_none() {
+    json_of(new.rate, new.quota, &new.allow_ip, new.cnf.as_ref())
+}
+
+/// The `limits` column of a stored token (what `tok store copy` writes).
+pub(super) fn token_limits_json(t: &crate::model::Token) -> Option<String> {
+    json_of(t.rate, t.quota, &t.allow_ip, t.cnf.as_ref())
+}
+
+fn json_of(
+    rate: Option<Rate>,
+    quota: Option<Quota>,
+    allow_ip: &[ipnet::IpNet],
+    cnf: Option<&crate::model::Cnf>,
+) -> Option<String> {
+    if rate.is_none() && quota.is_none() && allow_ip.is_empty() && cnf.is_none() {
         return None;
     }
     let l = Limits {
-        rate: new.rate,
-        quota: new.quota,
-        allow_ip: new.allow_ip.clone(),
-        dpop_jkt: new.cnf.as_ref().map(|c| c.jkt.clone()),
+        rate,
+        quota,
+        allow_ip: allow_ip.to_vec(),
+        dpop_jkt: cnf.map(|c| c.jkt.clone()),
     };
     Some(serde_json::to_string(&l).expect("numbers and strings serialize"))
+}
+
+/// Sets a token's rate, quota, address ranges and DPoP key from its `limits` column.
+pub(super) fn apply_limits(
+    t: &mut crate::model::Token,
+    json: Option<&str>,
+) -> std::result::Result<(), serde_json::Error> {
+    if let Some(json) = json {
+        let l: Limits = serde_json::from_str(json)?;
+        (t.rate, t.quota, t.allow_ip) = (l.rate, l.quota, l.allow_ip);
+        t.cnf = l.dpop_jkt.map(|jkt| crate::model::Cnf { jkt });
+    }
+    Ok(())
 }
 
 /// Quota use to add: per token id, the window's start (ms) and how many.

@@ -7,6 +7,7 @@
 //! `proxy::a_short_lived_token_works_then_is_refused`.
 
 use crate::common::Env;
+use crate::each_store;
 use crate::proxy::Gate;
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -35,7 +36,7 @@ pub fn concurrently<T: Send>(n: usize, f: impl Fn() -> T + Sync) -> Vec<T> {
     })
 }
 
-#[test]
+each_store!(a_revoke_from_another_process_refuses_every_request_that_starts_after_it);
 fn a_revoke_from_another_process_refuses_every_request_that_starts_after_it() {
     let gate = Gate::start(None);
     let (id, secret) = gate.token(&["--ttl", "1h"]);
@@ -56,8 +57,9 @@ fn a_revoke_from_another_process_refuses_every_request_that_starts_after_it() {
             })
             .collect();
         std::thread::sleep(Duration::from_millis(300));
-        // `tok revoke` with the local driver: another process, on the same store.
-        gate.server.local().ok(&["revoke", &id, "--yes"]);
+        // `tok revoke` with the local driver: another process, on the same
+        // store (on PostgreSQL, through this node).
+        gate.server.at_once().ok(&["revoke", &id, "--yes"]);
         let revoked_at = Instant::now();
         std::thread::sleep(Duration::from_millis(300));
         stop.store(true, Ordering::Relaxed);
@@ -81,13 +83,13 @@ fn a_revoke_from_another_process_refuses_every_request_that_starts_after_it() {
     );
 }
 
-#[test]
+each_store!(a_rotated_token_is_refused_at_once_and_its_successor_admitted);
 fn a_rotated_token_is_refused_at_once_and_its_successor_admitted() {
     let gate = Gate::start(None);
     let (id, old) = gate.token(&["--ttl", "1h"]);
     assert_eq!(gate.get("/x", Some(&old)).status(), StatusCode::OK);
     let rotated: Value =
-        serde_json::from_str(&gate.server.local().ok(&["rotate", &id, "-o", "json"])).unwrap();
+        serde_json::from_str(&gate.server.at_once().ok(&["rotate", &id, "-o", "json"])).unwrap();
     let new = rotated["secret"].as_str().unwrap();
     assert_eq!(
         gate.get("/x", Some(&old)).status(),
@@ -96,7 +98,7 @@ fn a_rotated_token_is_refused_at_once_and_its_successor_admitted() {
     assert_eq!(gate.get("/x", Some(new)).status(), StatusCode::OK);
 }
 
-#[test]
+each_store!(two_hundred_concurrent_requests_with_a_five_use_token_pass_exactly_five);
 fn two_hundred_concurrent_requests_with_a_five_use_token_pass_exactly_five() {
     let gate = Gate::start(None);
     let (id, secret) = gate.token(&["--ttl", "1h", "--uses", "5"]);
@@ -114,7 +116,7 @@ fn two_hundred_concurrent_requests_with_a_five_use_token_pass_exactly_five() {
     );
 }
 
-#[test]
+each_store!(after_a_load_run_the_audit_rows_equal_the_requests_sent);
 fn after_a_load_run_the_audit_rows_equal_the_requests_sent() {
     let mut gate = Gate::start(Some(
         "[[route]]\npath = \"/private/**\"\nscopes = [\"p\"]\n",
@@ -208,7 +210,7 @@ fn rss_kib(pid: u32) -> u64 {
         .expect("VmRSS in /proc/PID/status")
 }
 
-#[test]
+each_store!(a_flood_of_random_secrets_keeps_memory_bounded_and_valid_tokens_working);
 fn a_flood_of_random_secrets_keeps_memory_bounded_and_valid_tokens_working() {
     let gate = Gate::start(None);
     let (_, secret) = gate.token(&["--ttl", "1h"]);

@@ -8,6 +8,7 @@
 //! behind a trusted proxy.
 
 use crate::common::*;
+use crate::each_store;
 use crate::proxy::Gate;
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -29,7 +30,7 @@ fn refused_in(entries: &[Value], token: &str) -> u64 {
         .sum()
 }
 
-#[test]
+each_store!(a_rate_of_five_per_second_lets_five_of_fifty_concurrent_requests_through);
 fn a_rate_of_five_per_second_lets_five_of_fifty_concurrent_requests_through() {
     let gate = Gate::start(None);
     let (id, secret) = gate.token(&["--ttl", "1h", "--rate", "5/s", "--burst", "5"]);
@@ -125,7 +126,7 @@ fn a_rate_of_five_per_second_lets_five_of_fifty_concurrent_requests_through() {
     assert!(allowed >= ok, "each pass has its own entry");
 }
 
-#[test]
+each_store!(a_quota_survives_a_restart);
 fn a_quota_survives_a_restart() {
     let mut gate = Gate::start(None);
     let (id, secret) = gate.token(&["--ttl", "1h", "--quota", "3/1h"]);
@@ -254,7 +255,7 @@ fn get_from(gate: &Gate, secret: &str, forwarded_for: &str) -> reqwest::blocking
         .unwrap()
 }
 
-#[test]
+each_store!(a_token_bound_to_address_ranges_is_refused_elsewhere_and_a_forged_forward_is_ignored);
 fn a_token_bound_to_address_ranges_is_refused_elsewhere_and_a_forged_forward_is_ignored() {
     let gate = Gate::start(None);
     let (home, near) = gate.token(&["--ttl", "1h", "--allow-ip", "127.0.0.0/8"]);
@@ -308,7 +309,7 @@ fn a_token_bound_to_address_ranges_is_refused_elsewhere_and_a_forged_forward_is_
         .any(|e| e["token_id"] == home.as_str() && e["decision"] == "allow"));
 }
 
-#[test]
+each_store!(behind_a_trusted_proxy_the_forwarded_address_counts_for_ipv4_and_ipv6);
 fn behind_a_trusted_proxy_the_forwarded_address_counts_for_ipv4_and_ipv6() {
     let gate = Gate::start_with(None, &["--trusted-proxy", "127.0.0.1"]);
     let (_, v6) = gate.token(&["--ttl", "1h", "--allow-ip", "2001:db8::/32"]);
@@ -332,7 +333,7 @@ fn behind_a_trusted_proxy_the_forwarded_address_counts_for_ipv4_and_ipv6() {
     assert_eq!(gate.upstream.hits(), 2);
 }
 
-#[test]
+each_store!(the_readme_ci_token_works_once_from_its_range);
 fn the_readme_ci_token_works_once_from_its_range() {
     // The README's CI example: single-use, bound to the runner's range, ten
     // minutes, ten requests a second. The test's "runner" is 127.0.0.0/8.

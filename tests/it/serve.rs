@@ -3,6 +3,7 @@
 //! error mapping, TLS, bootstrap and `--dev`.
 
 use crate::common::*;
+use crate::each_store;
 use crate::server::Server;
 use reqwest::blocking::Response;
 use reqwest::StatusCode;
@@ -44,7 +45,7 @@ fn error_code(r: Response) -> (StatusCode, String, String) {
     )
 }
 
-#[test]
+each_store!(serve_lifecycle_create_and_list_formats);
 fn serve_lifecycle_create_and_list_formats() {
     let server = Server::start();
     let env = server.client();
@@ -109,7 +110,7 @@ fn serve_lifecycle_create_and_list_formats() {
     assert_eq!(names(&["--limit", "2"]).len(), 2);
 }
 
-#[test]
+each_store!(serve_lifecycle_inspect_by_id_prefix_and_secret);
 fn serve_lifecycle_inspect_by_id_prefix_and_secret() {
     let server = Server::start();
     let env = server.client();
@@ -147,7 +148,7 @@ fn serve_lifecycle_inspect_by_id_prefix_and_secret() {
     assert!(!stderr(&o).contains(&other));
 }
 
-#[test]
+each_store!(serve_lifecycle_revoke_is_idempotent);
 fn serve_lifecycle_revoke_is_idempotent() {
     let server = Server::start();
     let env = server.client();
@@ -174,7 +175,7 @@ fn serve_lifecycle_revoke_is_idempotent() {
     assert_eq!(server.local().inspect_json(&id2)["state"], "revoked");
 }
 
-#[test]
+each_store!(serve_list_pages_with_a_cursor);
 fn serve_list_pages_with_a_cursor() {
     let server = Server::start();
     let env = server.client();
@@ -210,7 +211,7 @@ fn serve_list_pages_with_a_cursor() {
     assert_eq!(pages, 3);
 }
 
-#[test]
+each_store!(admin_auth_matrix);
 fn admin_auth_matrix() {
     let server = Server::start();
     let http = server.http();
@@ -351,7 +352,7 @@ fn admin_auth_matrix() {
     assert!(!stderr(&wrong.run(&["list"])).contains(&unknown));
 }
 
-#[test]
+each_store!(restart_keeps_every_token_and_state);
 fn restart_keeps_every_token_and_state() {
     let mut server = Server::start();
     let env = server.client();
@@ -378,7 +379,7 @@ fn restart_keeps_every_token_and_state() {
     env.create(&["--ttl", "1m"]);
 }
 
-#[test]
+each_store!(eight_cli_processes_creating_through_the_server_all_land);
 fn eight_cli_processes_creating_through_the_server_all_land() {
     let server = Server::start();
     let env = server.client();
@@ -395,7 +396,7 @@ fn eight_cli_processes_creating_through_the_server_all_land() {
     assert_eq!(names.len(), 40);
 }
 
-#[test]
+each_store!(graceful_stop_on_sigterm_and_sigint);
 fn graceful_stop_on_sigterm_and_sigint() {
     let mut server = Server::start();
     server.client().create(&["--ttl", "1m"]);
@@ -414,7 +415,7 @@ fn graceful_stop_on_sigterm_and_sigint() {
     assert!(server.logs().contains("SIGINT"));
 }
 
-#[test]
+each_store!(sigterm_lets_a_request_in_flight_finish);
 fn sigterm_lets_a_request_in_flight_finish() {
     let mut server = Server::start_with(&["-v"]);
     let addr = server.url.trim_start_matches("http://").to_string();
@@ -471,7 +472,7 @@ fn the_server_log_and_store_hold_no_secret() {
     }
 }
 
-#[test]
+each_store!(api_limits_each_name_the_limit);
 fn api_limits_each_name_the_limit() {
     let server = Server::start();
     let http = server.http();
@@ -589,7 +590,7 @@ fn api_limits_each_name_the_limit() {
     assert_eq!(server.local().list_json(&["--state", "all"]).len(), 3);
 }
 
-#[test]
+each_store!(health_and_whoami);
 fn health_and_whoami() {
     let server = Server::start();
     let http = server.http();
@@ -705,7 +706,7 @@ fn fixture(name: &str) -> String {
     format!("{}/tests/fixtures/tls/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
-#[test]
+each_store!(https_with_a_ca_file_and_a_clear_tls_failure_without);
 fn https_with_a_ca_file_and_a_clear_tls_failure_without() {
     let server = Server::start_with(&[
         "--tls-cert",
@@ -858,7 +859,7 @@ fn dev_mode_prints_the_two_export_lines_and_works_from_another_shell() {
     );
 }
 
-#[test]
+each_store!(the_audit_trail_through_the_server_names_the_admin_token);
 fn the_audit_trail_through_the_server_names_the_admin_token() {
     let server = Server::start();
     let env = server.client();

@@ -5,8 +5,16 @@
 //! `server.client()` is an `Env` whose `tok` talks to it through the tok driver
 //! (TOK_URL + TOK_ADMIN_TOKEN); `server.local()` reads the same store directly
 //! with the local driver, to check what the server holds.
+//!
+//! One suite, two stores: the store a test's servers keep their tokens in is
+//! chosen here, in one place. A test written once and declared with
+//! [`each_store!`] runs twice, as `NAME::sqlite` (the SQLite store in the
+//! server's data directory) and `NAME::postgres` (a database of its own in
+//! the test cluster, made from a migrated template and dropped at the end).
 
 use crate::common::*;
+use crate::pg::TestDb;
+use std::cell::Cell;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, ExitStatus, Stdio};
@@ -18,9 +26,57 @@ use std::time::Duration;
 /// (a guard against hanging, not a measurement).
 const START_GUARD: Duration = Duration::from_secs(60);
 
+/// Where a test's servers keep their tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    /// The SQLite store in the server's data directory (the default).
+    Sqlite,
+    /// A PostgreSQL database of the test's own (`tok serve --store URL`).
+    Postgres,
+}
+
+thread_local! {
+    static STORE: Cell<Store> = const { Cell::new(Store::Sqlite) };
+}
+
+/// The store this test's servers use.
+pub fn store() -> Store {
+    STORE.with(Cell::get)
+}
+
+/// Runs the test `f` with its servers on `store`.
+pub fn on_store(store: Store, f: fn()) {
+    STORE.with(|s| s.set(store));
+    f()
+}
+
+/// Declares a test function (written without `#[test]`) as two tests, one
+/// per store: `each_store!(name);` above `fn name() { ... }` makes
+/// `name::sqlite` and `name::postgres`.
+#[macro_export]
+macro_rules! each_store {
+    ($name:ident) => {
+        mod $name {
+            #[test]
+            fn sqlite() {
+                $crate::server::on_store($crate::server::Store::Sqlite, super::$name)
+            }
+            #[test]
+            fn postgres() {
+                $crate::server::on_store($crate::server::Store::Postgres, super::$name)
+            }
+        }
+    };
+}
+
 pub struct Server {
     /// The server's own hermetic home; its store is in `data_dir`.
     pub env: Env,
+    /// On PostgreSQL, a second node on the same database, started when the
+    /// store is read while this server is stopped (see `local`).
+    sidecar: std::sync::OnceLock<Box<Server>>,
+    /// On PostgreSQL, the test's database (dropped after the server stops).
+    pub db: Option<TestDb>,
     pub data_dir: PathBuf,
     pub url: String,
     /// The admin token `tok serve init` printed.
@@ -43,14 +99,29 @@ impl Server {
     }
 
     /// Like `start_with`, with environment variables for the server process.
+    /// The store is the test's ([`store`]).
     pub fn start_env(extra: &[&str], vars: &[(&str, &str)]) -> Server {
         let mut env = Env::new();
         for (k, v) in vars {
             env.set(k, v);
         }
         let data_dir = env.home().join("server-store");
-        let o = env.run(&["serve", "init", "--data-dir", data_dir.to_str().unwrap()]);
+        let mut all: Vec<String> = Vec::new();
+        let db = match store() {
+            Store::Sqlite => None,
+            Store::Postgres => {
+                let db = TestDb::migrated();
+                env.set("PGPASSWORD", &db.password);
+                all.extend(["--store".to_string(), db.url.clone()]);
+                Some(db)
+            }
+        };
+        let o = match &db {
+            None => env.run(&["serve", "init", "--data-dir", data_dir.to_str().unwrap()]),
+            Some(db) => env.run(&["serve", "init", "--store", &db.url]),
+        };
         assert_success(&o, &["serve", "init"]);
+        all.extend(extra.iter().map(|s| s.to_string()));
         let admin = stdout(&o).trim_end_matches('\n').to_string();
         assert!(
             admin.starts_with("tok_") && !admin.contains('\n'),
@@ -58,10 +129,37 @@ impl Server {
         );
         let mut s = Server {
             env,
+            sidecar: std::sync::OnceLock::new(),
+            db,
             data_dir,
             url: String::new(),
             admin,
-            extra: extra.iter().map(|s| s.to_string()).collect(),
+            extra: all,
+            child: None,
+            reader: None,
+            log: Arc::new(Mutex::new(String::new())),
+        };
+        s.spawn();
+        s
+    }
+
+    /// A node on a shared PostgreSQL store (`tok serve --store`), whose
+    /// admin token `tok serve init --store` made; the password from
+    /// PGPASSWORD. `local()` does not apply: read the database instead.
+    pub fn start_on_store(url: &str, password: &str, admin: &str, extra: &[&str]) -> Server {
+        let mut env = Env::new();
+        env.set("PGPASSWORD", password);
+        let data_dir = env.home().join("unused-sqlite-store");
+        let mut all = vec!["--store".to_string(), url.to_string()];
+        all.extend(extra.iter().map(|s| s.to_string()));
+        let mut s = Server {
+            env,
+            sidecar: std::sync::OnceLock::new(),
+            db: None,
+            data_dir,
+            url: String::new(),
+            admin: admin.to_string(),
+            extra: all,
             child: None,
             reader: None,
             log: Arc::new(Mutex::new(String::new())),
@@ -171,12 +269,38 @@ impl Server {
         env
     }
 
-    /// An Env whose tok reads the server's store directly (local driver).
+    /// An Env whose tok reads the server's store directly (local driver). On
+    /// PostgreSQL, which the local driver does not read, it asks a second
+    /// node on the same database (started on first use), so that what it
+    /// reads is what the store holds, whether this server runs or not.
     pub fn local(&self) -> Env {
+        if let Some(db) = &self.db {
+            let other = self.sidecar.get_or_init(|| {
+                Box::new(Server::start_on_store(
+                    &db.url,
+                    &db.password,
+                    &self.admin,
+                    &[],
+                ))
+            });
+            return other.client_with(&self.admin);
+        }
         let mut env = Env::new();
         env.set("TOK_DRIVER", "local");
         env.set("TOK_DATA_DIR", self.data_dir.to_str().unwrap());
         env
+    }
+
+    /// An Env whose tok changes the store from outside this server in a way
+    /// the server must enforce at once: on SQLite another process (the local
+    /// driver); on PostgreSQL this node's own admin API, since a change made
+    /// on another node holds there within the propagation bound instead
+    /// (tests/it/nodes.rs, docs/scale-out.md).
+    pub fn at_once(&self) -> Env {
+        match self.db {
+            Some(_) => self.client(),
+            None => self.local(),
+        }
     }
 
     /// Everything the server wrote on stderr so far.

@@ -9,9 +9,9 @@ use super::{Ask, Federation, Refusal, Trail, SUBJECT_TOKEN_MAX};
 use crate::secret::Secret;
 use crate::server::audit_writer::AuditSink;
 use crate::server::oauth::oauth_error as error;
-use crate::server::state::Pool;
+use crate::store::any::AnyStore;
 use crate::store::audit::{Decision, Entry, Event};
-use crate::store::StoreError;
+use crate::store::backend::{self, Backend};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -37,7 +37,7 @@ const ACTOR_MAX: usize = 512;
 
 pub struct Exchange {
     pub federation: Arc<Federation>,
-    pub pool: Arc<Pool>,
+    pub store: Arc<AnyStore>,
     pub audit: AuditSink,
 }
 
@@ -243,10 +243,10 @@ async fn exchange(
     );
     let by: String = by.chars().take(ACTOR_MAX).collect();
     let created = state
-        .pool
-        .run(move |s| s.create(&new, Some(&by), now))
+        .store
+        .create(&new, Some(&by), now)
         .await
-        .map_err(|e: StoreError| {
+        .map_err(|e: backend::Error| {
             state.federation.unspend(&jti);
             tracing::error!(error = %e, "could not store the minted token");
             Refusal::Unavailable(format!("the store: {e}"))
