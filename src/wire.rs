@@ -66,6 +66,25 @@ pub struct CreateRequest {
     pub cnf: Option<crate::model::Cnf>,
 }
 
+impl CreateRequest {
+    /// The token this request asks for, with the expiry the server settled on
+    /// (the admin API and its fuzz target build it the same way).
+    pub fn into_new_token(self, expires_at: Option<DateTime<Utc>>) -> crate::model::NewToken {
+        crate::model::NewToken {
+            name: self.name,
+            description: self.description,
+            scopes: self.scopes,
+            labels: self.labels,
+            expires_at,
+            max_uses: self.max_uses,
+            rate: self.rate,
+            quota: self.quota,
+            allow_ip: self.allow_ip,
+            cnf: self.cnf,
+        }
+    }
+}
+
 /// Tells a field given as `null` (`Some(None)`) from a missing one (`None`).
 fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
 where

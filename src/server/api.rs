@@ -10,7 +10,7 @@ use super::wire::{
     RevokeResponse, RotateRequest, RotateResponse, WireSecret, ID_MAX,
 };
 use crate::duration::MAX_SECONDS;
-use crate::model::{check_new_token, limits, NewToken, Token};
+use crate::model::{check_new_token, limits, Token};
 use crate::output::rfc3339;
 use crate::secret;
 use crate::store::backend::Backend;
@@ -75,18 +75,7 @@ async fn create(
             )));
         }
     }
-    let new = NewToken {
-        name: req.name,
-        description: req.description,
-        scopes: req.scopes,
-        labels: req.labels,
-        expires_at,
-        max_uses: req.max_uses,
-        rate: req.rate,
-        quota: req.quota,
-        allow_ip: req.allow_ip,
-        cnf: req.cnf,
-    };
+    let new = req.into_new_token(expires_at);
     check_new_token(&new)
         .map_err(|e| ApiError::bad_request(format!("cannot create the token: {e}")))?;
     let by = auth.principal();
